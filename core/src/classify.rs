@@ -1,0 +1,144 @@
+//! Error classification: which failures are worth another attempt, and which
+//! ones say the vendor is unhealthy.
+//!
+//! Retrying a `400 Bad Request` wastes time and can get an API key throttled;
+//! not retrying a `503` gives up on a vendor that would have answered a second
+//! later. The decision belongs to the error, so it is a trait the adapter's
+//! error type implements, usually by delegating to the HTTP status it saw.
+
+use http::StatusCode;
+
+/// What a failed attempt means for the retry loop and the circuit breaker.
+///
+/// | class | retried | counts against the breaker |
+/// |---|---|---|
+/// | [`Retryable`](Self::Retryable) | yes | yes |
+/// | [`VendorFault`](Self::VendorFault) | no | yes |
+/// | [`Permanent`](Self::Permanent) | no | no (recorded as a completed call) |
+/// | [`Ignored`](Self::Ignored) | no | no (not recorded at all) |
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum ErrorClass {
+    /// A transient failure that another attempt may fix: `408`, `429`, `502`,
+    /// `503`, `504`, a timeout, a refused connection.
+    Retryable,
+    /// The vendor failed in a way another attempt will not fix (`500`,
+    /// `501`, `505`): the caller gets the error at once, and the breaker
+    /// counts it, because the vendor is what is broken.
+    VendorFault,
+    /// The request itself was wrong (`400`, `401`, `403`, `404`, `409`,
+    /// `422`): the vendor is healthy, so the breaker records a completed
+    /// call, and retrying would only repeat the mistake.
+    Permanent,
+    /// Neither success nor failure (for example a cancelled request): not
+    /// retried, and the breaker frees the call's permit without recording it.
+    Ignored,
+}
+
+impl ErrorClass {
+    /// Whether the retry loop makes another attempt after this error.
+    pub const fn is_retryable(self) -> bool {
+        matches!(self, Self::Retryable)
+    }
+
+    /// Whether the circuit breaker counts this error as a failure.
+    pub const fn is_failure(self) -> bool {
+        matches!(self, Self::Retryable | Self::VendorFault)
+    }
+
+    /// A short lowercase name for logs and metrics labels.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Self::Retryable => "retryable",
+            Self::VendorFault => "vendor_fault",
+            Self::Permanent => "permanent",
+            Self::Ignored => "ignored",
+        }
+    }
+}
+
+impl std::fmt::Display for ErrorClass {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Classifies an error for the retry loop and the circuit breaker.
+///
+/// Every contract method's error type implements it. Most adapters keep the
+/// HTTP status they saw and delegate to the implementation for
+/// [`http::StatusCode`]:
+///
+/// ```
+/// use seawall_core::{Classify, ErrorClass};
+///
+/// #[derive(Debug)]
+/// enum CrmError {
+///     Status(http::StatusCode),
+///     Decode(String),
+///     Seawall(seawall_core::Error),
+/// }
+///
+/// impl Classify for CrmError {
+///     fn class(&self) -> ErrorClass {
+///         match self {
+///             CrmError::Status(status) => status.class(),
+///             CrmError::Decode(_) => ErrorClass::Permanent,
+///             CrmError::Seawall(e) => e.class(),
+///         }
+///     }
+/// }
+///
+/// assert!(CrmError::Status(http::StatusCode::SERVICE_UNAVAILABLE).class().is_retryable());
+/// assert!(!CrmError::Decode("bad json".into()).class().is_retryable());
+/// ```
+pub trait Classify {
+    /// The class of this error.
+    fn class(&self) -> ErrorClass;
+}
+
+/// `408`, `429`, `502`, `503` and `504` are retryable; any other `5xx` is a
+/// vendor fault; everything else (`400`, `401`, `403`, `404`, `409`, `422`,
+/// and any status that is not an error) is permanent.
+impl Classify for StatusCode {
+    fn class(&self) -> ErrorClass {
+        match self.as_u16() {
+            408 | 429 | 502 | 503 | 504 => ErrorClass::Retryable,
+            500..=599 => ErrorClass::VendorFault,
+            _ => ErrorClass::Permanent,
+        }
+    }
+}
+
+impl<T: Classify + ?Sized> Classify for &T {
+    fn class(&self) -> ErrorClass {
+        (**self).class()
+    }
+}
+
+impl<T: Classify + ?Sized> Classify for Box<T> {
+    fn class(&self) -> ErrorClass {
+        (**self).class()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn status_codes_follow_the_documented_table() {
+        for code in [408, 429, 502, 503, 504] {
+            let status = StatusCode::from_u16(code).unwrap();
+            assert_eq!(status.class(), ErrorClass::Retryable, "{code}");
+        }
+        for code in [500, 501, 505, 599] {
+            let status = StatusCode::from_u16(code).unwrap();
+            assert_eq!(status.class(), ErrorClass::VendorFault, "{code}");
+        }
+        for code in [200, 301, 400, 401, 403, 404, 409, 422] {
+            let status = StatusCode::from_u16(code).unwrap();
+            assert_eq!(status.class(), ErrorClass::Permanent, "{code}");
+        }
+    }
+}

@@ -1,0 +1,272 @@
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::time::Instant;
+
+use crate::breaker::{Breaker, Outcome, Permit};
+use crate::retry::Backoff;
+use crate::{ContractError, Error, ErrorClass, Policy};
+
+/// One contract method's share of the runtime: its policy, its breaker and
+/// its backoff, resolved once when the wrapper is first used so that a call
+/// never looks anything up by name.
+///
+/// [`call`](Self::call) runs one logical call through the pipeline:
+/// retry ⟶ breaker ⟶ per-attempt timeout ⟶ the adapter.
+///
+/// ```
+/// use std::time::Duration;
+/// use seawall_core::{policy::Kind, Policy, RetryPolicy, Runtime};
+/// # #[derive(Debug, thiserror::Error)] #[error("{0}")] struct VendorError(seawall_core::Error);
+/// # impl From<seawall_core::Error> for VendorError { fn from(e: seawall_core::Error) -> Self { Self(e) } }
+/// # impl seawall_core::Classify for VendorError { fn class(&self) -> seawall_core::ErrorClass { self.0.class() } }
+///
+/// # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// let runtime = Runtime::in_memory();
+/// let policy = Policy::new(Kind::Read, Duration::from_secs(2)).retry(RetryPolicy::new(3));
+/// let endpoint = runtime.endpoint("crm", "account", policy)?;
+/// let answer = endpoint.call(|| async { Ok::<_, VendorError>(42) }).await?;
+/// assert_eq!(answer, 42);
+/// # Ok(()) }
+/// ```
+pub struct Endpoint {
+    contract: Arc<str>,
+    method: Arc<str>,
+    policy: Policy,
+    backoff: Backoff,
+    breaker: Option<Arc<Breaker>>,
+}
+
+/// Why an attempt failed, kept until the loop knows whether it was the last.
+enum Failed<E> {
+    Vendor(E, ErrorClass),
+    Timeout(Duration),
+}
+
+impl Endpoint {
+    pub(crate) fn new(
+        contract: Arc<str>,
+        method: Arc<str>,
+        policy: Policy,
+        breaker: Option<Arc<Breaker>>,
+    ) -> Self {
+        Self {
+            backoff: Backoff::new(policy.retry_policy()),
+            contract,
+            method,
+            policy,
+            breaker,
+        }
+    }
+
+    /// The contract's name.
+    pub fn contract(&self) -> &str {
+        &self.contract
+    }
+
+    /// The method's name.
+    pub fn method(&self) -> &str {
+        &self.method
+    }
+
+    /// The method's policy.
+    pub fn policy(&self) -> &Policy {
+        &self.policy
+    }
+
+    /// The breaker guarding this method, if its policy has one.
+    pub fn breaker(&self) -> Option<&Arc<Breaker>> {
+        self.breaker.as_ref()
+    }
+
+    /// Runs one logical call, making a fresh attempt with `attempt` each time
+    /// the policy allows another.
+    ///
+    /// # Errors
+    ///
+    /// The adapter's own error when it is not retryable (or retries are
+    /// off); otherwise `E::from` one of [`Error::Timeout`],
+    /// [`Error::BreakerOpen`], [`Error::RetriesExhausted`] or
+    /// [`Error::DeadlineExceeded`].
+    pub async fn call<T, E, F, Fut>(&self, mut attempt: F) -> Result<T, E>
+    where
+        F: FnMut() -> Fut,
+        Fut: Future<Output = Result<T, E>>,
+        E: ContractError,
+    {
+        self.run(move || Some(attempt())).await
+    }
+
+    /// Runs a call that can be made only once (its arguments are moved into
+    /// it), for methods whose policy makes a single attempt.
+    ///
+    /// # Errors
+    ///
+    /// As [`call`](Self::call).
+    pub async fn call_once<T, E, F, Fut>(&self, attempt: F) -> Result<T, E>
+    where
+        F: FnOnce() -> Fut,
+        Fut: Future<Output = Result<T, E>>,
+        E: ContractError,
+    {
+        let mut attempt = Some(attempt);
+        self.run(move || attempt.take().map(|make| make())).await
+    }
+
+    async fn run<T, E, F, Fut>(&self, mut next_attempt: F) -> Result<T, E>
+    where
+        F: FnMut() -> Option<Fut>,
+        Fut: Future<Output = Result<T, E>>,
+        E: ContractError,
+    {
+        let timeout = self.policy.attempt_timeout();
+        let deadline = self
+            .policy
+            .call_deadline()
+            .map(|deadline| (deadline, Instant::now() + deadline));
+        let max_attempts = self.policy.retry_policy().attempts().max(1);
+        let mut previous_delay = Duration::ZERO;
+        let mut attempts = 0;
+        let failed = loop {
+            let permit = self.admit()?;
+            // The attempt's limit is its timeout, or what is left of the
+            // deadline when that is shorter.
+            let (limit, limited_by_deadline) = match deadline {
+                Some((_, at)) => {
+                    let left = at.saturating_duration_since(Instant::now());
+                    (left.min(timeout), left < timeout)
+                }
+                None => (timeout, false),
+            };
+            if limit.is_zero() {
+                return Err(self.deadline_exceeded(attempts));
+            }
+            let Some(call) = next_attempt() else {
+                break None;
+            };
+            attempts += 1;
+            let failed = match tokio::time::timeout(limit, call).await {
+                Ok(Ok(value)) => {
+                    record(permit, Outcome::Success);
+                    return Ok(value);
+                }
+                Ok(Err(error)) => {
+                    let class = error.class();
+                    record(permit, Outcome::of(class));
+                    if !class.is_retryable() {
+                        return Err(error);
+                    }
+                    Failed::Vendor(error, class)
+                }
+                Err(_elapsed) => {
+                    record(permit, Outcome::Failure);
+                    if limited_by_deadline {
+                        return Err(self.deadline_exceeded(attempts));
+                    }
+                    Failed::Timeout(timeout)
+                }
+            };
+            if attempts >= max_attempts {
+                break Some(failed);
+            }
+            // An open breaker ends the loop now, not after a useless backoff.
+            if let Some(retry_in) = self.breaker.as_ref().and_then(|b| b.open_for_now()) {
+                return Err(self.breaker_open(retry_in));
+            }
+            let delay = self
+                .backoff
+                .delay(attempts - 1, previous_delay, &mut rand::rng());
+            previous_delay = delay;
+            if let Some((_, at)) = deadline {
+                if Instant::now() + delay >= at {
+                    return Err(self.deadline_exceeded(attempts));
+                }
+            }
+            tracing::debug!(
+                target: "seawall::retry",
+                contract = %self.contract,
+                method = %self.method,
+                attempt = attempts,
+                ?delay,
+                "attempt failed with a retryable error; retrying"
+            );
+            tokio::time::sleep(delay).await;
+        };
+        Err(match failed {
+            Some(failed) if max_attempts == 1 => match failed {
+                Failed::Vendor(error, _) => error,
+                Failed::Timeout(after) => E::from(Error::Timeout { after }),
+            },
+            Some(failed) => {
+                let (class, last): (_, Box<dyn std::error::Error + Send + Sync>) = match failed {
+                    Failed::Vendor(error, class) => (class, Box::new(error)),
+                    Failed::Timeout(after) => {
+                        (ErrorClass::Retryable, Box::new(Error::Timeout { after }))
+                    }
+                };
+                E::from(Error::RetriesExhausted {
+                    attempts,
+                    class,
+                    last,
+                })
+            }
+            // Only `call_once` runs out of attempts to make, and only when
+            // its one attempt was already made; it never loops back.
+            None => E::from(Error::RetriesExhausted {
+                attempts,
+                class: ErrorClass::Retryable,
+                last: "no further attempt could be made".into(),
+            }),
+        })
+    }
+
+    fn admit<E: From<Error>>(&self) -> Result<Option<Permit<'_>>, E> {
+        match &self.breaker {
+            None => Ok(None),
+            Some(breaker) => breaker
+                .try_acquire()
+                .map(Some)
+                .map_err(|rejected| self.breaker_open(rejected.retry_in)),
+        }
+    }
+
+    fn breaker_open<E: From<Error>>(&self, retry_in: Duration) -> E {
+        let breaker = self
+            .breaker
+            .as_ref()
+            .map(|b| b.shared_name().clone())
+            .unwrap_or_else(|| self.method.clone());
+        tracing::debug!(
+            target: "seawall::breaker",
+            contract = %self.contract,
+            method = %self.method,
+            %breaker,
+            ?retry_in,
+            "call rejected by an open circuit breaker"
+        );
+        E::from(Error::BreakerOpen { breaker, retry_in })
+    }
+
+    fn deadline_exceeded<E: From<Error>>(&self, attempts: u32) -> E {
+        let deadline = self.policy.call_deadline().unwrap_or_default();
+        E::from(Error::DeadlineExceeded { deadline, attempts })
+    }
+}
+
+fn record(permit: Option<Permit<'_>>, outcome: Outcome) {
+    if let Some(permit) = permit {
+        permit.record(outcome);
+    }
+}
+
+impl std::fmt::Debug for Endpoint {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Endpoint")
+            .field("contract", &self.contract)
+            .field("method", &self.method)
+            .field("policy", &self.policy)
+            .field("breaker", &self.breaker.as_ref().map(|b| b.name()))
+            .finish()
+    }
+}

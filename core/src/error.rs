@@ -1,0 +1,111 @@
+use std::error::Error as StdError;
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::{Classify, ErrorClass};
+
+/// Why seawall ended a call without the adapter's own answer.
+///
+/// Every contract method's error type converts from it (`E: From<Error>`), so
+/// a rejection reaches the caller as a value of the caller's own error type.
+/// Nothing in the pipeline panics on a bad vendor response.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// One attempt took longer than the method's `timeout`.
+    #[error("the vendor did not answer within {after:?}")]
+    Timeout {
+        /// The per-attempt timeout that elapsed.
+        after: Duration,
+    },
+
+    /// The circuit breaker rejected the call without calling the vendor.
+    #[error("circuit breaker `{breaker}` is open; calls are let through again in {retry_in:?}")]
+    BreakerOpen {
+        /// The breaker's name (`contract.method` unless named in the policy).
+        breaker: Arc<str>,
+        /// How long until the breaker lets a call through again.
+        retry_in: Duration,
+    },
+
+    /// Every attempt failed with a retryable error.
+    #[error("all {attempts} attempts failed; the last with a {class} error: {last}")]
+    RetriesExhausted {
+        /// How many attempts were made.
+        attempts: u32,
+        /// The class of the last attempt's error.
+        class: ErrorClass,
+        /// The last attempt's error (also reachable through
+        /// [`source`](std::error::Error::source), for downcasting).
+        #[source]
+        last: Box<dyn StdError + Send + Sync>,
+    },
+
+    /// The call's `deadline` passed, counting every attempt and every backoff.
+    #[error("the deadline of {deadline:?} passed after {attempts} attempt(s)")]
+    DeadlineExceeded {
+        /// The deadline of the whole logical call.
+        deadline: Duration,
+        /// How many attempts were started before it passed.
+        attempts: u32,
+    },
+}
+
+/// Seawall's own errors, when they surface inside another integration:
+/// timeouts, open breakers and passed deadlines are worth another try later;
+/// exhausted retries keep the class of their last error.
+impl Classify for Error {
+    fn class(&self) -> ErrorClass {
+        match self {
+            Error::Timeout { .. } | Error::BreakerOpen { .. } | Error::DeadlineExceeded { .. } => {
+                ErrorClass::Retryable
+            }
+            Error::RetriesExhausted { class, .. } => *class,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn messages_name_the_numbers_a_reader_needs() {
+        let open = Error::BreakerOpen {
+            breaker: "crm.account".into(),
+            retry_in: Duration::from_millis(1500),
+        };
+        assert_eq!(
+            open.to_string(),
+            "circuit breaker `crm.account` is open; calls are let through again in 1.5s"
+        );
+        let exhausted = Error::RetriesExhausted {
+            attempts: 3,
+            class: ErrorClass::Retryable,
+            last: Box::new(Error::Timeout {
+                after: Duration::from_secs(2),
+            }),
+        };
+        assert_eq!(
+            exhausted.to_string(),
+            "all 3 attempts failed; the last with a retryable error: the vendor did not answer within 2s"
+        );
+        assert!(exhausted.source().is_some());
+    }
+}
+
+/// What a contract method's error type must be.
+///
+/// seawall hands its own rejections (a timeout, an open breaker) to the
+/// caller as `E::from(seawall::Error)`, asks [`Classify`] which errors are
+/// worth retrying, and keeps the last one inside
+/// [`Error::RetriesExhausted`]; hence the bounds. Implemented for every type
+/// that meets them.
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` cannot be the error type of a contract method",
+    label = "the error type of this `Result`",
+    note = "a contract method's error type must implement `From<seawall::Error>`, `seawall::Classify` and `std::error::Error`, and be `Send + Sync + 'static`"
+)]
+pub trait ContractError: From<Error> + Classify + StdError + Send + Sync + 'static {}
+
+impl<E> ContractError for E where E: From<Error> + Classify + StdError + Send + Sync + 'static {}

@@ -1,0 +1,60 @@
+use std::sync::{Arc, RwLock};
+
+use crate::BreakerState;
+
+/// Something the runtime reports to its subscribers (see
+/// [`Runtime::subscribe`](crate::Runtime::subscribe)).
+#[derive(Clone, Debug)]
+#[non_exhaustive]
+pub enum Event {
+    /// A circuit breaker changed state.
+    Breaker(BreakerTransition),
+}
+
+/// A circuit breaker's change of state.
+#[derive(Clone, Debug)]
+pub struct BreakerTransition {
+    /// The breaker's name.
+    pub breaker: Arc<str>,
+    /// The state it left.
+    pub from: BreakerState,
+    /// The state it entered.
+    pub to: BreakerState,
+}
+
+type Hook = Arc<dyn Fn(&Event) + Send + Sync>;
+
+/// The subscribers of one runtime. Read only when something happens (a state
+/// change), never on a call's success path.
+#[derive(Default)]
+pub(crate) struct Subscribers {
+    hooks: RwLock<Vec<Hook>>,
+}
+
+impl Subscribers {
+    pub(crate) fn add(&self, hook: Hook) {
+        self.hooks
+            .write()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .push(hook);
+    }
+
+    pub(crate) fn emit(&self, event: &Event) {
+        // Clone the list so a hook may subscribe or emit without deadlocking.
+        let hooks = self
+            .hooks
+            .read()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .clone();
+        for hook in hooks {
+            hook(event);
+        }
+    }
+}
+
+impl std::fmt::Debug for Subscribers {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let n = self.hooks.read().map(|h| h.len()).unwrap_or(0);
+        f.debug_struct("Subscribers").field("hooks", &n).finish()
+    }
+}

@@ -1,0 +1,41 @@
+//! The runtime behind [seawall](https://docs.rs/seawall): the state and the
+//! call pipeline that `#[contract]` wrappers run every vendor call through.
+//!
+//! Users name the `seawall` facade crate, not this one; everything public here
+//! is re-exported there. The pipeline for one logical call is
+//!
+//! ```text
+//! retry        attempts, exponential backoff with jitter, deadline
+//! └─ breaker   reject at once when open; half-open probes; record outcomes
+//!    └─ timeout   per attempt
+//!       └─ the adapter's call
+//! ```
+//!
+//! Retry wraps the breaker, so every attempt is recorded and an open breaker
+//! ends a retry loop at once. Each piece lives in its own module and can be
+//! read (and used) on its own.
+
+#![forbid(unsafe_code)]
+#![warn(missing_docs)]
+
+pub mod breaker;
+mod classify;
+mod endpoint;
+mod error;
+mod event;
+pub mod policy;
+mod resilient;
+pub mod retry;
+mod runtime;
+
+pub use breaker::{Breaker, BreakerState};
+pub use classify::{Classify, ErrorClass};
+pub use endpoint::Endpoint;
+pub use error::{ContractError, Error};
+pub use event::{BreakerTransition, Event};
+pub use policy::{BreakerPolicy, Jitter, Kind, Policy, PolicyError, RetryPolicy};
+pub use resilient::Resilient;
+pub use runtime::Runtime;
+
+#[doc(hidden)]
+pub mod __private;

@@ -1,0 +1,135 @@
+use std::time::Duration;
+
+use rand::{Rng, RngExt};
+
+use crate::{Jitter, RetryPolicy};
+
+/// Computes the delay before each retry.
+///
+/// ```
+/// use std::time::Duration;
+/// use seawall_core::{Jitter, RetryPolicy, retry::Backoff};
+///
+/// let policy = RetryPolicy::new(5)
+///     .base(Duration::from_millis(100))
+///     .cap(Duration::from_millis(300))
+///     .jitter(Jitter::None);
+/// let backoff = Backoff::new(&policy);
+/// let mut rng = rand::rng();
+/// let delays: Vec<_> = (0..4).map(|n| backoff.delay(n, Duration::ZERO, &mut rng)).collect();
+/// assert_eq!(delays, [100, 200, 300, 300].map(Duration::from_millis));
+/// ```
+#[derive(Clone, Copy, Debug)]
+pub struct Backoff {
+    base: Duration,
+    cap: Duration,
+    jitter: Jitter,
+}
+
+impl Backoff {
+    /// The backoff of a retry policy.
+    pub fn new(policy: &RetryPolicy) -> Self {
+        Self {
+            base: policy.base_delay(),
+            cap: policy.max_delay(),
+            jitter: policy.jitter_kind(),
+        }
+    }
+
+    /// `min(cap, base × 2^retry)`: the delay before jitter of retry number
+    /// `retry` (0 for the first retry).
+    pub fn ceiling(base: Duration, cap: Duration, retry: u32) -> Duration {
+        let factor = 1u32.checked_shl(retry).unwrap_or(u32::MAX);
+        base.saturating_mul(factor).min(cap)
+    }
+
+    /// The delay before retry number `retry` (0 for the first retry).
+    /// `previous` is the delay slept before the last retry (zero before the
+    /// first); only [`Jitter::Decorrelated`] reads it.
+    pub fn delay<R: Rng + ?Sized>(&self, retry: u32, previous: Duration, rng: &mut R) -> Duration {
+        let ceiling = Self::ceiling(self.base, self.cap, retry);
+        match self.jitter {
+            Jitter::None => ceiling,
+            Jitter::Full => random_between(rng, Duration::ZERO, ceiling),
+            Jitter::Equal => {
+                let half = ceiling / 2;
+                half + random_between(rng, Duration::ZERO, ceiling - half)
+            }
+            Jitter::Decorrelated => {
+                let previous = previous.max(self.base);
+                let upper = previous.saturating_mul(3).min(self.cap).max(self.base);
+                random_between(rng, self.base, upper).min(self.cap)
+            }
+        }
+    }
+}
+
+fn random_between<R: Rng + ?Sized>(rng: &mut R, low: Duration, high: Duration) -> Duration {
+    if high <= low {
+        return low;
+    }
+    let (low, high) = (
+        low.as_nanos() as u64,
+        high.as_nanos().min(u64::MAX as u128) as u64,
+    );
+    Duration::from_nanos(rng.random_range(low..=high))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MS: Duration = Duration::from_millis(1);
+
+    fn backoff(jitter: Jitter) -> Backoff {
+        Backoff::new(
+            &RetryPolicy::new(10)
+                .base(MS * 100)
+                .cap(MS * 1000)
+                .jitter(jitter),
+        )
+    }
+
+    #[test]
+    fn ceiling_doubles_then_caps_without_overflow() {
+        let ceilings: Vec<_> = (0..6)
+            .map(|n| Backoff::ceiling(MS * 100, MS * 1000, n))
+            .collect();
+        assert_eq!(ceilings, [100, 200, 400, 800, 1000, 1000].map(|ms| MS * ms));
+        assert_eq!(Backoff::ceiling(MS, MS * 7, 200), MS * 7);
+    }
+
+    #[test]
+    fn every_jitter_stays_within_its_bounds() {
+        let mut rng = rand::rng();
+        for retry in 0..8 {
+            let ceiling = Backoff::ceiling(MS * 100, MS * 1000, retry);
+            for _ in 0..200 {
+                let full = backoff(Jitter::Full).delay(retry, Duration::ZERO, &mut rng);
+                assert!(full <= ceiling);
+                let equal = backoff(Jitter::Equal).delay(retry, Duration::ZERO, &mut rng);
+                assert!(equal >= ceiling / 2 && equal <= ceiling, "{equal:?}");
+                let previous = MS * 250;
+                let decorrelated = backoff(Jitter::Decorrelated).delay(retry, previous, &mut rng);
+                assert!(
+                    decorrelated >= MS * 100 && decorrelated <= MS * 750,
+                    "{decorrelated:?}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn full_jitter_spreads_delays_out() {
+        let mut rng = rand::rng();
+        let delays: Vec<_> = (0..100)
+            .map(|_| backoff(Jitter::Full).delay(3, Duration::ZERO, &mut rng))
+            .collect();
+        let min = delays.iter().min().unwrap();
+        let max = delays.iter().max().unwrap();
+        assert!(
+            *max - *min > MS * 400,
+            "100 draws from 0..=800ms spread only {min:?}..{max:?}"
+        );
+    }
+}

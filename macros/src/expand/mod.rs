@@ -1,0 +1,236 @@
+//! From a checked contract to code. `contract` is the whole macro as a
+//! function of `proc_macro2` tokens, so tests can call it directly.
+
+mod resilient;
+
+use darling::FromMeta;
+use darling::ast::NestedMeta;
+use proc_macro2::{Span, TokenStream};
+use syn::spanned::Spanned;
+
+use crate::args::{ContractArgs, IntegrationArgs};
+use crate::fallback;
+use crate::validate::{self, MethodPolicy};
+
+/// A contract method that passed every check.
+pub(crate) struct Method {
+    pub(crate) sig: syn::Signature,
+    pub(crate) attrs: Vec<syn::Attribute>,
+    pub(crate) output: syn::Type,
+    pub(crate) policy: MethodPolicy,
+}
+
+/// A trait that passed every check.
+pub(crate) struct Contract {
+    pub(crate) item: syn::ItemTrait,
+    pub(crate) name: String,
+    pub(crate) methods: Vec<Method>,
+}
+
+/// `#[contract(args)] item`.
+pub(crate) fn contract(args: TokenStream, item: TokenStream) -> TokenStream {
+    let item = match syn::parse2::<syn::ItemTrait>(item.clone()) {
+        Ok(item) => item,
+        Err(_) => {
+            let error = syn::Error::new(
+                Span::call_site(),
+                "`#[contract]` goes on a trait that describes what your system needs from a \
+                 vendor, such as `#[contract] pub trait Crm { .. }`",
+            )
+            .to_compile_error();
+            return quote::quote! { #error #item };
+        }
+    };
+    match check(args, &item) {
+        Ok(contract) => resilient::expand(&contract),
+        Err(errors) => fallback::contract(errors, item),
+    }
+}
+
+fn check(args: TokenStream, item: &syn::ItemTrait) -> darling::Result<Contract> {
+    let mut errors = darling::Error::accumulator();
+    let args = errors
+        .handle(
+            NestedMeta::parse_meta_list(args)
+                .map_err(darling::Error::from)
+                .and_then(|list| ContractArgs::from_list(&list)),
+        )
+        .unwrap_or_default();
+    let name = match &args.name {
+        Some(name) if name.trim().is_empty() => {
+            errors.push(
+                darling::Error::custom("a contract `name` must not be empty")
+                    .with_span(&name.span()),
+            );
+            String::new()
+        }
+        Some(name) => (**name).clone(),
+        None => item.ident.to_string(),
+    };
+    let mut methods = Vec::new();
+    for trait_item in &item.items {
+        match trait_item {
+            syn::TraitItem::Fn(method) => {
+                if let Some(method) = errors.handle(check_method(method)) {
+                    methods.push(method);
+                }
+            }
+            other => errors.push(
+                darling::Error::custom(
+                    "a `#[contract]` trait holds only `async fn` methods, each with its \
+                     `#[integration(...)]` policy",
+                )
+                .with_span(other),
+            ),
+        }
+    }
+    errors.finish_with(Contract {
+        item: item.clone(),
+        name,
+        methods,
+    })
+}
+
+fn check_method(method: &syn::TraitItemFn) -> darling::Result<Method> {
+    let mut errors = darling::Error::accumulator();
+    let sig = &method.sig;
+
+    let mut policies = method.attrs.iter().filter(|a| fallback::is_integration(a));
+    let policy = match (policies.next(), policies.next()) {
+        (None, _) => {
+            errors.push(
+                darling::Error::custom(format!(
+                    "`{}` has no policy: every method of a `#[contract]` trait needs one, such as \
+                     `#[integration(read, timeout = \"10s\")]`",
+                    sig.ident
+                ))
+                .with_span(&sig.ident),
+            );
+            None
+        }
+        (Some(_), Some(second)) => {
+            errors.push(
+                darling::Error::custom(
+                    "one `#[integration]` per method: merge the keys into a single attribute",
+                )
+                .with_span(second),
+            );
+            None
+        }
+        (Some(attr), None) => errors.handle(parse_policy(attr)),
+    };
+
+    if sig.asyncness.is_none() {
+        errors.push(
+            darling::Error::custom(
+                "contract methods are `async fn`: every vendor call goes through timeouts and \
+                 retries, which need a future",
+            )
+            .with_span(&sig.fn_token),
+        );
+    }
+    match sig.receiver() {
+        Some(receiver) if matches!(receiver.kind, syn::ReceiverKind::Reference(_, _, None)) => {}
+        Some(receiver) => errors.push(
+            darling::Error::custom(
+                "contract methods take `&self`, so one adapter can serve concurrent calls",
+            )
+            .with_span(receiver),
+        ),
+        None => errors.push(
+            darling::Error::custom("contract methods take `&self`: add it as the first parameter")
+                .with_span(&sig.ident),
+        ),
+    }
+    if let Some(body) = &method.default {
+        errors.push(
+            darling::Error::custom(
+                "a contract method has no default body: the adapter implements it",
+            )
+            .with_span(body),
+        );
+    }
+    for arg in &sig.inputs {
+        if let syn::FnArg::Typed(typed) = arg {
+            if !matches!(&*typed.pat, syn::Pat::Ident(_) | syn::Pat::Wild(_)) {
+                errors.push(
+                    darling::Error::custom("name this argument with a plain identifier")
+                        .with_span(&typed.pat),
+                );
+            }
+        }
+    }
+    let output = match &sig.output {
+        syn::ReturnType::Type(_, ty) if returns_result(ty) => Some((**ty).clone()),
+        syn::ReturnType::Type(_, ty) => {
+            errors.push(
+                darling::Error::custom(
+                    "contract methods return `Result<T, E>`, so seawall can hand back a \
+                     timeout or an open breaker as an `E`",
+                )
+                .with_span(ty),
+            );
+            None
+        }
+        syn::ReturnType::Default => {
+            errors.push(
+                darling::Error::custom(
+                    "contract methods return `Result<T, E>`: add a return type such as \
+                     `-> Result<Account, CrmError>`",
+                )
+                .with_span(&sig.paren_token.span.close()),
+            );
+            None
+        }
+    };
+
+    let attrs = method
+        .attrs
+        .iter()
+        .filter(|a| !fallback::is_integration(a))
+        .cloned()
+        .collect();
+    let (policy, output) = match (policy, output) {
+        (Some(policy), Some(output)) => (policy, output),
+        _ => {
+            errors.finish()?;
+            return Err(darling::Error::custom("invalid contract method").with_span(&sig.ident));
+        }
+    };
+    errors.finish_with(Method {
+        sig: sig.clone(),
+        attrs,
+        output,
+        policy,
+    })
+}
+
+fn parse_policy(attr: &syn::Attribute) -> darling::Result<MethodPolicy> {
+    let list = match &attr.meta {
+        syn::Meta::Path(_) => Vec::new(),
+        syn::Meta::List(list) => NestedMeta::parse_meta_list(list.tokens.clone())?,
+        syn::Meta::NameValue(value) => {
+            return Err(darling::Error::custom(
+                "write the policy as a list: `#[integration(read, timeout = \"10s\")]`",
+            )
+            .with_span(value));
+        }
+    };
+    let args = IntegrationArgs::from_list(&list)?;
+    validate::integration(args, attr.span())
+}
+
+/// Whether a return type names `Result` (possibly through a path such as
+/// `std::result::Result` or an alias called `Result`).
+fn returns_result(ty: &syn::Type) -> bool {
+    match ty {
+        syn::Type::Path(path) => path
+            .path
+            .segments
+            .last()
+            .is_some_and(|segment| segment.ident == "Result"),
+        syn::Type::Paren(inner) => returns_result(&inner.elem),
+        syn::Type::Group(inner) => returns_result(&inner.elem),
+        _ => false,
+    }
+}

@@ -1,0 +1,236 @@
+//! The kept trait (with `Send` futures), the per-method endpoint table, and
+//! `impl Trait for ::seawall::Resilient<I>`.
+
+use proc_macro2::{Literal, TokenStream, TokenTree};
+use quote::{format_ident, quote, quote_spanned};
+use syn::parse_quote;
+use syn::spanned::Spanned;
+
+use super::{Contract, Method};
+use crate::args::JitterArg;
+use crate::validate::{Kind, MethodPolicy};
+
+pub(super) fn expand(contract: &Contract) -> TokenStream {
+    let kept = kept_trait(contract);
+    let table = endpoint_table(contract);
+    let imp = resilient_impl(contract);
+    quote! {
+        #kept
+        const _: () = {
+            #table
+            #imp
+        };
+    }
+}
+
+/// The user's trait, each `async fn` turned into a `fn` returning a `Send`
+/// future. Adapters still implement it with `async fn`.
+fn kept_trait(contract: &Contract) -> syn::ItemTrait {
+    let mut item = contract.item.clone();
+    item.items = contract
+        .methods
+        .iter()
+        .map(|method| {
+            let attrs = &method.attrs;
+            let sig = future_sig(method, &method.sig);
+            parse_quote! {
+                #(#attrs)*
+                #sig;
+            }
+        })
+        .collect();
+    item
+}
+
+fn future_sig(method: &Method, sig: &syn::Signature) -> syn::Signature {
+    let output = &method.output;
+    let mut sig = sig.clone();
+    sig.asyncness = None;
+    sig.output = parse_quote! {
+        -> impl ::seawall::__private::Future<Output = #output> + ::seawall::__private::Send
+    };
+    sig
+}
+
+fn endpoint_table(contract: &Contract) -> TokenStream {
+    let fields = contract.methods.iter().map(|m| &m.sig.ident);
+    let builds = contract.methods.iter().map(|method| {
+        let ident = &method.sig.ident;
+        let name = &contract.name;
+        let method_name = ident.to_string();
+        let method_name = method_name.strip_prefix("r#").unwrap_or(&method_name);
+        let policy = policy(&method.policy);
+        quote! {
+            #ident: ::seawall::__private::endpoint(__seawall_runtime, #name, #method_name, #policy)
+        }
+    });
+    quote! {
+        struct __SeawallEndpoints {
+            #( #fields: ::seawall::__private::Endpoint, )*
+        }
+        impl ::seawall::__private::ContractEndpoints for __SeawallEndpoints {
+            fn build(__seawall_runtime: &::seawall::Runtime) -> Self {
+                Self { #( #builds, )* }
+            }
+        }
+    }
+}
+
+fn duration(duration: std::time::Duration) -> TokenStream {
+    let nanos = Literal::u64_suffixed(duration.as_nanos() as u64);
+    quote!(::seawall::__private::Duration::from_nanos(#nanos))
+}
+
+fn policy(policy: &MethodPolicy) -> TokenStream {
+    let kind = match policy.kind {
+        Kind::Read => quote!(::seawall::__private::Kind::Read),
+        Kind::Write => quote!(::seawall::__private::Kind::Write),
+    };
+    let timeout = duration(policy.timeout);
+    let mut tokens = quote!(::seawall::__private::Policy::new(#kind, #timeout));
+    if let Some(deadline) = policy.deadline {
+        let deadline = duration(deadline);
+        tokens.extend(quote!(.deadline(#deadline)));
+    }
+    let retry = &policy.retry;
+    if retry.attempts > 1 {
+        let attempts = Literal::u32_suffixed(retry.attempts);
+        let base = duration(retry.base);
+        let cap = duration(retry.cap);
+        let jitter = match retry.jitter {
+            JitterArg::Full => quote!(Full),
+            JitterArg::Equal => quote!(Equal),
+            JitterArg::Decorrelated => quote!(Decorrelated),
+            JitterArg::None => quote!(None),
+        };
+        tokens.extend(quote! {
+            .retry(::seawall::__private::RetryPolicy::new(#attempts)
+                .base(#base)
+                .cap(#cap)
+                .jitter(::seawall::__private::Jitter::#jitter))
+        });
+    }
+    if let Some(breaker) = &policy.breaker {
+        let rate = Literal::f64_suffixed(breaker.failure_rate);
+        let window = Literal::u32_suffixed(breaker.window);
+        let min_calls = Literal::u32_suffixed(breaker.min_calls);
+        let open_for = duration(breaker.open_for);
+        let probes = Literal::u32_suffixed(breaker.probes);
+        let name = breaker.name.as_ref().map(|name| quote!(.name(#name)));
+        tokens.extend(quote! {
+            .breaker(::seawall::__private::BreakerPolicy::new()
+                .failure_rate(#rate)
+                .window(#window)
+                .min_calls(#min_calls)
+                .open_for(#open_for)
+                .probes(#probes)
+                #name)
+        });
+    }
+    tokens
+}
+
+fn resilient_impl(contract: &Contract) -> TokenStream {
+    let item = &contract.item;
+    let trait_ident = &item.ident;
+    let unsafety = &item.unsafety;
+    let (_, trait_args, _) = item.generics.split_for_impl();
+    let mut generics = item.generics.clone();
+    generics.params.push(parse_quote! {
+        __SeawallInner: #trait_ident #trait_args + ::seawall::__private::Sync
+    });
+    let (impl_generics, _, where_clause) = generics.split_for_impl();
+    let trait_path = quote!(<__SeawallInner as #trait_ident #trait_args>);
+    let methods = contract
+        .methods
+        .iter()
+        .map(|method| resilient_method(method, &trait_path));
+    quote! {
+        #unsafety impl #impl_generics #trait_ident #trait_args for ::seawall::Resilient<__SeawallInner>
+        #where_clause
+        {
+            #( #methods )*
+        }
+    }
+}
+
+fn resilient_method(method: &Method, trait_path: &TokenStream) -> TokenStream {
+    let ident = &method.sig.ident;
+    let retries = method.policy.retry.attempts > 1;
+    let mut sig = method.sig.clone();
+    let mut args = Vec::new();
+    let mut impl_trait_arg = false;
+    for (index, input) in sig.inputs.iter_mut().enumerate() {
+        let syn::FnArg::Typed(typed) = input else {
+            continue;
+        };
+        let name = match &*typed.pat {
+            syn::Pat::Ident(pat) => pat.ident.clone(),
+            _ => format_ident!("__seawall_arg{}", index),
+        };
+        typed.pat = Box::new(parse_quote!(#name));
+        impl_trait_arg |= mentions_impl_trait(&typed.ty);
+        args.push(if retries && !is_shared_ref(&typed.ty) {
+            quote_spanned! {typed.ty.span()=>
+                ::seawall::__private::RetryArg::for_attempt(&#name)
+            }
+        } else {
+            quote!(#name)
+        });
+    }
+    let sig = future_sig(method, &sig);
+    let type_args: Vec<_> = method
+        .sig
+        .generics
+        .params
+        .iter()
+        .filter_map(|param| match param {
+            syn::GenericParam::Type(ty) => Some(ty.ident.clone()),
+            syn::GenericParam::Const(c) => Some(c.ident.clone()),
+            _ => None,
+        })
+        .collect();
+    let turbofish = (!type_args.is_empty() && !impl_trait_arg).then(|| quote!(::<#(#type_args),*>));
+    // Spanned at the return type, so an error type that cannot carry
+    // seawall's errors is reported there, not inside generated code.
+    let output_span = method.output.span();
+    let call = if retries {
+        quote_spanned!(output_span=> call)
+    } else {
+        quote_spanned!(output_span=> call_once)
+    };
+    quote! {
+        #sig {
+            let __seawall_endpoint =
+                &::seawall::Resilient::__endpoints::<__SeawallEndpoints>(self).#ident;
+            let __seawall_inner = ::seawall::Resilient::inner(self);
+            async move {
+                __seawall_endpoint
+                    .#call(move || #trait_path::#ident #turbofish(__seawall_inner, #(#args),*))
+                    .await
+            }
+        }
+    }
+}
+
+/// `&T`: copied into every attempt as it is.
+fn is_shared_ref(ty: &syn::Type) -> bool {
+    match ty {
+        syn::Type::Reference(reference) => reference.mutability.is_none(),
+        syn::Type::Paren(inner) => is_shared_ref(&inner.elem),
+        syn::Type::Group(inner) => is_shared_ref(&inner.elem),
+        _ => false,
+    }
+}
+
+/// Whether a type is or contains `impl Trait` (which rules out a turbofish).
+fn mentions_impl_trait(ty: &syn::Type) -> bool {
+    fn any_impl(tokens: TokenStream) -> bool {
+        tokens.into_iter().any(|token| match token {
+            TokenTree::Ident(ident) => ident == "impl",
+            TokenTree::Group(group) => any_impl(group.stream()),
+            _ => false,
+        })
+    }
+    any_impl(quote!(#ty))
+}

@@ -1,0 +1,295 @@
+//! The rules that look across several keys of one `#[integration]`, and the
+//! checked policy the expander turns into code.
+//!
+//! Every rule here has a twin in the runtime (`Policy::validate`), with the
+//! same limits; each mistake is reported at its own tokens, all in one build.
+
+use std::time::Duration;
+
+use darling::util::{Override, SpannedValue};
+use proc_macro2::Span;
+
+use crate::args::{BreakerArgs, IntegrationArgs, JitterArg, RetryArgs};
+
+/// The most attempts a retry policy may make: `seawall::policy::MAX_ATTEMPTS`.
+pub(crate) const MAX_ATTEMPTS: u32 = 10;
+/// The most half-open probes: `seawall::policy::MAX_PROBES`.
+pub(crate) const MAX_PROBES: u32 = 1000;
+
+// Defaults, the same as the runtime's `RetryPolicy::new` and
+// `BreakerPolicy::new` (an integration test compares them).
+const DEFAULT_ATTEMPTS: u32 = 3;
+const DEFAULT_BASE: Duration = Duration::from_millis(100);
+const DEFAULT_CAP: Duration = Duration::from_secs(5);
+const DEFAULT_FAILURE_RATE: f64 = 0.5;
+const DEFAULT_WINDOW: u32 = 20;
+const DEFAULT_MIN_CALLS: u32 = 10;
+const DEFAULT_OPEN_FOR: Duration = Duration::from_secs(30);
+const DEFAULT_PROBES: u32 = 1;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Kind {
+    Read,
+    Write,
+}
+
+#[derive(Debug)]
+pub(crate) struct MethodPolicy {
+    pub(crate) kind: Kind,
+    pub(crate) timeout: Duration,
+    pub(crate) deadline: Option<Duration>,
+    pub(crate) retry: Retry,
+    pub(crate) breaker: Option<Breaker>,
+}
+
+#[derive(Debug)]
+pub(crate) struct Retry {
+    pub(crate) attempts: u32,
+    pub(crate) base: Duration,
+    pub(crate) cap: Duration,
+    pub(crate) jitter: JitterArg,
+}
+
+#[derive(Debug)]
+pub(crate) struct Breaker {
+    pub(crate) failure_rate: f64,
+    pub(crate) window: u32,
+    pub(crate) min_calls: u32,
+    pub(crate) open_for: Duration,
+    pub(crate) probes: u32,
+    pub(crate) name: Option<String>,
+}
+
+impl Retry {
+    fn none() -> Self {
+        Self {
+            attempts: 1,
+            base: DEFAULT_BASE,
+            cap: DEFAULT_CAP,
+            jitter: JitterArg::Full,
+        }
+    }
+
+    /// Every backoff delay before jitter: `Σ min(cap, base × 2^n)`.
+    fn max_total_backoff(&self) -> Duration {
+        (0..self.attempts.saturating_sub(1))
+            .map(|n| {
+                let factor = 1u32.checked_shl(n).unwrap_or(u32::MAX);
+                self.base.saturating_mul(factor).min(self.cap)
+            })
+            .sum()
+    }
+}
+
+/// Checks one `#[integration(...)]`; `attr` spans the whole attribute.
+pub(crate) fn integration(args: IntegrationArgs, attr: Span) -> darling::Result<MethodPolicy> {
+    let mut errors = darling::Error::accumulator();
+
+    let kind = match (args.read.is_present(), args.write.is_present()) {
+        (true, false) => Some(Kind::Read),
+        (false, true) => Some(Kind::Write),
+        (false, false) => {
+            errors.push(
+                darling::Error::custom(
+                    "say whether this call reads or writes: add `read` or `write` to the policy",
+                )
+                .with_span(&attr),
+            );
+            None
+        }
+        (true, true) => {
+            errors.push(
+                darling::Error::custom(
+                    "a call is either `read` or `write`, not both: keep the one that describes \
+                     what it does at the vendor",
+                )
+                .with_span(&args.write.span()),
+            );
+            None
+        }
+    };
+
+    let timeout = match &args.timeout {
+        Some(timeout) => Some(timeout.0),
+        None => {
+            errors.push(
+                darling::Error::custom(
+                    "every integration needs an explicit per-attempt timeout: add \
+                     `timeout = \"10s\"` (a default would be a decision nobody made)",
+                )
+                .with_span(&attr),
+            );
+            None
+        }
+    };
+
+    let retry = match &args.retry {
+        None => Retry::none(),
+        Some(retry) => match &**retry {
+            Override::Inherit => retry_policy(&RetryArgs::default(), &mut errors),
+            Override::Explicit(explicit) => retry_policy(explicit, &mut errors),
+        },
+    };
+
+    let breaker = args.breaker.as_ref().map(|breaker| match &**breaker {
+        Override::Inherit => breaker_policy(&BreakerArgs::default(), &mut errors),
+        Override::Explicit(explicit) => breaker_policy(explicit, &mut errors),
+    });
+
+    let deadline = args.deadline.as_ref().map(|deadline| deadline.0);
+    if let (Some(deadline_arg), Some(timeout)) = (&args.deadline, timeout) {
+        let attempts = retry.attempts;
+        let backoff = retry.max_total_backoff();
+        let worst_case = timeout.saturating_mul(attempts).saturating_add(backoff);
+        if worst_case > deadline_arg.0 {
+            errors.push(
+                darling::Error::custom(format!(
+                    "the worst case of this policy is {} ({attempts} attempt(s) × {} timeout + {} \
+                     of backoff), over the deadline of {}: raise `deadline`, or lower `timeout`, \
+                     `retry(attempts = ..)` or the backoff `cap`",
+                    show(worst_case),
+                    show(timeout),
+                    show(backoff),
+                    show(deadline_arg.0),
+                ))
+                .with_span(&deadline_arg.span()),
+            );
+        }
+    }
+
+    let policy = match (kind, timeout) {
+        (Some(kind), Some(timeout)) => Some(MethodPolicy {
+            kind,
+            timeout,
+            deadline,
+            retry,
+            breaker,
+        }),
+        _ => None,
+    };
+    errors.finish()?;
+    policy.ok_or_else(|| darling::Error::custom("invalid policy").with_span(&attr))
+}
+
+fn retry_policy(args: &RetryArgs, errors: &mut darling::error::Accumulator) -> Retry {
+    let attempts = args.attempts.as_ref().map_or(DEFAULT_ATTEMPTS, |a| **a);
+    if let Some(given) = &args.attempts {
+        if **given == 0 {
+            errors.push(
+                darling::Error::custom(
+                    "`attempts` counts the first call too, so it is at least 1; to turn retries \
+                     off, remove `retry`",
+                )
+                .with_span(&given.span()),
+            );
+        } else if **given > MAX_ATTEMPTS {
+            errors.push(
+                darling::Error::custom(format!(
+                    "{} attempts is more than seawall allows ({MAX_ATTEMPTS}): past a handful, \
+                     retries stop helping the caller and start hurting the vendor",
+                    **given
+                ))
+                .with_span(&given.span()),
+            );
+        }
+    }
+    let base = args.base.as_ref().map_or(DEFAULT_BASE, |b| b.0);
+    let cap = args.cap.as_ref().map_or(DEFAULT_CAP, |c| c.0);
+    if cap < base {
+        let span = args
+            .cap
+            .as_ref()
+            .map(SpannedValue::span)
+            .or_else(|| args.base.as_ref().map(SpannedValue::span))
+            .unwrap_or_else(Span::call_site);
+        errors.push(
+            darling::Error::custom(format!(
+                "the backoff `cap` ({}) is below its `base` ({}): the cap bounds the longest \
+                 delay, so make it at least the base",
+                show(cap),
+                show(base)
+            ))
+            .with_span(&span),
+        );
+    }
+    Retry {
+        attempts,
+        base,
+        cap,
+        jitter: args.jitter.unwrap_or(JitterArg::Full),
+    }
+}
+
+fn breaker_policy(args: &BreakerArgs, errors: &mut darling::error::Accumulator) -> Breaker {
+    let failure_rate = args
+        .failure_rate
+        .as_ref()
+        .map_or(DEFAULT_FAILURE_RATE, |r| **r);
+    if let Some(rate) = &args.failure_rate {
+        if !(**rate > 0.0 && **rate <= 1.0) {
+            errors.push(
+                darling::Error::custom(format!(
+                    "`failure_rate` is a share of calls in (0, 1], such as 0.5; {} is outside it",
+                    **rate
+                ))
+                .with_span(&rate.span()),
+            );
+        }
+    }
+    let window = args.window.as_ref().map_or(DEFAULT_WINDOW, |w| **w);
+    if let Some(given) = &args.window {
+        if **given == 0 {
+            errors.push(
+                darling::Error::custom("a breaker `window` must hold at least one call")
+                    .with_span(&given.span()),
+            );
+        }
+    }
+    let min_calls = args
+        .min_calls
+        .as_ref()
+        .map_or(DEFAULT_MIN_CALLS.min(window), |m| **m);
+    if let Some(given) = &args.min_calls {
+        if **given == 0 || **given > window {
+            errors.push(
+                darling::Error::custom(format!(
+                    "`min_calls` must be between 1 and the window ({window} calls): the breaker \
+                     can never judge more calls than its window holds"
+                ))
+                .with_span(&given.span()),
+            );
+        }
+    }
+    let probes = args.probes.as_ref().map_or(DEFAULT_PROBES, |p| **p);
+    if let Some(given) = &args.probes {
+        if **given == 0 || **given > MAX_PROBES {
+            errors.push(
+                darling::Error::custom(format!(
+                    "`probes` must be between 1 and {MAX_PROBES}: with no probe, an open breaker \
+                     could never find out the vendor has recovered"
+                ))
+                .with_span(&given.span()),
+            );
+        }
+    }
+    if let Some(name) = &args.name {
+        if name.trim().is_empty() {
+            errors.push(
+                darling::Error::custom("a breaker `name` must not be empty")
+                    .with_span(&name.span()),
+            );
+        }
+    }
+    Breaker {
+        failure_rate,
+        window,
+        min_calls,
+        open_for: args.open_for.as_ref().map_or(DEFAULT_OPEN_FOR, |o| o.0),
+        probes,
+        name: args.name.as_ref().map(|n| (**n).clone()),
+    }
+}
+
+fn show(duration: Duration) -> humantime::FormattedDuration {
+    humantime::format_duration(duration)
+}
