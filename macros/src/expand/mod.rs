@@ -217,7 +217,14 @@ fn parse_policy(attr: &syn::Attribute) -> darling::Result<MethodPolicy> {
         }
     };
     let args = IntegrationArgs::from_list(&list)?;
-    validate::integration(args, attr.span())
+    // Point at the attribute's name: a whole-attribute span would show only
+    // its first token on stable compilers.
+    let name = attr
+        .path()
+        .segments
+        .last()
+        .map_or_else(|| attr.span(), |segment| segment.ident.span());
+    validate::integration(args, name)
 }
 
 /// Whether a return type names `Result` (possibly through a path such as

@@ -199,16 +199,16 @@ fn resilient_method(method: &Method, trait_path: &TokenStream) -> TokenStream {
     } else {
         quote_spanned!(output_span=> call_once)
     };
+    let attempt = quote!(move || #trait_path::#ident #turbofish(__seawall_inner, #(#args),*));
+    let run = quote_spanned! {output_span=>
+        __seawall_endpoint.#call(#attempt).await
+    };
     quote! {
         #sig {
             let __seawall_endpoint =
                 &::seawall::Resilient::__endpoints::<__SeawallEndpoints>(self).#ident;
             let __seawall_inner = ::seawall::Resilient::inner(self);
-            async move {
-                __seawall_endpoint
-                    .#call(move || #trait_path::#ident #turbofish(__seawall_inner, #(#args),*))
-                    .await
-            }
+            async move { #run }
         }
     }
 }
