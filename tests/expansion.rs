@@ -69,6 +69,8 @@ impl Crm for FakeCrm {
         Ok(invoice.number)
     }
 
+    // The explicit lifetime is what this test is about.
+    #[allow(clippy::needless_lifetimes)]
     async fn search<'a, Q: AsRef<str> + Clone + Send + Sync>(
         &self,
         prefix: &'a str,

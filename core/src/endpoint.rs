@@ -178,10 +178,10 @@ impl Endpoint {
                 .backoff
                 .delay(attempts - 1, previous_delay, &mut rand::rng());
             previous_delay = delay;
-            if let Some((_, at)) = deadline {
-                if Instant::now() + delay >= at {
-                    return Err(self.deadline_exceeded(attempts));
-                }
+            if let Some((_, at)) = deadline
+                && Instant::now() + delay >= at
+            {
+                return Err(self.deadline_exceeded(attempts));
             }
             tracing::debug!(
                 target: "seawall::retry",

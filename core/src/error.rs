@@ -65,6 +65,22 @@ impl Classify for Error {
     }
 }
 
+/// What a contract method's error type must be.
+///
+/// seawall hands its own rejections (a timeout, an open breaker) to the
+/// caller as `E::from(seawall::Error)`, asks [`Classify`] which errors are
+/// worth retrying, and keeps the last one inside
+/// [`Error::RetriesExhausted`]; hence the bounds. Implemented for every type
+/// that meets them.
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` cannot be the error type of a contract method",
+    label = "the error type of this `Result`",
+    note = "a contract method's error type must implement `From<seawall::Error>`, `seawall::Classify` and `std::error::Error`, and be `Send + Sync + 'static`"
+)]
+pub trait ContractError: From<Error> + Classify + StdError + Send + Sync + 'static {}
+
+impl<E> ContractError for E where E: From<Error> + Classify + StdError + Send + Sync + 'static {}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -93,19 +109,3 @@ mod tests {
         assert!(exhausted.source().is_some());
     }
 }
-
-/// What a contract method's error type must be.
-///
-/// seawall hands its own rejections (a timeout, an open breaker) to the
-/// caller as `E::from(seawall::Error)`, asks [`Classify`] which errors are
-/// worth retrying, and keeps the last one inside
-/// [`Error::RetriesExhausted`]; hence the bounds. Implemented for every type
-/// that meets them.
-#[diagnostic::on_unimplemented(
-    message = "`{Self}` cannot be the error type of a contract method",
-    label = "the error type of this `Result`",
-    note = "a contract method's error type must implement `From<seawall::Error>`, `seawall::Classify` and `std::error::Error`, and be `Send + Sync + 'static`"
-)]
-pub trait ContractError: From<Error> + Classify + StdError + Send + Sync + 'static {}
-
-impl<E> ContractError for E where E: From<Error> + Classify + StdError + Send + Sync + 'static {}

@@ -87,10 +87,10 @@ impl ContractSlot {
             let (id, table) = slot
                 .table
                 .get_or_init(|| (TypeId::of::<C>(), Box::new(C::build(runtime))));
-            if *id == TypeId::of::<C>() {
-                if let Some(table) = table.downcast_ref::<C>() {
-                    return table;
-                }
+            if *id == TypeId::of::<C>()
+                && let Some(table) = table.downcast_ref::<C>()
+            {
+                return table;
             }
             slot = slot.next.get_or_init(Box::default);
         }

@@ -225,60 +225,59 @@ fn breaker_policy(args: &BreakerArgs, errors: &mut darling::error::Accumulator) 
         .failure_rate
         .as_ref()
         .map_or(DEFAULT_FAILURE_RATE, |r| **r);
-    if let Some(rate) = &args.failure_rate {
-        if !(**rate > 0.0 && **rate <= 1.0) {
-            errors.push(
-                darling::Error::custom(format!(
-                    "`failure_rate` is a share of calls in (0, 1], such as 0.5; {} is outside it",
-                    **rate
-                ))
-                .with_span(&rate.span()),
-            );
-        }
+    if let Some(rate) = &args.failure_rate
+        && !(**rate > 0.0 && **rate <= 1.0)
+    {
+        errors.push(
+            darling::Error::custom(format!(
+                "`failure_rate` is a share of calls in (0, 1], such as 0.5; {} is outside it",
+                **rate
+            ))
+            .with_span(&rate.span()),
+        );
     }
     let window = args.window.as_ref().map_or(DEFAULT_WINDOW, |w| **w);
-    if let Some(given) = &args.window {
-        if **given == 0 {
-            errors.push(
-                darling::Error::custom("a breaker `window` must hold at least one call")
-                    .with_span(&given.span()),
-            );
-        }
+    if let Some(given) = &args.window
+        && **given == 0
+    {
+        errors.push(
+            darling::Error::custom("a breaker `window` must hold at least one call")
+                .with_span(&given.span()),
+        );
     }
     let min_calls = args
         .min_calls
         .as_ref()
         .map_or(DEFAULT_MIN_CALLS.min(window), |m| **m);
-    if let Some(given) = &args.min_calls {
-        if **given == 0 || **given > window {
-            errors.push(
-                darling::Error::custom(format!(
-                    "`min_calls` must be between 1 and the window ({window} calls): the breaker \
+    if let Some(given) = &args.min_calls
+        && (**given == 0 || **given > window)
+    {
+        errors.push(
+            darling::Error::custom(format!(
+                "`min_calls` must be between 1 and the window ({window} calls): the breaker \
                      can never judge more calls than its window holds"
-                ))
-                .with_span(&given.span()),
-            );
-        }
+            ))
+            .with_span(&given.span()),
+        );
     }
     let probes = args.probes.as_ref().map_or(DEFAULT_PROBES, |p| **p);
-    if let Some(given) = &args.probes {
-        if **given == 0 || **given > MAX_PROBES {
-            errors.push(
-                darling::Error::custom(format!(
-                    "`probes` must be between 1 and {MAX_PROBES}: with no probe, an open breaker \
+    if let Some(given) = &args.probes
+        && (**given == 0 || **given > MAX_PROBES)
+    {
+        errors.push(
+            darling::Error::custom(format!(
+                "`probes` must be between 1 and {MAX_PROBES}: with no probe, an open breaker \
                      could never find out the vendor has recovered"
-                ))
-                .with_span(&given.span()),
-            );
-        }
+            ))
+            .with_span(&given.span()),
+        );
     }
-    if let Some(name) = &args.name {
-        if name.trim().is_empty() {
-            errors.push(
-                darling::Error::custom("a breaker `name` must not be empty")
-                    .with_span(&name.span()),
-            );
-        }
+    if let Some(name) = &args.name
+        && name.trim().is_empty()
+    {
+        errors.push(
+            darling::Error::custom("a breaker `name` must not be empty").with_span(&name.span()),
+        );
     }
     Breaker {
         failure_rate,

@@ -151,13 +151,13 @@ fn check_method(method: &syn::TraitItemFn) -> darling::Result<Method> {
         );
     }
     for arg in &sig.inputs {
-        if let syn::FnArg::Typed(typed) = arg {
-            if !matches!(&*typed.pat, syn::Pat::Ident(_) | syn::Pat::Wild(_)) {
-                errors.push(
-                    darling::Error::custom("name this argument with a plain identifier")
-                        .with_span(&typed.pat),
-                );
-            }
+        if let syn::FnArg::Typed(typed) = arg
+            && !matches!(&*typed.pat, syn::Pat::Ident(_) | syn::Pat::Wild(_))
+        {
+            errors.push(
+                darling::Error::custom("name this argument with a plain identifier")
+                    .with_span(&typed.pat),
+            );
         }
     }
     let output = match &sig.output {

@@ -168,7 +168,7 @@ fn resilient_method(method: &Method, trait_path: &TokenStream) -> TokenStream {
             syn::Pat::Ident(pat) => pat.ident.clone(),
             _ => format_ident!("__seawall_arg{}", index),
         };
-        typed.pat = Box::new(parse_quote!(#name));
+        *typed.pat = parse_quote!(#name);
         impl_trait_arg |= mentions_impl_trait(&typed.ty);
         args.push(if retries && !is_shared_ref(&typed.ty) {
             quote_spanned! {typed.ty.span()=>
