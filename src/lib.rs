@@ -58,3 +58,8 @@
 
 pub use seawall_core::*;
 pub use seawall_macros::{contract, integration};
+
+// The README's examples compile (and run, unless marked `no_run`) as doc tests.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+pub struct ReadmeDoctests;
