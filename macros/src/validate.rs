@@ -9,12 +9,14 @@ use std::time::Duration;
 use darling::util::{Override, SpannedValue};
 use proc_macro2::Span;
 
-use crate::args::{BreakerArgs, IntegrationArgs, JitterArg, RetryArgs};
+use crate::args::{BreakerArgs, DurationText, IntegrationArgs, JitterArg, RetryArgs};
 
 /// The most attempts a retry policy may make: `seawall::policy::MAX_ATTEMPTS`.
 pub(crate) const MAX_ATTEMPTS: u32 = 10;
 /// The most half-open probes: `seawall::policy::MAX_PROBES`.
 pub(crate) const MAX_PROBES: u32 = 1000;
+/// The longest duration a policy may hold: `seawall::policy::MAX_DURATION`.
+pub(crate) const MAX_DURATION: Duration = Duration::from_secs(1_000_000_000);
 
 // Defaults, the same as the runtime's `RetryPolicy::new` and
 // `BreakerPolicy::new` (an integration test compares them).
@@ -110,7 +112,7 @@ pub(crate) fn integration(args: IntegrationArgs, attr: Span) -> darling::Result<
     };
 
     let timeout = match &args.timeout {
-        Some(timeout) => Some(timeout.0),
+        Some(timeout) => duration(timeout, &mut errors),
         None => {
             errors.push(
                 darling::Error::custom(
@@ -136,12 +138,16 @@ pub(crate) fn integration(args: IntegrationArgs, attr: Span) -> darling::Result<
         Override::Explicit(explicit) => breaker_policy(explicit, &mut errors),
     });
 
-    let deadline = args.deadline.as_ref().map(|deadline| deadline.0);
-    if let (Some(deadline_arg), Some(timeout)) = (&args.deadline, timeout) {
+    let deadline = args
+        .deadline
+        .as_ref()
+        .and_then(|deadline| duration(deadline, &mut errors));
+    if let (Some(deadline_arg), Some(deadline), Some(timeout)) = (&args.deadline, deadline, timeout)
+    {
         let attempts = retry.attempts;
         let backoff = retry.max_total_backoff();
         let worst_case = timeout.saturating_mul(attempts).saturating_add(backoff);
-        if worst_case > deadline_arg.0 {
+        if worst_case > deadline {
             errors.push(
                 darling::Error::custom(format!(
                     "the worst case of this policy is {} ({attempts} attempt(s) × {} timeout + {} \
@@ -150,7 +156,7 @@ pub(crate) fn integration(args: IntegrationArgs, attr: Span) -> darling::Result<
                     show(worst_case),
                     show(timeout),
                     show(backoff),
-                    show(deadline_arg.0),
+                    show(deadline),
                 ))
                 .with_span(&deadline_arg.span()),
             );
@@ -193,8 +199,15 @@ fn retry_policy(args: &RetryArgs, errors: &mut darling::error::Accumulator) -> R
             );
         }
     }
-    let base = args.base.as_ref().map_or(DEFAULT_BASE, |b| b.0);
-    let cap = args.cap.as_ref().map_or(DEFAULT_CAP, |c| c.0);
+    let base = args
+        .base
+        .as_ref()
+        .map_or(Some(DEFAULT_BASE), |b| duration(b, errors));
+    let cap = args
+        .cap
+        .as_ref()
+        .map_or(Some(DEFAULT_CAP), |c| duration(c, errors));
+    let (base, cap) = (base.unwrap_or(DEFAULT_BASE), cap.unwrap_or(DEFAULT_CAP));
     if cap < base {
         let span = args
             .cap
@@ -283,12 +296,63 @@ fn breaker_policy(args: &BreakerArgs, errors: &mut darling::error::Accumulator) 
         failure_rate,
         window,
         min_calls,
-        open_for: args.open_for.as_ref().map_or(DEFAULT_OPEN_FOR, |o| o.0),
+        open_for: args
+            .open_for
+            .as_ref()
+            .and_then(|o| duration(o, errors))
+            .unwrap_or(DEFAULT_OPEN_FOR),
         probes,
         name: args.name.as_ref().map(|n| (**n).clone()),
     }
 }
 
+/// Parses a duration, reporting a bad one at its tokens.
+fn duration(
+    text: &SpannedValue<DurationText>,
+    errors: &mut darling::error::Accumulator,
+) -> Option<Duration> {
+    const FORMS: &str =
+        "write a number and a unit, such as \"250ms\", \"10s\", \"1m 30s\" or \"2h\"";
+    let message = match humantime::parse_duration(text) {
+        Ok(duration) if duration.is_zero() => {
+            format!("a duration of zero would fail every call: {FORMS}")
+        }
+        Ok(duration) if duration > MAX_DURATION => format!(
+            "\"{}\" is longer than seawall's limit of {} seconds",
+            **text,
+            MAX_DURATION.as_secs()
+        ),
+        Ok(duration) => return Some(duration),
+        Err(error) => format!("invalid duration \"{}\" ({error}): {FORMS}", **text),
+    };
+    errors.push(darling::Error::custom(message).with_span(&text.span()));
+    None
+}
+
 fn show(duration: Duration) -> humantime::FormattedDuration {
     humantime::format_duration(duration)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(text: &str) -> Result<Duration, String> {
+        let mut errors = darling::Error::accumulator();
+        let value = duration(
+            &SpannedValue::new(text.to_owned(), Span::call_site()),
+            &mut errors,
+        );
+        errors.finish().map_err(|e| e.to_string())?;
+        Ok(value.expect("a duration when there is no error"))
+    }
+
+    #[test]
+    fn durations_parse_humantime_forms_and_refuse_zero_and_excess() {
+        assert_eq!(parse("1m 30s"), Ok(Duration::from_secs(90)));
+        assert_eq!(parse("250ms"), Ok(Duration::from_millis(250)));
+        assert!(parse("0s").unwrap_err().contains("zero"));
+        assert!(parse("ten seconds").unwrap_err().contains("\"10s\""));
+        assert!(parse("100years").unwrap_err().contains("limit"));
+    }
 }

@@ -241,3 +241,88 @@ fn returns_result(ty: &syn::Type) -> bool {
         _ => false,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use quote::quote;
+
+    use super::contract;
+
+    fn crm(policy: proc_macro2::TokenStream) -> proc_macro2::TokenStream {
+        quote! {
+            pub trait Crm {
+                #[integration(#policy)]
+                async fn account(&self, id: &str) -> Result<String, CrmError>;
+            }
+        }
+    }
+
+    fn compile_errors(tokens: &proc_macro2::TokenStream) -> usize {
+        tokens.to_string().matches("compile_error").count()
+    }
+
+    #[test]
+    fn the_same_input_expands_to_the_same_tokens() {
+        let input = crm(quote!(
+            read,
+            timeout = "1s",
+            retry,
+            breaker(name = "shared")
+        ));
+        let first = contract(quote!(name = "crm"), input.clone()).to_string();
+        let second = contract(quote!(name = "crm"), input).to_string();
+        assert_eq!(first, second);
+        assert_eq!(
+            compile_errors(&contract(quote!(), crm(quote!(read, timeout = "1s")))),
+            0
+        );
+    }
+
+    #[test]
+    fn one_mistake_is_one_error_and_the_trait_is_still_emitted() {
+        let out = contract(quote!(), crm(quote!(read, timout = "1s")));
+        // The misspelt key; the missing timeout is not reported on top of it.
+        assert_eq!(compile_errors(&out), 1, "{out}");
+        let text = out.to_string();
+        assert!(text.contains("pub trait Crm"), "{text}");
+        assert!(
+            text.contains("async fn account"),
+            "the trait is kept unchanged: {text}"
+        );
+        assert!(
+            !text.contains("integration"),
+            "no #[integration] left to misfire: {text}"
+        );
+        assert!(
+            !text.contains("Resilient"),
+            "no impl built on a bad policy: {text}"
+        );
+    }
+
+    #[test]
+    fn every_mistake_in_one_attribute_is_reported() {
+        let out = contract(
+            quote!(),
+            crm(quote!(read, write, timeout = "0s", retry(attempts = 11))),
+        );
+        assert_eq!(compile_errors(&out), 3, "{out}");
+    }
+
+    #[test]
+    fn a_policy_is_generated_with_every_value_explicit() {
+        let out = contract(quote!(), crm(quote!(read, timeout = "1s", retry, breaker)))
+            .to_string()
+            .replace(' ', "");
+        for expected in [
+            "RetryPolicy::new(3u32)",
+            ".base(::seawall::__private::Duration::from_nanos(100000000u64))",
+            ".cap(::seawall::__private::Duration::from_nanos(5000000000u64))",
+            ".failure_rate(0.5f64)",
+            ".window(20u32)",
+            ".min_calls(10u32)",
+            ".probes(1u32)",
+        ] {
+            assert!(out.contains(expected), "missing {expected} in {out}");
+        }
+    }
+}
