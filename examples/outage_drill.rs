@@ -385,27 +385,6 @@ fn failure_kind(error: &CrmError) -> &'static str {
     }
 }
 
-/// An error, in the timeline's words. The call's own attempts matter for an
-/// open breaker: with none, the breaker turned the call away; with some, their
-/// failures opened it and seawall ended the call with `BreakerOpen` instead of
-/// the last attempt's error.
-fn describe(error: &CrmError, attempts: u64) -> String {
-    match error {
-        CrmError::Seawall(seawall::Error::BreakerOpen { breaker, retry_in }) if attempts > 0 => {
-            format!(
-                "its failed attempts opened breaker `{breaker}`, which ended the call \
-                 (calls let through again in {} ms)",
-                retry_in.as_millis()
-            )
-        }
-        CrmError::Seawall(seawall::Error::BreakerOpen { breaker, retry_in }) => format!(
-            "breaker `{breaker}` is open (calls let through again in {} ms)",
-            retry_in.as_millis()
-        ),
-        other => other.to_string(),
-    }
-}
-
 fn explain(from: BreakerState, to: BreakerState) -> &'static str {
     match (from, to) {
         (BreakerState::Closed, BreakerState::Open) => {
@@ -498,11 +477,7 @@ async fn run_phase(
                 }
             }
             // The breaker turned the call away before it reached the vendor.
-            // (A call can also end with `BreakerOpen` after attempts of its
-            // own, when its failures open the breaker: that is no fail-fast.)
-            Err(CrmError::Seawall(seawall::Error::BreakerOpen { retry_in, .. }))
-                if attempts == 0 =>
-            {
+            Err(CrmError::Seawall(seawall::Error::BreakerOpen { retry_in, .. })) => {
                 report.errors += 1;
                 report.fail_fast += 1;
                 if first("fail-fast") {
@@ -520,7 +495,7 @@ async fn run_phase(
                     clock.note(format!(
                         "   call {n:>2}: failed in {:.2} ms after {tried}: {}",
                         millis(latency),
-                        describe(&error, attempts)
+                        error
                     ));
                 }
             }

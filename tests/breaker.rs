@@ -177,20 +177,46 @@ async fn failing_probes_open_the_breaker_again_for_a_full_wait() {
 #[tokio::test(start_paused = true)]
 async fn an_open_breaker_ends_the_retry_loop_at_once() {
     // The breaker opens on the second failed attempt; the remaining three
-    // attempts and their backoff are skipped.
+    // attempts and their backoff are skipped, and the caller gets the
+    // vendor's last error rather than a rejection it never received.
     let (runtime, vendor) = wrapped(Script::always(Step::Fail(503)));
     let start = Instant::now();
     let result = vendor.retried().await;
     assert!(
-        matches!(seawall_error(&result), Error::BreakerOpen { breaker, .. } if &**breaker == "vendor.retried"),
+        matches!(seawall_error(&result), Error::RetriesExhausted { attempts: 2, last, .. }
+            if matches!(last.downcast_ref::<VendorError>(), Some(VendorError::Status(s)) if s.as_u16() == 503)),
         "{result:?}"
     );
     assert_eq!(vendor.inner().calls(), 2);
     assert_eq!(start.elapsed(), MS * 100, "one backoff, then no more");
     assert_eq!(state(&runtime, "vendor.retried"), BreakerState::Open);
     // The next call does not reach the vendor at all.
-    let _ = vendor.retried().await;
+    let result = vendor.retried().await;
+    assert!(
+        matches!(seawall_error(&result), Error::BreakerOpen { breaker, .. } if &**breaker == "vendor.retried")
+    );
     assert_eq!(vendor.inner().calls(), 2);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_failed_probe_is_not_retried_into_the_other_probe_slots() {
+    // `retried` allows 5 attempts, but a half-open probe that fails ends its
+    // call: one call's retries must not decide the vendor's fate alone.
+    let (runtime, vendor) = wrapped(Script::always(Step::Fail(503)));
+    let _ = vendor.retried().await;
+    assert_eq!(state(&runtime, "vendor.retried"), BreakerState::Open);
+    tokio::time::advance(MS * 10_000).await;
+    let before = vendor.inner().calls();
+    let result = vendor.retried().await;
+    assert!(
+        matches!(
+            seawall_error(&result),
+            Error::RetriesExhausted { attempts: 1, .. }
+        ),
+        "{result:?}"
+    );
+    assert_eq!(vendor.inner().calls(), before + 1);
+    assert_eq!(state(&runtime, "vendor.retried"), BreakerState::Open);
 }
 
 #[tokio::test(start_paused = true)]

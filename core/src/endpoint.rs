@@ -24,7 +24,7 @@ use crate::{ContractError, Error, ErrorClass, Policy};
 ///
 /// # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), Box<dyn std::error::Error>> {
 /// let runtime = Runtime::in_memory();
-/// let policy = Policy::new(Kind::Read, Duration::from_secs(2)).retry(RetryPolicy::new(3));
+/// let policy = Policy::new(Kind::Read, Duration::from_secs(2)).with_retry(RetryPolicy::new(3));
 /// let endpoint = runtime.endpoint("crm", "account", policy)?;
 /// let answer = endpoint.call(|| async { Ok::<_, VendorError>(42) }).await?;
 /// assert_eq!(answer, 42);
@@ -52,7 +52,7 @@ impl Endpoint {
         breaker: Option<Arc<Breaker>>,
     ) -> Self {
         Self {
-            backoff: Backoff::new(policy.retry_policy()),
+            backoff: Backoff::new(policy.retry()),
             contract,
             method,
             policy,
@@ -85,9 +85,12 @@ impl Endpoint {
     ///
     /// # Errors
     ///
-    /// The adapter's own error when it is not retryable (or retries are
-    /// off); otherwise `E::from` one of [`Error::Timeout`],
-    /// [`Error::BreakerOpen`], [`Error::RetriesExhausted`] or
+    /// The adapter's own error when it is not retryable, or when the policy
+    /// makes a single attempt; otherwise `E::from` one of
+    /// [`Error::Timeout`] (a single attempt timed out),
+    /// [`Error::BreakerOpen`] (rejected without calling the vendor),
+    /// [`Error::RetriesExhausted`] (attempts failed until none were left, the
+    /// breaker opened, or a half-open probe failed) or
     /// [`Error::DeadlineExceeded`].
     pub async fn call<T, E, F, Fut>(&self, mut attempt: F) -> Result<T, E>
     where
@@ -120,12 +123,12 @@ impl Endpoint {
         Fut: Future<Output = Result<T, E>>,
         E: ContractError,
     {
-        let timeout = self.policy.attempt_timeout();
+        let timeout = self.policy.timeout();
         let deadline = self
             .policy
-            .call_deadline()
+            .deadline()
             .map(|deadline| (deadline, Instant::now() + deadline));
-        let max_attempts = self.policy.retry_policy().attempts().max(1);
+        let max_attempts = self.policy.retry().attempts().max(1);
         let mut previous_delay = Duration::ZERO;
         let mut attempts = 0;
         let failed = loop {
@@ -146,6 +149,7 @@ impl Endpoint {
                 break None;
             };
             attempts += 1;
+            let probe = permit.as_ref().is_some_and(Permit::is_probe);
             let failed = match tokio::time::timeout(limit, call).await {
                 Ok(Ok(value)) => {
                     record(permit, Outcome::Success);
@@ -170,9 +174,17 @@ impl Endpoint {
             if attempts >= max_attempts {
                 break Some(failed);
             }
-            // An open breaker ends the loop now, not after a useless backoff.
-            if let Some(retry_in) = self.breaker.as_ref().and_then(|b| b.open_for_now()) {
-                return Err(self.breaker_open(retry_in));
+            // A breaker that opened ends the loop now, not after a backoff
+            // into a certain rejection. A failed half-open probe ends it too:
+            // the breaker judges the vendor on separate calls, and this
+            // call's retries would take the other probes' places.
+            if probe
+                || self
+                    .breaker
+                    .as_ref()
+                    .is_some_and(|b| b.open_for_now().is_some())
+            {
+                break Some(failed);
             }
             let delay = self
                 .backoff
@@ -249,7 +261,7 @@ impl Endpoint {
     }
 
     fn deadline_exceeded<E: From<Error>>(&self, attempts: u32) -> E {
-        let deadline = self.policy.call_deadline().unwrap_or_default();
+        let deadline = self.policy.deadline().unwrap_or_default();
         E::from(Error::DeadlineExceeded { deadline, attempts })
     }
 }

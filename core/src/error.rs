@@ -13,14 +13,17 @@ use crate::{Classify, ErrorClass};
 #[non_exhaustive]
 pub enum Error {
     /// One attempt took longer than the method's `timeout`.
-    #[error("the vendor did not answer within {after:?}")]
+    #[error("the vendor did not answer within {}", Ms(*after))]
     Timeout {
         /// The per-attempt timeout that elapsed.
         after: Duration,
     },
 
     /// The circuit breaker rejected the call without calling the vendor.
-    #[error("circuit breaker `{breaker}` is open; calls are let through again in {retry_in:?}")]
+    #[error(
+        "circuit breaker `{breaker}` is open; calls are let through again in {}",
+        Ms(*retry_in)
+    )]
     BreakerOpen {
         /// The breaker's name (`contract.method` unless named in the policy).
         breaker: Arc<str>,
@@ -28,8 +31,10 @@ pub enum Error {
         retry_in: Duration,
     },
 
-    /// Every attempt failed with a retryable error.
-    #[error("all {attempts} attempts failed; the last with a {class} error: {last}")]
+    /// Every attempt failed with a retryable error: the policy's attempts
+    /// ran out, the breaker opened between two attempts, or the call was a
+    /// half-open probe (the breaker judges the vendor on separate calls).
+    #[error("gave up after {attempts} attempt(s); the last failed with a {class} error: {last}")]
     RetriesExhausted {
         /// How many attempts were made.
         attempts: u32,
@@ -42,13 +47,25 @@ pub enum Error {
     },
 
     /// The call's `deadline` passed, counting every attempt and every backoff.
-    #[error("the deadline of {deadline:?} passed after {attempts} attempt(s)")]
+    #[error("the deadline of {} passed after {attempts} attempt(s)", Ms(*deadline))]
     DeadlineExceeded {
         /// The deadline of the whole logical call.
         deadline: Duration,
         /// How many attempts were started before it passed.
         attempts: u32,
     },
+}
+
+/// A duration for people: rounded up to the millisecond, so `retry_in` reads
+/// `947ms` rather than `946.873215ms`.
+struct Ms(Duration);
+
+impl std::fmt::Display for Ms {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let millis = self.0.as_nanos().div_ceil(1_000_000);
+        let millis = u64::try_from(millis).unwrap_or(u64::MAX);
+        write!(f, "{:?}", Duration::from_millis(millis))
+    }
 }
 
 /// Seawall's own errors, when they surface inside another integration:
@@ -104,8 +121,13 @@ mod tests {
         };
         assert_eq!(
             exhausted.to_string(),
-            "all 3 attempts failed; the last with a retryable error: the vendor did not answer within 2s"
+            "gave up after 3 attempt(s); the last failed with a retryable error: the vendor did not answer within 2s"
         );
+        let open = Error::BreakerOpen {
+            breaker: "crm.account".into(),
+            retry_in: Duration::from_nanos(946_873_215),
+        };
+        assert!(open.to_string().ends_with("again in 947ms"), "{open}");
         assert!(exhausted.source().is_some());
     }
 }

@@ -20,6 +20,8 @@ pub struct BreakerTransition {
     pub from: BreakerState,
     /// The state it entered.
     pub to: BreakerState,
+    /// When, on tokio's clock.
+    pub at: tokio::time::Instant,
 }
 
 type Hook = Arc<dyn Fn(&Event) + Send + Sync>;

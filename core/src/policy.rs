@@ -74,19 +74,19 @@ impl RetryPolicy {
     }
 
     /// The first retry's delay before jitter; each later one doubles it.
-    pub const fn base(mut self, base: Duration) -> Self {
+    pub const fn with_base(mut self, base: Duration) -> Self {
         self.base = base;
         self
     }
 
     /// The longest delay between two attempts.
-    pub const fn cap(mut self, cap: Duration) -> Self {
+    pub const fn with_cap(mut self, cap: Duration) -> Self {
         self.cap = cap;
         self
     }
 
     /// How delays are randomised.
-    pub const fn jitter(mut self, jitter: Jitter) -> Self {
+    pub const fn with_jitter(mut self, jitter: Jitter) -> Self {
         self.jitter = jitter;
         self
     }
@@ -96,18 +96,18 @@ impl RetryPolicy {
         self.attempts
     }
 
-    /// See [`base`](Self::base).
-    pub const fn base_delay(&self) -> Duration {
+    /// The first retry's delay before jitter.
+    pub const fn base(&self) -> Duration {
         self.base
     }
 
-    /// See [`cap`](Self::cap).
-    pub const fn max_delay(&self) -> Duration {
+    /// The longest delay between two attempts.
+    pub const fn cap(&self) -> Duration {
         self.cap
     }
 
-    /// See [`jitter`](Self::jitter).
-    pub const fn jitter_kind(&self) -> Jitter {
+    /// How delays are randomised.
+    pub const fn jitter(&self) -> Jitter {
         self.jitter
     }
 
@@ -175,43 +175,68 @@ impl BreakerPolicy {
     }
 
     /// The share of failures, in `(0, 1]`, at which the breaker opens.
-    pub const fn failure_rate(mut self, rate: f64) -> Self {
+    pub const fn with_failure_rate(mut self, rate: f64) -> Self {
         self.failure_rate = rate;
         self
     }
 
     /// How many of the most recent calls are judged.
-    pub const fn window(mut self, calls: u32) -> Self {
+    pub const fn with_window(mut self, calls: u32) -> Self {
         self.window = calls;
         self
     }
 
     /// How many calls the window must hold before any rate is judged.
-    pub const fn min_calls(mut self, calls: u32) -> Self {
+    pub const fn with_min_calls(mut self, calls: u32) -> Self {
         self.min_calls = calls;
         self
     }
 
     /// How long the breaker stays open before letting probes through.
-    pub const fn open_for(mut self, duration: Duration) -> Self {
+    pub const fn with_open_for(mut self, duration: Duration) -> Self {
         self.open_for = duration;
         self
     }
 
     /// How many calls half-open lets through to test the vendor.
-    pub const fn probes(mut self, probes: u32) -> Self {
+    pub const fn with_probes(mut self, probes: u32) -> Self {
         self.probes = probes;
         self
     }
 
     /// Shares one breaker among every endpoint that names it.
-    pub fn name(mut self, name: impl Into<String>) -> Self {
+    pub fn with_name(mut self, name: impl Into<String>) -> Self {
         self.name = Some(name.into());
         self
     }
 
-    /// The shared name, if any.
-    pub fn shared_name(&self) -> Option<&str> {
+    /// The share of failures at which the breaker opens.
+    pub const fn failure_rate(&self) -> f64 {
+        self.failure_rate
+    }
+
+    /// How many of the most recent calls are judged.
+    pub const fn window(&self) -> u32 {
+        self.window
+    }
+
+    /// How many calls the window must hold before any rate is judged.
+    pub const fn min_calls(&self) -> u32 {
+        self.min_calls
+    }
+
+    /// How long the breaker stays open before letting probes through.
+    pub const fn open_for(&self) -> Duration {
+        self.open_for
+    }
+
+    /// How many calls half-open lets through.
+    pub const fn probes(&self) -> u32 {
+        self.probes
+    }
+
+    /// The shared name, if the policy names its breaker.
+    pub fn name(&self) -> Option<&str> {
         self.name.as_deref()
     }
 
@@ -273,19 +298,19 @@ impl Policy {
     }
 
     /// Caps the whole logical call, every attempt and backoff included.
-    pub const fn deadline(mut self, deadline: Duration) -> Self {
+    pub const fn with_deadline(mut self, deadline: Duration) -> Self {
         self.deadline = Some(deadline);
         self
     }
 
     /// Retries retryable failures.
-    pub const fn retry(mut self, retry: RetryPolicy) -> Self {
+    pub const fn with_retry(mut self, retry: RetryPolicy) -> Self {
         self.retry = retry;
         self
     }
 
     /// Puts a circuit breaker in front of the vendor.
-    pub fn breaker(mut self, breaker: BreakerPolicy) -> Self {
+    pub fn with_breaker(mut self, breaker: BreakerPolicy) -> Self {
         self.breaker = Some(breaker);
         self
     }
@@ -296,22 +321,22 @@ impl Policy {
     }
 
     /// The per-attempt timeout.
-    pub const fn attempt_timeout(&self) -> Duration {
+    pub const fn timeout(&self) -> Duration {
         self.timeout
     }
 
     /// The deadline of the whole logical call, if any.
-    pub const fn call_deadline(&self) -> Option<Duration> {
+    pub const fn deadline(&self) -> Option<Duration> {
         self.deadline
     }
 
     /// The retry policy (one attempt when the method has none).
-    pub const fn retry_policy(&self) -> &RetryPolicy {
+    pub const fn retry(&self) -> &RetryPolicy {
         &self.retry
     }
 
     /// The breaker policy, if the method has a breaker.
-    pub const fn breaker_policy(&self) -> Option<&BreakerPolicy> {
+    pub const fn breaker(&self) -> Option<&BreakerPolicy> {
         self.breaker.as_ref()
     }
 
@@ -422,22 +447,22 @@ mod tests {
 
     #[test]
     fn worst_case_counts_every_attempt_and_every_backoff() {
-        let policy = Policy::new(Kind::Read, MS * 100).retry(
+        let policy = Policy::new(Kind::Read, MS * 100).with_retry(
             RetryPolicy::new(4)
-                .base(MS * 10)
-                .cap(MS * 30)
-                .jitter(Jitter::None),
+                .with_base(MS * 10)
+                .with_cap(MS * 30)
+                .with_jitter(Jitter::None),
         );
         // 4 × 100 ms + (10 + 20 + 30) ms
         assert_eq!(policy.worst_case(), MS * 460);
         assert_eq!(
-            policy.clone().deadline(MS * 459).validate(),
+            policy.clone().with_deadline(MS * 459).validate(),
             Err(PolicyError::OverDeadline {
                 worst_case: MS * 460,
                 deadline: MS * 459
             })
         );
-        assert_eq!(policy.deadline(MS * 460).validate(), Ok(()));
+        assert_eq!(policy.with_deadline(MS * 460).validate(), Ok(()));
     }
 
     #[test]
@@ -448,30 +473,30 @@ mod tests {
             Err(PolicyError::ZeroDuration("timeout"))
         );
         assert_eq!(
-            base.clone().retry(RetryPolicy::new(0)).validate(),
+            base.clone().with_retry(RetryPolicy::new(0)).validate(),
             Err(PolicyError::Attempts(0))
         );
         assert_eq!(
-            base.clone().retry(RetryPolicy::new(11)).validate(),
+            base.clone().with_retry(RetryPolicy::new(11)).validate(),
             Err(PolicyError::Attempts(11))
         );
         assert!(matches!(
             base.clone()
-                .retry(RetryPolicy::new(2).base(MS * 2).cap(MS))
+                .with_retry(RetryPolicy::new(2).with_base(MS * 2).with_cap(MS))
                 .validate(),
             Err(PolicyError::CapBelowBase { .. })
         ));
         for rate in [0.0, -0.1, 1.01, f64::NAN] {
             assert!(matches!(
                 base.clone()
-                    .breaker(BreakerPolicy::new().failure_rate(rate))
+                    .with_breaker(BreakerPolicy::new().with_failure_rate(rate))
                     .validate(),
                 Err(PolicyError::FailureRate(_))
             ));
         }
         assert_eq!(
             base.clone()
-                .breaker(BreakerPolicy::new().window(5).min_calls(6))
+                .with_breaker(BreakerPolicy::new().with_window(5).with_min_calls(6))
                 .validate(),
             Err(PolicyError::MinCalls {
                 min_calls: 6,
@@ -480,12 +505,12 @@ mod tests {
         );
         assert_eq!(
             base.clone()
-                .breaker(BreakerPolicy::new().probes(0))
+                .with_breaker(BreakerPolicy::new().with_probes(0))
                 .validate(),
             Err(PolicyError::Probes(0))
         );
         assert_eq!(
-            base.breaker(BreakerPolicy::new().failure_rate(1.0))
+            base.with_breaker(BreakerPolicy::new().with_failure_rate(1.0))
                 .validate(),
             Ok(())
         );

@@ -68,10 +68,10 @@ impl Runtime {
         policy: Policy,
     ) -> Result<Endpoint, PolicyError> {
         policy.validate()?;
-        let breaker = match policy.breaker_policy() {
+        let breaker = match policy.breaker() {
             None => None,
             Some(breaker_policy) => {
-                let name: Arc<str> = match breaker_policy.shared_name() {
+                let name: Arc<str> = match breaker_policy.name() {
                     Some(name) => name.into(),
                     None => format!("{contract}.{method}").into(),
                 };

@@ -25,7 +25,7 @@
 //! ```
 //! use seawall_core::{Breaker, BreakerPolicy, BreakerState, breaker::Outcome};
 //!
-//! let breaker = Breaker::new("crm.account", BreakerPolicy::new().window(4).min_calls(2))?;
+//! let breaker = Breaker::new("crm.account", BreakerPolicy::new().with_window(4).with_min_calls(2))?;
 //! for _ in 0..2 {
 //!     let permit = breaker.try_acquire().expect("closed");
 //!     permit.record(Outcome::Failure);
@@ -409,6 +409,7 @@ impl Breaker {
             breaker: self.name.clone(),
             from,
             to,
+            at: Instant::now(),
         }));
     }
 }

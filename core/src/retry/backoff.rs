@@ -11,9 +11,9 @@ use crate::{Jitter, RetryPolicy};
 /// use seawall_core::{Jitter, RetryPolicy, retry::Backoff};
 ///
 /// let policy = RetryPolicy::new(5)
-///     .base(Duration::from_millis(100))
-///     .cap(Duration::from_millis(300))
-///     .jitter(Jitter::None);
+///     .with_base(Duration::from_millis(100))
+///     .with_cap(Duration::from_millis(300))
+///     .with_jitter(Jitter::None);
 /// let backoff = Backoff::new(&policy);
 /// let mut rng = rand::rng();
 /// let delays: Vec<_> = (0..4).map(|n| backoff.delay(n, Duration::ZERO, &mut rng)).collect();
@@ -30,9 +30,9 @@ impl Backoff {
     /// The backoff of a retry policy.
     pub fn new(policy: &RetryPolicy) -> Self {
         Self {
-            base: policy.base_delay(),
-            cap: policy.max_delay(),
-            jitter: policy.jitter_kind(),
+            base: policy.base(),
+            cap: policy.cap(),
+            jitter: policy.jitter(),
         }
     }
 
@@ -84,9 +84,9 @@ mod tests {
     fn backoff(jitter: Jitter) -> Backoff {
         Backoff::new(
             &RetryPolicy::new(10)
-                .base(MS * 100)
-                .cap(MS * 1000)
-                .jitter(jitter),
+                .with_base(MS * 100)
+                .with_cap(MS * 1000)
+                .with_jitter(jitter),
         )
     }
 

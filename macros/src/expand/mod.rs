@@ -315,12 +315,12 @@ mod tests {
             .replace(' ', "");
         for expected in [
             "RetryPolicy::new(3u32)",
-            ".base(::seawall::__private::Duration::from_nanos(100000000u64))",
-            ".cap(::seawall::__private::Duration::from_nanos(5000000000u64))",
-            ".failure_rate(0.5f64)",
-            ".window(20u32)",
-            ".min_calls(10u32)",
-            ".probes(1u32)",
+            ".with_base(::seawall::__private::Duration::from_nanos(100000000u64))",
+            ".with_cap(::seawall::__private::Duration::from_nanos(5000000000u64))",
+            ".with_failure_rate(0.5f64)",
+            ".with_window(20u32)",
+            ".with_min_calls(10u32)",
+            ".with_probes(1u32)",
         ] {
             assert!(out.contains(expected), "missing {expected} in {out}");
         }

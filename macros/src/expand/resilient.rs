@@ -90,7 +90,7 @@ fn policy(policy: &MethodPolicy) -> TokenStream {
     let mut tokens = quote!(::seawall::__private::Policy::new(#kind, #timeout));
     if let Some(deadline) = policy.deadline {
         let deadline = duration(deadline);
-        tokens.extend(quote!(.deadline(#deadline)));
+        tokens.extend(quote!(.with_deadline(#deadline)));
     }
     let retry = &policy.retry;
     if retry.attempts > 1 {
@@ -104,10 +104,10 @@ fn policy(policy: &MethodPolicy) -> TokenStream {
             JitterArg::None => quote!(None),
         };
         tokens.extend(quote! {
-            .retry(::seawall::__private::RetryPolicy::new(#attempts)
-                .base(#base)
-                .cap(#cap)
-                .jitter(::seawall::__private::Jitter::#jitter))
+            .with_retry(::seawall::__private::RetryPolicy::new(#attempts)
+                .with_base(#base)
+                .with_cap(#cap)
+                .with_jitter(::seawall::__private::Jitter::#jitter))
         });
     }
     if let Some(breaker) = &policy.breaker {
@@ -116,14 +116,14 @@ fn policy(policy: &MethodPolicy) -> TokenStream {
         let min_calls = Literal::u32_suffixed(breaker.min_calls);
         let open_for = duration(breaker.open_for);
         let probes = Literal::u32_suffixed(breaker.probes);
-        let name = breaker.name.as_ref().map(|name| quote!(.name(#name)));
+        let name = breaker.name.as_ref().map(|name| quote!(.with_name(#name)));
         tokens.extend(quote! {
-            .breaker(::seawall::__private::BreakerPolicy::new()
-                .failure_rate(#rate)
-                .window(#window)
-                .min_calls(#min_calls)
-                .open_for(#open_for)
-                .probes(#probes)
+            .with_breaker(::seawall::__private::BreakerPolicy::new()
+                .with_failure_rate(#rate)
+                .with_window(#window)
+                .with_min_calls(#min_calls)
+                .with_open_for(#open_for)
+                .with_probes(#probes)
                 #name)
         });
     }
