@@ -477,15 +477,14 @@ async fn run_phase(
                 }
             }
             // The breaker turned the call away before it reached the vendor.
-            Err(CrmError::Seawall(seawall::Error::BreakerOpen { retry_in, .. })) => {
+            Err(CrmError::Seawall(error @ seawall::Error::BreakerOpen { .. })) => {
                 report.errors += 1;
                 report.fail_fast += 1;
                 if first("fail-fast") {
                     clock.note(format!(
                         "   call {n:>2}: rejected in {:.2} ms without calling the vendor \
-                         (first fail-fast of the phase; retry in {} ms)",
+                         (first fail-fast of the phase): {error}",
                         millis(latency),
-                        retry_in.as_millis()
                     ));
                 }
             }

@@ -6,7 +6,9 @@ pub use std::marker::{Send, Sync};
 pub use std::time::Duration;
 
 pub use crate::resilient::ContractEndpoints;
-pub use crate::{BreakerPolicy, Endpoint, Jitter, Kind, Policy, RetryPolicy, Runtime};
+pub use crate::{
+    BreakerPolicy, Endpoint, ErrorClass, FailureClasses, Jitter, Kind, Policy, RetryPolicy, Runtime,
+};
 
 /// Builds a method's endpoint from a policy the macro has already checked.
 pub fn endpoint(runtime: &Runtime, contract: &str, method: &str, policy: Policy) -> Endpoint {

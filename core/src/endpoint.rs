@@ -4,6 +4,7 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 
+use crate::ErrorClass as Class;
 use crate::breaker::{Breaker, Outcome, Permit};
 use crate::retry::Backoff;
 use crate::{ContractError, Error, ErrorClass, Policy};
@@ -157,7 +158,7 @@ impl Endpoint {
                 }
                 Ok(Err(error)) => {
                     let class = error.class();
-                    record(permit, Outcome::of(class));
+                    record_error(permit, class);
                     if !class.is_retryable() {
                         return Err(error);
                     }
@@ -178,12 +179,7 @@ impl Endpoint {
             // into a certain rejection. A failed half-open probe ends it too:
             // the breaker judges the vendor on separate calls, and this
             // call's retries would take the other probes' places.
-            if probe
-                || self
-                    .breaker
-                    .as_ref()
-                    .is_some_and(|b| b.open_for_now().is_some())
-            {
+            if probe || self.breaker.as_ref().is_some_and(|b| b.is_open()) {
                 break Some(failed);
             }
             let delay = self
@@ -243,7 +239,7 @@ impl Endpoint {
         }
     }
 
-    fn breaker_open<E: From<Error>>(&self, retry_in: Duration) -> E {
+    fn breaker_open<E: From<Error>>(&self, retry_in: Option<Duration>) -> E {
         let breaker = self
             .breaker
             .as_ref()
@@ -269,6 +265,12 @@ impl Endpoint {
 fn record(permit: Option<Permit<'_>>, outcome: Outcome) {
     if let Some(permit) = permit {
         permit.record(outcome);
+    }
+}
+
+fn record_error(permit: Option<Permit<'_>>, class: Class) {
+    if let Some(permit) = permit {
+        permit.record_error(class);
     }
 }
 

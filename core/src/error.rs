@@ -20,15 +20,13 @@ pub enum Error {
     },
 
     /// The circuit breaker rejected the call without calling the vendor.
-    #[error(
-        "circuit breaker `{breaker}` is open; calls are let through again in {}",
-        Ms(*retry_in)
-    )]
+    #[error("circuit breaker `{breaker}` is open; {}", RetryIn(*retry_in))]
     BreakerOpen {
         /// The breaker's name (`contract.method` unless named in the policy).
         breaker: Arc<str>,
-        /// How long until the breaker lets a call through again.
-        retry_in: Duration,
+        /// How long until the breaker lets a call through again; `None`
+        /// while it is forced open, until an operator resets it.
+        retry_in: Option<Duration>,
     },
 
     /// Every attempt failed with a retryable error: the policy's attempts
@@ -65,6 +63,17 @@ impl std::fmt::Display for Ms {
         let millis = self.0.as_nanos().div_ceil(1_000_000);
         let millis = u64::try_from(millis).unwrap_or(u64::MAX);
         write!(f, "{:?}", Duration::from_millis(millis))
+    }
+}
+
+struct RetryIn(Option<Duration>);
+
+impl std::fmt::Display for RetryIn {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.0 {
+            Some(retry_in) => write!(f, "calls are let through again in {}", Ms(retry_in)),
+            None => f.write_str("it is held open until an operator resets it"),
+        }
     }
 }
 
@@ -106,7 +115,7 @@ mod tests {
     fn messages_name_the_numbers_a_reader_needs() {
         let open = Error::BreakerOpen {
             breaker: "crm.account".into(),
-            retry_in: Duration::from_millis(1500),
+            retry_in: Some(Duration::from_millis(1500)),
         };
         assert_eq!(
             open.to_string(),
@@ -125,9 +134,17 @@ mod tests {
         );
         let open = Error::BreakerOpen {
             breaker: "crm.account".into(),
-            retry_in: Duration::from_nanos(946_873_215),
+            retry_in: Some(Duration::from_nanos(946_873_215)),
         };
         assert!(open.to_string().ends_with("again in 947ms"), "{open}");
+        let forced = Error::BreakerOpen {
+            breaker: "crm.account".into(),
+            retry_in: None,
+        };
+        assert!(
+            forced.to_string().ends_with("until an operator resets it"),
+            "{forced}"
+        );
         assert!(exhausted.source().is_some());
     }
 }

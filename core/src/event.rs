@@ -9,6 +9,22 @@ use crate::BreakerState;
 pub enum Event {
     /// A circuit breaker changed state.
     Breaker(BreakerTransition),
+    /// A metrics-only circuit breaker's rate reached its threshold: the
+    /// breaker would have opened. Reported once per crossing.
+    BreakerRate(BreakerRateCrossed),
+}
+
+/// A metrics-only breaker's rate reaching its threshold.
+#[derive(Clone, Debug)]
+pub struct BreakerRateCrossed {
+    /// The breaker's name.
+    pub breaker: Arc<str>,
+    /// The share of failures in the window.
+    pub failure_rate: f64,
+    /// The share of slow calls in the window.
+    pub slow_rate: f64,
+    /// When, on tokio's clock.
+    pub at: tokio::time::Instant,
 }
 
 /// A circuit breaker's change of state.

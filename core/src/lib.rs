@@ -28,12 +28,14 @@ mod resilient;
 pub mod retry;
 mod runtime;
 
-pub use breaker::{Breaker, BreakerState};
+pub use breaker::{Breaker, BreakerMetrics, BreakerState};
 pub use classify::{Classify, ErrorClass};
 pub use endpoint::Endpoint;
 pub use error::{ContractError, Error};
-pub use event::{BreakerTransition, Event};
-pub use policy::{BreakerPolicy, Jitter, Kind, Policy, PolicyError, RetryPolicy};
+pub use event::{BreakerRateCrossed, BreakerTransition, Event};
+pub use policy::{
+    BreakerPolicy, FailureClasses, Jitter, Kind, Policy, PolicyError, RetryPolicy, Window,
+};
 pub use resilient::Resilient;
 pub use runtime::Runtime;
 

@@ -7,6 +7,8 @@
 
 use std::time::Duration;
 
+use crate::ErrorClass;
+
 /// The most attempts a retry policy may make (the first call included).
 ///
 /// Past a handful, retries stop helping the caller and start hurting the
@@ -16,9 +18,9 @@ pub const MAX_ATTEMPTS: u32 = 10;
 /// The most half-open probes a breaker may admit at once.
 pub const MAX_PROBES: u32 = 1000;
 
-/// The longest duration a policy may hold (about 31 years), so every figure
-/// fits the runtime's clocks.
-pub const MAX_DURATION: Duration = Duration::from_secs(1_000_000_000);
+/// The longest duration a policy may hold (about three years), so every
+/// figure fits the runtime's clocks.
+pub const MAX_DURATION: Duration = Duration::from_secs(100_000_000);
 
 /// Whether a method reads from or writes to the vendor.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -144,32 +146,103 @@ impl Default for RetryPolicy {
     }
 }
 
+/// Which recent calls a breaker judges.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Window {
+    /// The last `n` calls, however long ago they were made. Judges a
+    /// low-traffic endpoint on its few calls, and costs no clock read.
+    Calls(u32),
+    /// The calls of the last stretch of time, in ten buckets of a tenth of
+    /// it each. Forgets an old burst of failures even when traffic stops.
+    Time(Duration),
+}
+
+/// The error classes a breaker counts as failures.
+///
+/// By default [`ErrorClass::Retryable`] and [`ErrorClass::VendorFault`]: a
+/// `503`, a `500`, a timeout or a refused connection says the vendor is
+/// unhealthy; a `404` or a `422` says the request was wrong and the vendor
+/// healthy. [`ErrorClass::Ignored`] is never recorded at all.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct FailureClasses(u8);
+
+impl FailureClasses {
+    /// Retryable errors and vendor faults.
+    pub const DEFAULT: Self =
+        Self(Self::bit(ErrorClass::Retryable) | Self::bit(ErrorClass::VendorFault));
+
+    const fn bit(class: ErrorClass) -> u8 {
+        match class {
+            ErrorClass::Retryable => 1,
+            ErrorClass::VendorFault => 2,
+            ErrorClass::Permanent => 4,
+            ErrorClass::Ignored => 8,
+        }
+    }
+
+    /// Exactly these classes.
+    pub fn of(classes: impl IntoIterator<Item = ErrorClass>) -> Self {
+        Self(
+            classes
+                .into_iter()
+                .fold(0, |bits, class| bits | Self::bit(class)),
+        )
+    }
+
+    /// Whether errors of `class` count as failures.
+    pub const fn contains(self, class: ErrorClass) -> bool {
+        self.0 & Self::bit(class) != 0
+    }
+}
+
+impl Default for FailureClasses {
+    fn default() -> Self {
+        Self::DEFAULT
+    }
+}
+
 /// When a circuit breaker opens, and how it recovers.
 ///
-/// The breaker judges the last `window` calls once at least `min_calls` of
-/// them are in; it opens when the share of failures reaches `failure_rate`
-/// (inclusive: `0.5` opens at exactly half), stays open for `open_for`, then
-/// lets `probes` calls through and closes or re-opens on their failure rate.
+/// The breaker judges the calls in its [`Window`] once at least `min_calls`
+/// of them are in; it opens when the share of failures reaches
+/// `failure_rate`, or the share of calls slower than `slow` reaches
+/// `slow_rate` (both inclusive: `0.5` opens at exactly half). It stays open
+/// for `open_for` (doubling on each consecutive re-open up to
+/// `open_for_max`, when that is set), then lets `probes` calls through and
+/// closes or re-opens on their rates alone. Probes that have not all
+/// reported after `half_open_max` are treated as failed.
 #[derive(Clone, Debug, PartialEq)]
 pub struct BreakerPolicy {
-    pub(crate) failure_rate: f64,
-    pub(crate) window: u32,
-    pub(crate) min_calls: u32,
-    pub(crate) open_for: Duration,
-    pub(crate) probes: u32,
-    pub(crate) name: Option<String>,
+    failure_rate: f64,
+    window: Window,
+    min_calls: u32,
+    open_for: Duration,
+    open_for_max: Option<Duration>,
+    probes: u32,
+    half_open_max: Duration,
+    slow: Option<Duration>,
+    slow_rate: f64,
+    failure_classes: FailureClasses,
+    name: Option<String>,
 }
 
 impl BreakerPolicy {
-    /// The defaults: `failure_rate` 0.5, `window` 20, `min_calls` 10,
-    /// `open_for` 30 s, `probes` 1.
+    /// The defaults: `failure_rate` 0.5 over a window of the last 20 calls,
+    /// `min_calls` 10, `open_for` 30 s (not growing), `probes` 1,
+    /// `half_open_max` 60 s, no slow-call detection (`slow_rate` 0.5 once
+    /// `slow` is set), failures are retryable errors and vendor faults.
     pub const fn new() -> Self {
         Self {
             failure_rate: 0.5,
-            window: 20,
+            window: Window::Calls(20),
             min_calls: 10,
             open_for: Duration::from_secs(30),
+            open_for_max: None,
             probes: 1,
+            half_open_max: Duration::from_secs(60),
+            slow: None,
+            slow_rate: 0.5,
+            failure_classes: FailureClasses::DEFAULT,
             name: None,
         }
     }
@@ -180,9 +253,15 @@ impl BreakerPolicy {
         self
     }
 
-    /// How many of the most recent calls are judged.
+    /// Judges the last `calls` calls.
     pub const fn with_window(mut self, calls: u32) -> Self {
-        self.window = calls;
+        self.window = Window::Calls(calls);
+        self
+    }
+
+    /// Judges the calls of the last `duration`.
+    pub const fn with_time_window(mut self, duration: Duration) -> Self {
+        self.window = Window::Time(duration);
         self
     }
 
@@ -198,9 +277,42 @@ impl BreakerPolicy {
         self
     }
 
+    /// Doubles `open_for` on each consecutive re-open (probes failed), up to
+    /// `max`; back to `open_for` once the breaker closes.
+    pub const fn with_open_for_max(mut self, max: Duration) -> Self {
+        self.open_for_max = Some(max);
+        self
+    }
+
     /// How many calls half-open lets through to test the vendor.
     pub const fn with_probes(mut self, probes: u32) -> Self {
         self.probes = probes;
+        self
+    }
+
+    /// How long half-open waits for its probes before treating the missing
+    /// ones as failed and opening again.
+    pub const fn with_half_open_max(mut self, duration: Duration) -> Self {
+        self.half_open_max = duration;
+        self
+    }
+
+    /// Counts calls that take `threshold` or longer as slow, even when they
+    /// succeed.
+    pub const fn with_slow(mut self, threshold: Duration) -> Self {
+        self.slow = Some(threshold);
+        self
+    }
+
+    /// The share of slow calls, in `(0, 1]`, at which the breaker opens.
+    pub const fn with_slow_rate(mut self, rate: f64) -> Self {
+        self.slow_rate = rate;
+        self
+    }
+
+    /// Which error classes count as failures.
+    pub const fn with_failure_classes(mut self, classes: FailureClasses) -> Self {
+        self.failure_classes = classes;
         self
     }
 
@@ -215,8 +327,8 @@ impl BreakerPolicy {
         self.failure_rate
     }
 
-    /// How many of the most recent calls are judged.
-    pub const fn window(&self) -> u32 {
+    /// Which calls are judged.
+    pub const fn window(&self) -> Window {
         self.window
     }
 
@@ -225,9 +337,14 @@ impl BreakerPolicy {
         self.min_calls
     }
 
-    /// How long the breaker stays open before letting probes through.
+    /// How long the breaker stays open (the first time in a row).
     pub const fn open_for(&self) -> Duration {
         self.open_for
+    }
+
+    /// The cap of a growing open duration, if it grows.
+    pub const fn open_for_max(&self) -> Option<Duration> {
+        self.open_for_max
     }
 
     /// How many calls half-open lets through.
@@ -235,37 +352,102 @@ impl BreakerPolicy {
         self.probes
     }
 
+    /// How long half-open waits for its probes.
+    pub const fn half_open_max(&self) -> Duration {
+        self.half_open_max
+    }
+
+    /// The slow-call threshold, if slow calls are detected.
+    pub const fn slow(&self) -> Option<Duration> {
+        self.slow
+    }
+
+    /// The share of slow calls at which the breaker opens.
+    pub const fn slow_rate(&self) -> f64 {
+        self.slow_rate
+    }
+
+    /// Which error classes count as failures.
+    pub const fn failure_classes(&self) -> FailureClasses {
+        self.failure_classes
+    }
+
     /// The shared name, if the policy names its breaker.
     pub fn name(&self) -> Option<&str> {
         self.name.as_deref()
+    }
+
+    /// How long the breaker stays open after `reopens` consecutive re-opens.
+    pub fn open_duration(&self, reopens: u32) -> Duration {
+        match self.open_for_max {
+            None => self.open_for,
+            Some(max) => {
+                let factor = 1u32.checked_shl(reopens).unwrap_or(u32::MAX);
+                self.open_for.saturating_mul(factor).min(max)
+            }
+        }
     }
 
     /// Checks the same rules `#[integration]` checks at compile time.
     ///
     /// # Errors
     ///
-    /// [`PolicyError::FailureRate`] for a rate outside `(0, 1]`;
-    /// [`PolicyError::Window`] for an empty window;
-    /// [`PolicyError::MinCalls`] when `min_calls` is zero or larger than the
-    /// window; [`PolicyError::Probes`] for zero probes or more than
-    /// [`MAX_PROBES`]; [`PolicyError::ZeroDuration`] for a zero `open_for`.
+    /// [`PolicyError::FailureRate`] for a rate outside `(0, 1]` (either
+    /// rate); [`PolicyError::Window`] for an empty window;
+    /// [`PolicyError::MinCalls`] when `min_calls` is zero or larger than a
+    /// count window; [`PolicyError::Probes`] for zero probes or more than
+    /// [`MAX_PROBES`]; [`PolicyError::ZeroDuration`] or
+    /// [`PolicyError::TooLong`] for a bad duration;
+    /// [`PolicyError::OpenForMax`] for a cap below `open_for`;
+    /// [`PolicyError::IgnoredFailure`] when `Ignored` is listed as a
+    /// failure class.
     pub fn validate(&self) -> Result<(), PolicyError> {
-        if !(self.failure_rate > 0.0 && self.failure_rate <= 1.0) {
-            return Err(PolicyError::FailureRate(self.failure_rate));
+        for rate in [self.failure_rate, self.slow_rate] {
+            if !(rate > 0.0 && rate <= 1.0) {
+                return Err(PolicyError::FailureRate(rate));
+            }
         }
-        if self.window == 0 {
-            return Err(PolicyError::Window);
+        match self.window {
+            Window::Calls(0) => return Err(PolicyError::Window),
+            Window::Calls(calls) if self.min_calls > calls => {
+                return Err(PolicyError::MinCalls {
+                    min_calls: self.min_calls,
+                    window: calls,
+                });
+            }
+            Window::Calls(_) => {}
+            Window::Time(duration) => check_duration("breaker window", duration)?,
         }
-        if self.min_calls == 0 || self.min_calls > self.window {
+        if self.min_calls == 0 {
             return Err(PolicyError::MinCalls {
-                min_calls: self.min_calls,
-                window: self.window,
+                min_calls: 0,
+                window: match self.window {
+                    Window::Calls(calls) => calls,
+                    Window::Time(_) => u32::MAX,
+                },
             });
         }
         if self.probes == 0 || self.probes > MAX_PROBES {
             return Err(PolicyError::Probes(self.probes));
         }
-        check_duration("breaker open_for", self.open_for)
+        check_duration("breaker open_for", self.open_for)?;
+        if let Some(max) = self.open_for_max {
+            check_duration("breaker open_for_max", max)?;
+            if max < self.open_for {
+                return Err(PolicyError::OpenForMax {
+                    open_for: self.open_for,
+                    max,
+                });
+            }
+        }
+        check_duration("breaker half_open_max", self.half_open_max)?;
+        if let Some(slow) = self.slow {
+            check_duration("breaker slow", slow)?;
+        }
+        if self.failure_classes.contains(ErrorClass::Ignored) {
+            return Err(PolicyError::IgnoredFailure);
+        }
+        Ok(())
     }
 }
 
@@ -364,6 +546,12 @@ impl Policy {
         check_duration("retry cap", self.retry.cap)?;
         if let Some(breaker) = &self.breaker {
             breaker.validate()?;
+            if breaker.half_open_max < self.timeout {
+                return Err(PolicyError::HalfOpenMax {
+                    half_open_max: breaker.half_open_max,
+                    timeout: self.timeout,
+                });
+            }
         }
         if let Some(deadline) = self.deadline {
             check_duration("deadline", deadline)?;
@@ -410,8 +598,8 @@ pub enum PolicyError {
         /// The cap.
         cap: Duration,
     },
-    /// A breaker failure rate outside `(0, 1]`.
-    #[error("breaker failure_rate must be in (0, 1], not {0}")]
+    /// A breaker failure rate or slow-call rate outside `(0, 1]`.
+    #[error("breaker rates must be in (0, 1], not {0}")]
     FailureRate(f64),
     /// A breaker window of zero calls.
     #[error("breaker window must hold at least one call")]
@@ -427,6 +615,28 @@ pub enum PolicyError {
     /// Zero probes, or more than [`MAX_PROBES`].
     #[error("breaker probes must be between 1 and {MAX_PROBES}, not {0}")]
     Probes(u32),
+    /// `open_for_max` below `open_for`.
+    #[error("breaker open_for_max ({max:?}) is below open_for ({open_for:?})")]
+    OpenForMax {
+        /// The first open duration.
+        open_for: Duration,
+        /// Its cap.
+        max: Duration,
+    },
+    /// `half_open_max` shorter than the timeout of a method behind the
+    /// breaker: a probe could never report back in time.
+    #[error(
+        "breaker half_open_max ({half_open_max:?}) is shorter than the timeout ({timeout:?}): a probe could never report back"
+    )]
+    HalfOpenMax {
+        /// How long half-open waits for its probes.
+        half_open_max: Duration,
+        /// The method's per-attempt timeout.
+        timeout: Duration,
+    },
+    /// `Ignored` listed among the classes that count as failures.
+    #[error("an ignored error is never recorded, so it cannot count as a breaker failure")]
+    IgnoredFailure,
     /// The worst case of the retry policy exceeds the deadline.
     #[error(
         "worst case {worst_case:?} (attempts × timeout + backoff) exceeds the deadline of {deadline:?}"

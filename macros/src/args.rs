@@ -44,11 +44,75 @@ pub(crate) enum JitterArg {
 #[derive(Debug, Default, FromMeta)]
 pub(crate) struct BreakerArgs {
     pub(crate) failure_rate: Option<SpannedValue<f64>>,
-    pub(crate) window: Option<SpannedValue<u32>>,
+    pub(crate) window: Option<SpannedValue<WindowArg>>,
     pub(crate) min_calls: Option<SpannedValue<u32>>,
     pub(crate) open_for: Option<SpannedValue<DurationText>>,
+    pub(crate) open_for_max: Option<SpannedValue<DurationText>>,
     pub(crate) probes: Option<SpannedValue<u32>>,
+    pub(crate) half_open_max: Option<SpannedValue<DurationText>>,
+    pub(crate) slow: Option<SpannedValue<DurationText>>,
+    pub(crate) slow_rate: Option<SpannedValue<f64>>,
+    pub(crate) failure_classes: Option<SpannedValue<ClassList>>,
     pub(crate) name: Option<SpannedValue<String>>,
+}
+
+/// `window = 20` (the last 20 calls) or `window = "30s"` (the calls of the
+/// last 30 seconds).
+#[derive(Clone, Debug)]
+pub(crate) enum WindowArg {
+    Calls(u32),
+    Time(DurationText),
+}
+
+impl FromMeta for WindowArg {
+    fn from_value(value: &syn::Lit) -> darling::Result<Self> {
+        match value {
+            syn::Lit::Int(calls) => Ok(Self::Calls(calls.base10_parse()?)),
+            syn::Lit::Str(duration) => Ok(Self::Time(duration.value())),
+            _ => Err(darling::Error::custom(
+                "a window is a number of calls (`window = 20`) or a duration (`window = \"30s\"`)",
+            )),
+        }
+    }
+}
+
+/// `failure_classes = ["retryable", "vendor_fault"]`: names as written,
+/// checked in `validate`.
+#[derive(Clone, Debug)]
+pub(crate) struct ClassList(pub(crate) Vec<SpannedValue<String>>);
+
+impl FromMeta for ClassList {
+    fn from_expr(expr: &syn::Expr) -> darling::Result<Self> {
+        let syn::Expr::Array(array) = expr else {
+            return Err(darling::Error::custom(
+                "list the classes in brackets: `failure_classes = [\"retryable\", \"vendor_fault\"]`",
+            )
+            .with_span(expr));
+        };
+        let mut errors = darling::Error::accumulator();
+        let mut names = Vec::new();
+        for element in &array.elems {
+            match element {
+                syn::Expr::Lit(syn::ExprLit {
+                    lit: syn::Lit::Str(name),
+                    ..
+                }) => {
+                    names.push(SpannedValue::new(name.value(), name.span()));
+                }
+                syn::Expr::Path(syn::ExprPath { path, .. }) if path.get_ident().is_some() => {
+                    names.extend(
+                        path.get_ident()
+                            .map(|ident| SpannedValue::new(ident.to_string(), ident.span())),
+                    );
+                }
+                other => errors.push(
+                    darling::Error::custom("expected a class name such as \"retryable\"")
+                        .with_span(other),
+                ),
+            }
+        }
+        errors.finish_with(Self(names))
+    }
 }
 
 /// A duration as written (`"250ms"`, `"10s"`, `"1m 30s"`); parsed and

@@ -9,14 +9,16 @@ use std::time::Duration;
 use darling::util::{Override, SpannedValue};
 use proc_macro2::Span;
 
-use crate::args::{BreakerArgs, DurationText, IntegrationArgs, JitterArg, RetryArgs};
+use crate::args::{
+    BreakerArgs, ClassList, DurationText, IntegrationArgs, JitterArg, RetryArgs, WindowArg,
+};
 
 /// The most attempts a retry policy may make: `seawall::policy::MAX_ATTEMPTS`.
 pub(crate) const MAX_ATTEMPTS: u32 = 10;
 /// The most half-open probes: `seawall::policy::MAX_PROBES`.
 pub(crate) const MAX_PROBES: u32 = 1000;
 /// The longest duration a policy may hold: `seawall::policy::MAX_DURATION`.
-pub(crate) const MAX_DURATION: Duration = Duration::from_secs(1_000_000_000);
+pub(crate) const MAX_DURATION: Duration = Duration::from_secs(100_000_000);
 
 // Defaults, the same as the runtime's `RetryPolicy::new` and
 // `BreakerPolicy::new` (an integration test compares them).
@@ -28,6 +30,11 @@ const DEFAULT_WINDOW: u32 = 20;
 const DEFAULT_MIN_CALLS: u32 = 10;
 const DEFAULT_OPEN_FOR: Duration = Duration::from_secs(30);
 const DEFAULT_PROBES: u32 = 1;
+const DEFAULT_HALF_OPEN_MAX: Duration = Duration::from_secs(60);
+const DEFAULT_SLOW_RATE: f64 = 0.5;
+/// The error classes a breaker may count as failures, and the default set.
+const CLASSES: [&str; 3] = ["retryable", "vendor_fault", "permanent"];
+const DEFAULT_FAILURE_CLASSES: [&str; 2] = ["retryable", "vendor_fault"];
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum Kind {
@@ -55,11 +62,23 @@ pub(crate) struct Retry {
 #[derive(Debug)]
 pub(crate) struct Breaker {
     pub(crate) failure_rate: f64,
-    pub(crate) window: u32,
+    pub(crate) window: Window,
     pub(crate) min_calls: u32,
     pub(crate) open_for: Duration,
+    pub(crate) open_for_max: Option<Duration>,
     pub(crate) probes: u32,
+    pub(crate) half_open_max: Duration,
+    pub(crate) slow: Option<Duration>,
+    pub(crate) slow_rate: f64,
+    /// Names from [`CLASSES`], in the order given, without repeats.
+    pub(crate) failure_classes: Vec<&'static str>,
     pub(crate) name: Option<String>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Window {
+    Calls(u32),
+    Time(Duration),
 }
 
 impl Retry {
@@ -134,8 +153,8 @@ pub(crate) fn integration(args: IntegrationArgs, attr: Span) -> darling::Result<
     };
 
     let breaker = args.breaker.as_ref().map(|breaker| match &**breaker {
-        Override::Inherit => breaker_policy(&BreakerArgs::default(), &mut errors),
-        Override::Explicit(explicit) => breaker_policy(explicit, &mut errors),
+        Override::Inherit => breaker_policy(&BreakerArgs::default(), timeout, &mut errors),
+        Override::Explicit(explicit) => breaker_policy(explicit, timeout, &mut errors),
     });
 
     let deadline = args
@@ -233,45 +252,69 @@ fn retry_policy(args: &RetryArgs, errors: &mut darling::error::Accumulator) -> R
     }
 }
 
-fn breaker_policy(args: &BreakerArgs, errors: &mut darling::error::Accumulator) -> Breaker {
-    let failure_rate = args
-        .failure_rate
-        .as_ref()
-        .map_or(DEFAULT_FAILURE_RATE, |r| **r);
-    if let Some(rate) = &args.failure_rate
-        && !(**rate > 0.0 && **rate <= 1.0)
-    {
-        errors.push(
-            darling::Error::custom(format!(
-                "`failure_rate` is a share of calls in (0, 1], such as 0.5; {} is outside it",
-                **rate
-            ))
-            .with_span(&rate.span()),
-        );
-    }
-    let window = args.window.as_ref().map_or(DEFAULT_WINDOW, |w| **w);
-    if let Some(given) = &args.window
-        && **given == 0
-    {
-        errors.push(
-            darling::Error::custom("a breaker `window` must hold at least one call")
-                .with_span(&given.span()),
-        );
-    }
-    let min_calls = args
-        .min_calls
-        .as_ref()
-        .map_or(DEFAULT_MIN_CALLS.min(window), |m| **m);
-    if let Some(given) = &args.min_calls
-        && (**given == 0 || **given > window)
-    {
-        errors.push(
-            darling::Error::custom(format!(
-                "`min_calls` must be between 1 and the window ({window} calls): the breaker \
+fn breaker_policy(
+    args: &BreakerArgs,
+    timeout: Option<Duration>,
+    errors: &mut darling::error::Accumulator,
+) -> Breaker {
+    let failure_rate = rate(
+        args.failure_rate.as_ref(),
+        DEFAULT_FAILURE_RATE,
+        "failure_rate",
+        errors,
+    );
+    let slow_rate = rate(
+        args.slow_rate.as_ref(),
+        DEFAULT_SLOW_RATE,
+        "slow_rate",
+        errors,
+    );
+    let window = match args.window.as_deref() {
+        None => Window::Calls(DEFAULT_WINDOW),
+        Some(WindowArg::Calls(calls)) => {
+            if *calls == 0 {
+                errors.push(
+                    darling::Error::custom("a breaker `window` must hold at least one call")
+                        .with_span(
+                            &args
+                                .window
+                                .as_ref()
+                                .map_or_else(Span::call_site, SpannedValue::span),
+                        ),
+                );
+            }
+            Window::Calls(*calls)
+        }
+        Some(WindowArg::Time(text)) => {
+            let span = args
+                .window
+                .as_ref()
+                .map_or_else(Span::call_site, SpannedValue::span);
+            let duration = duration(&SpannedValue::new(text.clone(), span), errors);
+            Window::Time(duration.unwrap_or(Duration::from_secs(30)))
+        }
+    };
+    let min_calls = args.min_calls.as_ref().map_or(
+        match window {
+            Window::Calls(calls) => DEFAULT_MIN_CALLS.min(calls),
+            Window::Time(_) => DEFAULT_MIN_CALLS,
+        },
+        |m| **m,
+    );
+    if let Some(given) = &args.min_calls {
+        match window {
+            Window::Calls(calls) if **given == 0 || **given > calls => errors.push(
+                darling::Error::custom(format!(
+                    "`min_calls` must be between 1 and the window ({calls} calls): the breaker \
                      can never judge more calls than its window holds"
-            ))
-            .with_span(&given.span()),
-        );
+                ))
+                .with_span(&given.span()),
+            ),
+            Window::Time(_) if **given == 0 => errors.push(
+                darling::Error::custom("`min_calls` must be at least 1").with_span(&given.span()),
+            ),
+            _ => {}
+        }
     }
     let probes = args.probes.as_ref().map_or(DEFAULT_PROBES, |p| **p);
     if let Some(given) = &args.probes
@@ -280,11 +323,66 @@ fn breaker_policy(args: &BreakerArgs, errors: &mut darling::error::Accumulator) 
         errors.push(
             darling::Error::custom(format!(
                 "`probes` must be between 1 and {MAX_PROBES}: with no probe, an open breaker \
-                     could never find out the vendor has recovered"
+                 could never find out the vendor has recovered"
             ))
             .with_span(&given.span()),
         );
     }
+    let open_for = args
+        .open_for
+        .as_ref()
+        .and_then(|o| duration(o, errors))
+        .unwrap_or(DEFAULT_OPEN_FOR);
+    let open_for_max = args.open_for_max.as_ref().and_then(|max| {
+        let value = duration(max, errors)?;
+        if value < open_for {
+            errors.push(
+                darling::Error::custom(format!(
+                    "`open_for_max` ({}) is below `open_for` ({}): it caps how far the open \
+                     duration grows, so make it at least `open_for`",
+                    show(value),
+                    show(open_for)
+                ))
+                .with_span(&max.span()),
+            );
+        }
+        Some(value)
+    });
+    let half_open_max = args
+        .half_open_max
+        .as_ref()
+        .and_then(|h| duration(h, errors))
+        .unwrap_or(DEFAULT_HALF_OPEN_MAX);
+    if let Some(timeout) = timeout
+        && half_open_max < timeout
+    {
+        let span = args
+            .half_open_max
+            .as_ref()
+            .map_or_else(Span::call_site, SpannedValue::span);
+        errors.push(
+            darling::Error::custom(format!(
+                "`half_open_max` ({}) is shorter than this method's `timeout` ({}): a probe could \
+                 never report back in time; set `half_open_max` to at least the timeout",
+                show(half_open_max),
+                show(timeout)
+            ))
+            .with_span(&span),
+        );
+    }
+    let slow = args.slow.as_ref().and_then(|s| duration(s, errors));
+    if let (Some(slow_rate), None) = (&args.slow_rate, &args.slow) {
+        errors.push(
+            darling::Error::custom(
+                "`slow_rate` needs `slow`, the duration from which a call counts as slow",
+            )
+            .with_span(&slow_rate.span()),
+        );
+    }
+    let failure_classes = args.failure_classes.as_ref().map_or_else(
+        || DEFAULT_FAILURE_CLASSES.to_vec(),
+        |list| classes(list, errors),
+    );
     if let Some(name) = &args.name
         && name.trim().is_empty()
     {
@@ -296,14 +394,76 @@ fn breaker_policy(args: &BreakerArgs, errors: &mut darling::error::Accumulator) 
         failure_rate,
         window,
         min_calls,
-        open_for: args
-            .open_for
-            .as_ref()
-            .and_then(|o| duration(o, errors))
-            .unwrap_or(DEFAULT_OPEN_FOR),
+        open_for,
+        open_for_max,
         probes,
+        half_open_max,
+        slow,
+        slow_rate,
+        failure_classes,
         name: args.name.as_ref().map(|n| (**n).clone()),
     }
+}
+
+fn rate(
+    given: Option<&SpannedValue<f64>>,
+    default: f64,
+    key: &str,
+    errors: &mut darling::error::Accumulator,
+) -> f64 {
+    let Some(given) = given else {
+        return default;
+    };
+    if !(**given > 0.0 && **given <= 1.0) {
+        errors.push(
+            darling::Error::custom(format!(
+                "`{key}` is a share of calls in (0, 1], such as 0.5; {} is outside it",
+                **given
+            ))
+            .with_span(&given.span()),
+        );
+    }
+    **given
+}
+
+fn classes(
+    list: &SpannedValue<ClassList>,
+    errors: &mut darling::error::Accumulator,
+) -> Vec<&'static str> {
+    let mut found = Vec::new();
+    if list.0.is_empty() {
+        errors.push(
+            darling::Error::custom(
+                "an empty `failure_classes` would never open the breaker: list at least one of \
+                 \"retryable\", \"vendor_fault\", \"permanent\"",
+            )
+            .with_span(&list.span()),
+        );
+    }
+    for name in &list.0 {
+        match CLASSES.iter().find(|class| **class == name.as_str()) {
+            Some(class) if !found.contains(class) => found.push(*class),
+            Some(_) => errors.push(
+                darling::Error::custom(format!("\"{}\" is listed twice", **name))
+                    .with_span(&name.span()),
+            ),
+            None if name.as_str() == "ignored" => errors.push(
+                darling::Error::custom(
+                    "an ignored error is never recorded, so it cannot count as a failure",
+                )
+                .with_span(&name.span()),
+            ),
+            None => errors.push(
+                darling::Error::custom(format!(
+                    "unknown error class \"{}\": the classes are \"retryable\", \
+                     \"vendor_fault\" and \"permanent\"",
+                    **name
+                ))
+                .with_span(&name.span()),
+            ),
+        }
+    }
+    found
 }
 
 /// Parses a duration, reporting a bad one at its tokens.

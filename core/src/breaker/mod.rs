@@ -4,23 +4,31 @@
 //! Without a breaker, every caller of a dead vendor waits out its full
 //! timeout (and its retries), holding a connection and a task the whole time;
 //! enough of them and services that never touch that vendor go down too. A
-//! breaker that has seen too many failures answers at once instead, and after
-//! `open_for` lets a few probe calls through to decide whether to close again.
+//! breaker that has seen too many failures (or too many slow calls) answers
+//! at once instead, and after `open_for` lets a few probe calls through to
+//! decide whether to close again.
 //!
 //! ```text
-//!            failure rate ≥ threshold            open_for elapsed
-//!  Closed ─────────────────────────────▶ Open ─────────────────────▶ HalfOpen
-//!    ▲                                    ▲                             │
-//!    │        probes' failure rate < threshold (window reset)           │
-//!    └──────────────────────────────────────────────────────────────────┤
-//!                                         └─────────────────────────────┘
-//!                                          probes' failure rate ≥ threshold
+//!          failure or slow rate ≥ threshold              open_for elapsed
+//!  Closed ──────────────────────────────────▶ Open ─────────────────────▶ HalfOpen
+//!    ▲                                         ▲                             │
+//!    │        probes' rates under the thresholds (window reset)             │
+//!    └───────────────────────────────────────────────────────────────────────┤
+//!                                              └─────────────────────────────┘
+//!                       probes' rates at a threshold, or half_open_max elapsed
 //! ```
 //!
-//! The state lives in one atomic word, and the window of recent outcomes in a
-//! ring of atomics: admitting a call while closed is a single load, and
-//! recording a success touches three atomics, reads no clock and allocates
-//! nothing. The clock is read only while the breaker is open.
+//! Besides the automatic states an operator can hold a breaker
+//! [forced open](Breaker::force_open), [disable](Breaker::disable) it
+//! (everything passes, nothing is recorded), run it
+//! [metrics-only](Breaker::metrics_only) (everything passes, rates are
+//! recorded and a crossing is reported) or [reset](Breaker::reset) it.
+//!
+//! The state lives in one atomic word, and the window of recent outcomes in
+//! atomics: admitting a call while closed is one load, and recording a
+//! success into a count window touches three atomics, reads no clock and
+//! allocates nothing. The clock is read while open, for time windows and for
+//! slow-call detection.
 //!
 //! ```
 //! use seawall_core::{Breaker, BreakerPolicy, BreakerState, breaker::Outcome};
@@ -35,28 +43,45 @@
 //! # Ok::<(), seawall_core::PolicyError>(())
 //! ```
 
+mod state;
 mod window;
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering::AcqRel, Ordering::Acquire};
+use std::sync::atomic::{
+    AtomicBool, AtomicU32, AtomicU64, Ordering::AcqRel, Ordering::Acquire, Ordering::Relaxed,
+};
 use std::time::Duration;
 
 use tokio::time::Instant;
 
-use crate::event::{BreakerTransition, Event, Subscribers};
-use crate::{BreakerPolicy, PolicyError};
-use window::CountWindow;
+use crate::event::{BreakerRateCrossed, BreakerTransition, Event, Subscribers};
+use crate::{BreakerPolicy, ErrorClass, PolicyError};
+use state::{
+    CLOSED, DISABLED, FORCED_OPEN, HALF_OPEN, METRICS_ONLY, ONE_PROBE, OPEN, ProbeTally, Word,
+};
+use window::{Ring, Tally};
 
 /// The state of a circuit breaker.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
 #[non_exhaustive]
 pub enum BreakerState {
-    /// Calls go through; outcomes are recorded in the window.
+    /// Calls go through; outcomes are recorded and judged.
     Closed,
     /// Calls are rejected at once until `open_for` has passed.
     Open,
     /// A limited number of probe calls go through; the rest are rejected.
     HalfOpen,
+    /// Held open by [`Breaker::force_open`]: every call is rejected until
+    /// [`Breaker::reset`].
+    ForcedOpen,
+    /// Turned off by [`Breaker::disable`]: every call goes through and
+    /// nothing is recorded.
+    Disabled,
+    /// Set by [`Breaker::metrics_only`]: every call goes through; outcomes
+    /// are recorded and a rate crossing its threshold is reported, never
+    /// acted on.
+    MetricsOnly,
 }
 
 impl BreakerState {
@@ -66,6 +91,9 @@ impl BreakerState {
             Self::Closed => "closed",
             Self::Open => "open",
             Self::HalfOpen => "half_open",
+            Self::ForcedOpen => "forced_open",
+            Self::Disabled => "disabled",
+            Self::MetricsOnly => "metrics_only",
         }
     }
 }
@@ -79,123 +107,72 @@ impl std::fmt::Display for BreakerState {
 /// How a call admitted by the breaker ended, as far as the breaker cares.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Outcome {
-    /// The vendor answered (a permanent client error is an answer too).
+    /// The vendor answered (a permanent client error is an answer too,
+    /// unless the policy counts it as a failure).
     Success,
-    /// The vendor failed: a retryable error, a vendor fault or a timeout.
+    /// The vendor failed.
     Failure,
     /// Neither: the permit is freed and nothing is recorded.
     Ignored,
 }
 
-impl Outcome {
-    /// The outcome the breaker records for an error of this class.
-    pub const fn of(class: crate::ErrorClass) -> Self {
-        if class.is_failure() {
-            Self::Failure
-        } else if matches!(class, crate::ErrorClass::Ignored) {
-            Self::Ignored
-        } else {
-            Self::Success
-        }
-    }
-}
-
 /// A breaker's refusal to let a call through.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Rejected {
-    /// How long until the breaker lets a call through again. Zero while
-    /// half-open with every probe in flight: their outcome is due within one
-    /// attempt's timeout.
-    pub retry_in: Duration,
+    /// How long until the breaker lets a call through again: while open,
+    /// until it half-opens; while half-open with every probe out, until
+    /// `half_open_max` runs out at the latest. `None` while forced open: only
+    /// [`Breaker::reset`] lets calls through again.
+    pub retry_in: Option<Duration>,
 }
 
-// The state word: kind (2 bits) | epoch (12 bits) | probes admitted (10 bits)
-// | milliseconds since `base` (40 bits: open-until while open, entered-at
-// while half-open). The epoch changes on every transition, so a call admitted
-// in one state never records into the next.
-const KIND_BITS: u32 = 2;
-const EPOCH_BITS: u32 = 12;
-const ADMITTED_BITS: u32 = 10;
-const EPOCH_SHIFT: u32 = KIND_BITS;
-const ADMITTED_SHIFT: u32 = EPOCH_SHIFT + EPOCH_BITS;
-const MS_SHIFT: u32 = ADMITTED_SHIFT + ADMITTED_BITS;
-const EPOCH_MASK: u64 = (1 << EPOCH_BITS) - 1;
-const ADMITTED_MASK: u64 = (1 << ADMITTED_BITS) - 1;
-const MS_MAX: u64 = (1 << (64 - MS_SHIFT)) - 1;
-
-const CLOSED: u64 = 0;
-const OPEN: u64 = 1;
-const HALF_OPEN: u64 = 2;
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-struct Word(u64);
-
-impl Word {
-    fn new(kind: u64, epoch: u64, admitted: u64, ms: u64) -> Self {
-        Self(
-            kind | (epoch & EPOCH_MASK) << EPOCH_SHIFT
-                | (admitted & ADMITTED_MASK) << ADMITTED_SHIFT
-                | ms.min(MS_MAX) << MS_SHIFT,
-        )
-    }
-    fn kind(self) -> u64 {
-        self.0 & ((1 << KIND_BITS) - 1)
-    }
-    fn epoch(self) -> u64 {
-        (self.0 >> EPOCH_SHIFT) & EPOCH_MASK
-    }
-    fn admitted(self) -> u64 {
-        (self.0 >> ADMITTED_SHIFT) & ADMITTED_MASK
-    }
-    fn ms(self) -> u64 {
-        self.0 >> MS_SHIFT
-    }
-    fn next(self, kind: u64, admitted: u64, ms: u64) -> Self {
-        Self::new(kind, self.epoch() + 1, admitted, ms)
-    }
-    fn state(self) -> BreakerState {
-        match self.kind() {
-            OPEN => BreakerState::Open,
-            HALF_OPEN => BreakerState::HalfOpen,
-            _ => BreakerState::Closed,
-        }
-    }
+/// A breaker's counts and rates, for health views and status pages.
+#[derive(Clone, Debug, PartialEq, serde::Serialize)]
+pub struct BreakerMetrics {
+    /// The breaker's name.
+    pub name: String,
+    /// Its state.
+    pub state: BreakerState,
+    /// Calls in the window.
+    pub calls: u64,
+    /// Failures among them.
+    pub failures: u64,
+    /// Slow calls among them (zero unless the policy sets `slow`).
+    pub slow_calls: u64,
+    /// `failures / calls`, when there are calls.
+    pub failure_rate: Option<f64>,
+    /// `slow_calls / calls`, when there are calls.
+    pub slow_rate: Option<f64>,
 }
 
-// The half-open probes' results: epoch (12 bits) | done (12) | failures (12).
-// A tally whose epoch is not the current one counts as empty, so entering
-// half-open needs no reset that could race with admitted probes.
-#[derive(Clone, Copy)]
-struct ProbeTally(u64);
-
-impl ProbeTally {
-    fn of_epoch(self, epoch: u64) -> (u64, u64) {
-        if self.0 & EPOCH_MASK == epoch {
-            ((self.0 >> 12) & 0xfff, (self.0 >> 24) & 0xfff)
-        } else {
-            (0, 0)
-        }
-    }
-    fn new(epoch: u64, done: u64, failures: u64) -> Self {
-        Self(epoch | done << 12 | failures << 24)
-    }
-}
-
-/// A circuit breaker guarding one vendor endpoint (or several, when shared by
-/// name).
+/// A circuit breaker guarding one vendor endpoint, or several when shared by
+/// name.
 ///
-/// Usually built by the [`Runtime`](crate::Runtime) from a method's policy;
-/// usable on its own through [`try_acquire`](Self::try_acquire) and
+/// Usually built by the [`Runtime`](crate::Runtime) from a method's policy
+/// and listed by [`Runtime::breakers`](crate::Runtime::breakers); usable on
+/// its own through [`try_acquire`](Self::try_acquire) and
 /// [`Permit::record`].
 pub struct Breaker {
     name: Arc<str>,
     policy: BreakerPolicy,
-    threshold_ppm: u64,
+    failure_ppm: u64,
+    slow_ppm: u64,
+    slow_after: Option<Duration>,
     state: AtomicU64,
     probe_tally: AtomicU64,
-    window: CountWindow,
+    /// Consecutive re-opens, for a growing open duration. Written only by
+    /// the caller that wins a transition.
+    reopens: AtomicU32,
+    /// Whether a metrics-only breaker has reported its rate above a
+    /// threshold (reset when the rate falls back under it).
+    above: AtomicBool,
+    window: Ring,
     base: Instant,
     subscribers: Arc<Subscribers>,
+}
+
+fn ppm(rate: f64) -> u64 {
+    (rate * 1_000_000.0).round() as u64
 }
 
 impl Breaker {
@@ -215,12 +192,16 @@ impl Breaker {
     ) -> Result<Self, PolicyError> {
         policy.validate()?;
         Ok(Self {
-            threshold_ppm: (policy.failure_rate * 1_000_000.0).round() as u64,
-            window: CountWindow::new(policy.window),
+            failure_ppm: ppm(policy.failure_rate()),
+            slow_ppm: ppm(policy.slow_rate()),
+            slow_after: policy.slow(),
+            window: Ring::new(policy.window()),
             name,
             policy,
             state: AtomicU64::new(Word::new(CLOSED, 0, 0, 0).0),
             probe_tally: AtomicU64::new(0),
+            reopens: AtomicU32::new(0),
+            above: AtomicBool::new(false),
             base: Instant::now(),
             subscribers,
         })
@@ -246,67 +227,158 @@ impl Breaker {
         Word(self.state.load(Acquire)).state()
     }
 
-    /// The failures and calls currently in the closed-state window.
-    pub fn window(&self) -> (u64, u64) {
-        let tally = self.window.tally();
-        (tally.failures, tally.calls)
+    /// The state with the counts and rates of the window.
+    pub fn metrics(&self) -> BreakerMetrics {
+        let tally = self.window.tally(self.nanos());
+        let rate = |part: u64| (tally.calls > 0).then(|| part as f64 / tally.calls as f64);
+        BreakerMetrics {
+            name: self.name.to_string(),
+            state: self.state(),
+            calls: tally.calls,
+            failures: tally.failures,
+            slow_calls: tally.slow,
+            failure_rate: rate(tally.failures),
+            slow_rate: rate(tally.slow),
+        }
+    }
+
+    /// How the breaker records an error of `class`, under its policy.
+    pub fn outcome_of(&self, class: ErrorClass) -> Outcome {
+        if class == ErrorClass::Ignored {
+            Outcome::Ignored
+        } else if self.policy.failure_classes().contains(class) {
+            Outcome::Failure
+        } else {
+            Outcome::Success
+        }
     }
 
     /// Asks to let one call through.
     ///
     /// # Errors
     ///
-    /// [`Rejected`] while open, or while half-open with every probe admitted.
+    /// [`Rejected`] while open or forced open, or while half-open with every
+    /// probe admitted.
     pub fn try_acquire(&self) -> Result<Permit<'_>, Rejected> {
         let mut word = Word(self.state.load(Acquire));
         loop {
             match word.kind() {
-                CLOSED => return Ok(self.permit(word.epoch(), false)),
+                CLOSED | METRICS_ONLY => return Ok(self.permit(word.epoch(), false)),
+                DISABLED => {
+                    return Ok(Permit {
+                        breaker: self,
+                        epoch: word.epoch(),
+                        probe: false,
+                        started: None,
+                        recorded: true, // nothing to record
+                    });
+                }
+                FORCED_OPEN => return Err(Rejected { retry_in: None }),
                 OPEN => {
                     let now = self.elapsed();
                     let until = Duration::from_millis(word.ms());
                     if now < until {
                         return Err(Rejected {
-                            retry_in: until - now,
+                            retry_in: Some(until - now),
                         });
                     }
                     // The wait is over: this call becomes the first probe.
                     let next = word.next(HALF_OPEN, 1, now.as_millis() as u64);
-                    match self.swap(word, next) {
+                    match self.transition(word, next) {
                         Ok(()) => return Ok(self.permit(next.epoch(), true)),
                         Err(actual) => word = actual,
                     }
                 }
                 _ => {
-                    if word.admitted() >= u64::from(self.policy.probes) {
+                    if word.admitted() < u64::from(self.policy.probes()) {
+                        let next = Word(word.0 + ONE_PROBE);
+                        match self
+                            .state
+                            .compare_exchange_weak(word.0, next.0, AcqRel, Acquire)
+                        {
+                            Ok(_) => return Ok(self.permit(word.epoch(), true)),
+                            Err(actual) => word = Word(actual),
+                        }
+                        continue;
+                    }
+                    // Every probe is out. Past `half_open_max` the missing
+                    // ones count as failed: open again, for longer.
+                    let now = self.elapsed();
+                    let give_up = Duration::from_millis(word.ms()) + self.policy.half_open_max();
+                    if now < give_up {
                         return Err(Rejected {
-                            retry_in: Duration::ZERO,
+                            retry_in: Some(give_up - now),
                         });
                     }
-                    let next = Word(word.0 + (1 << ADMITTED_SHIFT));
-                    match self
-                        .state
-                        .compare_exchange_weak(word.0, next.0, AcqRel, Acquire)
-                    {
-                        Ok(_) => return Ok(self.permit(word.epoch(), true)),
-                        Err(actual) => word = Word(actual),
+                    match self.reopen(word) {
+                        Ok(open_for) => {
+                            return Err(Rejected {
+                                retry_in: Some(open_for),
+                            });
+                        }
+                        Err(actual) => word = actual,
                     }
                 }
             }
         }
     }
 
-    /// While open, how long until calls are let through again; `None` when
-    /// closed or half-open. The retry loop asks this after a failure so an
-    /// opened breaker ends it at once instead of after a pointless backoff.
-    pub fn open_for_now(&self) -> Option<Duration> {
+    /// Whether the breaker is rejecting calls right now: open with its wait
+    /// not over, or forced open. The retry loop asks this after a failure so
+    /// that an opened breaker ends it at once instead of after a pointless
+    /// backoff.
+    pub fn is_open(&self) -> bool {
         let word = Word(self.state.load(Acquire));
-        if word.kind() != OPEN {
-            return None;
+        match word.kind() {
+            OPEN => self.elapsed() < Duration::from_millis(word.ms()),
+            FORCED_OPEN => true,
+            _ => false,
         }
-        let until = Duration::from_millis(word.ms());
-        let now = self.elapsed();
-        (now < until).then(|| until - now)
+    }
+
+    /// Holds the breaker open: every call is rejected, with no automatic
+    /// recovery, until [`reset`](Self::reset) (or another manual state).
+    pub fn force_open(&self) {
+        self.set(FORCED_OPEN, false);
+    }
+
+    /// Turns the breaker off: every call goes through and nothing is
+    /// recorded, until [`reset`](Self::reset).
+    pub fn disable(&self) {
+        self.set(DISABLED, false);
+    }
+
+    /// Records and reports without ever rejecting: a rate reaching its
+    /// threshold is reported once (an [`Event::BreakerRate`] and a warning)
+    /// until it falls back under it. Starts from an empty window.
+    pub fn metrics_only(&self) {
+        self.set(METRICS_ONLY, true);
+    }
+
+    /// Back to closed, with an empty window and the first open duration.
+    pub fn reset(&self) {
+        self.set(CLOSED, true);
+    }
+
+    fn set(&self, kind: u64, reset_window: bool) {
+        let mut word = Word(self.state.load(Acquire));
+        loop {
+            if reset_window {
+                self.window.reset();
+                self.above.store(false, Relaxed);
+            }
+            self.reopens.store(0, Relaxed);
+            let next = word.next(kind, 0, 0);
+            match self.state.compare_exchange(word.0, next.0, AcqRel, Acquire) {
+                Ok(_) => {
+                    if word.kind() != kind {
+                        self.announce(word.state(), next.state());
+                    }
+                    return;
+                }
+                Err(actual) => word = Word(actual),
+            }
+        }
     }
 
     fn permit(&self, epoch: u64, probe: bool) -> Permit<'_> {
@@ -314,6 +386,7 @@ impl Breaker {
             breaker: self,
             epoch,
             probe,
+            started: self.slow_after.map(|_| Instant::now()),
             recorded: false,
         }
     }
@@ -322,57 +395,107 @@ impl Breaker {
         Instant::now().saturating_duration_since(self.base)
     }
 
-    /// Milliseconds since `base` at which an opening now ends, rounded up so
-    /// the breaker never half-opens early.
-    fn open_until(&self) -> u64 {
-        let until = self.elapsed() + self.policy.open_for;
-        until.as_nanos().div_ceil(1_000_000) as u64
+    fn nanos(&self) -> u64 {
+        u64::try_from(self.elapsed().as_nanos()).unwrap_or(u64::MAX)
     }
 
-    fn trips(&self, failures: u64, calls: u64) -> bool {
-        failures > 0 && failures * 1_000_000 >= self.threshold_ppm * calls
+    /// Milliseconds since `base` at which an opening of `open_for` starting
+    /// now ends, rounded up so that the breaker never half-opens early.
+    fn open_until(&self, open_for: Duration) -> u64 {
+        let until = self.elapsed() + open_for;
+        u64::try_from(until.as_nanos().div_ceil(1_000_000)).unwrap_or(u64::MAX)
     }
 
-    fn record(&self, epoch: u64, probe: bool, outcome: Outcome) {
-        if probe {
-            self.record_probe(epoch, outcome);
+    /// Whether a tally reaches a threshold (never before `min_calls`).
+    fn trips(&self, tally: Tally, min_calls: u64) -> bool {
+        if tally.calls < min_calls || tally.calls == 0 {
+            return false;
+        }
+        let reaches =
+            |part: u64, threshold: u64| part > 0 && part * 1_000_000 >= threshold * tally.calls;
+        reaches(tally.failures, self.failure_ppm)
+            || (self.slow_after.is_some() && reaches(tally.slow, self.slow_ppm))
+    }
+
+    fn record(&self, epoch: u64, probe: bool, started: Option<Instant>, outcome: Outcome) {
+        if outcome == Outcome::Ignored {
+            if probe {
+                self.free_probe(epoch);
+            }
             return;
         }
-        if outcome == Outcome::Ignored {
+        let failure = outcome == Outcome::Failure;
+        let slow = match (started, self.slow_after) {
+            (Some(started), Some(after)) => started.elapsed() >= after,
+            _ => false,
+        };
+        if probe {
+            self.record_probe(epoch, failure, slow);
             return;
         }
         let word = Word(self.state.load(Acquire));
-        if word.kind() != CLOSED || word.epoch() != epoch {
+        if word.epoch() != epoch || !matches!(word.kind(), CLOSED | METRICS_ONLY) {
             return; // admitted before the last transition: no longer relevant
         }
-        let tally = self.window.record(outcome == Outcome::Failure);
-        if tally.calls >= u64::from(self.policy.min_calls)
-            && self.trips(tally.failures, tally.calls)
-        {
-            let _ = self.swap(word, word.next(OPEN, 0, self.open_until()));
+        let now = if self.window.needs_clock() {
+            self.nanos()
+        } else {
+            0
+        };
+        let tally = self.window.record(now, failure, slow);
+        // A success can only bring a rate down, except by completing
+        // `min_calls`; a time window judges on failures and slow calls only.
+        let min_calls = u64::from(self.policy.min_calls());
+        if !failure && !slow && (self.window.needs_clock() || tally.failures + tally.slow == 0) {
+            if word.kind() == METRICS_ONLY
+                && self.above.load(Relaxed)
+                && !self.trips(tally, min_calls)
+            {
+                self.above.store(false, Relaxed);
+            }
+            return;
+        }
+        let trips = self.trips(tally, min_calls);
+        if word.kind() == CLOSED {
+            if trips {
+                let open_for = self.policy.open_duration(0);
+                let _ = self.transition(word, word.next(OPEN, 0, self.open_until(open_for)));
+            }
+        } else if trips {
+            // Metrics-only: report the crossing once, never act on it.
+            if !self.above.swap(true, Relaxed) {
+                self.report_crossing(tally);
+            }
+        } else {
+            self.above.store(false, Relaxed);
         }
     }
 
-    fn record_probe(&self, epoch: u64, outcome: Outcome) {
-        if outcome == Outcome::Ignored {
-            // Free the probe's slot so another call can probe instead.
-            let _ = self.state.fetch_update(AcqRel, Acquire, |w| {
-                let word = Word(w);
-                (word.kind() == HALF_OPEN && word.epoch() == epoch && word.admitted() > 0)
-                    .then(|| w - (1 << ADMITTED_SHIFT))
-            });
-            return;
-        }
-        let failed = u64::from(outcome == Outcome::Failure);
-        let probes = u64::from(self.policy.probes);
+    fn free_probe(&self, epoch: u64) {
+        let _ = self.state.fetch_update(AcqRel, Acquire, |w| {
+            let word = Word(w);
+            (word.kind() == HALF_OPEN && word.epoch() == epoch && word.admitted() > 0)
+                .then(|| w - ONE_PROBE)
+        });
+    }
+
+    fn record_probe(&self, epoch: u64, failure: bool, slow: bool) {
+        let probes = u64::from(self.policy.probes());
         let Ok(previous) = self.probe_tally.fetch_update(AcqRel, Acquire, |t| {
-            let (done, failures) = ProbeTally(t).of_epoch(epoch);
-            (done < probes).then(|| ProbeTally::new(epoch, done + 1, failures + failed).0)
+            let tally = ProbeTally::unpack(t, epoch);
+            (tally.done < probes).then(|| {
+                ProbeTally {
+                    done: tally.done + 1,
+                    failures: tally.failures + u64::from(failure),
+                    slow: tally.slow + u64::from(slow),
+                }
+                .pack(epoch)
+            })
         }) else {
             return;
         };
-        let (done, failures) = ProbeTally(previous).of_epoch(epoch);
-        if done + 1 < probes {
+        let previous = ProbeTally::unpack(previous, epoch);
+        if previous.done + 1 < probes {
             return;
         }
         // The last probe is in: judge the vendor on the probes alone.
@@ -380,16 +503,34 @@ impl Breaker {
         if word.kind() != HALF_OPEN || word.epoch() != epoch {
             return;
         }
-        if self.trips(failures + failed, probes) {
-            let _ = self.swap(word, word.next(OPEN, 0, self.open_until()));
+        let probes_tally = Tally {
+            calls: probes,
+            failures: previous.failures + u64::from(failure),
+            slow: previous.slow + u64::from(slow),
+        };
+        if self.trips(probes_tally, 1) {
+            let _ = self.reopen(word);
         } else {
             self.window.reset();
-            let _ = self.swap(word, word.next(CLOSED, 0, 0));
+            self.reopens.store(0, Relaxed);
+            let _ = self.transition(word, word.next(CLOSED, 0, 0));
         }
     }
 
-    /// Publishes a transition; reports it only if this call made it.
-    fn swap(&self, from: Word, to: Word) -> Result<(), Word> {
+    /// Half-open to open, for the next (possibly longer) open duration.
+    fn reopen(&self, half_open: Word) -> Result<Duration, Word> {
+        let reopens = self.reopens.load(Relaxed).saturating_add(1);
+        let open_for = self.policy.open_duration(reopens);
+        self.transition(
+            half_open,
+            half_open.next(OPEN, 0, self.open_until(open_for)),
+        )?;
+        self.reopens.store(reopens, Relaxed);
+        Ok(open_for)
+    }
+
+    /// Publishes a transition; announces it only if this call made it.
+    fn transition(&self, from: Word, to: Word) -> Result<(), Word> {
         match self.state.compare_exchange(from.0, to.0, AcqRel, Acquire) {
             Ok(_) => {
                 self.announce(from.state(), to.state());
@@ -400,7 +541,7 @@ impl Breaker {
     }
 
     fn announce(&self, from: BreakerState, to: BreakerState) {
-        if to == BreakerState::Open {
+        if matches!(to, BreakerState::Open | BreakerState::ForcedOpen) {
             tracing::warn!(target: "seawall::breaker", breaker = %self.name, %from, %to, "circuit breaker opened");
         } else {
             tracing::info!(target: "seawall::breaker", breaker = %self.name, %from, %to, "circuit breaker changed state");
@@ -412,16 +553,31 @@ impl Breaker {
             at: Instant::now(),
         }));
     }
+
+    fn report_crossing(&self, tally: Tally) {
+        let failure_rate = tally.failures as f64 / tally.calls as f64;
+        let slow_rate = tally.slow as f64 / tally.calls as f64;
+        tracing::warn!(
+            target: "seawall::breaker",
+            breaker = %self.name,
+            failure_rate,
+            slow_rate,
+            "metrics-only circuit breaker would have opened"
+        );
+        self.subscribers
+            .emit(&Event::BreakerRate(BreakerRateCrossed {
+                breaker: self.name.clone(),
+                failure_rate,
+                slow_rate,
+                at: Instant::now(),
+            }));
+    }
 }
 
 impl std::fmt::Debug for Breaker {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let (failures, calls) = self.window();
         f.debug_struct("Breaker")
-            .field("name", &self.name)
-            .field("state", &self.state())
-            .field("failures", &failures)
-            .field("calls", &calls)
+            .field("metrics", &self.metrics())
             .field("policy", &self.policy)
             .finish()
     }
@@ -437,6 +593,7 @@ pub struct Permit<'a> {
     breaker: &'a Breaker,
     epoch: u64,
     probe: bool,
+    started: Option<Instant>,
     recorded: bool,
 }
 
@@ -448,8 +605,17 @@ impl Permit<'_> {
 
     /// Records how the call ended.
     pub fn record(mut self, outcome: Outcome) {
-        self.recorded = true;
-        self.breaker.record(self.epoch, self.probe, outcome);
+        if !self.recorded {
+            self.recorded = true;
+            self.breaker
+                .record(self.epoch, self.probe, self.started, outcome);
+        }
+    }
+
+    /// Records an error of `class`, as the breaker's policy counts it.
+    pub fn record_error(self, class: ErrorClass) {
+        let outcome = self.breaker.outcome_of(class);
+        self.record(outcome);
     }
 }
 
@@ -457,7 +623,7 @@ impl Drop for Permit<'_> {
     fn drop(&mut self) {
         if !self.recorded {
             self.breaker
-                .record(self.epoch, self.probe, Outcome::Ignored);
+                .record(self.epoch, self.probe, self.started, Outcome::Ignored);
         }
     }
 }
@@ -468,22 +634,5 @@ impl std::fmt::Debug for Permit<'_> {
             .field("breaker", &self.breaker.name)
             .field("probe", &self.probe)
             .finish()
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn the_state_word_round_trips() {
-        let word = Word::new(HALF_OPEN, 4095, 1000, (1 << 40) - 1);
-        assert_eq!(word.kind(), HALF_OPEN);
-        assert_eq!(word.epoch(), 4095);
-        assert_eq!(word.admitted(), 1000);
-        assert_eq!(word.ms(), (1 << 40) - 1);
-        // The epoch wraps instead of spilling into the other fields.
-        assert_eq!(word.next(OPEN, 0, 5).epoch(), 0);
-        assert_eq!(word.next(OPEN, 0, 5).kind(), OPEN);
     }
 }

@@ -1,72 +1,226 @@
-use std::sync::atomic::{AtomicI64, AtomicU8, AtomicU64, Ordering::Relaxed};
+//! The outcomes a closed breaker judges: the last `N` calls, or the calls of
+//! the last stretch of time.
+//!
+//! Both are lock-free and allocate only when built. Under concurrent
+//! recording a tally can lag the ring by the calls in flight, which moves a
+//! rate by at most those few calls; counts never drift, because each change
+//! of a slot is counted exactly once.
 
-const EMPTY: u8 = 0;
-const SUCCESS: u8 = 1;
+use std::sync::atomic::{
+    AtomicI64, AtomicU8, AtomicU32, AtomicU64, Ordering::AcqRel, Ordering::Acquire,
+    Ordering::Relaxed,
+};
+use std::time::Duration;
+
+use crate::Window;
+
+/// What a window holds.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub(crate) struct Tally {
+    pub(crate) calls: u64,
+    pub(crate) failures: u64,
+    pub(crate) slow: u64,
+}
+
+/// Either kind of window.
+// One per breaker, inside its `Arc`: boxing the larger variant would only add
+// a pointer chase to every record.
+#[allow(clippy::large_enum_variant)]
+pub(crate) enum Ring {
+    Count(CountWindow),
+    Time(TimeWindow),
+}
+
+impl Ring {
+    pub(crate) fn new(window: Window) -> Self {
+        match window {
+            Window::Calls(calls) => Self::Count(CountWindow::new(calls)),
+            Window::Time(duration) => Self::Time(TimeWindow::new(duration)),
+        }
+    }
+
+    /// Whether recording needs the time (`now`, in nanoseconds since the
+    /// breaker's base instant).
+    pub(crate) fn needs_clock(&self) -> bool {
+        matches!(self, Self::Time(_))
+    }
+
+    pub(crate) fn record(&self, now: u64, failure: bool, slow: bool) -> Tally {
+        match self {
+            Self::Count(window) => window.record(failure, slow),
+            Self::Time(window) => window.record(now, failure, slow),
+        }
+    }
+
+    pub(crate) fn tally(&self, now: u64) -> Tally {
+        match self {
+            Self::Count(window) => window.tally(),
+            Self::Time(window) => window.tally(now),
+        }
+    }
+
+    /// Empties the window. Called around a transition, while calls admitted
+    /// in the previous state are turned away by their epoch.
+    pub(crate) fn reset(&self) {
+        match self {
+            Self::Count(window) => window.reset(),
+            Self::Time(window) => window.reset(),
+        }
+    }
+}
+
+const RECORDED: u8 = 1;
 const FAILURE: u8 = 2;
+const SLOW: u8 = 4;
 
-/// The outcomes of the last `N` calls, kept in a ring of atomics.
-///
-/// Recording is one `fetch_add` on the cursor, one `swap` of the slot and, only
-/// when the slot changes between success and failure, one add to the failure
-/// count: no lock, no allocation, no clock. Under concurrent recording the
-/// failure count can lag the ring by the calls in flight, which moves a rate by
-/// at most those few calls; it never drifts, because each slot change is
-/// counted exactly once.
+/// The outcomes of the last `N` calls, in a ring of atomics: recording is one
+/// `fetch_add` on the cursor, one `swap` of the slot and, only when the slot
+/// changes between success and failure (or fast and slow), one add.
 pub(crate) struct CountWindow {
     slots: Box<[AtomicU8]>,
     cursor: AtomicU64,
     failures: AtomicI64,
-}
-
-/// What the window holds right after a record.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) struct Tally {
-    pub(crate) calls: u64,
-    pub(crate) failures: u64,
+    slow: AtomicI64,
 }
 
 impl CountWindow {
     pub(crate) fn new(size: u32) -> Self {
         Self {
-            slots: (0..size.max(1)).map(|_| AtomicU8::new(EMPTY)).collect(),
+            slots: (0..size.max(1)).map(|_| AtomicU8::new(0)).collect(),
             cursor: AtomicU64::new(0),
             failures: AtomicI64::new(0),
+            slow: AtomicI64::new(0),
         }
     }
 
-    pub(crate) fn record(&self, failure: bool) -> Tally {
+    fn record(&self, failure: bool, slow: bool) -> Tally {
         let len = self.slots.len() as u64;
         let index = self.cursor.fetch_add(1, Relaxed);
-        let new = if failure { FAILURE } else { SUCCESS };
+        let new = RECORDED | if failure { FAILURE } else { 0 } | if slow { SLOW } else { 0 };
         let old = self.slots[(index % len) as usize].swap(new, Relaxed);
-        let failures = match (old == FAILURE, failure) {
-            (true, false) => self.failures.fetch_sub(1, Relaxed) - 1,
-            (false, true) => self.failures.fetch_add(1, Relaxed) + 1,
-            _ => self.failures.load(Relaxed),
-        };
+        let failures = adjust(&self.failures, old & FAILURE != 0, failure);
+        let slow = adjust(&self.slow, old & SLOW != 0, slow);
         Tally {
             calls: (index + 1).min(len),
-            failures: failures.max(0) as u64,
+            failures,
+            slow,
         }
     }
 
-    pub(crate) fn tally(&self) -> Tally {
-        let len = self.slots.len() as u64;
+    fn tally(&self) -> Tally {
         Tally {
-            calls: self.cursor.load(Relaxed).min(len),
+            calls: self.cursor.load(Relaxed).min(self.slots.len() as u64),
             failures: self.failures.load(Relaxed).max(0) as u64,
+            slow: self.slow.load(Relaxed).max(0) as u64,
         }
     }
 
-    /// Empties the window. Called only while no call records into it (the
-    /// breaker is half-open, and closed-state permits of older epochs are
-    /// turned away before they reach the window).
-    pub(crate) fn reset(&self) {
+    fn reset(&self) {
         for slot in self.slots.iter() {
-            slot.store(EMPTY, Relaxed);
+            slot.store(0, Relaxed);
         }
         self.failures.store(0, Relaxed);
+        self.slow.store(0, Relaxed);
         self.cursor.store(0, Relaxed);
+    }
+}
+
+/// Moves a counter by a slot's change; reads it when the slot did not change.
+fn adjust(counter: &AtomicI64, was: bool, is: bool) -> u64 {
+    let value = match (was, is) {
+        (true, false) => counter.fetch_sub(1, Relaxed) - 1,
+        (false, true) => counter.fetch_add(1, Relaxed) + 1,
+        _ => counter.load(Relaxed),
+    };
+    value.max(0) as u64
+}
+
+/// How many buckets a time window is cut into: it forgets old calls a tenth
+/// of the window at a time.
+const BUCKETS: u64 = 10;
+
+struct Bucket {
+    /// Which slice of time (`now / width + 1`) the counts belong to; 0 for
+    /// never used.
+    stamp: AtomicU64,
+    calls: AtomicU32,
+    failures: AtomicU32,
+    slow: AtomicU32,
+}
+
+/// The calls of the last stretch of time, in [`BUCKETS`] buckets.
+///
+/// The first call of a new slice claims its bucket with a compare-and-swap
+/// and zeroes its counts; a call recorded into the same bucket between the
+/// claim and the zeroing is lost, which can only lower a rate by a call or
+/// two at a bucket's turn.
+pub(crate) struct TimeWindow {
+    buckets: [Bucket; BUCKETS as usize],
+    width: u64,
+}
+
+impl TimeWindow {
+    pub(crate) fn new(window: Duration) -> Self {
+        let width = (window.as_nanos() / u128::from(BUCKETS)).max(1);
+        Self {
+            buckets: std::array::from_fn(|_| Bucket {
+                stamp: AtomicU64::new(0),
+                calls: AtomicU32::new(0),
+                failures: AtomicU32::new(0),
+                slow: AtomicU32::new(0),
+            }),
+            width: u64::try_from(width).unwrap_or(u64::MAX),
+        }
+    }
+
+    fn slice(&self, now: u64) -> u64 {
+        now / self.width + 1
+    }
+
+    fn record(&self, now: u64, failure: bool, slow: bool) -> Tally {
+        let slice = self.slice(now);
+        let bucket = &self.buckets[(slice % BUCKETS) as usize];
+        let stamp = bucket.stamp.load(Acquire);
+        if stamp < slice
+            && bucket
+                .stamp
+                .compare_exchange(stamp, slice, AcqRel, Acquire)
+                .is_ok()
+        {
+            bucket.calls.store(0, Relaxed);
+            bucket.failures.store(0, Relaxed);
+            bucket.slow.store(0, Relaxed);
+        }
+        bucket.calls.fetch_add(1, Relaxed);
+        if failure {
+            bucket.failures.fetch_add(1, Relaxed);
+        }
+        if slow {
+            bucket.slow.fetch_add(1, Relaxed);
+        }
+        self.tally(now)
+    }
+
+    fn tally(&self, now: u64) -> Tally {
+        let slice = self.slice(now);
+        let oldest = slice.saturating_sub(BUCKETS - 1);
+        self.buckets
+            .iter()
+            .filter(|bucket| (oldest..=slice).contains(&bucket.stamp.load(Acquire)))
+            .fold(Tally::default(), |tally, bucket| Tally {
+                calls: tally.calls + u64::from(bucket.calls.load(Relaxed)),
+                failures: tally.failures + u64::from(bucket.failures.load(Relaxed)),
+                slow: tally.slow + u64::from(bucket.slow.load(Relaxed)),
+            })
+    }
+
+    fn reset(&self) {
+        for bucket in &self.buckets {
+            bucket.stamp.store(0, Relaxed);
+            bucket.calls.store(0, Relaxed);
+            bucket.failures.store(0, Relaxed);
+            bucket.slow.store(0, Relaxed);
+        }
     }
 }
 
@@ -75,42 +229,76 @@ mod tests {
     use super::*;
 
     #[test]
-    fn keeps_only_the_last_n_outcomes() {
+    fn a_count_window_keeps_only_the_last_n_outcomes() {
         let window = CountWindow::new(4);
-        for failure in [true, true, false, false] {
-            window.record(failure);
+        for (failure, slow) in [(true, false), (true, true), (false, true), (false, false)] {
+            window.record(failure, slow);
         }
         assert_eq!(
             window.tally(),
             Tally {
                 calls: 4,
-                failures: 2
+                failures: 2,
+                slow: 2
             }
         );
-        // Two successes push both failures out.
-        window.record(false);
-        let tally = window.record(false);
+        // Two fast successes push out both failures and one slow call.
+        window.record(false, false);
+        let tally = window.record(false, false);
         assert_eq!(
             tally,
             Tally {
                 calls: 4,
-                failures: 0
+                failures: 0,
+                slow: 1
             }
         );
         window.reset();
+        assert_eq!(window.tally(), Tally::default());
         assert_eq!(
-            window.tally(),
-            Tally {
-                calls: 0,
-                failures: 0
-            }
-        );
-        assert_eq!(
-            window.record(true),
+            window.record(true, false),
             Tally {
                 calls: 1,
-                failures: 1
+                failures: 1,
+                slow: 0
             }
         );
+    }
+
+    #[test]
+    fn a_time_window_forgets_calls_a_bucket_at_a_time() {
+        const S: u64 = 1_000_000_000;
+        let window = TimeWindow::new(Duration::from_secs(10));
+        window.record(0, true, false);
+        window.record(S / 2, true, true);
+        window.record(5 * S, false, false);
+        assert_eq!(
+            window.tally(9 * S),
+            Tally {
+                calls: 3,
+                failures: 2,
+                slow: 1
+            }
+        );
+        // At 10 s the first one-second bucket has aged out.
+        assert_eq!(
+            window.tally(10 * S),
+            Tally {
+                calls: 1,
+                failures: 0,
+                slow: 0
+            }
+        );
+        // A bucket reused for a new slice starts from zero.
+        assert_eq!(
+            window.record(20 * S, true, false),
+            Tally {
+                calls: 1,
+                failures: 1,
+                slow: 0
+            }
+        );
+        window.reset();
+        assert_eq!(window.tally(20 * S), Tally::default());
     }
 }

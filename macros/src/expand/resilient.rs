@@ -8,7 +8,7 @@ use syn::spanned::Spanned;
 
 use super::{Contract, Method};
 use crate::args::JitterArg;
-use crate::validate::{Kind, MethodPolicy};
+use crate::validate::{Kind, MethodPolicy, Window};
 
 pub(super) fn expand(contract: &Contract) -> TokenStream {
     let kept = kept_trait(contract);
@@ -112,18 +112,47 @@ fn policy(policy: &MethodPolicy) -> TokenStream {
     }
     if let Some(breaker) = &policy.breaker {
         let rate = Literal::f64_suffixed(breaker.failure_rate);
-        let window = Literal::u32_suffixed(breaker.window);
+        let window = match breaker.window {
+            Window::Calls(calls) => {
+                let calls = Literal::u32_suffixed(calls);
+                quote!(.with_window(#calls))
+            }
+            Window::Time(span) => {
+                let span = duration(span);
+                quote!(.with_time_window(#span))
+            }
+        };
         let min_calls = Literal::u32_suffixed(breaker.min_calls);
         let open_for = duration(breaker.open_for);
+        let open_for_max = breaker.open_for_max.map(|max| {
+            let max = duration(max);
+            quote!(.with_open_for_max(#max))
+        });
         let probes = Literal::u32_suffixed(breaker.probes);
+        let half_open_max = duration(breaker.half_open_max);
+        let slow = breaker.slow.map(|slow| {
+            let slow = duration(slow);
+            quote!(.with_slow(#slow))
+        });
+        let slow_rate = Literal::f64_suffixed(breaker.slow_rate);
+        let classes = breaker.failure_classes.iter().map(|class| match *class {
+            "retryable" => quote!(::seawall::__private::ErrorClass::Retryable),
+            "vendor_fault" => quote!(::seawall::__private::ErrorClass::VendorFault),
+            _ => quote!(::seawall::__private::ErrorClass::Permanent),
+        });
         let name = breaker.name.as_ref().map(|name| quote!(.with_name(#name)));
         tokens.extend(quote! {
             .with_breaker(::seawall::__private::BreakerPolicy::new()
                 .with_failure_rate(#rate)
-                .with_window(#window)
+                #window
                 .with_min_calls(#min_calls)
                 .with_open_for(#open_for)
+                #open_for_max
                 .with_probes(#probes)
+                .with_half_open_max(#half_open_max)
+                #slow
+                .with_slow_rate(#slow_rate)
+                .with_failure_classes(::seawall::__private::FailureClasses::of([#(#classes),*]))
                 #name)
         });
     }
