@@ -95,6 +95,24 @@ impl CountWindow {
 
     fn record(&self, failure: bool, slow: bool) -> Tally {
         let len = self.slots.len() as u64;
+        // A fast success into a full window that holds no failure and no
+        // slow call changes nothing the breaker can observe: the slot it
+        // would overwrite holds a fast success too. Skipping the write keeps
+        // the healthy path free of shared writes, so concurrent callers do
+        // not contend on the ring. (A failure recorded meanwhile is pushed
+        // out of the window at most that one call later.)
+        if !failure
+            && !slow
+            && self.failures.load(Relaxed) == 0
+            && self.slow.load(Relaxed) == 0
+            && self.cursor.load(Relaxed) >= len
+        {
+            return Tally {
+                calls: len,
+                failures: 0,
+                slow: 0,
+            };
+        }
         let index = self.cursor.fetch_add(1, Relaxed);
         let new = RECORDED | if failure { FAILURE } else { 0 } | if slow { SLOW } else { 0 };
         let old = self.slots[(index % len) as usize].swap(new, Relaxed);
@@ -263,6 +281,22 @@ mod tests {
                 slow: 0
             }
         );
+    }
+
+    #[test]
+    fn a_healthy_full_window_records_successes_without_writing() {
+        let window = CountWindow::new(3);
+        for _ in 0..3 {
+            window.record(false, false);
+        }
+        let cursor = window.cursor.load(Relaxed);
+        assert_eq!(window.record(false, false), Tally { calls: 3, failures: 0, slow: 0 });
+        assert_eq!(window.cursor.load(Relaxed), cursor, "nothing written");
+        // A failure still lands, and successes push it out again.
+        assert_eq!(window.record(true, false).failures, 1);
+        window.record(false, false);
+        window.record(false, false);
+        assert_eq!(window.record(false, false).failures, 0);
     }
 
     #[test]

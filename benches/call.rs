@@ -1,0 +1,105 @@
+//! What a whole resilient call costs over calling the adapter directly.
+//!
+//! `cargo bench --bench call`. Figures are in BENCHMARKS.md.
+
+use std::hint::black_box;
+use std::time::Instant;
+
+use criterion::{Criterion, criterion_group, criterion_main};
+use seawall::{Classify, ErrorClass, Resilient, Runtime, contract};
+
+#[derive(Debug, thiserror::Error)]
+#[error(transparent)]
+pub struct VendorError(#[from] seawall::Error);
+
+impl Classify for VendorError {
+    fn class(&self) -> ErrorClass {
+        self.0.class()
+    }
+}
+
+#[contract]
+pub trait Vendor {
+    #[integration(read, timeout = "1s")]
+    async fn timeout_only(&self, id: u64) -> Result<u64, VendorError>;
+
+    #[integration(read, timeout = "1s", breaker)]
+    async fn with_breaker(&self, id: u64) -> Result<u64, VendorError>;
+
+    #[integration(read, timeout = "1s", retry(attempts = 3), breaker)]
+    async fn full(&self, id: u64) -> Result<u64, VendorError>;
+}
+
+struct Fast;
+
+impl Vendor for Fast {
+    async fn timeout_only(&self, id: u64) -> Result<u64, VendorError> {
+        Ok(id + 1)
+    }
+    async fn with_breaker(&self, id: u64) -> Result<u64, VendorError> {
+        Ok(id + 1)
+    }
+    async fn full(&self, id: u64) -> Result<u64, VendorError> {
+        Ok(id + 1)
+    }
+}
+
+fn bench(c: &mut Criterion) {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_time()
+        .build()
+        .expect("a runtime");
+    let seawall = Runtime::in_memory();
+    let vendor = Resilient::new(Fast, &seawall);
+    runtime.block_on(vendor.full(0)).expect("warm-up");
+
+    let mut group = c.benchmark_group("one successful call");
+    group.bench_function("raw adapter call", |b| {
+        b.iter_custom(|iterations| {
+            runtime.block_on(async {
+                let start = Instant::now();
+                for i in 0..iterations {
+                    black_box(Fast.full(black_box(i)).await.ok());
+                }
+                start.elapsed()
+            })
+        });
+    });
+    group.bench_function("resilient: timeout", |b| {
+        b.iter_custom(|iterations| {
+            runtime.block_on(async {
+                let start = Instant::now();
+                for i in 0..iterations {
+                    black_box(vendor.timeout_only(black_box(i)).await.ok());
+                }
+                start.elapsed()
+            })
+        });
+    });
+    group.bench_function("resilient: timeout + breaker", |b| {
+        b.iter_custom(|iterations| {
+            runtime.block_on(async {
+                let start = Instant::now();
+                for i in 0..iterations {
+                    black_box(vendor.with_breaker(black_box(i)).await.ok());
+                }
+                start.elapsed()
+            })
+        });
+    });
+    group.bench_function("resilient: timeout + retry + breaker", |b| {
+        b.iter_custom(|iterations| {
+            runtime.block_on(async {
+                let start = Instant::now();
+                for i in 0..iterations {
+                    black_box(vendor.full(black_box(i)).await.ok());
+                }
+                start.elapsed()
+            })
+        });
+    });
+    group.finish();
+}
+
+criterion_group!(benches, bench);
+criterion_main!(benches);
