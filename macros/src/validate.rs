@@ -152,9 +152,14 @@ pub(crate) fn integration(args: IntegrationArgs, attr: Span) -> darling::Result<
         },
     };
 
-    let breaker = args.breaker.as_ref().map(|breaker| match &**breaker {
-        Override::Inherit => breaker_policy(&BreakerArgs::default(), timeout, &mut errors),
-        Override::Explicit(explicit) => breaker_policy(explicit, timeout, &mut errors),
+    let breaker = args.breaker.as_ref().map(|breaker| {
+        let span = breaker.span();
+        match &**breaker {
+            Override::Inherit => {
+                breaker_policy(&BreakerArgs::default(), timeout, span, &mut errors)
+            }
+            Override::Explicit(explicit) => breaker_policy(explicit, timeout, span, &mut errors),
+        }
     });
 
     let deadline = args
@@ -255,6 +260,7 @@ fn retry_policy(args: &RetryArgs, errors: &mut darling::error::Accumulator) -> R
 fn breaker_policy(
     args: &BreakerArgs,
     timeout: Option<Duration>,
+    breaker_span: Span,
     errors: &mut darling::error::Accumulator,
 ) -> Breaker {
     let failure_rate = rate(
@@ -356,13 +362,13 @@ fn breaker_policy(
     if let Some(timeout) = timeout
         && half_open_max < timeout
     {
-        let span = args
-            .half_open_max
-            .as_ref()
-            .map_or_else(Span::call_site, SpannedValue::span);
+        let (span, which) = match &args.half_open_max {
+            Some(given) => (given.span(), "`half_open_max`"),
+            None => (breaker_span, "the default `half_open_max`"),
+        };
         errors.push(
             darling::Error::custom(format!(
-                "`half_open_max` ({}) is shorter than this method's `timeout` ({}): a probe could \
+                "{which} ({}) is shorter than this method's `timeout` ({}): a probe could \
                  never report back in time; set `half_open_max` to at least the timeout",
                 show(half_open_max),
                 show(timeout)
