@@ -39,7 +39,10 @@ fn bench(c: &mut Criterion) {
     let mut group = c.benchmark_group("breaker acquire+record success");
     for (name, policy) in [
         ("count window", BreakerPolicy::new()),
-        ("time window", BreakerPolicy::new().with_time_window(Duration::from_secs(30))),
+        (
+            "time window",
+            BreakerPolicy::new().with_time_window(Duration::from_secs(30)),
+        ),
     ] {
         // One task on the multi-threaded runtime: time per call.
         let one = breaker(policy.clone());

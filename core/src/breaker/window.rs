@@ -290,7 +290,14 @@ mod tests {
             window.record(false, false);
         }
         let cursor = window.cursor.load(Relaxed);
-        assert_eq!(window.record(false, false), Tally { calls: 3, failures: 0, slow: 0 });
+        assert_eq!(
+            window.record(false, false),
+            Tally {
+                calls: 3,
+                failures: 0,
+                slow: 0
+            }
+        );
         assert_eq!(window.cursor.load(Relaxed), cursor, "nothing written");
         // A failure still lands, and successes push it out again.
         assert_eq!(window.record(true, false).failures, 1);
