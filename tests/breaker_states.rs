@@ -8,7 +8,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use seawall::breaker::{Outcome, Rejected};
-use seawall::{Breaker, BreakerPolicy, BreakerState, Error, ErrorClass, Event, FailureClasses};
+use seawall::{Breaker, BreakerPolicy, BreakerState, ClassSet, Error, ErrorClass, Event};
 use seawall::{Resilient, Runtime, contract};
 use support::{Script, Step, VendorError, seawall_error};
 
@@ -264,10 +264,9 @@ async fn permanent_errors_count_when_the_policy_says_so() {
         Outcome::Failure
     );
     assert_eq!(default.outcome_of(ErrorClass::Ignored), Outcome::Ignored);
-    let strict = breaker(four().with_failure_classes(FailureClasses::of([
-        ErrorClass::Retryable,
-        ErrorClass::Permanent,
-    ])));
+    let strict = breaker(
+        four().with_failure_classes(ClassSet::of([ErrorClass::Retryable, ErrorClass::Permanent])),
+    );
     assert_eq!(strict.outcome_of(ErrorClass::Permanent), Outcome::Failure);
     assert_eq!(strict.outcome_of(ErrorClass::VendorFault), Outcome::Success);
 }

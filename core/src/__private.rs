@@ -7,7 +7,8 @@ pub use std::time::Duration;
 
 pub use crate::resilient::ContractEndpoints;
 pub use crate::{
-    BreakerPolicy, Endpoint, ErrorClass, FailureClasses, Jitter, Kind, Policy, RetryPolicy, Runtime,
+    BreakerPolicy, BudgetPolicy, ClassSet, Endpoint, ErrorClass, Jitter, Kind, Policy, RetryPolicy,
+    Runtime,
 };
 
 /// Builds a method's endpoint from a policy the macro has already checked.

@@ -95,6 +95,15 @@ impl std::fmt::Display for ErrorClass {
 pub trait Classify {
     /// The class of this error.
     fn class(&self) -> ErrorClass;
+
+    /// How long the vendor asked to wait before another attempt (its
+    /// `Retry-After`), if it said. The retry loop never retries sooner; when
+    /// the wait is longer than the policy allows (past the backoff `cap`, the
+    /// deadline or `max_elapsed`), the call ends at once with
+    /// [`Error::RetryAfter`](crate::Error::RetryAfter).
+    fn retry_after(&self) -> Option<std::time::Duration> {
+        None
+    }
 }
 
 /// `408`, `429`, `502`, `503` and `504` are retryable; any other `5xx` is a
@@ -114,11 +123,19 @@ impl<T: Classify + ?Sized> Classify for &T {
     fn class(&self) -> ErrorClass {
         (**self).class()
     }
+
+    fn retry_after(&self) -> Option<std::time::Duration> {
+        (**self).retry_after()
+    }
 }
 
 impl<T: Classify + ?Sized> Classify for Box<T> {
     fn class(&self) -> ErrorClass {
         (**self).class()
+    }
+
+    fn retry_after(&self) -> Option<std::time::Duration> {
+        (**self).retry_after()
     }
 }
 

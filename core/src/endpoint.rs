@@ -6,7 +6,7 @@ use tokio::time::Instant;
 
 use crate::ErrorClass as Class;
 use crate::breaker::{Breaker, Outcome, Permit};
-use crate::retry::Backoff;
+use crate::retry::{Backoff, RetryBudget, RngSource};
 use crate::{ContractError, Error, ErrorClass, Policy};
 
 /// One contract method's share of the runtime: its policy, its breaker and
@@ -37,6 +37,8 @@ pub struct Endpoint {
     policy: Policy,
     backoff: Backoff,
     breaker: Option<Arc<Breaker>>,
+    budget: Option<Arc<RetryBudget>>,
+    rng: Arc<RngSource>,
 }
 
 /// Why an attempt failed, kept until the loop knows whether it was the last.
@@ -45,12 +47,38 @@ enum Failed<E> {
     Timeout(Duration),
 }
 
+impl<E: ContractError> Failed<E> {
+    fn class(&self) -> ErrorClass {
+        match self {
+            Failed::Vendor(_, class) => *class,
+            Failed::Timeout(_) => ErrorClass::Retryable,
+        }
+    }
+
+    fn boxed(self) -> Box<dyn std::error::Error + Send + Sync> {
+        match self {
+            Failed::Vendor(error, _) => Box::new(error),
+            Failed::Timeout(after) => Box::new(Error::Timeout { after }),
+        }
+    }
+}
+
+fn retry_after<E: ContractError>(failed: Failed<E>, asked: Duration, attempts: u32) -> E {
+    E::from(Error::RetryAfter {
+        retry_after: asked,
+        attempts,
+        last: failed.boxed(),
+    })
+}
+
 impl Endpoint {
     pub(crate) fn new(
         contract: Arc<str>,
         method: Arc<str>,
         policy: Policy,
         breaker: Option<Arc<Breaker>>,
+        budget: Option<Arc<RetryBudget>>,
+        rng: Arc<RngSource>,
     ) -> Self {
         Self {
             backoff: Backoff::new(policy.retry()),
@@ -58,6 +86,8 @@ impl Endpoint {
             method,
             policy,
             breaker,
+            budget,
+            rng,
         }
     }
 
@@ -79,6 +109,11 @@ impl Endpoint {
     /// The breaker guarding this method, if its policy has one.
     pub fn breaker(&self) -> Option<&Arc<Breaker>> {
         self.breaker.as_ref()
+    }
+
+    /// The retry budget bounding this method's retries, if it retries.
+    pub fn retry_budget(&self) -> Option<&Arc<RetryBudget>> {
+        self.budget.as_ref()
     }
 
     /// Runs one logical call, making a fresh attempt with `attempt` each time
@@ -124,12 +159,16 @@ impl Endpoint {
         Fut: Future<Output = Result<T, E>>,
         E: ContractError,
     {
+        let retry = self.policy.retry();
         let timeout = self.policy.timeout();
-        let deadline = self
-            .policy
-            .deadline()
-            .map(|deadline| (deadline, Instant::now() + deadline));
-        let max_attempts = self.policy.retry().attempts().max(1);
+        // Clock reads only for the limits that need them.
+        let started =
+            (self.policy.deadline().is_some() || retry.max_elapsed().is_some()).then(Instant::now);
+        let deadline = started
+            .zip(self.policy.deadline())
+            .map(|(started, deadline)| started + deadline);
+        let max_attempts = retry.attempts().max(1);
+        let mut rng = None;
         let mut previous_delay = Duration::ZERO;
         let mut attempts = 0;
         let failed = loop {
@@ -137,7 +176,7 @@ impl Endpoint {
             // The attempt's limit is its timeout, or what is left of the
             // deadline when that is shorter.
             let (limit, limited_by_deadline) = match deadline {
-                Some((_, at)) => {
+                Some(at) => {
                     let left = at.saturating_duration_since(Instant::now());
                     (left.min(timeout), left < timeout)
                 }
@@ -154,12 +193,15 @@ impl Endpoint {
             let failed = match tokio::time::timeout(limit, call).await {
                 Ok(Ok(value)) => {
                     record(permit, Outcome::Success);
+                    if let Some(budget) = &self.budget {
+                        budget.deposit();
+                    }
                     return Ok(value);
                 }
                 Ok(Err(error)) => {
                     let class = error.class();
                     record_error(permit, class);
-                    if !class.is_retryable() {
+                    if !retry.retry_on().contains(class) {
                         return Err(error);
                     }
                     Failed::Vendor(error, class)
@@ -168,6 +210,9 @@ impl Endpoint {
                     record(permit, Outcome::Failure);
                     if limited_by_deadline {
                         return Err(self.deadline_exceeded(attempts));
+                    }
+                    if !retry.retry_on().contains(Class::Retryable) {
+                        return Err(E::from(Error::Timeout { after: timeout }));
                     }
                     Failed::Timeout(timeout)
                 }
@@ -182,15 +227,47 @@ impl Endpoint {
             if probe || self.breaker.as_ref().is_some_and(|b| b.is_open()) {
                 break Some(failed);
             }
-            let delay = self
-                .backoff
-                .delay(attempts - 1, previous_delay, &mut rand::rng());
-            previous_delay = delay;
-            if let Some((_, at)) = deadline
-                && Instant::now() + delay >= at
-            {
-                return Err(self.deadline_exceeded(attempts));
+            let rng = rng.get_or_insert_with(|| self.rng.for_call());
+            let mut delay = self.backoff.delay(attempts - 1, previous_delay, rng);
+            // Never sooner than the vendor asked; never a wait the policy
+            // does not allow.
+            let asked = match &failed {
+                Failed::Vendor(error, _) => error.retry_after(),
+                Failed::Timeout(_) => None,
+            };
+            if let Some(asked) = asked {
+                if asked > retry.cap() {
+                    return Err(retry_after(failed, asked, attempts));
+                }
+                delay = delay.max(asked);
             }
+            let now = started.map(|_| Instant::now());
+            if let (Some(now), Some(at)) = (now, deadline)
+                && now + delay >= at
+            {
+                return Err(match asked {
+                    Some(asked) if asked >= at - now => retry_after(failed, asked, attempts),
+                    _ => self.deadline_exceeded(attempts),
+                });
+            }
+            if let (Some(now), Some(started), Some(max)) = (now, started, retry.max_elapsed())
+                && now + delay - started > max
+            {
+                match asked {
+                    Some(asked) => return Err(retry_after(failed, asked, attempts)),
+                    None => break Some(failed),
+                }
+            }
+            if let Some(budget) = &self.budget
+                && !budget.try_withdraw()
+            {
+                return Err(E::from(Error::RetryBudgetExhausted {
+                    budget: budget.shared_name().clone(),
+                    attempts,
+                    last: failed.boxed(),
+                }));
+            }
+            previous_delay = delay;
             tracing::debug!(
                 target: "seawall::retry",
                 contract = %self.contract,
@@ -207,16 +284,11 @@ impl Endpoint {
                 Failed::Timeout(after) => E::from(Error::Timeout { after }),
             },
             Some(failed) => {
-                let (class, last): (_, Box<dyn std::error::Error + Send + Sync>) = match failed {
-                    Failed::Vendor(error, class) => (class, Box::new(error)),
-                    Failed::Timeout(after) => {
-                        (ErrorClass::Retryable, Box::new(Error::Timeout { after }))
-                    }
-                };
+                let class = failed.class();
                 E::from(Error::RetriesExhausted {
                     attempts,
                     class,
-                    last,
+                    last: failed.boxed(),
                 })
             }
             // Only `call_once` runs out of attempts to make, and only when

@@ -44,6 +44,38 @@ pub enum Error {
         last: Box<dyn StdError + Send + Sync>,
     },
 
+    /// The vendor asked to wait longer before another attempt than this call
+    /// may wait: past the backoff `cap`, the deadline or `max_elapsed`. The
+    /// caller learns when the vendor will take calls again.
+    #[error(
+        "the vendor asked to wait {} before another attempt, longer than this call may wait; \
+         gave up after {attempts} attempt(s): {last}",
+        Ms(*retry_after)
+    )]
+    RetryAfter {
+        /// The vendor's `Retry-After`.
+        retry_after: Duration,
+        /// How many attempts were made.
+        attempts: u32,
+        /// The last attempt's error (also its `source`).
+        #[source]
+        last: Box<dyn StdError + Send + Sync>,
+    },
+
+    /// The retry budget of the integration is spent: under a brownout,
+    /// retries are limited to a share of successful calls (plus a small floor
+    /// per second), so the client cannot multiply the vendor's load.
+    #[error("retry budget `{budget}` is spent; gave up after {attempts} attempt(s): {last}")]
+    RetryBudgetExhausted {
+        /// The budget's name (the contract's name unless configured).
+        budget: Arc<str>,
+        /// How many attempts were made.
+        attempts: u32,
+        /// The last attempt's error (also its `source`).
+        #[source]
+        last: Box<dyn StdError + Send + Sync>,
+    },
+
     /// The call's `deadline` passed, counting every attempt and every backoff.
     #[error("the deadline of {} passed after {attempts} attempt(s)", Ms(*deadline))]
     DeadlineExceeded {
@@ -87,6 +119,15 @@ impl Classify for Error {
                 ErrorClass::Retryable
             }
             Error::RetriesExhausted { class, .. } => *class,
+            Error::RetryAfter { .. } | Error::RetryBudgetExhausted { .. } => ErrorClass::Retryable,
+        }
+    }
+
+    fn retry_after(&self) -> Option<Duration> {
+        match self {
+            Error::RetryAfter { retry_after, .. } => Some(*retry_after),
+            Error::BreakerOpen { retry_in, .. } => *retry_in,
+            _ => None,
         }
     }
 }

@@ -33,11 +33,10 @@ pub use classify::{Classify, ErrorClass};
 pub use endpoint::Endpoint;
 pub use error::{ContractError, Error};
 pub use event::{BreakerRateCrossed, BreakerTransition, Event};
-pub use policy::{
-    BreakerPolicy, FailureClasses, Jitter, Kind, Policy, PolicyError, RetryPolicy, Window,
-};
+pub use policy::{BreakerPolicy, ClassSet, Jitter, Kind, Policy, PolicyError, RetryPolicy, Window};
 pub use resilient::Resilient;
-pub use runtime::Runtime;
+pub use retry::{BudgetPolicy, RetryBudget};
+pub use runtime::{Runtime, RuntimeBuilder};
 
 #[doc(hidden)]
 pub mod __private;

@@ -8,6 +8,7 @@
 use std::time::Duration;
 
 use crate::ErrorClass;
+use crate::retry::BudgetPolicy;
 
 /// The most attempts a retry policy may make (the first call included).
 ///
@@ -56,6 +57,8 @@ pub struct RetryPolicy {
     base: Duration,
     cap: Duration,
     jitter: Jitter,
+    max_elapsed: Option<Duration>,
+    on: ClassSet,
 }
 
 impl RetryPolicy {
@@ -67,6 +70,8 @@ impl RetryPolicy {
             base: Duration::from_millis(100),
             cap: Duration::from_secs(5),
             jitter: Jitter::Full,
+            max_elapsed: None,
+            on: ClassSet::RETRYABLE,
         }
     }
 
@@ -91,6 +96,30 @@ impl RetryPolicy {
     pub const fn with_jitter(mut self, jitter: Jitter) -> Self {
         self.jitter = jitter;
         self
+    }
+
+    /// Starts no new attempt once this long has passed since the call
+    /// began (attempts already running are left to their timeout).
+    pub const fn with_max_elapsed(mut self, max: Duration) -> Self {
+        self.max_elapsed = Some(max);
+        self
+    }
+
+    /// Which error classes are retried (by default only
+    /// [`ErrorClass::Retryable`]).
+    pub const fn with_retry_on(mut self, classes: ClassSet) -> Self {
+        self.on = classes;
+        self
+    }
+
+    /// See [`with_max_elapsed`](Self::with_max_elapsed).
+    pub const fn max_elapsed(&self) -> Option<Duration> {
+        self.max_elapsed
+    }
+
+    /// Which error classes are retried.
+    pub const fn retry_on(&self) -> ClassSet {
+        self.on
     }
 
     /// Attempts in all, the first call included.
@@ -136,6 +165,12 @@ impl RetryPolicy {
                 });
             }
         }
+        if let Some(max) = self.max_elapsed {
+            check_duration("retry max_elapsed", max)?;
+        }
+        if self.on.is_empty() || self.on.contains(ErrorClass::Ignored) {
+            return Err(PolicyError::RetryClasses);
+        }
         Ok(())
     }
 }
@@ -157,18 +192,20 @@ pub enum Window {
     Time(Duration),
 }
 
-/// The error classes a breaker counts as failures.
-///
-/// By default [`ErrorClass::Retryable`] and [`ErrorClass::VendorFault`]: a
-/// `503`, a `500`, a timeout or a refused connection says the vendor is
-/// unhealthy; a `404` or a `422` says the request was wrong and the vendor
-/// healthy. [`ErrorClass::Ignored`] is never recorded at all.
+/// A set of error classes: which ones a retry loop retries, or which ones a
+/// breaker counts as failures.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub struct FailureClasses(u8);
+pub struct ClassSet(u8);
 
-impl FailureClasses {
-    /// Retryable errors and vendor faults.
-    pub const DEFAULT: Self =
+impl ClassSet {
+    /// Retryable errors only: what a retry loop retries by default.
+    pub const RETRYABLE: Self = Self(Self::bit(ErrorClass::Retryable));
+
+    /// Retryable errors and vendor faults: what a breaker counts as failures
+    /// by default. A `503`, a `500`, a timeout or a refused connection says
+    /// the vendor is unhealthy; a `404` or a `422` says the request was wrong
+    /// and the vendor healthy.
+    pub const FAILURES: Self =
         Self(Self::bit(ErrorClass::Retryable) | Self::bit(ErrorClass::VendorFault));
 
     const fn bit(class: ErrorClass) -> u8 {
@@ -189,15 +226,14 @@ impl FailureClasses {
         )
     }
 
-    /// Whether errors of `class` count as failures.
+    /// Whether `class` is in the set.
     pub const fn contains(self, class: ErrorClass) -> bool {
         self.0 & Self::bit(class) != 0
     }
-}
 
-impl Default for FailureClasses {
-    fn default() -> Self {
-        Self::DEFAULT
+    /// Whether the set is empty.
+    pub const fn is_empty(self) -> bool {
+        self.0 == 0
     }
 }
 
@@ -222,7 +258,7 @@ pub struct BreakerPolicy {
     half_open_max: Duration,
     slow: Option<Duration>,
     slow_rate: f64,
-    failure_classes: FailureClasses,
+    failure_classes: ClassSet,
     name: Option<String>,
 }
 
@@ -242,7 +278,7 @@ impl BreakerPolicy {
             half_open_max: Duration::from_secs(60),
             slow: None,
             slow_rate: 0.5,
-            failure_classes: FailureClasses::DEFAULT,
+            failure_classes: ClassSet::FAILURES,
             name: None,
         }
     }
@@ -311,7 +347,7 @@ impl BreakerPolicy {
     }
 
     /// Which error classes count as failures.
-    pub const fn with_failure_classes(mut self, classes: FailureClasses) -> Self {
+    pub const fn with_failure_classes(mut self, classes: ClassSet) -> Self {
         self.failure_classes = classes;
         self
     }
@@ -368,7 +404,7 @@ impl BreakerPolicy {
     }
 
     /// Which error classes count as failures.
-    pub const fn failure_classes(&self) -> FailureClasses {
+    pub const fn failure_classes(&self) -> ClassSet {
         self.failure_classes
     }
 
@@ -399,8 +435,8 @@ impl BreakerPolicy {
     /// [`MAX_PROBES`]; [`PolicyError::ZeroDuration`] or
     /// [`PolicyError::TooLong`] for a bad duration;
     /// [`PolicyError::OpenForMax`] for a cap below `open_for`;
-    /// [`PolicyError::IgnoredFailure`] when `Ignored` is listed as a
-    /// failure class.
+    /// [`PolicyError::FailureClasses`] for an empty set of failure classes or
+    /// one that lists `Ignored`.
     pub fn validate(&self) -> Result<(), PolicyError> {
         for rate in [self.failure_rate, self.slow_rate] {
             if !(rate > 0.0 && rate <= 1.0) {
@@ -444,8 +480,8 @@ impl BreakerPolicy {
         if let Some(slow) = self.slow {
             check_duration("breaker slow", slow)?;
         }
-        if self.failure_classes.contains(ErrorClass::Ignored) {
-            return Err(PolicyError::IgnoredFailure);
+        if self.failure_classes.contains(ErrorClass::Ignored) || self.failure_classes.is_empty() {
+            return Err(PolicyError::FailureClasses);
         }
         Ok(())
     }
@@ -465,10 +501,12 @@ pub struct Policy {
     deadline: Option<Duration>,
     retry: RetryPolicy,
     breaker: Option<BreakerPolicy>,
+    budget: Option<BudgetPolicy>,
 }
 
 impl Policy {
-    /// A policy with a per-attempt `timeout`, one attempt and no breaker.
+    /// A policy with a per-attempt `timeout`, one attempt, no breaker, and
+    /// the default retry budget (which matters once retries are on).
     pub const fn new(kind: Kind, timeout: Duration) -> Self {
         Self {
             kind,
@@ -476,7 +514,26 @@ impl Policy {
             deadline: None,
             retry: RetryPolicy::none(),
             breaker: None,
+            budget: Some(BudgetPolicy::new()),
         }
+    }
+
+    /// Bounds this method's retries with a budget shared by every endpoint
+    /// of the same contract (see [`BudgetPolicy`]).
+    pub const fn with_retry_budget(mut self, budget: BudgetPolicy) -> Self {
+        self.budget = Some(budget);
+        self
+    }
+
+    /// Retries without a budget: only `attempts` bounds them.
+    pub const fn without_retry_budget(mut self) -> Self {
+        self.budget = None;
+        self
+    }
+
+    /// The retry budget, if retries are bounded by one.
+    pub const fn retry_budget(&self) -> Option<&BudgetPolicy> {
+        self.budget.as_ref()
     }
 
     /// Caps the whole logical call, every attempt and backoff included.
@@ -544,6 +601,9 @@ impl Policy {
         self.retry.validate()?;
         check_duration("retry base", self.retry.base)?;
         check_duration("retry cap", self.retry.cap)?;
+        if let Some(budget) = &self.budget {
+            budget.validate()?;
+        }
         if let Some(breaker) = &self.breaker {
             breaker.validate()?;
             if breaker.half_open_max < self.timeout {
@@ -634,9 +694,19 @@ pub enum PolicyError {
         /// The method's per-attempt timeout.
         timeout: Duration,
     },
-    /// `Ignored` listed among the classes that count as failures.
-    #[error("an ignored error is never recorded, so it cannot count as a breaker failure")]
-    IgnoredFailure,
+    /// No failure class, or `Ignored` listed among them (an ignored error is
+    /// never recorded).
+    #[error("breaker failure classes must be one or more of retryable, vendor_fault and permanent")]
+    FailureClasses,
+    /// No class to retry, or `Ignored` listed among them.
+    #[error("retry classes must be one or more of retryable, vendor_fault and permanent")]
+    RetryClasses,
+    /// A retry budget ratio outside `(0, 1]`.
+    #[error("retry budget ratio must be in (0, 1], not {0}")]
+    BudgetRatio(f64),
+    /// A retry budget of more than a million tokens.
+    #[error("retry budget max must be at most 1000000 tokens, not {0}")]
+    BudgetMax(u32),
     /// The worst case of the retry policy exceeds the deadline.
     #[error(
         "worst case {worst_case:?} (attempts × timeout + backoff) exceeds the deadline of {deadline:?}"

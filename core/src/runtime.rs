@@ -2,6 +2,7 @@ use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 
 use crate::event::Subscribers;
+use crate::retry::{RetryBudget, RngSource};
 use crate::{Breaker, Endpoint, Event, Policy, PolicyError};
 
 /// The state every resilient call shares: circuit breakers (by name) and the
@@ -22,16 +23,57 @@ pub struct Runtime {
 
 #[derive(Default)]
 struct Shared {
-    // Taken only when an endpoint is built or the registry is listed, never
-    // on a call.
+    // Both taken only when an endpoint is built or a registry is listed,
+    // never on a call.
     breakers: Mutex<BTreeMap<Arc<str>, Arc<Breaker>>>,
+    budgets: Mutex<BTreeMap<Arc<str>, Arc<RetryBudget>>>,
     subscribers: Arc<Subscribers>,
+    rng: Arc<RngSource>,
+}
+
+/// Builds a [`Runtime`] with non-default settings.
+#[derive(Debug, Default)]
+pub struct RuntimeBuilder {
+    seed: Option<u64>,
+}
+
+impl RuntimeBuilder {
+    /// Draws every jitter from generators derived from `seed`, so a test's
+    /// delays are the same on every run (given the same order of calls).
+    pub fn seed(mut self, seed: u64) -> Self {
+        self.seed = Some(seed);
+        self
+    }
+
+    /// A runtime that keeps all its state in memory.
+    pub fn in_memory(self) -> Runtime {
+        let rng = match self.seed {
+            Some(seed) => RngSource::seeded(seed),
+            None => RngSource::default(),
+        };
+        Runtime {
+            shared: Arc::new(Shared {
+                rng: Arc::new(rng),
+                ..Shared::default()
+            }),
+        }
+    }
 }
 
 impl Runtime {
     /// A runtime that keeps all its state in memory.
     pub fn in_memory() -> Self {
         Self::default()
+    }
+
+    /// Settings beyond the defaults, such as a seed for jitter.
+    pub fn builder() -> RuntimeBuilder {
+        RuntimeBuilder::default()
+    }
+
+    /// The retry budget registered under `name` (a contract's name), if any.
+    pub fn retry_budget(&self, name: &str) -> Option<Arc<RetryBudget>> {
+        lock(&self.shared.budgets).get(name).cloned()
     }
 
     /// Calls `hook` on every [`Event`]: each breaker transition, for a start.
@@ -56,7 +98,8 @@ impl Runtime {
     /// Endpoints whose breaker policies carry the same name share one
     /// breaker; otherwise each `contract.method` gets its own. A name
     /// registered first with another policy keeps its first policy (and a
-    /// warning is logged).
+    /// warning is logged). Endpoints of one contract that retry share the
+    /// contract's retry budget, whose policy is the first one registered.
     ///
     /// # Errors
     ///
@@ -100,20 +143,40 @@ impl Runtime {
                 Some(breaker)
             }
         };
+        let budget = match policy.retry_budget() {
+            Some(budget_policy) if policy.retry().attempts() > 1 => {
+                let mut budgets = lock(&self.shared.budgets);
+                let budget = match budgets.get(contract) {
+                    Some(existing) => existing.clone(),
+                    None => {
+                        let budget = Arc::new(RetryBudget::new(contract, budget_policy.clone())?);
+                        budgets.insert(contract.into(), budget.clone());
+                        budget
+                    }
+                };
+                Some(budget)
+            }
+            _ => None,
+        };
         Ok(Endpoint::new(
             contract.into(),
             method.into(),
             policy,
             breaker,
+            budget,
+            self.shared.rng.clone(),
         ))
     }
 
     fn registry(&self) -> std::sync::MutexGuard<'_, BTreeMap<Arc<str>, Arc<Breaker>>> {
-        self.shared
-            .breakers
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
+        lock(&self.shared.breakers)
     }
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 impl std::fmt::Debug for Runtime {

@@ -6,6 +6,15 @@
 //! together and retry after the same fixed delay fail together again: the
 //! thundering herd that turns a vendor's brownout into an outage.
 
+//!
+//! Attempts alone do not bound the load a client adds: three attempts each
+//! can triple a struggling vendor's traffic. A [`RetryBudget`] per
+//! integration does: successes earn tokens, retries spend them.
+
 mod backoff;
+mod budget;
+mod rng;
 
 pub use backoff::Backoff;
+pub use budget::{BudgetPolicy, RetryBudget};
+pub(crate) use rng::RngSource;

@@ -152,7 +152,7 @@ fn policy(policy: &MethodPolicy) -> TokenStream {
                 .with_half_open_max(#half_open_max)
                 #slow
                 .with_slow_rate(#slow_rate)
-                .with_failure_classes(::seawall::__private::FailureClasses::of([#(#classes),*]))
+                .with_failure_classes(::seawall::__private::ClassSet::of([#(#classes),*]))
                 #name)
         });
     }

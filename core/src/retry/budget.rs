@@ -1,0 +1,231 @@
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering::AcqRel, Ordering::Acquire, Ordering::Relaxed};
+use tokio::time::Instant;
+
+use crate::PolicyError;
+
+/// How many retries an integration may add on top of its calls.
+///
+/// Successes earn `ratio` of a token each, up to `max` tokens; each retry
+/// spends one. When the tokens are gone, up to `min_per_second` retries a
+/// second are still allowed, so a client with little traffic can always
+/// retry a transient error. Under a brownout the extra load a client adds is
+/// therefore about `ratio` of its successful calls, whatever `attempts` says.
+#[derive(Clone, Debug, PartialEq)]
+pub struct BudgetPolicy {
+    ratio: f64,
+    max: u32,
+    min_per_second: u32,
+}
+
+impl BudgetPolicy {
+    /// `ratio` 0.1 (one retry per ten successes), `max` 10 tokens (the burst
+    /// an outage can draw at once), `min_per_second` 10.
+    pub const fn new() -> Self {
+        Self {
+            ratio: 0.1,
+            max: 10,
+            min_per_second: 10,
+        }
+    }
+
+    /// The share of a token each success earns, in `(0, 1]`.
+    pub const fn with_ratio(mut self, ratio: f64) -> Self {
+        self.ratio = ratio;
+        self
+    }
+
+    /// The most tokens the budget holds (and starts with).
+    pub const fn with_max(mut self, tokens: u32) -> Self {
+        self.max = tokens;
+        self
+    }
+
+    /// Retries allowed each second even with no tokens left.
+    pub const fn with_min_per_second(mut self, retries: u32) -> Self {
+        self.min_per_second = retries;
+        self
+    }
+
+    /// See [`with_ratio`](Self::with_ratio).
+    pub const fn ratio(&self) -> f64 {
+        self.ratio
+    }
+
+    /// See [`with_max`](Self::with_max).
+    pub const fn max(&self) -> u32 {
+        self.max
+    }
+
+    /// See [`with_min_per_second`](Self::with_min_per_second).
+    pub const fn min_per_second(&self) -> u32 {
+        self.min_per_second
+    }
+
+    /// Checks the same rules `#[contract]` checks at compile time.
+    ///
+    /// # Errors
+    ///
+    /// [`PolicyError::BudgetRatio`] for a ratio outside `(0, 1]`;
+    /// [`PolicyError::BudgetMax`] for more than a million tokens.
+    pub fn validate(&self) -> Result<(), PolicyError> {
+        if !(self.ratio > 0.0 && self.ratio <= 1.0) {
+            return Err(PolicyError::BudgetRatio(self.ratio));
+        }
+        if self.max > 1_000_000 {
+            return Err(PolicyError::BudgetMax(self.max));
+        }
+        Ok(())
+    }
+}
+
+impl Default for BudgetPolicy {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// Tokens are kept in thousandths, so a ratio of 0.001 still earns.
+const MILLI: u64 = 1000;
+
+/// A retry budget shared by every method of an integration.
+///
+/// Depositing is skipped while the budget is full, so a healthy integration's
+/// successes only read it. Withdrawing is a compare-and-swap, on the retry
+/// path only.
+pub struct RetryBudget {
+    name: Arc<str>,
+    policy: BudgetPolicy,
+    earn: u64,
+    full: u64,
+    balance: AtomicU64,
+    /// The floor: (second since `base`) << 24 | retries taken in it.
+    floor: AtomicU64,
+    base: Instant,
+}
+
+impl RetryBudget {
+    /// A full budget.
+    ///
+    /// # Errors
+    ///
+    /// The errors of [`BudgetPolicy::validate`].
+    pub fn new(name: impl Into<Arc<str>>, policy: BudgetPolicy) -> Result<Self, PolicyError> {
+        policy.validate()?;
+        let full = u64::from(policy.max) * MILLI;
+        Ok(Self {
+            name: name.into(),
+            earn: ((policy.ratio * MILLI as f64).round() as u64).max(1),
+            full,
+            balance: AtomicU64::new(full),
+            floor: AtomicU64::new(0),
+            policy,
+            base: Instant::now(),
+        })
+    }
+
+    /// The budget's name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    pub(crate) fn shared_name(&self) -> &Arc<str> {
+        &self.name
+    }
+
+    /// Its policy.
+    pub fn policy(&self) -> &BudgetPolicy {
+        &self.policy
+    }
+
+    /// The tokens left.
+    pub fn tokens(&self) -> f64 {
+        self.balance.load(Relaxed) as f64 / MILLI as f64
+    }
+
+    /// A successful call earns its share of a token.
+    pub fn deposit(&self) {
+        if self.balance.load(Relaxed) < self.full {
+            let before = self.balance.fetch_add(self.earn, Relaxed);
+            if before + self.earn > self.full {
+                self.balance.fetch_min(self.full, Relaxed);
+            }
+        }
+    }
+
+    /// Takes leave for one retry: a token, or else a place in this second's
+    /// floor. `false` when both are gone.
+    pub fn try_withdraw(&self) -> bool {
+        let token = self
+            .balance
+            .fetch_update(AcqRel, Acquire, |b| b.checked_sub(MILLI));
+        if token.is_ok() {
+            return true;
+        }
+        let min = u64::from(self.policy.min_per_second);
+        if min == 0 {
+            return false;
+        }
+        let second = Instant::now()
+            .saturating_duration_since(self.base)
+            .as_secs();
+        self.floor
+            .fetch_update(AcqRel, Acquire, |word| {
+                let (at, taken) = (word >> 24, word & 0xff_ffff);
+                if at != second {
+                    Some(second << 24 | 1)
+                } else if taken < min {
+                    Some(word + 1)
+                } else {
+                    None
+                }
+            })
+            .is_ok()
+    }
+}
+
+impl std::fmt::Debug for RetryBudget {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RetryBudget")
+            .field("name", &self.name)
+            .field("tokens", &self.tokens())
+            .field("policy", &self.policy)
+            .finish()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+
+    #[tokio::test(start_paused = true)]
+    async fn successes_earn_retries_spend_and_the_floor_refills_each_second() {
+        let budget = RetryBudget::new(
+            "crm",
+            BudgetPolicy::new()
+                .with_ratio(0.5)
+                .with_max(2)
+                .with_min_per_second(1),
+        )
+        .unwrap();
+        // Starts full: two tokens, then this second's floor of one.
+        assert!(budget.try_withdraw() && budget.try_withdraw() && budget.try_withdraw());
+        assert!(!budget.try_withdraw());
+        // Two successes earn one token.
+        budget.deposit();
+        budget.deposit();
+        assert!(budget.try_withdraw());
+        assert!(!budget.try_withdraw());
+        // A new second brings the floor back.
+        tokio::time::advance(Duration::from_secs(1)).await;
+        assert!(budget.try_withdraw());
+        assert!(!budget.try_withdraw());
+        // Deposits stop at the maximum.
+        for _ in 0..100 {
+            budget.deposit();
+        }
+        assert_eq!(budget.tokens(), 2.0);
+    }
+}
