@@ -57,7 +57,7 @@
 #![warn(missing_docs)]
 
 pub use seawall_core::*;
-pub use seawall_macros::{contract, integration};
+pub use seawall_macros::{Classify, contract, integration};
 
 // The README's examples compile (and run, unless marked `no_run`) as doc tests.
 #[cfg(doctest)]

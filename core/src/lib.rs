@@ -23,6 +23,8 @@ mod classify;
 mod endpoint;
 mod error;
 mod event;
+#[cfg(feature = "http")]
+pub mod http;
 pub mod policy;
 mod resilient;
 pub mod retry;

@@ -580,11 +580,19 @@ impl Policy {
     }
 
     /// The longest one logical call can take when every attempt times out:
-    /// `attempts × timeout + every backoff delay before jitter`.
+    /// `attempts × timeout + every backoff delay before jitter`, or
+    /// `max_elapsed + timeout` when that is less.
     pub fn worst_case(&self) -> Duration {
-        self.timeout
+        let by_attempts = self
+            .timeout
             .saturating_mul(self.retry.attempts)
-            .saturating_add(self.retry.max_total_backoff())
+            .saturating_add(self.retry.max_total_backoff());
+        // No attempt starts after `max_elapsed`, so none ends later than
+        // `max_elapsed + timeout`.
+        match self.retry.max_elapsed {
+            Some(max) => by_attempts.min(max.saturating_add(self.timeout)),
+            None => by_attempts,
+        }
     }
 
     /// Checks the same rules `#[integration]` checks at compile time.

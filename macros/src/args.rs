@@ -8,6 +8,17 @@ use darling::util::{Flag, Override, SpannedValue};
 #[derive(Debug, Default, FromMeta)]
 pub(crate) struct ContractArgs {
     pub(crate) name: Option<SpannedValue<String>>,
+    pub(crate) retry_budget: Option<SpannedValue<BudgetArgs>>,
+}
+
+/// `retry_budget(ratio = 0.1, max = 10, min_per_second = 10)` or
+/// `retry_budget(off)`.
+#[derive(Debug, Default, FromMeta)]
+pub(crate) struct BudgetArgs {
+    pub(crate) off: darling::util::Flag,
+    pub(crate) ratio: Option<SpannedValue<f64>>,
+    pub(crate) max: Option<SpannedValue<u32>>,
+    pub(crate) min_per_second: Option<u32>,
 }
 
 /// `#[integration(...)]`.
@@ -28,6 +39,8 @@ pub(crate) struct RetryArgs {
     pub(crate) base: Option<SpannedValue<DurationText>>,
     pub(crate) cap: Option<SpannedValue<DurationText>>,
     pub(crate) jitter: Option<JitterArg>,
+    pub(crate) max_elapsed: Option<SpannedValue<DurationText>>,
+    pub(crate) on: Option<SpannedValue<ClassList>>,
 }
 
 /// `jitter = "full" | "equal" | "decorrelated" | "none"`.

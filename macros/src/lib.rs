@@ -40,3 +40,17 @@ pub fn contract(args: TokenStream, item: TokenStream) -> TokenStream {
 pub fn integration(args: TokenStream, item: TokenStream) -> TokenStream {
     fallback::integration_outside_contract(args.into(), item.into()).into()
 }
+
+/// Implements `seawall::Classify` for an error type.
+///
+/// On an enum, each variant says how it is classified:
+/// `#[classify(retryable)]`, `#[classify(vendor_fault)]`,
+/// `#[classify(permanent)]`, `#[classify(ignored)]`, or
+/// `#[classify(delegate)]` for a variant that wraps one value whose own
+/// `Classify` implementation decides (its class and its `retry_after`). On a
+/// struct, the same attribute goes on the struct. A variant without one is a
+/// compile error: every class is a decision.
+#[proc_macro_derive(Classify, attributes(classify))]
+pub fn derive_classify(input: TokenStream) -> TokenStream {
+    expand::classify::derive(input.into()).into()
+}

@@ -10,7 +10,8 @@ use darling::util::{Override, SpannedValue};
 use proc_macro2::Span;
 
 use crate::args::{
-    BreakerArgs, ClassList, DurationText, IntegrationArgs, JitterArg, RetryArgs, WindowArg,
+    BreakerArgs, BudgetArgs, ClassList, DurationText, IntegrationArgs, JitterArg, RetryArgs,
+    WindowArg,
 };
 
 /// The most attempts a retry policy may make: `seawall::policy::MAX_ATTEMPTS`.
@@ -57,6 +58,20 @@ pub(crate) struct Retry {
     pub(crate) base: Duration,
     pub(crate) cap: Duration,
     pub(crate) jitter: JitterArg,
+    pub(crate) max_elapsed: Option<Duration>,
+    /// Names from [`CLASSES`].
+    pub(crate) on: Vec<&'static str>,
+}
+
+/// A contract's retry budget: the runtime's `BudgetPolicy`, or none.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub(crate) enum Budget {
+    On {
+        ratio: f64,
+        max: u32,
+        min_per_second: u32,
+    },
+    Off,
 }
 
 #[derive(Debug)]
@@ -88,6 +103,8 @@ impl Retry {
             base: DEFAULT_BASE,
             cap: DEFAULT_CAP,
             jitter: JitterArg::Full,
+            max_elapsed: None,
+            on: vec!["retryable"],
         }
     }
 
@@ -170,16 +187,30 @@ pub(crate) fn integration(args: IntegrationArgs, attr: Span) -> darling::Result<
     {
         let attempts = retry.attempts;
         let backoff = retry.max_total_backoff();
-        let worst_case = timeout.saturating_mul(attempts).saturating_add(backoff);
+        let by_attempts = timeout.saturating_mul(attempts).saturating_add(backoff);
+        // No attempt starts after `max_elapsed`, so none ends later than
+        // `max_elapsed + timeout`.
+        let by_elapsed = retry.max_elapsed.map(|max| max.saturating_add(timeout));
+        let worst_case = by_elapsed.map_or(by_attempts, |e| e.min(by_attempts));
         if worst_case > deadline {
+            let how = match by_elapsed {
+                Some(_) if worst_case < by_attempts => format!(
+                    "`max_elapsed` {} + {} timeout",
+                    show(retry.max_elapsed.unwrap_or_default()),
+                    show(timeout)
+                ),
+                _ => format!(
+                    "{attempts} attempt(s) × {} timeout + {} of backoff",
+                    show(timeout),
+                    show(backoff)
+                ),
+            };
             errors.push(
                 darling::Error::custom(format!(
-                    "the worst case of this policy is {} ({attempts} attempt(s) × {} timeout + {} \
-                     of backoff), over the deadline of {}: raise `deadline`, or lower `timeout`, \
-                     `retry(attempts = ..)` or the backoff `cap`",
+                    "the worst case of this policy is {} ({how}), over the deadline of {}: raise \
+                     `deadline`, or lower `timeout`, `retry(attempts = ..)`, the backoff `cap` \
+                     or `max_elapsed`",
                     show(worst_case),
-                    show(timeout),
-                    show(backoff),
                     show(deadline),
                 ))
                 .with_span(&deadline_arg.span()),
@@ -249,11 +280,72 @@ fn retry_policy(args: &RetryArgs, errors: &mut darling::error::Accumulator) -> R
             .with_span(&span),
         );
     }
+    let max_elapsed = args.max_elapsed.as_ref().and_then(|m| duration(m, errors));
+    let on = args.on.as_ref().map_or_else(
+        || vec!["retryable"],
+        |list| {
+            classes(
+                list,
+                "for `on` would retry nothing",
+                "an ignored error is never retried",
+                errors,
+            )
+        },
+    );
     Retry {
         attempts,
         base,
         cap,
         jitter: args.jitter.unwrap_or(JitterArg::Full),
+        max_elapsed,
+        on,
+    }
+}
+
+/// Checks `#[contract(retry_budget(...))]`.
+pub(crate) fn budget(
+    args: Option<&SpannedValue<BudgetArgs>>,
+    errors: &mut darling::error::Accumulator,
+) -> Budget {
+    const DEFAULT: Budget = Budget::On {
+        ratio: 0.1,
+        max: 10,
+        min_per_second: 10,
+    };
+    let Some(args) = args else {
+        return DEFAULT;
+    };
+    if args.off.is_present() {
+        if args.ratio.is_some() || args.max.is_some() || args.min_per_second.is_some() {
+            errors.push(
+                darling::Error::custom("`off` turns the retry budget off: drop the other keys")
+                    .with_span(&args.span()),
+            );
+        }
+        return Budget::Off;
+    }
+    let Budget::On {
+        ratio,
+        max,
+        min_per_second,
+    } = DEFAULT
+    else {
+        return DEFAULT;
+    };
+    let ratio = rate(args.ratio.as_ref(), ratio, "ratio", errors);
+    let max = args.max.as_ref().map_or(max, |given| {
+        if **given > 1_000_000 {
+            errors.push(
+                darling::Error::custom("a retry budget holds at most 1000000 tokens")
+                    .with_span(&given.span()),
+            );
+        }
+        **given
+    });
+    Budget::On {
+        ratio,
+        max,
+        min_per_second: args.min_per_second.unwrap_or(min_per_second),
     }
 }
 
@@ -387,7 +479,14 @@ fn breaker_policy(
     }
     let failure_classes = args.failure_classes.as_ref().map_or_else(
         || DEFAULT_FAILURE_CLASSES.to_vec(),
-        |list| classes(list, errors),
+        |list| {
+            classes(
+                list,
+                "of `failure_classes` would never open the breaker",
+                "an ignored error is never recorded, so it cannot count as a failure",
+                errors,
+            )
+        },
     );
     if let Some(name) = &args.name
         && name.trim().is_empty()
@@ -434,15 +533,17 @@ fn rate(
 
 fn classes(
     list: &SpannedValue<ClassList>,
+    empty: &str,
+    ignored: &str,
     errors: &mut darling::error::Accumulator,
 ) -> Vec<&'static str> {
     let mut found = Vec::new();
     if list.0.is_empty() {
         errors.push(
-            darling::Error::custom(
-                "an empty `failure_classes` would never open the breaker: list at least one of \
-                 \"retryable\", \"vendor_fault\", \"permanent\"",
-            )
+            darling::Error::custom(format!(
+                "an empty list {empty}: list at least one of \"retryable\", \"vendor_fault\", \
+                 \"permanent\""
+            ))
             .with_span(&list.span()),
         );
     }
@@ -453,12 +554,9 @@ fn classes(
                 darling::Error::custom(format!("\"{}\" is listed twice", **name))
                     .with_span(&name.span()),
             ),
-            None if name.as_str() == "ignored" => errors.push(
-                darling::Error::custom(
-                    "an ignored error is never recorded, so it cannot count as a failure",
-                )
-                .with_span(&name.span()),
-            ),
+            None if name.as_str() == "ignored" => {
+                errors.push(darling::Error::custom(ignored).with_span(&name.span()))
+            }
             None => errors.push(
                 darling::Error::custom(format!(
                     "unknown error class \"{}\": the classes are \"retryable\", \

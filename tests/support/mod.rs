@@ -9,6 +9,8 @@ use seawall::{Classify, ErrorClass};
 pub enum VendorError {
     #[error("vendor answered {0}")]
     Status(http::StatusCode),
+    #[error("vendor answered {0} and asked to retry after {1:?}")]
+    Throttled(http::StatusCode, std::time::Duration),
     #[error(transparent)]
     Seawall(#[from] seawall::Error),
 }
@@ -21,7 +23,7 @@ impl VendorError {
     pub fn seawall(&self) -> Option<&seawall::Error> {
         match self {
             VendorError::Seawall(error) => Some(error),
-            VendorError::Status(_) => None,
+            _ => None,
         }
     }
 }
@@ -29,8 +31,15 @@ impl VendorError {
 impl Classify for VendorError {
     fn class(&self) -> ErrorClass {
         match self {
-            VendorError::Status(status) => status.class(),
+            VendorError::Status(status) | VendorError::Throttled(status, _) => status.class(),
             VendorError::Seawall(error) => error.class(),
+        }
+    }
+
+    fn retry_after(&self) -> Option<std::time::Duration> {
+        match self {
+            VendorError::Throttled(_, after) => Some(*after),
+            _ => None,
         }
     }
 }
@@ -50,6 +59,8 @@ pub enum Step {
     Fail(u16),
     /// Answers after this long (on tokio's clock).
     Slow(Duration),
+    /// Fails at once with this status and a `Retry-After` of this long.
+    Throttled(u16, Duration),
     /// Moves the clock on by this long without yielding to timers (as
     /// blocking work inside an adapter would), then fails with this status.
     Overrun(Duration, u16),
@@ -98,6 +109,10 @@ impl Script {
         match step {
             Step::Ok => Ok(number),
             Step::Fail(code) => Err(VendorError::status(code)),
+            Step::Throttled(code, after) => Err(VendorError::Throttled(
+                http::StatusCode::from_u16(code).expect("a valid status code"),
+                after,
+            )),
             Step::Slow(delay) => {
                 tokio::time::sleep(delay).await;
                 Ok(number)

@@ -119,6 +119,52 @@ mod tests {
         }
     }
 
+    /// 10 000 seeded draws per jitter kind: all within the formula's bounds,
+    /// and the mean within 2 % of the formula's (the standard error of such a
+    /// mean is about 0.3 %).
+    #[test]
+    fn ten_thousand_seeded_draws_per_kind_match_their_formula() {
+        use rand::SeedableRng;
+        const DRAWS: u32 = 10_000;
+        let ceiling = MS * 800; // retry 3: 100 ms × 2³
+        let previous = MS * 200;
+        let cases: [(Jitter, Duration, Duration, Duration); 4] = [
+            (Jitter::Full, Duration::ZERO, ceiling, ceiling / 2),
+            (Jitter::Equal, ceiling / 2, ceiling, ceiling * 3 / 4),
+            // random(base, previous × 3) = random(100 ms, 600 ms)
+            (Jitter::Decorrelated, MS * 100, MS * 600, MS * 350),
+            (Jitter::None, ceiling, ceiling, ceiling),
+        ];
+        for (jitter, low, high, mean) in cases {
+            let mut rng = rand::rngs::SmallRng::seed_from_u64(42);
+            let backoff = backoff(jitter);
+            let mut total = Duration::ZERO;
+            for _ in 0..DRAWS {
+                let delay = backoff.delay(3, previous, &mut rng);
+                assert!(delay >= low && delay <= high, "{jitter:?}: {delay:?}");
+                total += delay;
+            }
+            let measured = (total / DRAWS).as_secs_f64();
+            let expected = mean.as_secs_f64();
+            assert!(
+                (measured - expected).abs() <= expected * 0.02,
+                "{jitter:?}: mean {measured} s, expected {expected} s"
+            );
+        }
+    }
+
+    #[test]
+    fn the_same_seed_gives_the_same_delays() {
+        use rand::SeedableRng;
+        let draw = || {
+            let mut rng = rand::rngs::SmallRng::seed_from_u64(7);
+            (0..5)
+                .map(|n| backoff(Jitter::Full).delay(n, Duration::ZERO, &mut rng))
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(draw(), draw());
+    }
+
     #[test]
     fn full_jitter_spreads_delays_out() {
         let mut rng = rand::rng();

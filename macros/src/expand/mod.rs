@@ -1,6 +1,7 @@
 //! From a checked contract to code. `contract` is the whole macro as a
 //! function of `proc_macro2` tokens, so tests can call it directly.
 
+pub(crate) mod classify;
 mod resilient;
 
 use darling::FromMeta;
@@ -10,7 +11,7 @@ use syn::spanned::Spanned;
 
 use crate::args::{ContractArgs, IntegrationArgs};
 use crate::fallback;
-use crate::validate::{self, MethodPolicy};
+use crate::validate::{self, Budget, MethodPolicy};
 
 /// A contract method that passed every check.
 pub(crate) struct Method {
@@ -24,6 +25,7 @@ pub(crate) struct Method {
 pub(crate) struct Contract {
     pub(crate) item: syn::ItemTrait,
     pub(crate) name: String,
+    pub(crate) budget: Budget,
     pub(crate) methods: Vec<Method>,
 }
 
@@ -67,6 +69,7 @@ fn check(args: TokenStream, item: &syn::ItemTrait) -> darling::Result<Contract> 
         Some(name) => (**name).clone(),
         None => item.ident.to_string(),
     };
+    let budget = validate::budget(args.retry_budget.as_ref(), &mut errors);
     let mut methods = Vec::new();
     for trait_item in &item.items {
         match trait_item {
@@ -87,6 +90,7 @@ fn check(args: TokenStream, item: &syn::ItemTrait) -> darling::Result<Contract> 
     errors.finish_with(Contract {
         item: item.clone(),
         name,
+        budget,
         methods,
     })
 }

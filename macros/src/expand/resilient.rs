@@ -8,7 +8,7 @@ use syn::spanned::Spanned;
 
 use super::{Contract, Method};
 use crate::args::JitterArg;
-use crate::validate::{Kind, MethodPolicy, Window};
+use crate::validate::{Budget, Kind, MethodPolicy, Window};
 
 pub(super) fn expand(contract: &Contract) -> TokenStream {
     let kept = kept_trait(contract);
@@ -59,7 +59,7 @@ fn endpoint_table(contract: &Contract) -> TokenStream {
         let name = &contract.name;
         let method_name = ident.to_string();
         let method_name = method_name.strip_prefix("r#").unwrap_or(&method_name);
-        let policy = policy(&method.policy);
+        let policy = policy(&method.policy, contract.budget);
         quote! {
             #ident: ::seawall::__private::endpoint(__seawall_runtime, #name, #method_name, #policy)
         }
@@ -81,7 +81,15 @@ fn duration(duration: std::time::Duration) -> TokenStream {
     quote!(::seawall::__private::Duration::from_nanos(#nanos))
 }
 
-fn policy(policy: &MethodPolicy) -> TokenStream {
+fn class(name: &str) -> TokenStream {
+    match name {
+        "retryable" => quote!(::seawall::__private::ErrorClass::Retryable),
+        "vendor_fault" => quote!(::seawall::__private::ErrorClass::VendorFault),
+        _ => quote!(::seawall::__private::ErrorClass::Permanent),
+    }
+}
+
+fn policy(policy: &MethodPolicy, budget: Budget) -> TokenStream {
     let kind = match policy.kind {
         Kind::Read => quote!(::seawall::__private::Kind::Read),
         Kind::Write => quote!(::seawall::__private::Kind::Write),
@@ -103,11 +111,36 @@ fn policy(policy: &MethodPolicy) -> TokenStream {
             JitterArg::Decorrelated => quote!(Decorrelated),
             JitterArg::None => quote!(None),
         };
+        let max_elapsed = retry.max_elapsed.map(|max| {
+            let max = duration(max);
+            quote!(.with_max_elapsed(#max))
+        });
+        let on = retry.on.iter().map(|name| class(name));
         tokens.extend(quote! {
             .with_retry(::seawall::__private::RetryPolicy::new(#attempts)
                 .with_base(#base)
                 .with_cap(#cap)
-                .with_jitter(::seawall::__private::Jitter::#jitter))
+                .with_jitter(::seawall::__private::Jitter::#jitter)
+                .with_retry_on(::seawall::__private::ClassSet::of([#(#on),*]))
+                #max_elapsed)
+        });
+        tokens.extend(match budget {
+            Budget::On {
+                ratio,
+                max,
+                min_per_second,
+            } => {
+                let ratio = Literal::f64_suffixed(ratio);
+                let max = Literal::u32_suffixed(max);
+                let min_per_second = Literal::u32_suffixed(min_per_second);
+                quote! {
+                    .with_retry_budget(::seawall::__private::BudgetPolicy::new()
+                        .with_ratio(#ratio)
+                        .with_max(#max)
+                        .with_min_per_second(#min_per_second))
+                }
+            }
+            Budget::Off => quote!(.without_retry_budget()),
         });
     }
     if let Some(breaker) = &policy.breaker {
@@ -135,11 +168,7 @@ fn policy(policy: &MethodPolicy) -> TokenStream {
             quote!(.with_slow(#slow))
         });
         let slow_rate = Literal::f64_suffixed(breaker.slow_rate);
-        let classes = breaker.failure_classes.iter().map(|class| match *class {
-            "retryable" => quote!(::seawall::__private::ErrorClass::Retryable),
-            "vendor_fault" => quote!(::seawall::__private::ErrorClass::VendorFault),
-            _ => quote!(::seawall::__private::ErrorClass::Permanent),
-        });
+        let classes = breaker.failure_classes.iter().map(|name| class(name));
         let name = breaker.name.as_ref().map(|name| quote!(.with_name(#name)));
         tokens.extend(quote! {
             .with_breaker(::seawall::__private::BreakerPolicy::new()
