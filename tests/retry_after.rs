@@ -183,3 +183,21 @@ async fn the_same_seed_draws_the_same_delays() {
     assert_eq!(first, run(11).await);
     assert_ne!(first, run(12).await);
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_retry_after_given_as_an_http_date_is_honoured_too() {
+    // `Retry-After: <HTTP date>` three seconds ahead of the wall clock; HTTP
+    // dates have whole seconds, so the wait is between two and three.
+    let now = std::time::SystemTime::now();
+    let date = httpdate::fmt_http_date(now + SECOND * 3);
+    let header = http::HeaderValue::from_str(&date).unwrap();
+    let wait = seawall::http::parse_retry_after(&header, now).expect("a date parses");
+    assert!(wait > SECOND * 2 && wait <= SECOND * 3, "{wait:?}");
+    let runtime = Runtime::in_memory();
+    let vendor = Resilient::new(
+        Script::new([Step::Throttled(503, wait)], Step::Ok),
+        &runtime,
+    );
+    assert_eq!(vendor.patient().await.unwrap(), 2);
+    assert_eq!(gaps(vendor.inner()), [wait]);
+}
