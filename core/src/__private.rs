@@ -5,6 +5,7 @@ pub use std::future::Future;
 pub use std::marker::{Send, Sync};
 pub use std::time::Duration;
 
+pub use crate::idempotency::IdempotencyKey;
 pub use crate::resilient::ContractEndpoints;
 pub use crate::{
     BreakerPolicy, BudgetPolicy, ClassSet, Endpoint, ErrorClass, Jitter, Kind, Policy, RetryPolicy,
@@ -39,4 +40,19 @@ impl<T: Clone> RetryArg for T {
     fn for_attempt(&self) -> Self {
         self.clone()
     }
+}
+
+/// Requires a value named in an idempotency key to be serializable.
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` is part of an idempotency key, but it does not implement `serde::Serialize`",
+    label = "named in `idempotent(key = [..])`",
+    note = "derive `serde::Serialize` for it, or leave it out of the key"
+)]
+pub trait KeyPart: serde::Serialize {}
+
+impl<T: serde::Serialize + ?Sized> KeyPart for T {}
+
+/// Checks a key part's type where the user named it.
+pub fn key_part<T: KeyPart + ?Sized>(value: &T) -> &T {
+    value
 }

@@ -6,6 +6,7 @@ use tokio::time::Instant;
 
 use crate::ErrorClass as Class;
 use crate::breaker::{Breaker, Outcome, Permit};
+use crate::idempotency::{self, CallContext, IdempotencyKey};
 use crate::retry::{Backoff, RetryBudget, RngSource};
 use crate::{ContractError, Error, ErrorClass, Policy};
 
@@ -39,6 +40,7 @@ pub struct Endpoint {
     breaker: Option<Arc<Breaker>>,
     budget: Option<Arc<RetryBudget>>,
     rng: Arc<RngSource>,
+    key_header: Arc<str>,
 }
 
 /// Why an attempt failed, kept until the loop knows whether it was the last.
@@ -82,6 +84,7 @@ impl Endpoint {
     ) -> Self {
         Self {
             backoff: Backoff::new(policy.retry()),
+            key_header: policy.idempotency_header().into(),
             contract,
             method,
             policy,
@@ -134,7 +137,7 @@ impl Endpoint {
         Fut: Future<Output = Result<T, E>>,
         E: ContractError,
     {
-        self.run(move || Some(attempt())).await
+        self.run(move || Some(attempt()), |call| call).await
     }
 
     /// Runs a call that can be made only once (its arguments are moved into
@@ -150,13 +153,74 @@ impl Endpoint {
         E: ContractError,
     {
         let mut attempt = Some(attempt);
-        self.run(move || attempt.take().map(|make| make())).await
+        self.run(move || attempt.take().map(|make| make()), |call| call)
+            .await
     }
 
-    async fn run<T, E, F, Fut>(&self, mut next_attempt: F) -> Result<T, E>
+    /// [`call`](Self::call) for a write with an idempotency key: every
+    /// attempt runs with `key` as [`current_key`](crate::idempotency::current_key),
+    /// and `seawall::http` sends it in the policy's idempotency header.
+    ///
+    /// # Errors
+    ///
+    /// As [`call`](Self::call).
+    pub async fn call_keyed<T, E, F, Fut>(
+        &self,
+        key: IdempotencyKey,
+        mut attempt: F,
+    ) -> Result<T, E>
+    where
+        F: FnMut() -> Fut,
+        Fut: Future<Output = Result<T, E>>,
+        E: ContractError,
+    {
+        let context = self.key_context(key);
+        self.run(
+            move || Some(attempt()),
+            |call| idempotency::scope(context.clone(), call),
+        )
+        .await
+    }
+
+    /// [`call_once`](Self::call_once) with an idempotency key.
+    ///
+    /// # Errors
+    ///
+    /// As [`call`](Self::call).
+    pub async fn call_once_keyed<T, E, F, Fut>(
+        &self,
+        key: IdempotencyKey,
+        attempt: F,
+    ) -> Result<T, E>
+    where
+        F: FnOnce() -> Fut,
+        Fut: Future<Output = Result<T, E>>,
+        E: ContractError,
+    {
+        let context = self.key_context(key);
+        let mut attempt = Some(attempt);
+        self.run(
+            move || attempt.take().map(|make| make()),
+            |call| idempotency::scope(context.clone(), call),
+        )
+        .await
+    }
+
+    fn key_context(&self, key: IdempotencyKey) -> CallContext {
+        CallContext {
+            key,
+            header: self.key_header.clone(),
+        }
+    }
+
+    /// The pipeline. `wrap` runs around each attempt's future (to set the
+    /// call's task-local context); for unkeyed calls it is the identity.
+    async fn run<T, E, F, Fut, W, Wrapped>(&self, mut next_attempt: F, wrap: W) -> Result<T, E>
     where
         F: FnMut() -> Option<Fut>,
         Fut: Future<Output = Result<T, E>>,
+        W: Fn(Fut) -> Wrapped,
+        Wrapped: Future<Output = Result<T, E>>,
         E: ContractError,
     {
         let retry = self.policy.retry();
@@ -190,7 +254,7 @@ impl Endpoint {
             };
             attempts += 1;
             let probe = permit.as_ref().is_some_and(Permit::is_probe);
-            let failed = match tokio::time::timeout(limit, call).await {
+            let failed = match tokio::time::timeout(limit, wrap(call)).await {
                 Ok(Ok(value)) => {
                     record(permit, Outcome::Success);
                     if let Some(budget) = &self.budget {

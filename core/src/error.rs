@@ -76,6 +76,19 @@ pub enum Error {
         last: Box<dyn StdError + Send + Sync>,
     },
 
+    /// The idempotency key of a write could not be derived: a named value
+    /// has no serialized form (for example a map whose keys are not
+    /// strings). The vendor was not called.
+    #[error("no idempotency key for {contract}.{method}: {reason}")]
+    IdempotencyKey {
+        /// The contract.
+        contract: Arc<str>,
+        /// The method.
+        method: Arc<str>,
+        /// Which value failed, and why.
+        reason: String,
+    },
+
     /// The call's `deadline` passed, counting every attempt and every backoff.
     #[error("the deadline of {} passed after {attempts} attempt(s)", Ms(*deadline))]
     DeadlineExceeded {
@@ -120,6 +133,7 @@ impl Classify for Error {
             }
             Error::RetriesExhausted { class, .. } => *class,
             Error::RetryAfter { .. } | Error::RetryBudgetExhausted { .. } => ErrorClass::Retryable,
+            Error::IdempotencyKey { .. } => ErrorClass::Permanent,
         }
     }
 

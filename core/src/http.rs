@@ -350,16 +350,27 @@ impl Client {
         ClientBuilder::new()
     }
 
-    /// A request with `method` to `url`, with every header hook applied.
+    /// A request with `method` to `url`, with every header hook applied and,
+    /// inside an attempt of an `idempotent` call, the call's idempotency key
+    /// in the contract's idempotency header (`Idempotency-Key` by default).
     ///
     /// A `url` that does not parse is reported by reqwest when the request
     /// is sent (a builder error, classified permanent).
     pub fn request<U: IntoUrl>(&self, method: Method, url: U) -> RequestBuilder {
         let builder = self.inner.request(method, url);
-        if self.hooks.is_empty() {
+        let key = crate::idempotency::current_header();
+        if self.hooks.is_empty() && key.is_none() {
             return builder;
         }
         let mut headers = HeaderMap::new();
+        if let Some((name, key)) = key
+            && let (Ok(name), Ok(value)) = (
+                http::HeaderName::from_bytes(name.as_bytes()),
+                http::HeaderValue::from_str(key.as_str()),
+            )
+        {
+            headers.insert(name, value);
+        }
         for hook in self.hooks.iter() {
             hook(&mut headers);
         }

@@ -25,6 +25,7 @@ mod error;
 mod event;
 #[cfg(feature = "http")]
 pub mod http;
+pub mod idempotency;
 pub mod policy;
 mod resilient;
 pub mod retry;

@@ -502,6 +502,7 @@ pub struct Policy {
     retry: RetryPolicy,
     breaker: Option<BreakerPolicy>,
     budget: Option<BudgetPolicy>,
+    idempotency_header: std::borrow::Cow<'static, str>,
 }
 
 impl Policy {
@@ -515,7 +516,20 @@ impl Policy {
             retry: RetryPolicy::none(),
             breaker: None,
             budget: Some(BudgetPolicy::new()),
+            idempotency_header: std::borrow::Cow::Borrowed(crate::idempotency::DEFAULT_HEADER),
         }
+    }
+
+    /// The header `seawall::http` sends a keyed call's idempotency key in
+    /// (`Idempotency-Key` unless the vendor wants another).
+    pub fn with_idempotency_header(mut self, header: impl Into<String>) -> Self {
+        self.idempotency_header = std::borrow::Cow::Owned(header.into());
+        self
+    }
+
+    /// See [`with_idempotency_header`](Self::with_idempotency_header).
+    pub fn idempotency_header(&self) -> &str {
+        &self.idempotency_header
     }
 
     /// Bounds this method's retries with a budget shared by every endpoint
@@ -606,6 +620,9 @@ impl Policy {
     /// [`PolicyError::OverDeadline`] when the worst case exceeds the deadline.
     pub fn validate(&self) -> Result<(), PolicyError> {
         check_duration("timeout", self.timeout)?;
+        if http::HeaderName::from_bytes(self.idempotency_header.as_bytes()).is_err() {
+            return Err(PolicyError::Header(self.idempotency_header.to_string()));
+        }
         self.retry.validate()?;
         check_duration("retry base", self.retry.base)?;
         check_duration("retry cap", self.retry.cap)?;
@@ -709,6 +726,9 @@ pub enum PolicyError {
     /// No class to retry, or `Ignored` listed among them.
     #[error("retry classes must be one or more of retryable, vendor_fault and permanent")]
     RetryClasses,
+    /// An idempotency header name that is not a valid HTTP header name.
+    #[error("`{0}` is not a valid HTTP header name")]
+    Header(String),
     /// A retry budget ratio outside `(0, 1]`.
     #[error("retry budget ratio must be in (0, 1], not {0}")]
     BudgetRatio(f64),

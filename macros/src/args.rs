@@ -9,6 +9,7 @@ use darling::util::{Flag, Override, SpannedValue};
 pub(crate) struct ContractArgs {
     pub(crate) name: Option<SpannedValue<String>>,
     pub(crate) retry_budget: Option<SpannedValue<BudgetArgs>>,
+    pub(crate) idempotency_header: Option<SpannedValue<String>>,
 }
 
 /// `retry_budget(ratio = 0.1, max = 10, min_per_second = 10)` or
@@ -30,6 +31,79 @@ pub(crate) struct IntegrationArgs {
     pub(crate) deadline: Option<SpannedValue<DurationText>>,
     pub(crate) retry: Option<SpannedValue<Override<RetryArgs>>>,
     pub(crate) breaker: Option<SpannedValue<Override<BreakerArgs>>>,
+    pub(crate) idempotent: Option<SpannedValue<Override<IdempotentArgs>>>,
+}
+
+/// `idempotent` (every argument) or `idempotent(key = [id, invoice.number])`.
+#[derive(Debug, Default, FromMeta)]
+pub(crate) struct IdempotentArgs {
+    pub(crate) key: Option<SpannedValue<KeyPaths>>,
+}
+
+/// `[id, invoice.number]`: arguments, or fields of arguments.
+#[derive(Clone, Debug)]
+pub(crate) struct KeyPaths(pub(crate) Vec<KeyPath>);
+
+/// One value of a key: an argument (`id`) or a field path through one
+/// (`invoice.number`), as written.
+#[derive(Clone, Debug)]
+pub(crate) struct KeyPath {
+    /// The argument it starts from.
+    pub(crate) root: syn::Ident,
+    /// The expression as written, re-emitted so that a field that does not
+    /// exist is reported by rustc at its own name.
+    pub(crate) expr: syn::Expr,
+    /// `invoice.number`: the name the value has in the key.
+    pub(crate) name: String,
+}
+
+impl FromMeta for KeyPaths {
+    fn from_expr(expr: &syn::Expr) -> darling::Result<Self> {
+        let syn::Expr::Array(array) = expr else {
+            return Err(darling::Error::custom(
+                "list the key's values in brackets: `key = [account, invoice.number]`",
+            )
+            .with_span(expr));
+        };
+        let mut errors = darling::Error::accumulator();
+        let mut paths = Vec::new();
+        for element in &array.elems {
+            match key_path(element) {
+                Some((root, name)) => paths.push(KeyPath {
+                    root,
+                    expr: element.clone(),
+                    name,
+                }),
+                None => errors.push(
+                    darling::Error::custom(
+                        "a key names an argument (`account`) or a field of one \
+                         (`invoice.number`)",
+                    )
+                    .with_span(element),
+                ),
+            }
+        }
+        errors.finish_with(Self(paths))
+    }
+}
+
+/// The root argument and dotted name of `a` or `a.b.c`.
+fn key_path(expr: &syn::Expr) -> Option<(syn::Ident, String)> {
+    match expr {
+        syn::Expr::Path(path) if path.qself.is_none() => {
+            let ident = path.path.get_ident()?;
+            Some((ident.clone(), ident.to_string()))
+        }
+        syn::Expr::Field(field) => {
+            let (root, base) = key_path(&field.base)?;
+            let member = match &field.member {
+                syn::Member::Named(ident) => ident.to_string(),
+                syn::Member::Unnamed(index) => index.index.to_string(),
+            };
+            Some((root, format!("{base}.{member}")))
+        }
+        _ => None,
+    }
 }
 
 /// `retry` or `retry(...)`.

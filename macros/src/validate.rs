@@ -10,8 +10,8 @@ use darling::util::{Override, SpannedValue};
 use proc_macro2::Span;
 
 use crate::args::{
-    BreakerArgs, BudgetArgs, ClassList, DurationText, IntegrationArgs, JitterArg, RetryArgs,
-    WindowArg,
+    BreakerArgs, BudgetArgs, ClassList, DurationText, IntegrationArgs, JitterArg, KeyPath,
+    RetryArgs, WindowArg,
 };
 
 /// The most attempts a retry policy may make: `seawall::policy::MAX_ATTEMPTS`.
@@ -50,6 +50,16 @@ pub(crate) struct MethodPolicy {
     pub(crate) deadline: Option<Duration>,
     pub(crate) retry: Retry,
     pub(crate) breaker: Option<Breaker>,
+    pub(crate) idempotent: Option<Idempotent>,
+}
+
+/// Which values make a write's idempotency key.
+#[derive(Debug)]
+pub(crate) enum Idempotent {
+    /// Every argument, in order.
+    AllArguments,
+    /// The values named in `key = [..]`, in order.
+    Paths(Vec<KeyPath>),
 }
 
 #[derive(Debug)]
@@ -218,6 +228,42 @@ pub(crate) fn integration(args: IntegrationArgs, attr: Span) -> darling::Result<
         }
     }
 
+    let idempotent = args
+        .idempotent
+        .as_ref()
+        .map(|idempotent| match &**idempotent {
+            Override::Inherit => Idempotent::AllArguments,
+            Override::Explicit(explicit) => match &explicit.key {
+                Some(paths) if paths.0.is_empty() => {
+                    errors.push(
+                        darling::Error::custom(
+                            "an empty key would give every call the same key: name the values that \
+                         make one write different from another, or write `idempotent` alone \
+                         for every argument",
+                        )
+                        .with_span(&paths.span()),
+                    );
+                    Idempotent::AllArguments
+                }
+                Some(paths) => Idempotent::Paths(paths.0.clone()),
+                None => Idempotent::AllArguments,
+            },
+        });
+    if kind == Some(Kind::Write)
+        && retry.attempts > 1
+        && idempotent.is_none()
+        && let Some(retry_arg) = &args.retry
+    {
+        errors.push(
+            darling::Error::custom(
+                "a retried write needs an idempotency key: when an attempt times out after the \
+                 vendor processed it, the retry would run the write twice. Add `idempotent` \
+                 (keyed on every argument) or `idempotent(key = [..])`, or remove `retry`",
+            )
+            .with_span(&retry_arg.span()),
+        );
+    }
+
     let policy = match (kind, timeout) {
         (Some(kind), Some(timeout)) => Some(MethodPolicy {
             kind,
@@ -225,6 +271,7 @@ pub(crate) fn integration(args: IntegrationArgs, attr: Span) -> darling::Result<
             deadline,
             retry,
             breaker,
+            idempotent,
         }),
         _ => None,
     };
@@ -300,6 +347,29 @@ fn retry_policy(args: &RetryArgs, errors: &mut darling::error::Accumulator) -> R
         max_elapsed,
         on,
     }
+}
+
+/// Checks `#[contract(idempotency_header = "...")]`: an HTTP header name
+/// (a token of RFC 9110).
+pub(crate) fn header_name(
+    header: Option<&SpannedValue<String>>,
+    errors: &mut darling::error::Accumulator,
+) -> String {
+    let Some(header) = header else {
+        return "Idempotency-Key".to_owned();
+    };
+    let token = |c: char| c.is_ascii_alphanumeric() || "!#$%&'*+-.^_`|~".contains(c);
+    if header.is_empty() || !header.chars().all(token) {
+        errors.push(
+            darling::Error::custom(format!(
+                "\"{}\" is not an HTTP header name: use letters, digits and `-`, such as \
+                 \"Idempotency-Key\"",
+                **header
+            ))
+            .with_span(&header.span()),
+        );
+    }
+    (**header).clone()
 }
 
 /// Checks `#[contract(retry_budget(...))]`.

@@ -26,6 +26,7 @@ pub(crate) struct Contract {
     pub(crate) item: syn::ItemTrait,
     pub(crate) name: String,
     pub(crate) budget: Budget,
+    pub(crate) idempotency_header: String,
     pub(crate) methods: Vec<Method>,
 }
 
@@ -70,6 +71,7 @@ fn check(args: TokenStream, item: &syn::ItemTrait) -> darling::Result<Contract> 
         None => item.ident.to_string(),
     };
     let budget = validate::budget(args.retry_budget.as_ref(), &mut errors);
+    let idempotency_header = validate::header_name(args.idempotency_header.as_ref(), &mut errors);
     let mut methods = Vec::new();
     for trait_item in &item.items {
         match trait_item {
@@ -91,6 +93,7 @@ fn check(args: TokenStream, item: &syn::ItemTrait) -> darling::Result<Contract> 
         item: item.clone(),
         name,
         budget,
+        idempotency_header,
         methods,
     })
 }
@@ -121,7 +124,9 @@ fn check_method(method: &syn::TraitItemFn) -> darling::Result<Method> {
             );
             None
         }
-        (Some(attr), None) => errors.handle(parse_policy(attr)),
+        (Some(attr), None) => errors.handle(parse_policy(attr)).inspect(|policy| {
+            check_key(policy, sig, &mut errors);
+        }),
     };
 
     if sig.asyncness.is_none() {
@@ -207,6 +212,44 @@ fn check_method(method: &syn::TraitItemFn) -> darling::Result<Method> {
         output,
         policy,
     })
+}
+
+/// Every value of an idempotency key starts from an argument of the method.
+fn check_key(
+    policy: &MethodPolicy,
+    sig: &syn::Signature,
+    errors: &mut darling::error::Accumulator,
+) {
+    let Some(validate::Idempotent::Paths(paths)) = &policy.idempotent else {
+        return;
+    };
+    let arguments: Vec<String> = sig
+        .inputs
+        .iter()
+        .filter_map(|input| match input {
+            syn::FnArg::Typed(typed) => match &*typed.pat {
+                syn::Pat::Ident(pat) => Some(pat.ident.to_string()),
+                _ => None,
+            },
+            syn::FnArg::Receiver(_) => None,
+        })
+        .collect();
+    for path in paths {
+        if !arguments.iter().any(|argument| path.root == argument) {
+            let known = if arguments.is_empty() {
+                "the method has no arguments".to_owned()
+            } else {
+                format!("its arguments are `{}`", arguments.join("`, `"))
+            };
+            errors.push(
+                darling::Error::custom(format!(
+                    "`{}` is not an argument of `{}`: {known}",
+                    path.root, sig.ident
+                ))
+                .with_span(&path.root),
+            );
+        }
+    }
 }
 
 fn parse_policy(attr: &syn::Attribute) -> darling::Result<MethodPolicy> {

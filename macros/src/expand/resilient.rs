@@ -8,7 +8,7 @@ use syn::spanned::Spanned;
 
 use super::{Contract, Method};
 use crate::args::JitterArg;
-use crate::validate::{Budget, Kind, MethodPolicy, Window};
+use crate::validate::{Budget, Idempotent, Kind, MethodPolicy, Window};
 
 pub(super) fn expand(contract: &Contract) -> TokenStream {
     let kept = kept_trait(contract);
@@ -59,7 +59,11 @@ fn endpoint_table(contract: &Contract) -> TokenStream {
         let name = &contract.name;
         let method_name = ident.to_string();
         let method_name = method_name.strip_prefix("r#").unwrap_or(&method_name);
-        let policy = policy(&method.policy, contract.budget);
+        let mut policy = policy(&method.policy, contract.budget);
+        if method.policy.idempotent.is_some() && contract.idempotency_header != "Idempotency-Key" {
+            let header = &contract.idempotency_header;
+            policy.extend(quote!(.with_idempotency_header(#header)));
+        }
         quote! {
             #ident: ::seawall::__private::endpoint(__seawall_runtime, #name, #method_name, #policy)
         }
@@ -202,7 +206,7 @@ fn resilient_impl(contract: &Contract) -> TokenStream {
     let methods = contract
         .methods
         .iter()
-        .map(|method| resilient_method(method, &trait_path));
+        .map(|method| resilient_method(contract, method, &trait_path));
     quote! {
         #unsafety impl #impl_generics #trait_ident #trait_args for ::seawall::Resilient<__SeawallInner>
         #where_clause
@@ -212,11 +216,12 @@ fn resilient_impl(contract: &Contract) -> TokenStream {
     }
 }
 
-fn resilient_method(method: &Method, trait_path: &TokenStream) -> TokenStream {
+fn resilient_method(contract: &Contract, method: &Method, trait_path: &TokenStream) -> TokenStream {
     let ident = &method.sig.ident;
     let retries = method.policy.retry.attempts > 1;
     let mut sig = method.sig.clone();
     let mut args = Vec::new();
+    let mut names = Vec::new();
     let mut impl_trait_arg = false;
     for (index, input) in sig.inputs.iter_mut().enumerate() {
         let syn::FnArg::Typed(typed) = input else {
@@ -227,6 +232,7 @@ fn resilient_method(method: &Method, trait_path: &TokenStream) -> TokenStream {
             _ => format_ident!("__seawall_arg{}", index),
         };
         *typed.pat = parse_quote!(#name);
+        names.push(name.clone());
         impl_trait_arg |= mentions_impl_trait(&typed.ty);
         args.push(if retries && !is_shared_ref(&typed.ty) {
             quote_spanned! {typed.ty.span()=>
@@ -252,22 +258,77 @@ fn resilient_method(method: &Method, trait_path: &TokenStream) -> TokenStream {
     // Spanned at the return type, so an error type that cannot carry
     // seawall's errors is reported there, not inside generated code.
     let output_span = method.output.span();
-    let call = if retries {
-        quote_spanned!(output_span=> call)
-    } else {
-        quote_spanned!(output_span=> call_once)
+    let key = method
+        .policy
+        .idempotent
+        .as_ref()
+        .map(|idempotent| key(contract, method, idempotent, &names));
+    let call = match (retries, key.is_some()) {
+        (true, false) => quote_spanned!(output_span=> call),
+        (false, false) => quote_spanned!(output_span=> call_once),
+        (true, true) => quote_spanned!(output_span=> call_keyed),
+        (false, true) => quote_spanned!(output_span=> call_once_keyed),
     };
+    let key_arg = key.as_ref().map(|_| quote!(__seawall_key,));
     let attempt = quote!(move || #trait_path::#ident #turbofish(__seawall_inner, #(#args),*));
     let run = quote_spanned! {output_span=>
-        __seawall_endpoint.#call(#attempt).await
+        __seawall_endpoint.#call(#key_arg #attempt).await
     };
     quote! {
         #sig {
             let __seawall_endpoint =
                 &::seawall::Resilient::__endpoints::<__SeawallEndpoints>(self).#ident;
             let __seawall_inner = ::seawall::Resilient::inner(self);
-            async move { #run }
+            async move {
+                #key
+                #run
+            }
         }
+    }
+}
+
+/// Derives the call's idempotency key once, before the first attempt.
+fn key(
+    contract: &Contract,
+    method: &Method,
+    idempotent: &Idempotent,
+    names: &[syn::Ident],
+) -> TokenStream {
+    let contract_name = &contract.name;
+    let method_name = method.sig.ident.to_string();
+    let method_name = method_name.strip_prefix("r#").unwrap_or(&method_name);
+    let parts: Vec<TokenStream> = match idempotent {
+        Idempotent::AllArguments => names
+            .iter()
+            .map(|name| {
+                let text = name.to_string();
+                let text = text.strip_prefix("r#").unwrap_or(&text).to_owned();
+                quote_spanned! {name.span()=>
+                    .part(#text, ::seawall::__private::key_part(&#name))
+                }
+            })
+            .collect(),
+        Idempotent::Paths(paths) => paths
+            .iter()
+            .map(|path| {
+                let text = &path.name;
+                let expr = &path.expr;
+                quote_spanned! {path.root.span()=>
+                    .part(#text, ::seawall::__private::key_part(&#expr))
+                }
+            })
+            .collect(),
+    };
+    quote! {
+        let __seawall_key = match ::seawall::__private::IdempotencyKey::builder(#contract_name, #method_name)
+            #(#parts)*
+            .finish()
+        {
+            ::core::result::Result::Ok(key) => key,
+            ::core::result::Result::Err(error) => {
+                return ::core::result::Result::Err(::core::convert::From::from(error));
+            }
+        };
     }
 }
 
