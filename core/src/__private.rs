@@ -5,7 +5,7 @@ pub use std::future::Future;
 pub use std::marker::{Send, Sync};
 pub use std::time::Duration;
 
-pub use crate::idempotency::IdempotencyKey;
+pub use crate::idempotency::{IdempotencyKey, OnDuplicate, StorePolicy};
 pub use crate::resilient::ContractEndpoints;
 pub use crate::{
     BreakerPolicy, BudgetPolicy, ClassSet, Endpoint, ErrorClass, Jitter, Kind, Policy, RetryPolicy,

@@ -46,6 +46,18 @@ impl ErrorClass {
         matches!(self, Self::Retryable | Self::VendorFault)
     }
 
+    /// The class named by [`as_str`](Self::as_str), if any.
+    pub fn from_name(name: &str) -> Option<Self> {
+        [
+            Self::Retryable,
+            Self::VendorFault,
+            Self::Permanent,
+            Self::Ignored,
+        ]
+        .into_iter()
+        .find(|class| class.as_str() == name)
+    }
+
     /// A short lowercase name for logs and metrics labels.
     pub const fn as_str(self) -> &'static str {
         match self {

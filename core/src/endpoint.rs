@@ -6,7 +6,9 @@ use tokio::time::Instant;
 
 use crate::ErrorClass as Class;
 use crate::breaker::{Breaker, Outcome, Permit};
-use crate::idempotency::{self, CallContext, IdempotencyKey};
+use crate::idempotency::{
+    self, Begin, CallContext, IdempotencyKey, IdempotencyStore, RecordedOutcome,
+};
 use crate::retry::{Backoff, RetryBudget, RngSource};
 use crate::{ContractError, Error, ErrorClass, Policy};
 
@@ -41,6 +43,7 @@ pub struct Endpoint {
     budget: Option<Arc<RetryBudget>>,
     rng: Arc<RngSource>,
     key_header: Arc<str>,
+    store: Option<Arc<IdempotencyStore>>,
 }
 
 /// Why an attempt failed, kept until the loop knows whether it was the last.
@@ -81,6 +84,7 @@ impl Endpoint {
         breaker: Option<Arc<Breaker>>,
         budget: Option<Arc<RetryBudget>>,
         rng: Arc<RngSource>,
+        store: Option<Arc<IdempotencyStore>>,
     ) -> Self {
         Self {
             backoff: Backoff::new(policy.retry()),
@@ -91,6 +95,7 @@ impl Endpoint {
             breaker,
             budget,
             rng,
+            store,
         }
     }
 
@@ -204,6 +209,94 @@ impl Endpoint {
             |call| idempotency::scope(context.clone(), call),
         )
         .await
+    }
+
+    /// Runs a keyed write through the idempotency store, when its policy
+    /// has one: a completed key replays its recorded outcome, a key in
+    /// flight waits for it (or is rejected), a key with another payload
+    /// `fingerprint` is a conflict, and a new key runs `call` (the pipeline
+    /// with the key, usually [`call_keyed`](Self::call_keyed)) and records
+    /// what it completed with. Without a store it just runs `call`.
+    ///
+    /// # Errors
+    ///
+    /// Those of `call`; [`Error::Replayed`] for a recorded failure;
+    /// [`Error::IdempotencyConflict`], [`Error::IdempotencyInFlight`] or
+    /// [`Error::Store`] when the vendor was not called.
+    pub async fn stored<T, E, C, Fut>(
+        &self,
+        key: IdempotencyKey,
+        fingerprint: &str,
+        call: C,
+    ) -> Result<T, E>
+    where
+        C: FnOnce(IdempotencyKey) -> Fut,
+        Fut: Future<Output = Result<T, E>>,
+        T: idempotency::StoredOutcome,
+        E: ContractError,
+    {
+        let (Some(store), Some(policy)) = (&self.store, self.policy.idempotency_store()) else {
+            return call(key).await;
+        };
+        let guard = match store.begin(key.as_str(), fingerprint, policy).await {
+            Err(error) => return Err(E::from(Error::Store(error))),
+            Ok(Begin::Conflict) => {
+                return Err(E::from(Error::IdempotencyConflict {
+                    key: key.to_string(),
+                }));
+            }
+            Ok(Begin::Rejected) => {
+                return Err(E::from(Error::IdempotencyInFlight {
+                    key: key.to_string(),
+                }));
+            }
+            Ok(Begin::Completed(record)) => {
+                tracing::debug!(
+                    target: "seawall::idempotency",
+                    contract = %self.contract,
+                    method = %self.method,
+                    %key,
+                    "replaying a completed write"
+                );
+                return match record.outcome {
+                    RecordedOutcome::Value(value) => serde_json::from_value(value).map_err(|e| {
+                        E::from(Error::Store(crate::StoreError::Record(e.to_string())))
+                    }),
+                    RecordedOutcome::Failure { class, message } => Err(E::from(Error::Replayed {
+                        class: ErrorClass::from_name(&class).unwrap_or(ErrorClass::Permanent),
+                        message,
+                    })),
+                };
+            }
+            Ok(Begin::Started(guard)) => guard,
+        };
+        let result = call(key.clone()).await;
+        let outcome = match &result {
+            Ok(value) => serde_json::to_value(value).ok().map(RecordedOutcome::Value),
+            Err(error) if policy.replay_failures() && error.class() == ErrorClass::Permanent => {
+                Some(RecordedOutcome::Failure {
+                    class: ErrorClass::Permanent.as_str().to_owned(),
+                    message: error.to_string(),
+                })
+            }
+            Err(_) => None,
+        };
+        if let Some(outcome) = outcome
+            && let Err(error) = store.record(key.as_str(), fingerprint, outcome).await
+        {
+            // The write happened; only the record of it is lost, so the
+            // caller still gets the vendor's answer.
+            tracing::warn!(
+                target: "seawall::idempotency",
+                contract = %self.contract,
+                method = %self.method,
+                %key,
+                %error,
+                "could not record a completed write; a repeat will call the vendor again"
+            );
+        }
+        drop(guard);
+        result
     }
 
     fn key_context(&self, key: IdempotencyKey) -> CallContext {

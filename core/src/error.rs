@@ -89,6 +89,40 @@ pub enum Error {
         reason: String,
     },
 
+    /// The idempotency store had already recorded this write as failed, and
+    /// replays the failure instead of calling the vendor again.
+    #[error(
+        "replayed from the idempotency store: the first call failed with a {class} error: {message}"
+    )]
+    Replayed {
+        /// The class of the recorded failure.
+        class: ErrorClass,
+        /// The recorded failure's message.
+        message: String,
+    },
+
+    /// The same idempotency key arrived with a different payload: a bug in
+    /// the key (it leaves out something that makes writes differ) or a
+    /// client reusing a key. The vendor was not called.
+    #[error("idempotency key {key} was already used with a different payload")]
+    IdempotencyConflict {
+        /// The key.
+        key: String,
+    },
+
+    /// A write with the same key is in flight, and the policy says
+    /// `concurrent = "reject"`. The vendor was not called.
+    #[error("a write with idempotency key {key} is already in flight")]
+    IdempotencyInFlight {
+        /// The key.
+        key: String,
+    },
+
+    /// The state store failed, so seawall could not tell whether this write
+    /// already ran. The vendor was not called.
+    #[error("the state store failed: {0}")]
+    Store(#[from] crate::store::StoreError),
+
     /// The call's `deadline` passed, counting every attempt and every backoff.
     #[error("the deadline of {} passed after {attempts} attempt(s)", Ms(*deadline))]
     DeadlineExceeded {
@@ -133,7 +167,11 @@ impl Classify for Error {
             }
             Error::RetriesExhausted { class, .. } => *class,
             Error::RetryAfter { .. } | Error::RetryBudgetExhausted { .. } => ErrorClass::Retryable,
-            Error::IdempotencyKey { .. } => ErrorClass::Permanent,
+            Error::IdempotencyKey { .. } | Error::IdempotencyConflict { .. } => {
+                ErrorClass::Permanent
+            }
+            Error::IdempotencyInFlight { .. } | Error::Store(_) => ErrorClass::Retryable,
+            Error::Replayed { class, .. } => *class,
         }
     }
 

@@ -30,6 +30,7 @@ pub mod policy;
 mod resilient;
 pub mod retry;
 mod runtime;
+mod store;
 
 pub use breaker::{Breaker, BreakerMetrics, BreakerState};
 pub use classify::{Classify, ErrorClass};
@@ -40,6 +41,7 @@ pub use policy::{BreakerPolicy, ClassSet, Jitter, Kind, Policy, PolicyError, Ret
 pub use resilient::Resilient;
 pub use retry::{BudgetPolicy, RetryBudget};
 pub use runtime::{Runtime, RuntimeBuilder};
+pub use store::StoreError;
 
 #[doc(hidden)]
 pub mod __private;

@@ -8,6 +8,7 @@
 use std::time::Duration;
 
 use crate::ErrorClass;
+use crate::idempotency::StorePolicy;
 use crate::retry::BudgetPolicy;
 
 /// The most attempts a retry policy may make (the first call included).
@@ -503,6 +504,7 @@ pub struct Policy {
     breaker: Option<BreakerPolicy>,
     budget: Option<BudgetPolicy>,
     idempotency_header: std::borrow::Cow<'static, str>,
+    store: Option<StorePolicy>,
 }
 
 impl Policy {
@@ -517,7 +519,21 @@ impl Policy {
             breaker: None,
             budget: Some(BudgetPolicy::new()),
             idempotency_header: std::borrow::Cow::Borrowed(crate::idempotency::DEFAULT_HEADER),
+            store: None,
         }
+    }
+
+    /// Records this write's completed outcomes in the runtime's idempotency
+    /// store and replays them for repeats of its key (see
+    /// [`crate::idempotency`]).
+    pub const fn with_idempotency_store(mut self, store: StorePolicy) -> Self {
+        self.store = Some(store);
+        self
+    }
+
+    /// See [`with_idempotency_store`](Self::with_idempotency_store).
+    pub const fn idempotency_store(&self) -> Option<&StorePolicy> {
+        self.store.as_ref()
     }
 
     /// The header `seawall::http` sends a keyed call's idempotency key in
@@ -628,6 +644,9 @@ impl Policy {
         check_duration("retry cap", self.retry.cap)?;
         if let Some(budget) = &self.budget {
             budget.validate()?;
+        }
+        if let Some(store) = &self.store {
+            store.validate()?;
         }
         if let Some(breaker) = &self.breaker {
             breaker.validate()?;

@@ -2,7 +2,9 @@ use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 
 use crate::event::Subscribers;
+use crate::idempotency::IdempotencyStore;
 use crate::retry::{RetryBudget, RngSource};
+use crate::store::{Backend, StoreError};
 use crate::{Breaker, Endpoint, Event, Policy, PolicyError};
 
 /// The state every resilient call shares: circuit breakers (by name) and the
@@ -21,7 +23,6 @@ pub struct Runtime {
     shared: Arc<Shared>,
 }
 
-#[derive(Default)]
 struct Shared {
     // Both taken only when an endpoint is built or a registry is listed,
     // never on a call.
@@ -29,6 +30,25 @@ struct Shared {
     budgets: Mutex<BTreeMap<Arc<str>, Arc<RetryBudget>>>,
     subscribers: Arc<Subscribers>,
     rng: Arc<RngSource>,
+    idempotency: Arc<IdempotencyStore>,
+}
+
+impl Shared {
+    fn new(rng: RngSource, backend: Backend) -> Self {
+        Self {
+            breakers: Mutex::default(),
+            budgets: Mutex::default(),
+            subscribers: Arc::default(),
+            rng: Arc::new(rng),
+            idempotency: Arc::new(IdempotencyStore::new(backend)),
+        }
+    }
+}
+
+impl Default for Shared {
+    fn default() -> Self {
+        Self::new(RngSource::default(), Backend::memory())
+    }
 }
 
 /// Builds a [`Runtime`] with non-default settings.
@@ -47,15 +67,28 @@ impl RuntimeBuilder {
 
     /// A runtime that keeps all its state in memory.
     pub fn in_memory(self) -> Runtime {
+        self.with(Backend::memory())
+    }
+
+    /// A runtime that keeps its durable state (completed idempotent writes)
+    /// in a crash-safe database file, `seawall.redb`, in `dir`, created if
+    /// needed. A new runtime on the same directory finds it again.
+    ///
+    /// # Errors
+    ///
+    /// [`StoreError::Embedded`] when the directory or the database cannot
+    /// be created or opened (another process may hold it).
+    pub fn embedded(self, dir: impl AsRef<std::path::Path>) -> Result<Runtime, StoreError> {
+        Ok(self.with(Backend::embedded(dir.as_ref())?))
+    }
+
+    fn with(self, backend: Backend) -> Runtime {
         let rng = match self.seed {
             Some(seed) => RngSource::seeded(seed),
             None => RngSource::default(),
         };
         Runtime {
-            shared: Arc::new(Shared {
-                rng: Arc::new(rng),
-                ..Shared::default()
-            }),
+            shared: Arc::new(Shared::new(rng, backend)),
         }
     }
 }
@@ -64,6 +97,16 @@ impl Runtime {
     /// A runtime that keeps all its state in memory.
     pub fn in_memory() -> Self {
         Self::default()
+    }
+
+    /// A runtime whose durable state lives in `dir` (see
+    /// [`RuntimeBuilder::embedded`]).
+    ///
+    /// # Errors
+    ///
+    /// As [`RuntimeBuilder::embedded`].
+    pub fn embedded(dir: impl AsRef<std::path::Path>) -> Result<Self, StoreError> {
+        Self::builder().embedded(dir)
     }
 
     /// Settings beyond the defaults, such as a seed for jitter.
@@ -143,6 +186,7 @@ impl Runtime {
                 Some(breaker)
             }
         };
+        let policy_store = policy.idempotency_store().is_some();
         let budget = match policy.retry_budget() {
             Some(budget_policy) if policy.retry().attempts() > 1 => {
                 let mut budgets = lock(&self.shared.budgets);
@@ -165,6 +209,7 @@ impl Runtime {
             breaker,
             budget,
             self.shared.rng.clone(),
+            policy_store.then(|| self.shared.idempotency.clone()),
         ))
     }
 
@@ -183,6 +228,7 @@ impl std::fmt::Debug for Runtime {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Runtime")
             .field("breakers", &self.registry().len())
+            .field("store", &self.shared.idempotency.backend_kind())
             .finish()
     }
 }

@@ -38,6 +38,18 @@ pub(crate) struct IntegrationArgs {
 #[derive(Debug, Default, FromMeta)]
 pub(crate) struct IdempotentArgs {
     pub(crate) key: Option<SpannedValue<KeyPaths>>,
+    pub(crate) store: darling::util::Flag,
+    pub(crate) retention: Option<SpannedValue<DurationText>>,
+    pub(crate) replay_failures: Option<SpannedValue<bool>>,
+    pub(crate) concurrent: Option<SpannedValue<ConcurrentArg>>,
+}
+
+/// `concurrent = "wait" | "reject"`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, FromMeta)]
+#[darling(rename_all = "snake_case")]
+pub(crate) enum ConcurrentArg {
+    Wait,
+    Reject,
 }
 
 /// `[id, invoice.number]`: arguments, or fields of arguments.

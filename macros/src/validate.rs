@@ -53,13 +53,29 @@ pub(crate) struct MethodPolicy {
     pub(crate) idempotent: Option<Idempotent>,
 }
 
+/// A write's idempotency: which values make its key, and whether seawall
+/// records its outcomes.
+#[derive(Debug)]
+pub(crate) struct Idempotent {
+    pub(crate) key: KeyValues,
+    pub(crate) store: Option<Store>,
+}
+
 /// Which values make a write's idempotency key.
 #[derive(Debug)]
-pub(crate) enum Idempotent {
+pub(crate) enum KeyValues {
     /// Every argument, in order.
     AllArguments,
     /// The values named in `key = [..]`, in order.
     Paths(Vec<KeyPath>),
+}
+
+/// `idempotent(store, ..)`.
+#[derive(Debug)]
+pub(crate) struct Store {
+    pub(crate) retention: Duration,
+    pub(crate) replay_failures: bool,
+    pub(crate) reject_duplicates: bool,
 }
 
 #[derive(Debug)]
@@ -232,22 +248,60 @@ pub(crate) fn integration(args: IntegrationArgs, attr: Span) -> darling::Result<
         .idempotent
         .as_ref()
         .map(|idempotent| match &**idempotent {
-            Override::Inherit => Idempotent::AllArguments,
-            Override::Explicit(explicit) => match &explicit.key {
-                Some(paths) if paths.0.is_empty() => {
-                    errors.push(
-                        darling::Error::custom(
-                            "an empty key would give every call the same key: name the values that \
-                         make one write different from another, or write `idempotent` alone \
-                         for every argument",
-                        )
-                        .with_span(&paths.span()),
-                    );
-                    Idempotent::AllArguments
-                }
-                Some(paths) => Idempotent::Paths(paths.0.clone()),
-                None => Idempotent::AllArguments,
+            Override::Inherit => Idempotent {
+                key: KeyValues::AllArguments,
+                store: None,
             },
+            Override::Explicit(explicit) => {
+                let key = match &explicit.key {
+                    Some(paths) if paths.0.is_empty() => {
+                        errors.push(
+                            darling::Error::custom(
+                                "an empty key would give every call the same key: name the values \
+                             that make one write different from another, or write `idempotent` \
+                             alone for every argument",
+                            )
+                            .with_span(&paths.span()),
+                        );
+                        KeyValues::AllArguments
+                    }
+                    Some(paths) => KeyValues::Paths(paths.0.clone()),
+                    None => KeyValues::AllArguments,
+                };
+                let store = if explicit.store.is_present() {
+                    let retention = explicit
+                        .retention
+                        .as_ref()
+                        .and_then(|r| duration(r, &mut errors))
+                        .unwrap_or(Duration::from_secs(24 * 60 * 60));
+                    Some(Store {
+                        retention,
+                        replay_failures: explicit
+                            .replay_failures
+                            .as_deref()
+                            .copied()
+                            .unwrap_or(true),
+                        reject_duplicates: explicit.concurrent.as_deref()
+                            == Some(&crate::args::ConcurrentArg::Reject),
+                    })
+                } else {
+                    let spans = [
+                        explicit.retention.as_ref().map(SpannedValue::span),
+                        explicit.replay_failures.as_ref().map(SpannedValue::span),
+                        explicit.concurrent.as_ref().map(SpannedValue::span),
+                    ];
+                    for span in spans.into_iter().flatten() {
+                        errors.push(
+                            darling::Error::custom(
+                                "this key configures the idempotency store: add `store` to use it",
+                            )
+                            .with_span(&span),
+                        );
+                    }
+                    None
+                };
+                Idempotent { key, store }
+            }
         });
     if kind == Some(Kind::Write)
         && retry.attempts > 1

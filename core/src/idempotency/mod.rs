@@ -47,6 +47,11 @@
 //! # Ok::<(), seawall_core::Error>(())
 //! ```
 
+mod store;
+
+pub(crate) use store::{Begin, IdempotencyStore, RecordedOutcome};
+pub use store::{OnDuplicate, StorePolicy};
+
 use std::fmt::Write as _;
 use std::future::Future;
 use std::sync::Arc;
@@ -56,6 +61,17 @@ use serde_json::Value;
 use sha2::{Digest, Sha256};
 
 use crate::Error;
+
+/// What a write with `idempotent(store)` answers: recorded and replayed, so
+/// serializable both ways. Implemented for every type that is.
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` is the answer of a write with `idempotent(store)`, but it cannot be recorded",
+    label = "recorded in the idempotency store and replayed to repeats",
+    note = "derive `serde::Serialize` and `serde::Deserialize` for it, or drop `store`"
+)]
+pub trait StoredOutcome: Serialize + serde::de::DeserializeOwned {}
+
+impl<T: Serialize + serde::de::DeserializeOwned> StoredOutcome for T {}
 
 /// The header most vendors read the key from.
 pub const DEFAULT_HEADER: &str = "Idempotency-Key";

@@ -220,7 +220,11 @@ fn check_key(
     sig: &syn::Signature,
     errors: &mut darling::error::Accumulator,
 ) {
-    let Some(validate::Idempotent::Paths(paths)) = &policy.idempotent else {
+    let Some(validate::Idempotent {
+        key: validate::KeyValues::Paths(paths),
+        ..
+    }) = &policy.idempotent
+    else {
         return;
     };
     let arguments: Vec<String> = sig

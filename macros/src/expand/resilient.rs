@@ -8,7 +8,7 @@ use syn::spanned::Spanned;
 
 use super::{Contract, Method};
 use crate::args::JitterArg;
-use crate::validate::{Budget, Idempotent, Kind, MethodPolicy, Window};
+use crate::validate::{Budget, Idempotent, KeyValues, Kind, MethodPolicy, Window};
 
 pub(super) fn expand(contract: &Contract) -> TokenStream {
     let kept = kept_trait(contract);
@@ -60,6 +60,26 @@ fn endpoint_table(contract: &Contract) -> TokenStream {
         let method_name = ident.to_string();
         let method_name = method_name.strip_prefix("r#").unwrap_or(&method_name);
         let mut policy = policy(&method.policy, contract.budget);
+        if let Some(store) = method
+            .policy
+            .idempotent
+            .as_ref()
+            .and_then(|i| i.store.as_ref())
+        {
+            let retention = duration(store.retention);
+            let replay = store.replay_failures;
+            let on_duplicate = if store.reject_duplicates {
+                quote!(Reject)
+            } else {
+                quote!(Wait)
+            };
+            policy.extend(quote! {
+                .with_idempotency_store(::seawall::__private::StorePolicy::new()
+                    .with_retention(#retention)
+                    .with_replay_failures(#replay)
+                    .with_on_duplicate(::seawall::__private::OnDuplicate::#on_duplicate))
+            });
+        }
         if method.policy.idempotent.is_some() && contract.idempotency_header != "Idempotency-Key" {
             let header = &contract.idempotency_header;
             policy.extend(quote!(.with_idempotency_header(#header)));
@@ -271,8 +291,28 @@ fn resilient_method(contract: &Contract, method: &Method, trait_path: &TokenStre
     };
     let key_arg = key.as_ref().map(|_| quote!(__seawall_key,));
     let attempt = quote!(move || #trait_path::#ident #turbofish(__seawall_inner, #(#args),*));
-    let run = quote_spanned! {output_span=>
-        __seawall_endpoint.#call(#key_arg #attempt).await
+    let stored = method
+        .policy
+        .idempotent
+        .as_ref()
+        .is_some_and(|idempotent| idempotent.store.is_some());
+    let run = if stored {
+        let fingerprint = fingerprint(method, &names);
+        let stored_call = quote_spanned! {output_span=>
+            __seawall_endpoint
+                .stored(__seawall_key, &__seawall_fingerprint, move |__seawall_key| {
+                    __seawall_endpoint.#call(__seawall_key, #attempt)
+                })
+                .await
+        };
+        quote! {
+            #fingerprint
+            #stored_call
+        }
+    } else {
+        quote_spanned! {output_span=>
+            __seawall_endpoint.#call(#key_arg #attempt).await
+        }
     };
     quote! {
         #sig {
@@ -287,6 +327,32 @@ fn resilient_method(contract: &Contract, method: &Method, trait_path: &TokenStre
     }
 }
 
+/// The fingerprint of a stored write's whole payload (every argument): the
+/// same key with another fingerprint is a conflict.
+fn fingerprint(method: &Method, names: &[syn::Ident]) -> TokenStream {
+    let method_name = method.sig.ident.to_string();
+    let parts = names.iter().map(|name| {
+        let text = name.to_string();
+        quote_spanned! {name.span()=>
+            .part(#text, ::seawall::__private::key_part(&#name))
+        }
+    });
+    quote! {
+        let __seawall_fingerprint = match ::seawall::__private::IdempotencyKey::builder(
+            "seawall-fingerprint",
+            #method_name,
+        )
+            #(#parts)*
+            .finish()
+        {
+            ::core::result::Result::Ok(fingerprint) => fingerprint.to_string(),
+            ::core::result::Result::Err(error) => {
+                return ::core::result::Result::Err(::core::convert::From::from(error));
+            }
+        };
+    }
+}
+
 /// Derives the call's idempotency key once, before the first attempt.
 fn key(
     contract: &Contract,
@@ -297,8 +363,8 @@ fn key(
     let contract_name = &contract.name;
     let method_name = method.sig.ident.to_string();
     let method_name = method_name.strip_prefix("r#").unwrap_or(&method_name);
-    let parts: Vec<TokenStream> = match idempotent {
-        Idempotent::AllArguments => names
+    let parts: Vec<TokenStream> = match &idempotent.key {
+        KeyValues::AllArguments => names
             .iter()
             .map(|name| {
                 let text = name.to_string();
@@ -308,7 +374,7 @@ fn key(
                 }
             })
             .collect(),
-        Idempotent::Paths(paths) => paths
+        KeyValues::Paths(paths) => paths
             .iter()
             .map(|path| {
                 let text = &path.name;

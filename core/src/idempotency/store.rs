@@ -1,0 +1,277 @@
+//! The idempotency store: for vendors that do not understand idempotency
+//! keys, seawall remembers completed writes itself.
+//!
+//! A write with `idempotent(.., store)` first looks its key up:
+//!
+//! - **completed** (within `retention`): the recorded outcome is returned and
+//!   the vendor is not called: the value, or for a recorded failure an
+//!   [`Error::Replayed`](crate::Error::Replayed) with its class and message;
+//! - **in flight** in this process: the call waits for the first one and then
+//!   returns its outcome (or, with `concurrent = "reject"`, fails at once
+//!   with [`Error::IdempotencyInFlight`](crate::Error::IdempotencyInFlight));
+//!   either way the vendor is called once;
+//! - **the same key with another payload** (the fingerprint of every
+//!   argument differs): [`Error::IdempotencyConflict`](crate::Error::IdempotencyConflict),
+//!   as the IETF Idempotency-Key draft answers with 422;
+//! - **unknown**: the call runs, and its outcome is recorded if it completed:
+//!   a success always; a permanent failure (the vendor answered "no") unless
+//!   `replay_failures = false`; never a retryable failure, a vendor fault, a
+//!   timeout or a rejection, which a later call should try again.
+//!
+//! What it does not guarantee: the in-flight marker lives in this process
+//! only, so two processes sharing a Redis or PostgreSQL store (a later
+//! backend) or a crash between the vendor's answer and the record can still
+//! let a write through twice; a vendor with native keys closes that gap too.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use serde::{Deserialize, Serialize};
+use tokio::sync::watch;
+
+use crate::PolicyError;
+use crate::store::{Backend, StoreError, Table};
+
+/// What a second call with a key already in flight does.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Default)]
+pub enum OnDuplicate {
+    /// Waits for the first call and returns its outcome.
+    #[default]
+    Wait,
+    /// Fails at once with `Error::IdempotencyInFlight`.
+    Reject,
+}
+
+/// How a write uses the idempotency store.
+#[derive(Clone, Debug, PartialEq)]
+pub struct StorePolicy {
+    retention: Duration,
+    replay_failures: bool,
+    on_duplicate: OnDuplicate,
+}
+
+impl StorePolicy {
+    /// Retention 24 hours (as Stripe keeps keys), permanent failures replayed
+    /// (as Stripe does), duplicates in flight wait.
+    pub const fn new() -> Self {
+        Self {
+            retention: Duration::from_secs(24 * 60 * 60),
+            replay_failures: true,
+            on_duplicate: OnDuplicate::Wait,
+        }
+    }
+
+    /// How long a completed outcome is replayed.
+    pub const fn with_retention(mut self, retention: Duration) -> Self {
+        self.retention = retention;
+        self
+    }
+
+    /// Whether a permanent failure is recorded and replayed.
+    pub const fn with_replay_failures(mut self, replay: bool) -> Self {
+        self.replay_failures = replay;
+        self
+    }
+
+    /// What a duplicate in flight does.
+    pub const fn with_on_duplicate(mut self, on_duplicate: OnDuplicate) -> Self {
+        self.on_duplicate = on_duplicate;
+        self
+    }
+
+    /// See [`with_retention`](Self::with_retention).
+    pub const fn retention(&self) -> Duration {
+        self.retention
+    }
+
+    /// See [`with_replay_failures`](Self::with_replay_failures).
+    pub const fn replay_failures(&self) -> bool {
+        self.replay_failures
+    }
+
+    /// See [`with_on_duplicate`](Self::with_on_duplicate).
+    pub const fn on_duplicate(&self) -> OnDuplicate {
+        self.on_duplicate
+    }
+
+    pub(crate) fn validate(&self) -> Result<(), PolicyError> {
+        if self.retention.is_zero() {
+            return Err(PolicyError::ZeroDuration("idempotency retention"));
+        }
+        Ok(())
+    }
+}
+
+impl Default for StorePolicy {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// A completed operation, as stored.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub(crate) struct Record {
+    pub(crate) fingerprint: String,
+    /// Milliseconds since the Unix epoch.
+    pub(crate) recorded_at: u64,
+    pub(crate) outcome: RecordedOutcome,
+}
+
+/// What a completed operation answered.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub(crate) enum RecordedOutcome {
+    Value(serde_json::Value),
+    Failure { class: String, message: String },
+}
+
+pub(crate) enum Begin<'a> {
+    /// Run the call; the guard records or releases it.
+    Started(InFlight<'a>),
+    Completed(Record),
+    Conflict,
+    Rejected,
+}
+
+/// The store of one runtime.
+pub(crate) struct IdempotencyStore {
+    backend: Backend,
+    // Calls in flight in this process, by key: taken briefly by keyed writes
+    // with a store only (never across an await), so waiters can find the
+    // first call.
+    in_flight: Mutex<HashMap<String, (String, watch::Receiver<()>)>>,
+}
+
+fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+}
+
+impl IdempotencyStore {
+    pub(crate) fn new(backend: Backend) -> Self {
+        Self {
+            backend,
+            in_flight: Mutex::new(HashMap::new()),
+        }
+    }
+
+    pub(crate) fn backend_kind(&self) -> &'static str {
+        self.backend.kind()
+    }
+
+    fn in_flight(
+        &self,
+    ) -> std::sync::MutexGuard<'_, HashMap<String, (String, watch::Receiver<()>)>> {
+        self.in_flight
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    async fn completed(
+        &self,
+        key: &str,
+        policy: &StorePolicy,
+    ) -> Result<Option<Record>, StoreError> {
+        let Some(bytes) = self.backend.get(Table::Idempotency, key).await? else {
+            return Ok(None);
+        };
+        let record: Record =
+            serde_json::from_slice(&bytes).map_err(|e| StoreError::Record(e.to_string()))?;
+        let age = now_ms().saturating_sub(record.recorded_at);
+        let retention = u64::try_from(policy.retention.as_millis()).unwrap_or(u64::MAX);
+        Ok((age < retention).then_some(record))
+    }
+
+    pub(crate) async fn begin(
+        &self,
+        key: &str,
+        fingerprint: &str,
+        policy: &StorePolicy,
+    ) -> Result<Begin<'_>, StoreError> {
+        // Bounded: each turn either returns or waits for a call in flight to
+        // end, and calls end within their own deadline.
+        loop {
+            if let Some(record) = self.completed(key, policy).await? {
+                return Ok(if record.fingerprint == fingerprint {
+                    Begin::Completed(record)
+                } else {
+                    Begin::Conflict
+                });
+            }
+            enum Next<'a> {
+                Wait(watch::Receiver<()>),
+                Run(InFlight<'a>),
+            }
+            let next = {
+                let mut in_flight = self.in_flight();
+                match in_flight.get(key) {
+                    Some((other, _)) if other != fingerprint => return Ok(Begin::Conflict),
+                    Some(_) if policy.on_duplicate == OnDuplicate::Reject => {
+                        return Ok(Begin::Rejected);
+                    }
+                    Some((_, done)) => Next::Wait(done.clone()),
+                    None => {
+                        let (sender, receiver) = watch::channel(());
+                        in_flight.insert(key.to_owned(), (fingerprint.to_owned(), receiver));
+                        Next::Run(InFlight {
+                            store: self,
+                            key: key.to_owned(),
+                            _done: sender,
+                        })
+                    }
+                }
+            };
+            match next {
+                Next::Run(guard) => {
+                    // A call that completed between the look-up and the claim
+                    // wrote its record before letting go: look once more.
+                    if let Some(record) = self.completed(key, policy).await? {
+                        drop(guard);
+                        return Ok(if record.fingerprint == fingerprint {
+                            Begin::Completed(record)
+                        } else {
+                            Begin::Conflict
+                        });
+                    }
+                    return Ok(Begin::Started(guard));
+                }
+                // The first call's guard drops its sender when it ends.
+                Next::Wait(mut done) => {
+                    let _ = done.changed().await;
+                }
+            }
+        }
+    }
+
+    pub(crate) async fn record(
+        &self,
+        key: &str,
+        fingerprint: &str,
+        outcome: RecordedOutcome,
+    ) -> Result<(), StoreError> {
+        let record = Record {
+            fingerprint: fingerprint.to_owned(),
+            recorded_at: now_ms(),
+            outcome,
+        };
+        let bytes = serde_json::to_vec(&record).map_err(|e| StoreError::Record(e.to_string()))?;
+        self.backend.put(Table::Idempotency, key, bytes).await
+    }
+}
+
+/// A call in flight: while it lives, duplicates wait; dropping it (after the
+/// outcome is recorded, or when the call is abandoned or cancelled) lets
+/// them look again.
+pub(crate) struct InFlight<'a> {
+    store: &'a IdempotencyStore,
+    key: String,
+    _done: watch::Sender<()>,
+}
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        self.store.in_flight().remove(&self.key);
+        // `_done` drops after this: every waiter wakes and looks again.
+    }
+}

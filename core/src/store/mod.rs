@@ -1,0 +1,86 @@
+//! Where the runtime keeps state that must outlive a call: one seam, one file
+//! per home. Today it holds the idempotency store's completed operations;
+//! the write-ahead log will live here too.
+//!
+//! - [`memory`]: a map in the process, gone when it ends. For tests and for
+//!   services that can afford to forget.
+//! - [`embedded`]: a [redb](https://docs.rs/redb) database file on this
+//!   machine: ACID, crash-safe, survives restarts. Its writes are durable
+//!   when they return, and run on tokio's blocking pool.
+
+pub(crate) mod embedded;
+pub(crate) mod memory;
+
+use std::path::Path;
+
+/// Why the state store failed.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum StoreError {
+    /// The embedded database could not be opened, read or written.
+    #[error("embedded store: {0}")]
+    Embedded(String),
+    /// A record could not be encoded or decoded.
+    #[error("a stored record could not be decoded: {0}")]
+    Record(String),
+}
+
+/// The backend of a runtime: a key → bytes map per table.
+pub(crate) enum Backend {
+    Memory(memory::Memory),
+    Embedded(embedded::Embedded),
+}
+
+impl Backend {
+    pub(crate) fn memory() -> Self {
+        Self::Memory(memory::Memory::default())
+    }
+
+    pub(crate) fn embedded(dir: &Path) -> Result<Self, StoreError> {
+        embedded::Embedded::open(dir).map(Self::Embedded)
+    }
+
+    pub(crate) async fn get(&self, table: Table, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        match self {
+            Self::Memory(memory) => Ok(memory.get(table, key)),
+            Self::Embedded(embedded) => embedded.get(table, key).await,
+        }
+    }
+
+    pub(crate) async fn put(
+        &self,
+        table: Table,
+        key: &str,
+        value: Vec<u8>,
+    ) -> Result<(), StoreError> {
+        match self {
+            Self::Memory(memory) => {
+                memory.put(table, key, value);
+                Ok(())
+            }
+            Self::Embedded(embedded) => embedded.put(table, key, value).await,
+        }
+    }
+
+    pub(crate) fn kind(&self) -> &'static str {
+        match self {
+            Self::Memory(_) => "memory",
+            Self::Embedded(_) => "embedded",
+        }
+    }
+}
+
+/// The tables a backend holds.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub(crate) enum Table {
+    /// Completed idempotent operations, by key.
+    Idempotency,
+}
+
+impl Table {
+    pub(crate) const fn name(self) -> &'static str {
+        match self {
+            Self::Idempotency => "idempotency",
+        }
+    }
+}
