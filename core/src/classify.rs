@@ -8,72 +8,7 @@
 
 use http::StatusCode;
 
-/// What a failed attempt means for the retry loop and the circuit breaker.
-///
-/// | class | retried | counts against the breaker |
-/// |---|---|---|
-/// | [`Retryable`](Self::Retryable) | yes | yes |
-/// | [`VendorFault`](Self::VendorFault) | no | yes |
-/// | [`Permanent`](Self::Permanent) | no | no (recorded as a completed call) |
-/// | [`Ignored`](Self::Ignored) | no | no (not recorded at all) |
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-#[non_exhaustive]
-pub enum ErrorClass {
-    /// A transient failure that another attempt may fix: `408`, `429`, `502`,
-    /// `503`, `504`, a timeout, a refused connection.
-    Retryable,
-    /// The vendor failed in a way another attempt will not fix (`500`,
-    /// `501`, `505`): the caller gets the error at once, and the breaker
-    /// counts it, because the vendor is what is broken.
-    VendorFault,
-    /// The request itself was wrong (`400`, `401`, `403`, `404`, `409`,
-    /// `422`): the vendor is healthy, so the breaker records a completed
-    /// call, and retrying would only repeat the mistake.
-    Permanent,
-    /// Neither success nor failure (for example a cancelled request): not
-    /// retried, and the breaker frees the call's permit without recording it.
-    Ignored,
-}
-
-impl ErrorClass {
-    /// Whether the retry loop makes another attempt after this error.
-    pub const fn is_retryable(self) -> bool {
-        matches!(self, Self::Retryable)
-    }
-
-    /// Whether the circuit breaker counts this error as a failure.
-    pub const fn is_failure(self) -> bool {
-        matches!(self, Self::Retryable | Self::VendorFault)
-    }
-
-    /// The class named by [`as_str`](Self::as_str), if any.
-    pub fn from_name(name: &str) -> Option<Self> {
-        [
-            Self::Retryable,
-            Self::VendorFault,
-            Self::Permanent,
-            Self::Ignored,
-        ]
-        .into_iter()
-        .find(|class| class.as_str() == name)
-    }
-
-    /// A short lowercase name for logs and metrics labels.
-    pub const fn as_str(self) -> &'static str {
-        match self {
-            Self::Retryable => "retryable",
-            Self::VendorFault => "vendor_fault",
-            Self::Permanent => "permanent",
-            Self::Ignored => "ignored",
-        }
-    }
-}
-
-impl std::fmt::Display for ErrorClass {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
+pub use seawall_policy::ErrorClass;
 
 /// Classifies an error for the retry loop and the circuit breaker.
 ///

@@ -37,9 +37,12 @@ pub use classify::{Classify, ErrorClass};
 pub use endpoint::Endpoint;
 pub use error::{ContractError, Error};
 pub use event::{BreakerRateCrossed, BreakerTransition, Event};
-pub use policy::{BreakerPolicy, ClassSet, Jitter, Kind, Policy, PolicyError, RetryPolicy, Window};
+pub use policy::{
+    BreakerPolicy, BudgetPolicy, ClassSet, Jitter, Kind, OnDuplicate, Policy, PolicyError,
+    RetryPolicy, StorePolicy, Window,
+};
 pub use resilient::Resilient;
-pub use retry::{BudgetPolicy, RetryBudget};
+pub use retry::RetryBudget;
 pub use runtime::{Runtime, RuntimeBuilder};
 pub use store::StoreError;
 

@@ -180,7 +180,7 @@ impl Breaker {
     ///
     /// # Errors
     ///
-    /// The errors of [`BreakerPolicy::validate`].
+    /// The first rule of [`BreakerPolicy::check`] the policy breaks.
     pub fn new(name: impl Into<Arc<str>>, policy: BreakerPolicy) -> Result<Self, PolicyError> {
         Self::with_subscribers(name.into(), policy, Arc::default())
     }
@@ -190,7 +190,11 @@ impl Breaker {
         policy: BreakerPolicy,
         subscribers: Arc<Subscribers>,
     ) -> Result<Self, PolicyError> {
-        policy.validate()?;
+        let mut errors = Vec::new();
+        policy.check(&mut errors);
+        if let Some(error) = errors.into_iter().next() {
+            return Err(error);
+        }
         Ok(Self {
             failure_ppm: ppm(policy.failure_rate()),
             slow_ppm: ppm(policy.slow_rate()),

@@ -49,8 +49,8 @@
 
 mod store;
 
+pub use crate::policy::{OnDuplicate, StorePolicy};
 pub(crate) use store::{Begin, IdempotencyStore, RecordedOutcome};
-pub use store::{OnDuplicate, StorePolicy};
 
 use std::fmt::Write as _;
 use std::future::Future;
@@ -74,7 +74,7 @@ pub trait StoredOutcome: Serialize + serde::de::DeserializeOwned {}
 impl<T: Serialize + serde::de::DeserializeOwned> StoredOutcome for T {}
 
 /// The header most vendors read the key from.
-pub const DEFAULT_HEADER: &str = "Idempotency-Key";
+pub const DEFAULT_HEADER: &str = crate::policy::DEFAULT_IDEMPOTENCY_HEADER;
 
 /// The tag that starts every encoded key: part of the hash, so an encoding
 /// change can never produce a key that collides with an old one.

@@ -25,89 +25,13 @@
 
 use std::collections::HashMap;
 use std::sync::Mutex;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{SystemTime, UNIX_EPOCH};
 
 use serde::{Deserialize, Serialize};
 use tokio::sync::watch;
 
-use crate::PolicyError;
+use crate::policy::{OnDuplicate, StorePolicy};
 use crate::store::{Backend, StoreError, Table};
-
-/// What a second call with a key already in flight does.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Default)]
-pub enum OnDuplicate {
-    /// Waits for the first call and returns its outcome.
-    #[default]
-    Wait,
-    /// Fails at once with `Error::IdempotencyInFlight`.
-    Reject,
-}
-
-/// How a write uses the idempotency store.
-#[derive(Clone, Debug, PartialEq)]
-pub struct StorePolicy {
-    retention: Duration,
-    replay_failures: bool,
-    on_duplicate: OnDuplicate,
-}
-
-impl StorePolicy {
-    /// Retention 24 hours (as Stripe keeps keys), permanent failures replayed
-    /// (as Stripe does), duplicates in flight wait.
-    pub const fn new() -> Self {
-        Self {
-            retention: Duration::from_secs(24 * 60 * 60),
-            replay_failures: true,
-            on_duplicate: OnDuplicate::Wait,
-        }
-    }
-
-    /// How long a completed outcome is replayed.
-    pub const fn with_retention(mut self, retention: Duration) -> Self {
-        self.retention = retention;
-        self
-    }
-
-    /// Whether a permanent failure is recorded and replayed.
-    pub const fn with_replay_failures(mut self, replay: bool) -> Self {
-        self.replay_failures = replay;
-        self
-    }
-
-    /// What a duplicate in flight does.
-    pub const fn with_on_duplicate(mut self, on_duplicate: OnDuplicate) -> Self {
-        self.on_duplicate = on_duplicate;
-        self
-    }
-
-    /// See [`with_retention`](Self::with_retention).
-    pub const fn retention(&self) -> Duration {
-        self.retention
-    }
-
-    /// See [`with_replay_failures`](Self::with_replay_failures).
-    pub const fn replay_failures(&self) -> bool {
-        self.replay_failures
-    }
-
-    /// See [`with_on_duplicate`](Self::with_on_duplicate).
-    pub const fn on_duplicate(&self) -> OnDuplicate {
-        self.on_duplicate
-    }
-
-    pub(crate) fn validate(&self) -> Result<(), PolicyError> {
-        if self.retention.is_zero() {
-            return Err(PolicyError::ZeroDuration("idempotency retention"));
-        }
-        Ok(())
-    }
-}
-
-impl Default for StorePolicy {
-    fn default() -> Self {
-        Self::new()
-    }
-}
 
 /// A completed operation, as stored.
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -179,7 +103,7 @@ impl IdempotencyStore {
         let record: Record =
             serde_json::from_slice(&bytes).map_err(|e| StoreError::Record(e.to_string()))?;
         let age = now_ms().saturating_sub(record.recorded_at);
-        let retention = u64::try_from(policy.retention.as_millis()).unwrap_or(u64::MAX);
+        let retention = u64::try_from(policy.retention().as_millis()).unwrap_or(u64::MAX);
         Ok((age < retention).then_some(record))
     }
 
@@ -207,7 +131,7 @@ impl IdempotencyStore {
                 let mut in_flight = self.in_flight();
                 match in_flight.get(key) {
                     Some((other, _)) if other != fingerprint => return Ok(Begin::Conflict),
-                    Some(_) if policy.on_duplicate == OnDuplicate::Reject => {
+                    Some(_) if policy.on_duplicate() == OnDuplicate::Reject => {
                         return Ok(Begin::Rejected);
                     }
                     Some((_, done)) => Next::Wait(done.clone()),

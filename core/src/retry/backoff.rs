@@ -39,8 +39,7 @@ impl Backoff {
     /// `min(cap, base × 2^retry)`: the delay before jitter of retry number
     /// `retry` (0 for the first retry).
     pub fn ceiling(base: Duration, cap: Duration, retry: u32) -> Duration {
-        let factor = 1u32.checked_shl(retry).unwrap_or(u32::MAX);
-        base.saturating_mul(factor).min(cap)
+        crate::policy::backoff_ceiling(base, cap, retry)
     }
 
     /// The delay before retry number `retry` (0 for the first retry).
@@ -60,6 +59,9 @@ impl Backoff {
                 let upper = previous.saturating_mul(3).min(self.cap).max(self.base);
                 random_between(rng, self.base, upper).min(self.cap)
             }
+            // `Jitter` may grow; until core knows a new kind, full jitter is
+            // the safe spread.
+            _ => random_between(rng, Duration::ZERO, ceiling),
         }
     }
 }

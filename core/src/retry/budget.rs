@@ -3,87 +3,7 @@ use std::sync::atomic::{AtomicU64, Ordering::AcqRel, Ordering::Acquire, Ordering
 use tokio::time::Instant;
 
 use crate::PolicyError;
-
-/// How many retries an integration may add on top of its calls.
-///
-/// Successes earn `ratio` of a token each, up to `max` tokens; each retry
-/// spends one. When the tokens are gone, up to `min_per_second` retries a
-/// second are still allowed, so a client with little traffic can always
-/// retry a transient error. Under a brownout the extra load a client adds is
-/// therefore about `ratio` of its successful calls, whatever `attempts` says.
-#[derive(Clone, Debug, PartialEq)]
-pub struct BudgetPolicy {
-    ratio: f64,
-    max: u32,
-    min_per_second: u32,
-}
-
-impl BudgetPolicy {
-    /// `ratio` 0.1 (one retry per ten successes), `max` 10 tokens (the burst
-    /// an outage can draw at once), `min_per_second` 10.
-    pub const fn new() -> Self {
-        Self {
-            ratio: 0.1,
-            max: 10,
-            min_per_second: 10,
-        }
-    }
-
-    /// The share of a token each success earns, in `(0, 1]`.
-    pub const fn with_ratio(mut self, ratio: f64) -> Self {
-        self.ratio = ratio;
-        self
-    }
-
-    /// The most tokens the budget holds (and starts with).
-    pub const fn with_max(mut self, tokens: u32) -> Self {
-        self.max = tokens;
-        self
-    }
-
-    /// Retries allowed each second even with no tokens left.
-    pub const fn with_min_per_second(mut self, retries: u32) -> Self {
-        self.min_per_second = retries;
-        self
-    }
-
-    /// See [`with_ratio`](Self::with_ratio).
-    pub const fn ratio(&self) -> f64 {
-        self.ratio
-    }
-
-    /// See [`with_max`](Self::with_max).
-    pub const fn max(&self) -> u32 {
-        self.max
-    }
-
-    /// See [`with_min_per_second`](Self::with_min_per_second).
-    pub const fn min_per_second(&self) -> u32 {
-        self.min_per_second
-    }
-
-    /// Checks the same rules `#[contract]` checks at compile time.
-    ///
-    /// # Errors
-    ///
-    /// [`PolicyError::BudgetRatio`] for a ratio outside `(0, 1]`;
-    /// [`PolicyError::BudgetMax`] for more than a million tokens.
-    pub fn validate(&self) -> Result<(), PolicyError> {
-        if !(self.ratio > 0.0 && self.ratio <= 1.0) {
-            return Err(PolicyError::BudgetRatio(self.ratio));
-        }
-        if self.max > 1_000_000 {
-            return Err(PolicyError::BudgetMax(self.max));
-        }
-        Ok(())
-    }
-}
-
-impl Default for BudgetPolicy {
-    fn default() -> Self {
-        Self::new()
-    }
-}
+use crate::policy::BudgetPolicy;
 
 /// Tokens are kept in thousandths, so a ratio of 0.001 still earns.
 const MILLI: u64 = 1000;
@@ -109,13 +29,17 @@ impl RetryBudget {
     ///
     /// # Errors
     ///
-    /// The errors of [`BudgetPolicy::validate`].
+    /// The first rule of [`BudgetPolicy::check`] the policy breaks.
     pub fn new(name: impl Into<Arc<str>>, policy: BudgetPolicy) -> Result<Self, PolicyError> {
-        policy.validate()?;
-        let full = u64::from(policy.max) * MILLI;
+        let mut errors = Vec::new();
+        policy.check(&mut errors);
+        if let Some(error) = errors.into_iter().next() {
+            return Err(error);
+        }
+        let full = u64::from(policy.max()) * MILLI;
         Ok(Self {
             name: name.into(),
-            earn: ((policy.ratio * MILLI as f64).round() as u64).max(1),
+            earn: ((policy.ratio() * MILLI as f64).round() as u64).max(1),
             full,
             balance: AtomicU64::new(full),
             floor: AtomicU64::new(0),
@@ -162,7 +86,7 @@ impl RetryBudget {
         if token.is_ok() {
             return true;
         }
-        let min = u64::from(self.policy.min_per_second);
+        let min = u64::from(self.policy.min_per_second());
         if min == 0 {
             return false;
         }

@@ -16,5 +16,5 @@ mod budget;
 mod rng;
 
 pub use backoff::Backoff;
-pub use budget::{BudgetPolicy, RetryBudget};
+pub use budget::RetryBudget;
 pub(crate) use rng::RngSource;

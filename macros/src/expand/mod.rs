@@ -11,7 +11,7 @@ use syn::spanned::Spanned;
 
 use crate::args::{ContractArgs, IntegrationArgs};
 use crate::fallback;
-use crate::validate::{self, Budget, MethodPolicy};
+use crate::validate::{self, ContractSettings, MethodPolicy};
 
 /// A contract method that passed every check.
 pub(crate) struct Method {
@@ -25,8 +25,6 @@ pub(crate) struct Method {
 pub(crate) struct Contract {
     pub(crate) item: syn::ItemTrait,
     pub(crate) name: String,
-    pub(crate) budget: Budget,
-    pub(crate) idempotency_header: String,
     pub(crate) methods: Vec<Method>,
 }
 
@@ -70,13 +68,12 @@ fn check(args: TokenStream, item: &syn::ItemTrait) -> darling::Result<Contract> 
         Some(name) => (**name).clone(),
         None => item.ident.to_string(),
     };
-    let budget = validate::budget(args.retry_budget.as_ref(), &mut errors);
-    let idempotency_header = validate::header_name(args.idempotency_header.as_ref(), &mut errors);
+    let settings = validate::contract(&args, &mut errors);
     let mut methods = Vec::new();
     for trait_item in &item.items {
         match trait_item {
             syn::TraitItem::Fn(method) => {
-                if let Some(method) = errors.handle(check_method(method)) {
+                if let Some(method) = errors.handle(check_method(method, &settings)) {
                     methods.push(method);
                 }
             }
@@ -92,13 +89,11 @@ fn check(args: TokenStream, item: &syn::ItemTrait) -> darling::Result<Contract> 
     errors.finish_with(Contract {
         item: item.clone(),
         name,
-        budget,
-        idempotency_header,
         methods,
     })
 }
 
-fn check_method(method: &syn::TraitItemFn) -> darling::Result<Method> {
+fn check_method(method: &syn::TraitItemFn, settings: &ContractSettings) -> darling::Result<Method> {
     let mut errors = darling::Error::accumulator();
     let sig = &method.sig;
 
@@ -124,9 +119,11 @@ fn check_method(method: &syn::TraitItemFn) -> darling::Result<Method> {
             );
             None
         }
-        (Some(attr), None) => errors.handle(parse_policy(attr)).inspect(|policy| {
-            check_key(policy, sig, &mut errors);
-        }),
+        (Some(attr), None) => errors
+            .handle(parse_policy(attr, settings))
+            .inspect(|policy| {
+                check_key(policy, sig, &mut errors);
+            }),
     };
 
     if sig.asyncness.is_none() {
@@ -220,11 +217,7 @@ fn check_key(
     sig: &syn::Signature,
     errors: &mut darling::error::Accumulator,
 ) {
-    let Some(validate::Idempotent {
-        key: validate::KeyValues::Paths(paths),
-        ..
-    }) = &policy.idempotent
-    else {
+    let Some(validate::KeyValues::Paths(paths)) = &policy.key else {
         return;
     };
     let arguments: Vec<String> = sig
@@ -256,7 +249,10 @@ fn check_key(
     }
 }
 
-fn parse_policy(attr: &syn::Attribute) -> darling::Result<MethodPolicy> {
+fn parse_policy(
+    attr: &syn::Attribute,
+    settings: &ContractSettings,
+) -> darling::Result<MethodPolicy> {
     let list = match &attr.meta {
         syn::Meta::Path(_) => Vec::new(),
         syn::Meta::List(list) => NestedMeta::parse_meta_list(list.tokens.clone())?,
@@ -275,7 +271,7 @@ fn parse_policy(attr: &syn::Attribute) -> darling::Result<MethodPolicy> {
         .segments
         .last()
         .map_or_else(|| attr.span(), |segment| segment.ident.span());
-    validate::integration(args, name)
+    validate::integration(args, name, settings)
 }
 
 /// Whether a return type names `Result` (possibly through a path such as

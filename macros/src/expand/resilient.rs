@@ -7,8 +7,9 @@ use syn::parse_quote;
 use syn::spanned::Spanned;
 
 use super::{Contract, Method};
-use crate::args::JitterArg;
-use crate::validate::{Budget, Idempotent, KeyValues, Kind, MethodPolicy, Window};
+use seawall_policy::{ClassSet, ErrorClass, Jitter, Kind, OnDuplicate, Policy, Window};
+
+use crate::validate::KeyValues;
 
 pub(super) fn expand(contract: &Contract) -> TokenStream {
     let kept = kept_trait(contract);
@@ -59,31 +60,7 @@ fn endpoint_table(contract: &Contract) -> TokenStream {
         let name = &contract.name;
         let method_name = ident.to_string();
         let method_name = method_name.strip_prefix("r#").unwrap_or(&method_name);
-        let mut policy = policy(&method.policy, contract.budget);
-        if let Some(store) = method
-            .policy
-            .idempotent
-            .as_ref()
-            .and_then(|i| i.store.as_ref())
-        {
-            let retention = duration(store.retention);
-            let replay = store.replay_failures;
-            let on_duplicate = if store.reject_duplicates {
-                quote!(Reject)
-            } else {
-                quote!(Wait)
-            };
-            policy.extend(quote! {
-                .with_idempotency_store(::seawall::__private::StorePolicy::new()
-                    .with_retention(#retention)
-                    .with_replay_failures(#replay)
-                    .with_on_duplicate(::seawall::__private::OnDuplicate::#on_duplicate))
-            });
-        }
-        if method.policy.idempotent.is_some() && contract.idempotency_header != "Idempotency-Key" {
-            let header = &contract.idempotency_header;
-            policy.extend(quote!(.with_idempotency_header(#header)));
-        }
+        let policy = policy(&method.policy.policy);
         quote! {
             #ident: ::seawall::__private::endpoint(__seawall_runtime, #name, #method_name, #policy)
         }
@@ -105,58 +82,58 @@ fn duration(duration: std::time::Duration) -> TokenStream {
     quote!(::seawall::__private::Duration::from_nanos(#nanos))
 }
 
-fn class(name: &str) -> TokenStream {
-    match name {
-        "retryable" => quote!(::seawall::__private::ErrorClass::Retryable),
-        "vendor_fault" => quote!(::seawall::__private::ErrorClass::VendorFault),
-        _ => quote!(::seawall::__private::ErrorClass::Permanent),
-    }
+fn classes(set: ClassSet) -> TokenStream {
+    let classes = set.iter().map(|class| match class {
+        ErrorClass::Retryable => quote!(::seawall::__private::ErrorClass::Retryable),
+        ErrorClass::VendorFault => quote!(::seawall::__private::ErrorClass::VendorFault),
+        ErrorClass::Permanent => quote!(::seawall::__private::ErrorClass::Permanent),
+        _ => quote!(::seawall::__private::ErrorClass::Ignored),
+    });
+    quote!(::seawall::__private::ClassSet::of([#(#classes),*]))
 }
 
-fn policy(policy: &MethodPolicy, budget: Budget) -> TokenStream {
-    let kind = match policy.kind {
-        Kind::Read => quote!(::seawall::__private::Kind::Read),
+/// The checked policy as code: every value explicit, so the generated
+/// policy never depends on a default that could drift.
+fn policy(policy: &Policy) -> TokenStream {
+    let kind = match policy.kind() {
         Kind::Write => quote!(::seawall::__private::Kind::Write),
+        _ => quote!(::seawall::__private::Kind::Read),
     };
-    let timeout = duration(policy.timeout);
+    let timeout = duration(policy.timeout());
     let mut tokens = quote!(::seawall::__private::Policy::new(#kind, #timeout));
-    if let Some(deadline) = policy.deadline {
+    if let Some(deadline) = policy.deadline() {
         let deadline = duration(deadline);
         tokens.extend(quote!(.with_deadline(#deadline)));
     }
-    let retry = &policy.retry;
-    if retry.attempts > 1 {
-        let attempts = Literal::u32_suffixed(retry.attempts);
-        let base = duration(retry.base);
-        let cap = duration(retry.cap);
-        let jitter = match retry.jitter {
-            JitterArg::Full => quote!(Full),
-            JitterArg::Equal => quote!(Equal),
-            JitterArg::Decorrelated => quote!(Decorrelated),
-            JitterArg::None => quote!(None),
+    let retry = policy.retry();
+    if retry.attempts() > 1 {
+        let attempts = Literal::u32_suffixed(retry.attempts());
+        let base = duration(retry.base());
+        let cap = duration(retry.cap());
+        let jitter = match retry.jitter() {
+            Jitter::Equal => quote!(Equal),
+            Jitter::Decorrelated => quote!(Decorrelated),
+            Jitter::None => quote!(None),
+            _ => quote!(Full),
         };
-        let max_elapsed = retry.max_elapsed.map(|max| {
+        let on = classes(retry.retry_on());
+        let max_elapsed = retry.max_elapsed().map(|max| {
             let max = duration(max);
             quote!(.with_max_elapsed(#max))
         });
-        let on = retry.on.iter().map(|name| class(name));
         tokens.extend(quote! {
             .with_retry(::seawall::__private::RetryPolicy::new(#attempts)
                 .with_base(#base)
                 .with_cap(#cap)
                 .with_jitter(::seawall::__private::Jitter::#jitter)
-                .with_retry_on(::seawall::__private::ClassSet::of([#(#on),*]))
+                .with_retry_on(#on)
                 #max_elapsed)
         });
-        tokens.extend(match budget {
-            Budget::On {
-                ratio,
-                max,
-                min_per_second,
-            } => {
-                let ratio = Literal::f64_suffixed(ratio);
-                let max = Literal::u32_suffixed(max);
-                let min_per_second = Literal::u32_suffixed(min_per_second);
+        tokens.extend(match policy.retry_budget() {
+            Some(budget) => {
+                let ratio = Literal::f64_suffixed(budget.ratio());
+                let max = Literal::u32_suffixed(budget.max());
+                let min_per_second = Literal::u32_suffixed(budget.min_per_second());
                 quote! {
                     .with_retry_budget(::seawall::__private::BudgetPolicy::new()
                         .with_ratio(#ratio)
@@ -164,36 +141,36 @@ fn policy(policy: &MethodPolicy, budget: Budget) -> TokenStream {
                         .with_min_per_second(#min_per_second))
                 }
             }
-            Budget::Off => quote!(.without_retry_budget()),
+            None => quote!(.without_retry_budget()),
         });
     }
-    if let Some(breaker) = &policy.breaker {
-        let rate = Literal::f64_suffixed(breaker.failure_rate);
-        let window = match breaker.window {
-            Window::Calls(calls) => {
-                let calls = Literal::u32_suffixed(calls);
-                quote!(.with_window(#calls))
-            }
+    if let Some(breaker) = policy.breaker() {
+        let rate = Literal::f64_suffixed(breaker.failure_rate());
+        let window = match breaker.window() {
             Window::Time(span) => {
                 let span = duration(span);
                 quote!(.with_time_window(#span))
             }
+            Window::Calls(calls) => {
+                let calls = Literal::u32_suffixed(calls);
+                quote!(.with_window(#calls))
+            }
         };
-        let min_calls = Literal::u32_suffixed(breaker.min_calls);
-        let open_for = duration(breaker.open_for);
-        let open_for_max = breaker.open_for_max.map(|max| {
+        let min_calls = Literal::u32_suffixed(breaker.min_calls());
+        let open_for = duration(breaker.open_for());
+        let open_for_max = breaker.open_for_max().map(|max| {
             let max = duration(max);
             quote!(.with_open_for_max(#max))
         });
-        let probes = Literal::u32_suffixed(breaker.probes);
-        let half_open_max = duration(breaker.half_open_max);
-        let slow = breaker.slow.map(|slow| {
+        let probes = Literal::u32_suffixed(breaker.probes());
+        let half_open_max = duration(breaker.half_open_max());
+        let slow = breaker.slow().map(|slow| {
             let slow = duration(slow);
             quote!(.with_slow(#slow))
         });
-        let slow_rate = Literal::f64_suffixed(breaker.slow_rate);
-        let classes = breaker.failure_classes.iter().map(|name| class(name));
-        let name = breaker.name.as_ref().map(|name| quote!(.with_name(#name)));
+        let slow_rate = Literal::f64_suffixed(breaker.slow_rate());
+        let failure_classes = classes(breaker.failure_classes());
+        let name = breaker.name().map(|name| quote!(.with_name(#name)));
         tokens.extend(quote! {
             .with_breaker(::seawall::__private::BreakerPolicy::new()
                 .with_failure_rate(#rate)
@@ -205,8 +182,29 @@ fn policy(policy: &MethodPolicy, budget: Budget) -> TokenStream {
                 .with_half_open_max(#half_open_max)
                 #slow
                 .with_slow_rate(#slow_rate)
-                .with_failure_classes(::seawall::__private::ClassSet::of([#(#classes),*]))
+                .with_failure_classes(#failure_classes)
                 #name)
+        });
+    }
+    if policy.has_idempotency_key() {
+        tokens.extend(quote!(.with_idempotency_key()));
+        let header = policy.idempotency_header();
+        if header != seawall_policy::DEFAULT_IDEMPOTENCY_HEADER {
+            tokens.extend(quote!(.with_idempotency_header(#header)));
+        }
+    }
+    if let Some(store) = policy.idempotency_store() {
+        let retention = duration(store.retention());
+        let replay = store.replay_failures();
+        let on_duplicate = match store.on_duplicate() {
+            OnDuplicate::Reject => quote!(Reject),
+            _ => quote!(Wait),
+        };
+        tokens.extend(quote! {
+            .with_idempotency_store(::seawall::__private::StorePolicy::new()
+                .with_retention(#retention)
+                .with_replay_failures(#replay)
+                .with_on_duplicate(::seawall::__private::OnDuplicate::#on_duplicate))
         });
     }
     tokens
@@ -238,7 +236,7 @@ fn resilient_impl(contract: &Contract) -> TokenStream {
 
 fn resilient_method(contract: &Contract, method: &Method, trait_path: &TokenStream) -> TokenStream {
     let ident = &method.sig.ident;
-    let retries = method.policy.retry.attempts > 1;
+    let retries = method.policy.policy.retry().attempts() > 1;
     let mut sig = method.sig.clone();
     let mut args = Vec::new();
     let mut names = Vec::new();
@@ -280,9 +278,9 @@ fn resilient_method(contract: &Contract, method: &Method, trait_path: &TokenStre
     let output_span = method.output.span();
     let key = method
         .policy
-        .idempotent
+        .key
         .as_ref()
-        .map(|idempotent| key(contract, method, idempotent, &names));
+        .map(|values| key(contract, method, values, &names));
     let call = match (retries, key.is_some()) {
         (true, false) => quote_spanned!(output_span=> call),
         (false, false) => quote_spanned!(output_span=> call_once),
@@ -291,11 +289,7 @@ fn resilient_method(contract: &Contract, method: &Method, trait_path: &TokenStre
     };
     let key_arg = key.as_ref().map(|_| quote!(__seawall_key,));
     let attempt = quote!(move || #trait_path::#ident #turbofish(__seawall_inner, #(#args),*));
-    let stored = method
-        .policy
-        .idempotent
-        .as_ref()
-        .is_some_and(|idempotent| idempotent.store.is_some());
+    let stored = method.policy.policy.idempotency_store().is_some();
     let run = if stored {
         let fingerprint = fingerprint(method, &names);
         let stored_call = quote_spanned! {output_span=>
@@ -357,13 +351,13 @@ fn fingerprint(method: &Method, names: &[syn::Ident]) -> TokenStream {
 fn key(
     contract: &Contract,
     method: &Method,
-    idempotent: &Idempotent,
+    values: &KeyValues,
     names: &[syn::Ident],
 ) -> TokenStream {
     let contract_name = &contract.name;
     let method_name = method.sig.ident.to_string();
     let method_name = method_name.strip_prefix("r#").unwrap_or(&method_name);
-    let parts: Vec<TokenStream> = match &idempotent.key {
+    let parts: Vec<TokenStream> = match values {
         KeyValues::AllArguments => names
             .iter()
             .map(|name| {

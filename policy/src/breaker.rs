@@ -1,0 +1,251 @@
+use std::time::Duration;
+
+use crate::{ClassSet, ErrorClass, Field, MAX_PROBES, PolicyError, check_duration, check_rate};
+
+/// Which recent calls a breaker judges.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Window {
+    /// The last `n` calls, however long ago they were made. Judges a
+    /// low-traffic endpoint on its few calls, and costs no clock read.
+    Calls(u32),
+    /// The calls of the last stretch of time, in ten buckets of a tenth of
+    /// it each. Forgets an old burst of failures even when traffic stops.
+    Time(Duration),
+}
+
+/// When a circuit breaker opens, and how it recovers.
+///
+/// The breaker judges the calls in its [`Window`] once at least `min_calls`
+/// of them are in; it opens when the share of failures reaches
+/// `failure_rate`, or the share of calls slower than `slow` reaches
+/// `slow_rate` (both inclusive: `0.5` opens at exactly half). It stays open
+/// for `open_for` (doubling on each consecutive re-open up to
+/// `open_for_max`, when that is set), then lets `probes` calls through and
+/// closes or re-opens on their rates alone. Probes that have not all
+/// reported after `half_open_max` are treated as failed.
+#[derive(Clone, Debug, PartialEq)]
+pub struct BreakerPolicy {
+    failure_rate: f64,
+    window: Window,
+    min_calls: u32,
+    open_for: Duration,
+    open_for_max: Option<Duration>,
+    probes: u32,
+    half_open_max: Duration,
+    slow: Option<Duration>,
+    slow_rate: f64,
+    failure_classes: ClassSet,
+    name: Option<String>,
+}
+
+impl BreakerPolicy {
+    /// The defaults: `failure_rate` 0.5 over a window of the last 20 calls,
+    /// `min_calls` 10, `open_for` 30 s (not growing), `probes` 1,
+    /// `half_open_max` 60 s, no slow-call detection (`slow_rate` 0.5 once
+    /// `slow` is set), failures are retryable errors and vendor faults.
+    pub const fn new() -> Self {
+        Self {
+            failure_rate: 0.5,
+            window: Window::Calls(20),
+            min_calls: 10,
+            open_for: Duration::from_secs(30),
+            open_for_max: None,
+            probes: 1,
+            half_open_max: Duration::from_secs(60),
+            slow: None,
+            slow_rate: 0.5,
+            failure_classes: ClassSet::FAILURES,
+            name: None,
+        }
+    }
+
+    /// The share of failures, in `(0, 1]`, at which the breaker opens.
+    pub const fn with_failure_rate(mut self, rate: f64) -> Self {
+        self.failure_rate = rate;
+        self
+    }
+
+    /// Judges the last `calls` calls.
+    pub const fn with_window(mut self, calls: u32) -> Self {
+        self.window = Window::Calls(calls);
+        self
+    }
+
+    /// Judges the calls of the last `duration`.
+    pub const fn with_time_window(mut self, duration: Duration) -> Self {
+        self.window = Window::Time(duration);
+        self
+    }
+
+    /// How many calls the window must hold before any rate is judged.
+    pub const fn with_min_calls(mut self, calls: u32) -> Self {
+        self.min_calls = calls;
+        self
+    }
+
+    /// How long the breaker stays open before letting probes through.
+    pub const fn with_open_for(mut self, duration: Duration) -> Self {
+        self.open_for = duration;
+        self
+    }
+
+    /// Doubles `open_for` on each consecutive re-open (probes failed), up to
+    /// `max`; back to `open_for` once the breaker closes.
+    pub const fn with_open_for_max(mut self, max: Duration) -> Self {
+        self.open_for_max = Some(max);
+        self
+    }
+
+    /// How many calls half-open lets through to test the vendor.
+    pub const fn with_probes(mut self, probes: u32) -> Self {
+        self.probes = probes;
+        self
+    }
+
+    /// How long half-open waits for its probes before treating the missing
+    /// ones as failed and opening again.
+    pub const fn with_half_open_max(mut self, duration: Duration) -> Self {
+        self.half_open_max = duration;
+        self
+    }
+
+    /// Counts calls that take `threshold` or longer as slow, even when they
+    /// succeed.
+    pub const fn with_slow(mut self, threshold: Duration) -> Self {
+        self.slow = Some(threshold);
+        self
+    }
+
+    /// The share of slow calls, in `(0, 1]`, at which the breaker opens.
+    pub const fn with_slow_rate(mut self, rate: f64) -> Self {
+        self.slow_rate = rate;
+        self
+    }
+
+    /// Which error classes count as failures.
+    pub const fn with_failure_classes(mut self, classes: ClassSet) -> Self {
+        self.failure_classes = classes;
+        self
+    }
+
+    /// Shares one breaker among every endpoint that names it.
+    pub fn with_name(mut self, name: impl Into<String>) -> Self {
+        self.name = Some(name.into());
+        self
+    }
+
+    /// The share of failures at which the breaker opens.
+    pub const fn failure_rate(&self) -> f64 {
+        self.failure_rate
+    }
+
+    /// Which calls are judged.
+    pub const fn window(&self) -> Window {
+        self.window
+    }
+
+    /// How many calls the window must hold before any rate is judged.
+    pub const fn min_calls(&self) -> u32 {
+        self.min_calls
+    }
+
+    /// How long the breaker stays open (the first time in a row).
+    pub const fn open_for(&self) -> Duration {
+        self.open_for
+    }
+
+    /// The cap of a growing open duration, if it grows.
+    pub const fn open_for_max(&self) -> Option<Duration> {
+        self.open_for_max
+    }
+
+    /// How many calls half-open lets through.
+    pub const fn probes(&self) -> u32 {
+        self.probes
+    }
+
+    /// How long half-open waits for its probes.
+    pub const fn half_open_max(&self) -> Duration {
+        self.half_open_max
+    }
+
+    /// The slow-call threshold, if slow calls are detected.
+    pub const fn slow(&self) -> Option<Duration> {
+        self.slow
+    }
+
+    /// The share of slow calls at which the breaker opens.
+    pub const fn slow_rate(&self) -> f64 {
+        self.slow_rate
+    }
+
+    /// Which error classes count as failures.
+    pub const fn failure_classes(&self) -> ClassSet {
+        self.failure_classes
+    }
+
+    /// The shared name, if the policy names its breaker.
+    pub fn name(&self) -> Option<&str> {
+        self.name.as_deref()
+    }
+
+    /// How long the breaker stays open after `reopens` consecutive re-opens.
+    pub fn open_duration(&self, reopens: u32) -> Duration {
+        match self.open_for_max {
+            None => self.open_for,
+            Some(max) => {
+                let factor = 1u32.checked_shl(reopens).unwrap_or(u32::MAX);
+                self.open_for.saturating_mul(factor).min(max)
+            }
+        }
+    }
+
+    /// Every rule this breaker policy breaks.
+    pub fn check(&self, errors: &mut Vec<PolicyError>) {
+        check_rate(Field::BreakerFailureRate, self.failure_rate, errors);
+        check_rate(Field::BreakerSlowRate, self.slow_rate, errors);
+        let window = match self.window {
+            Window::Calls(0) => {
+                errors.push(PolicyError::Window);
+                0
+            }
+            Window::Calls(calls) => calls,
+            Window::Time(duration) => {
+                check_duration(Field::BreakerWindow, duration, errors);
+                u32::MAX
+            }
+        };
+        if window > 0 && (self.min_calls == 0 || self.min_calls > window) {
+            errors.push(PolicyError::MinCalls {
+                min_calls: self.min_calls,
+                window,
+            });
+        }
+        if self.probes == 0 || self.probes > MAX_PROBES {
+            errors.push(PolicyError::Probes(self.probes));
+        }
+        check_duration(Field::BreakerOpenFor, self.open_for, errors);
+        if let Some(max) = self.open_for_max {
+            check_duration(Field::BreakerOpenForMax, max, errors);
+            if max < self.open_for {
+                errors.push(PolicyError::OpenForMax {
+                    open_for: self.open_for,
+                    max,
+                });
+            }
+        }
+        check_duration(Field::BreakerHalfOpenMax, self.half_open_max, errors);
+        if let Some(slow) = self.slow {
+            check_duration(Field::BreakerSlow, slow, errors);
+        }
+        if self.failure_classes.contains(ErrorClass::Ignored) || self.failure_classes.is_empty() {
+            errors.push(PolicyError::FailureClasses);
+        }
+    }
+}
+
+impl Default for BreakerPolicy {
+    fn default() -> Self {
+        Self::new()
+    }
+}

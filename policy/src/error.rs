@@ -1,0 +1,277 @@
+use std::time::Duration;
+
+use crate::{MAX_ATTEMPTS, MAX_BUDGET_TOKENS, MAX_DURATION, MAX_PROBES, show};
+
+/// Which key of a policy a rule is about, so the macro can point at it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum Field {
+    /// `timeout`.
+    Timeout,
+    /// `deadline`.
+    Deadline,
+    /// `retry` as a whole.
+    Retry,
+    /// `retry(attempts)`.
+    RetryAttempts,
+    /// `retry(base)`.
+    RetryBase,
+    /// `retry(cap)`.
+    RetryCap,
+    /// `retry(max_elapsed)`.
+    RetryMaxElapsed,
+    /// `retry(on)`.
+    RetryOn,
+    /// `breaker` as a whole.
+    Breaker,
+    /// `breaker(failure_rate)`.
+    BreakerFailureRate,
+    /// `breaker(window)`.
+    BreakerWindow,
+    /// `breaker(min_calls)`.
+    BreakerMinCalls,
+    /// `breaker(open_for)`.
+    BreakerOpenFor,
+    /// `breaker(open_for_max)`.
+    BreakerOpenForMax,
+    /// `breaker(probes)`.
+    BreakerProbes,
+    /// `breaker(half_open_max)`.
+    BreakerHalfOpenMax,
+    /// `breaker(slow)`.
+    BreakerSlow,
+    /// `breaker(slow_rate)`.
+    BreakerSlowRate,
+    /// `breaker(failure_classes)`.
+    BreakerFailureClasses,
+    /// The contract's `retry_budget(ratio)`.
+    BudgetRatio,
+    /// The contract's `retry_budget(max)`.
+    BudgetMax,
+    /// `idempotent` as a whole.
+    Idempotent,
+    /// `idempotent(retention)`.
+    StoreRetention,
+    /// The contract's `idempotency_header`.
+    IdempotencyHeader,
+}
+
+impl Field {
+    /// The key as a policy writes it.
+    pub const fn key(self) -> &'static str {
+        match self {
+            Self::Timeout => "timeout",
+            Self::Deadline => "deadline",
+            Self::Retry => "retry",
+            Self::RetryAttempts => "attempts",
+            Self::RetryBase => "base",
+            Self::RetryCap => "cap",
+            Self::RetryMaxElapsed => "max_elapsed",
+            Self::RetryOn => "on",
+            Self::Breaker => "breaker",
+            Self::BreakerFailureRate => "failure_rate",
+            Self::BreakerWindow => "window",
+            Self::BreakerMinCalls => "min_calls",
+            Self::BreakerOpenFor => "open_for",
+            Self::BreakerOpenForMax => "open_for_max",
+            Self::BreakerProbes => "probes",
+            Self::BreakerHalfOpenMax => "half_open_max",
+            Self::BreakerSlow => "slow",
+            Self::BreakerSlowRate => "slow_rate",
+            Self::BreakerFailureClasses => "failure_classes",
+            Self::BudgetRatio => "ratio",
+            Self::BudgetMax => "max",
+            Self::Idempotent => "idempotent",
+            Self::StoreRetention => "retention",
+            Self::IdempotencyHeader => "idempotency_header",
+        }
+    }
+
+    /// The key this one is nested in, if any (`cap` in `retry`).
+    pub const fn parent(self) -> Option<Self> {
+        match self {
+            Self::RetryAttempts
+            | Self::RetryBase
+            | Self::RetryCap
+            | Self::RetryMaxElapsed
+            | Self::RetryOn => Some(Self::Retry),
+            Self::BreakerFailureRate
+            | Self::BreakerWindow
+            | Self::BreakerMinCalls
+            | Self::BreakerOpenFor
+            | Self::BreakerOpenForMax
+            | Self::BreakerProbes
+            | Self::BreakerHalfOpenMax
+            | Self::BreakerSlow
+            | Self::BreakerSlowRate
+            | Self::BreakerFailureClasses => Some(Self::Breaker),
+            Self::StoreRetention => Some(Self::Idempotent),
+            _ => None,
+        }
+    }
+
+    /// Whether the key belongs to the contract rather than to one method.
+    pub const fn is_contract_level(self) -> bool {
+        matches!(
+            self,
+            Self::BudgetRatio | Self::BudgetMax | Self::IdempotencyHeader
+        )
+    }
+}
+
+/// A rule of seawall's that a policy breaks. The message says what to
+/// write instead; [`field`](Self::field) says which key it is about.
+#[derive(Clone, Debug, PartialEq, thiserror::Error)]
+#[non_exhaustive]
+pub enum PolicyError {
+    /// A duration that must be positive is zero.
+    #[error("`{}` of zero would fail every call: give it a positive duration", .0.key())]
+    ZeroDuration(Field),
+    /// A duration past [`MAX_DURATION`].
+    #[error("`{}` of {} is longer than seawall's limit of {}", .0.key(), show(*.1), show(MAX_DURATION))]
+    TooLong(Field, Duration),
+    /// `attempts` is zero or above [`MAX_ATTEMPTS`].
+    #[error("{}", attempts_message(*.0))]
+    Attempts(u32),
+    /// The backoff cap is below its base.
+    #[error(
+        "the backoff `cap` ({}) is below its `base` ({}): the cap bounds the longest delay, so \
+         make it at least the base",
+        show(*cap),
+        show(*base)
+    )]
+    CapBelowBase {
+        /// The base delay.
+        base: Duration,
+        /// The cap.
+        cap: Duration,
+    },
+    /// No class to retry, or `Ignored` among them.
+    #[error(
+        "`on` lists the classes to retry: one or more of \"retryable\", \"vendor_fault\" and \
+         \"permanent\" (an ignored error is never retried)"
+    )]
+    RetryClasses,
+    /// A rate outside `(0, 1]`.
+    #[error("`{}` is a share of calls in (0, 1], such as 0.5; {} is outside it", .0.key(), .1)]
+    Rate(Field, f64),
+    /// A count window of zero calls.
+    #[error("a breaker `window` must hold at least one call")]
+    Window,
+    /// `min_calls` zero, or larger than a count window.
+    #[error(
+        "`min_calls` must be between 1 and the window ({window} calls): the breaker can never \
+         judge more calls than its window holds"
+    )]
+    MinCalls {
+        /// The minimum number of calls.
+        min_calls: u32,
+        /// The window's size (`u32::MAX` for a time window).
+        window: u32,
+    },
+    /// Zero probes, or more than [`MAX_PROBES`].
+    #[error(
+        "`probes` must be between 1 and {MAX_PROBES}, not {0}: with no probe, an open breaker \
+         could never find out the vendor has recovered"
+    )]
+    Probes(u32),
+    /// `open_for_max` below `open_for`.
+    #[error(
+        "`open_for_max` ({}) is below `open_for` ({}): it caps how far the open duration grows, \
+         so make it at least `open_for`",
+        show(*max),
+        show(*open_for)
+    )]
+    OpenForMax {
+        /// The first open duration.
+        open_for: Duration,
+        /// Its cap.
+        max: Duration,
+    },
+    /// `half_open_max` shorter than the method's timeout.
+    #[error(
+        "`half_open_max` ({}) is shorter than this method's `timeout` ({}): a probe could never \
+         report back in time; set `half_open_max` to at least the timeout",
+        show(*half_open_max),
+        show(*timeout)
+    )]
+    HalfOpenMax {
+        /// How long half-open waits for its probes.
+        half_open_max: Duration,
+        /// The method's per-attempt timeout.
+        timeout: Duration,
+    },
+    /// No failure class, or `Ignored` among them.
+    #[error(
+        "`failure_classes` lists one or more of \"retryable\", \"vendor_fault\" and \
+         \"permanent\" (an ignored error is never recorded, so it cannot count as a failure)"
+    )]
+    FailureClasses,
+    /// A retry budget of more than [`MAX_BUDGET_TOKENS`].
+    #[error("a retry budget holds at most {MAX_BUDGET_TOKENS} tokens, not {0}")]
+    BudgetMax(u32),
+    /// An idempotency header name that is not an HTTP header name.
+    #[error(
+        "\"{0}\" is not an HTTP header name: use letters, digits and `-`, such as \
+         \"Idempotency-Key\""
+    )]
+    Header(String),
+    /// A retried write without an idempotency key.
+    #[error(
+        "a retried write needs an idempotency key: when an attempt times out after the vendor \
+         processed it, the retry would run the write twice. Add `idempotent` (keyed on every \
+         argument) or `idempotent(key = [..])`, or remove `retry`"
+    )]
+    RetriedWriteWithoutKey,
+    /// The worst case of the policy exceeds its deadline.
+    #[error(
+        "the worst case of this policy is {} ({how}), over the deadline of {}: raise \
+         `deadline`, or lower `timeout`, `retry(attempts = ..)`, the backoff `cap` or \
+         `max_elapsed`",
+        show(*worst_case),
+        show(*deadline)
+    )]
+    OverDeadline {
+        /// The worst case.
+        worst_case: Duration,
+        /// The declared deadline.
+        deadline: Duration,
+        /// How the worst case adds up.
+        how: String,
+    },
+}
+
+fn attempts_message(attempts: u32) -> String {
+    if attempts == 0 {
+        "`attempts` counts the first call too, so it is at least 1; to turn retries off, remove \
+         `retry`"
+            .to_owned()
+    } else {
+        format!(
+            "{attempts} attempts is more than seawall allows ({MAX_ATTEMPTS}): past a handful, \
+             retries stop helping the caller and start hurting the vendor"
+        )
+    }
+}
+
+impl PolicyError {
+    /// The key the rule is about.
+    pub fn field(&self) -> Field {
+        match self {
+            Self::ZeroDuration(field) | Self::TooLong(field, _) | Self::Rate(field, _) => *field,
+            Self::Attempts(_) => Field::RetryAttempts,
+            Self::CapBelowBase { .. } => Field::RetryCap,
+            Self::RetryClasses => Field::RetryOn,
+            Self::Window => Field::BreakerWindow,
+            Self::MinCalls { .. } => Field::BreakerMinCalls,
+            Self::Probes(_) => Field::BreakerProbes,
+            Self::OpenForMax { .. } => Field::BreakerOpenForMax,
+            Self::HalfOpenMax { .. } => Field::BreakerHalfOpenMax,
+            Self::FailureClasses => Field::BreakerFailureClasses,
+            Self::BudgetMax(_) => Field::BudgetMax,
+            Self::Header(_) => Field::IdempotencyHeader,
+            Self::RetriedWriteWithoutKey => Field::Retry,
+            Self::OverDeadline { .. } => Field::Deadline,
+        }
+    }
+}
