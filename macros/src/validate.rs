@@ -288,8 +288,8 @@ fn retry_policy(
     if let Some(max) = args.max_elapsed.as_ref().and_then(|m| duration(m, errors)) {
         retry = retry.with_max_elapsed(max);
     }
-    if let Some(on) = &args.on {
-        retry = retry.with_retry_on(classes(on, errors));
+    if let Some(on) = args.on.as_ref().and_then(|on| classes(on, errors)) {
+        retry = retry.with_retry_on(on);
     }
     retry
 }
@@ -365,8 +365,12 @@ fn breaker_policy(
         }
         breaker = breaker.with_slow_rate(**rate);
     }
-    if let Some(list) = &args.failure_classes {
-        breaker = breaker.with_failure_classes(classes(list, errors));
+    if let Some(set) = args
+        .failure_classes
+        .as_ref()
+        .and_then(|list| classes(list, errors))
+    {
+        breaker = breaker.with_failure_classes(set);
     }
     if let Some(name) = &args.name {
         if name.trim().is_empty() {
@@ -433,28 +437,39 @@ fn idempotent_policy(
     (values, Some(store))
 }
 
-/// The classes named in a list; unknown and repeated names are errors here,
-/// an empty list or `ignored` a rule of the policy.
-fn classes(list: &SpannedValue<ClassList>, errors: &mut darling::error::Accumulator) -> ClassSet {
+/// The classes named in a list; unknown and repeated names are errors here
+/// (and the list is then left out, so they are not reported twice), an
+/// empty list or `ignored` a rule of the policy.
+fn classes(
+    list: &SpannedValue<ClassList>,
+    errors: &mut darling::error::Accumulator,
+) -> Option<ClassSet> {
     let mut found = Vec::new();
+    let mut wrong = false;
     for name in &list.0 {
         match ErrorClass::from_name(name) {
             Some(class) if !found.contains(&class) => found.push(class),
-            Some(_) => errors.push(
-                darling::Error::custom(format!("\"{}\" is listed twice", **name))
+            Some(_) => {
+                wrong = true;
+                errors.push(
+                    darling::Error::custom(format!("\"{}\" is listed twice", **name))
+                        .with_span(&name.span()),
+                );
+            }
+            None => {
+                wrong = true;
+                errors.push(
+                    darling::Error::custom(format!(
+                        "unknown error class \"{}\": the classes are \"retryable\", \
+                         \"vendor_fault\" and \"permanent\"",
+                        **name
+                    ))
                     .with_span(&name.span()),
-            ),
-            None => errors.push(
-                darling::Error::custom(format!(
-                    "unknown error class \"{}\": the classes are \"retryable\", \
-                     \"vendor_fault\" and \"permanent\"",
-                    **name
-                ))
-                .with_span(&name.span()),
-            ),
+                );
+            }
         }
     }
-    ClassSet::of(found)
+    (!wrong).then(|| ClassSet::of(found))
 }
 
 /// Parses a duration, reporting one that does not parse at its tokens. Zero

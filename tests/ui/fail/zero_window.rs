@@ -1,0 +1,9 @@
+use seawall::contract;
+
+#[contract]
+pub trait Crm {
+    #[integration(read, timeout = "1s", breaker(window = 0))]
+    async fn account(&self, id: &str) -> Result<String, seawall::Error>;
+}
+
+fn main() {}
