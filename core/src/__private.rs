@@ -5,11 +5,12 @@ pub use std::future::Future;
 pub use std::marker::{Send, Sync};
 pub use std::time::Duration;
 
+pub use crate::cache::KeyHasher;
 pub use crate::idempotency::{IdempotencyKey, OnDuplicate, StorePolicy};
 pub use crate::resilient::ContractEndpoints;
 pub use crate::{
-    BreakerPolicy, BudgetPolicy, ClassSet, Endpoint, ErrorClass, Jitter, Kind, Policy, RetryPolicy,
-    Runtime,
+    BreakerPolicy, BudgetPolicy, CachePolicy, ClassSet, Endpoint, ErrorClass, Jitter, Kind, Policy,
+    RetryPolicy, Runtime,
 };
 
 /// Builds a method's endpoint from a policy the macro has already checked.
@@ -55,4 +56,20 @@ impl<T: serde::Serialize + ?Sized> KeyPart for T {}
 /// Checks a key part's type where the user named it.
 pub fn key_part<T: KeyPart + ?Sized>(value: &T) -> &T {
     value
+}
+
+/// Requires an argument of a cached read to be hashable.
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` is an argument of a read with `fallback = cache(..)`, but it is not `Hash`",
+    label = "the cache keeps one answer per set of arguments",
+    note = "derive or implement `Hash` for it"
+)]
+pub trait CacheKeyPart: std::hash::Hash {}
+
+impl<T: std::hash::Hash + ?Sized> CacheKeyPart for T {}
+
+/// Adds an argument to a cached read's key, checking its type where the
+/// user wrote it.
+pub fn cache_key_part<T: CacheKeyPart + ?Sized>(hasher: &mut KeyHasher, value: &T) {
+    hasher.part(value);
 }

@@ -6,6 +6,7 @@ use tokio::time::Instant;
 
 use crate::ErrorClass as Class;
 use crate::breaker::{Breaker, Outcome, Permit};
+use crate::cache::{Cached, LastKnownGood};
 use crate::idempotency::{
     self, Begin, CallContext, IdempotencyKey, IdempotencyStore, RecordedOutcome,
 };
@@ -44,6 +45,7 @@ pub struct Endpoint {
     rng: Arc<RngSource>,
     key_header: Arc<str>,
     store: Option<Arc<IdempotencyStore>>,
+    cache: Option<LastKnownGood>,
 }
 
 /// Why an attempt failed, kept until the loop knows whether it was the last.
@@ -89,6 +91,7 @@ impl Endpoint {
         Self {
             backoff: Backoff::new(policy.retry()),
             key_header: policy.idempotency_header().into(),
+            cache: policy.cache_fallback().map(LastKnownGood::new),
             contract,
             method,
             policy,
@@ -297,6 +300,83 @@ impl Endpoint {
         }
         drop(guard);
         result
+    }
+
+    /// Runs a read whose policy has `fallback = cache(..)`: a success is
+    /// stored under `key` (the hash of the arguments); when `call` fails
+    /// with an error that says the vendor is unavailable (retryable or a
+    /// vendor fault), an answer no older than `max_stale` is returned
+    /// instead, marked stale. Without a cache policy it just runs `call`.
+    ///
+    /// # Errors
+    ///
+    /// `call`'s error, when there is no fresh-enough answer to serve or the
+    /// error is the vendor's real answer (permanent or ignored).
+    pub async fn cached<T, E, Fut>(&self, key: u128, call: Fut) -> Result<Cached<T>, E>
+    where
+        Fut: Future<Output = Result<Cached<T>, E>>,
+        T: Clone + Send + Sync + 'static,
+        E: ContractError,
+    {
+        let Some(cache) = &self.cache else {
+            return call.await;
+        };
+        match call.await {
+            Ok(answer) => {
+                cache.store(key, answer.value());
+                Ok(answer)
+            }
+            Err(error) => self.serve_stale(cache, key, error),
+        }
+    }
+
+    /// [`cached`](Self::cached) for a read that returns its value without
+    /// [`Cached`]: staleness is not visible to the caller (only in the
+    /// `seawall::cache` debug events).
+    ///
+    /// # Errors
+    ///
+    /// As [`cached`](Self::cached).
+    pub async fn cached_plain<T, E, Fut>(&self, key: u128, call: Fut) -> Result<T, E>
+    where
+        Fut: Future<Output = Result<T, E>>,
+        T: Clone + Send + Sync + 'static,
+        E: ContractError,
+    {
+        let Some(cache) = &self.cache else {
+            return call.await;
+        };
+        match call.await {
+            Ok(value) => {
+                cache.store(key, &value);
+                Ok(value)
+            }
+            Err(error) => self.serve_stale(cache, key, error).map(Cached::into_value),
+        }
+    }
+
+    fn serve_stale<T, E>(&self, cache: &LastKnownGood, key: u128, error: E) -> Result<Cached<T>, E>
+    where
+        T: Clone + Send + Sync + 'static,
+        E: ContractError,
+    {
+        if !matches!(error.class(), Class::Retryable | Class::VendorFault) {
+            return Err(error);
+        }
+        match cache.serve::<T>(key) {
+            Some(stale) => {
+                tracing::debug!(
+                    target: "seawall::cache",
+                    contract = %self.contract,
+                    method = %self.method,
+                    age = ?stale.age(),
+                    %error,
+                    "vendor unavailable; serving the last good answer"
+                );
+                Ok(stale)
+            }
+            None => Err(error),
+        }
     }
 
     fn key_context(&self, key: IdempotencyKey) -> CallContext {

@@ -19,6 +19,7 @@
 #![warn(missing_docs)]
 
 pub mod breaker;
+pub mod cache;
 mod classify;
 mod endpoint;
 mod error;
@@ -33,13 +34,14 @@ mod runtime;
 mod store;
 
 pub use breaker::{Breaker, BreakerMetrics, BreakerState};
+pub use cache::Cached;
 pub use classify::{Classify, ErrorClass};
 pub use endpoint::Endpoint;
 pub use error::{ContractError, Error};
 pub use event::{BreakerRateCrossed, BreakerTransition, Event};
 pub use policy::{
-    BreakerPolicy, BudgetPolicy, ClassSet, Jitter, Kind, OnDuplicate, Policy, PolicyError,
-    RetryPolicy, StorePolicy, Window,
+    BreakerPolicy, BudgetPolicy, CachePolicy, ClassSet, Jitter, Kind, OnDuplicate, Policy,
+    PolicyError, RetryPolicy, StorePolicy, Window,
 };
 pub use resilient::Resilient;
 pub use retry::RetryBudget;

@@ -7,7 +7,7 @@
 //! limits (for example [`MAX_ATTEMPTS`]).
 
 pub use seawall_policy::{
-    BreakerPolicy, BudgetPolicy, ClassSet, DEFAULT_IDEMPOTENCY_HEADER, Field, Jitter, Kind,
-    MAX_ATTEMPTS, MAX_BUDGET_TOKENS, MAX_DURATION, MAX_PROBES, OnDuplicate, Policy, PolicyError,
-    RetryPolicy, StorePolicy, Window, backoff_ceiling,
+    BreakerPolicy, BudgetPolicy, CachePolicy, ClassSet, DEFAULT_IDEMPOTENCY_HEADER, Field, Jitter,
+    Kind, MAX_ATTEMPTS, MAX_BUDGET_TOKENS, MAX_DURATION, MAX_PROBES, OnDuplicate, Policy,
+    PolicyError, RetryPolicy, StorePolicy, Window, backoff_ceiling,
 };

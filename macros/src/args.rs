@@ -32,6 +32,104 @@ pub(crate) struct IntegrationArgs {
     pub(crate) retry: Option<SpannedValue<Override<RetryArgs>>>,
     pub(crate) breaker: Option<SpannedValue<Override<BreakerArgs>>>,
     pub(crate) idempotent: Option<SpannedValue<Override<IdempotentArgs>>>,
+    pub(crate) fallback: Option<SpannedValue<FallbackArg>>,
+}
+
+/// `fallback = cache(max_stale = "1h", capacity = 10000)`.
+#[derive(Clone, Debug)]
+pub(crate) enum FallbackArg {
+    Cache {
+        max_stale: Option<SpannedValue<DurationText>>,
+        capacity: Option<SpannedValue<u64>>,
+    },
+}
+
+impl FromMeta for FallbackArg {
+    fn from_expr(expr: &syn::Expr) -> darling::Result<Self> {
+        const FORMS: &str = "write `fallback = cache(max_stale = \"1h\")` for a read";
+        let (name, args) = match expr {
+            syn::Expr::Call(call) => match &*call.func {
+                syn::Expr::Path(path) => (path.path.get_ident(), Some(&call.args)),
+                _ => (None, None),
+            },
+            syn::Expr::Path(path) => (path.path.get_ident(), None),
+            _ => (None, None),
+        };
+        let Some(name) = name else {
+            return Err(
+                darling::Error::custom(format!("unknown fallback: {FORMS}")).with_span(expr)
+            );
+        };
+        if name != "cache" {
+            return Err(darling::Error::custom(format!(
+                "`fallback = {name}` is not available in this version of seawall: {FORMS}"
+            ))
+            .with_span(name));
+        }
+        let mut errors = darling::Error::accumulator();
+        let mut wrong = false;
+        let (mut max_stale, mut capacity) = (None, None);
+        for arg in args.into_iter().flatten() {
+            let syn::Expr::Assign(assign) = arg else {
+                errors.push(
+                    darling::Error::custom(format!("expected `key = value`: {FORMS}"))
+                        .with_span(arg),
+                );
+                continue;
+            };
+            let key = match &*assign.left {
+                syn::Expr::Path(path) => path.path.get_ident().map(ToString::to_string),
+                _ => None,
+            };
+            let value = match &*assign.right {
+                syn::Expr::Lit(syn::ExprLit { lit, .. }) => Some(lit),
+                _ => None,
+            };
+            match (key.as_deref(), value) {
+                (Some("max_stale"), Some(syn::Lit::Str(text))) => {
+                    max_stale = Some(SpannedValue::new(text.value(), text.span()));
+                }
+                (Some("capacity"), Some(syn::Lit::Int(number))) => match number.base10_parse() {
+                    Ok(entries) => capacity = Some(SpannedValue::new(entries, number.span())),
+                    Err(error) => {
+                        wrong = true;
+                        errors.push(error.into());
+                    }
+                },
+                (Some("max_stale" | "capacity"), _) => {
+                    wrong = true;
+                    errors.push(
+                        darling::Error::custom(
+                            "`max_stale` takes a duration such as \"1h\"; `capacity` a number of \
+                             entries",
+                        )
+                        .with_span(&assign.right),
+                    );
+                }
+                _ => {
+                    wrong = true;
+                    errors.push(
+                        darling::Error::custom(
+                            "a cache takes `max_stale = \"..\"` and, optionally, `capacity = ..`",
+                        )
+                        .with_span(&assign.left),
+                    );
+                }
+            }
+        }
+        if max_stale.is_none() && !wrong {
+            errors.push(
+                darling::Error::custom(
+                    "say how old an answer may be when it is served: `cache(max_stale = \"1h\")`",
+                )
+                .with_span(expr),
+            );
+        }
+        errors.finish_with(Self::Cache {
+            max_stale,
+            capacity,
+        })
+    }
 }
 
 /// `idempotent` (every argument) or `idempotent(key = [id, invoice.number])`.

@@ -15,13 +15,13 @@ use std::time::Duration;
 use darling::util::{Override, SpannedValue};
 use proc_macro2::Span;
 use seawall_policy::{
-    BreakerPolicy, BudgetPolicy, ClassSet, ErrorClass, Field, Jitter, Kind, OnDuplicate, Policy,
-    PolicyError, RetryPolicy, StorePolicy,
+    BreakerPolicy, BudgetPolicy, CachePolicy, ClassSet, ErrorClass, Field, Jitter, Kind,
+    OnDuplicate, Policy, PolicyError, RetryPolicy, StorePolicy,
 };
 
 use crate::args::{
-    BreakerArgs, BudgetArgs, ClassList, ConcurrentArg, ContractArgs, DurationText, IntegrationArgs,
-    JitterArg, KeyPath, RetryArgs, WindowArg,
+    BreakerArgs, BudgetArgs, ClassList, ConcurrentArg, ContractArgs, DurationText, FallbackArg,
+    IntegrationArgs, JitterArg, KeyPath, RetryArgs, WindowArg,
 };
 
 /// A method's checked policy, and what the expander needs beyond it.
@@ -227,6 +227,23 @@ pub(crate) fn integration(
             .with_idempotency_header(contract.header.clone());
         if let Some(store) = store {
             policy = policy.with_idempotency_store(store);
+        }
+    }
+
+    spans.note(Field::Fallback, args.fallback.as_ref());
+    if let Some(fallback) = &args.fallback {
+        let FallbackArg::Cache {
+            max_stale,
+            capacity,
+        } = &**fallback;
+        spans.note(Field::FallbackMaxStale, max_stale.as_ref());
+        spans.note(Field::FallbackCapacity, capacity.as_ref());
+        if let Some(max_stale) = max_stale.as_ref().and_then(|m| duration(m, &mut errors)) {
+            let mut cache = CachePolicy::new(max_stale);
+            if let Some(capacity) = capacity {
+                cache = cache.with_capacity(**capacity);
+            }
+            policy = policy.with_cache_fallback(cache);
         }
     }
 

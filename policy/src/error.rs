@@ -54,6 +54,12 @@ pub enum Field {
     StoreRetention,
     /// The contract's `idempotency_header`.
     IdempotencyHeader,
+    /// `fallback` as a whole.
+    Fallback,
+    /// `fallback = cache(max_stale)`.
+    FallbackMaxStale,
+    /// `fallback = cache(capacity)`.
+    FallbackCapacity,
 }
 
 impl Field {
@@ -84,6 +90,9 @@ impl Field {
             Self::Idempotent => "idempotent",
             Self::StoreRetention => "retention",
             Self::IdempotencyHeader => "idempotency_header",
+            Self::Fallback => "fallback",
+            Self::FallbackMaxStale => "max_stale",
+            Self::FallbackCapacity => "capacity",
         }
     }
 
@@ -106,6 +115,7 @@ impl Field {
             | Self::BreakerSlowRate
             | Self::BreakerFailureClasses => Some(Self::Breaker),
             Self::StoreRetention => Some(Self::Idempotent),
+            Self::FallbackMaxStale | Self::FallbackCapacity => Some(Self::Fallback),
             _ => None,
         }
     }
@@ -223,6 +233,15 @@ pub enum PolicyError {
          argument) or `idempotent(key = [..])`, or remove `retry`"
     )]
     RetriedWriteWithoutKey,
+    /// `fallback = cache(..)` on a write.
+    #[error(
+        "`fallback = cache(..)` serves the last good answer of a read; a write has none to \
+         serve. Remove the fallback, or mark the call `read` if it changes nothing"
+    )]
+    CacheOnWrite,
+    /// A cache that holds no entry.
+    #[error("a cache `capacity` of zero would never hold a value: give it a number of entries")]
+    CacheCapacity,
     /// The worst case of the policy exceeds its deadline.
     #[error(
         "the worst case of this policy is {} ({how}), over the deadline of {}: raise \
@@ -272,6 +291,8 @@ impl PolicyError {
             Self::Header(_) => Field::IdempotencyHeader,
             Self::RetriedWriteWithoutKey => Field::Retry,
             Self::OverDeadline { .. } => Field::Deadline,
+            Self::CacheOnWrite => Field::Fallback,
+            Self::CacheCapacity => Field::FallbackCapacity,
         }
     }
 }

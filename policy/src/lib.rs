@@ -28,6 +28,7 @@
 
 mod breaker;
 mod budget;
+mod cache;
 mod class;
 mod error;
 mod method;
@@ -38,6 +39,7 @@ use std::time::Duration;
 
 pub use breaker::{BreakerPolicy, Window};
 pub use budget::BudgetPolicy;
+pub use cache::CachePolicy;
 pub use class::{ClassSet, ErrorClass};
 pub use error::{Field, PolicyError};
 pub use method::{Kind, Policy};

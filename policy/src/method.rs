@@ -2,8 +2,8 @@ use std::borrow::Cow;
 use std::time::Duration;
 
 use crate::{
-    BreakerPolicy, BudgetPolicy, DEFAULT_IDEMPOTENCY_HEADER, Field, PolicyError, RetryPolicy,
-    StorePolicy, check_duration, show,
+    BreakerPolicy, BudgetPolicy, CachePolicy, DEFAULT_IDEMPOTENCY_HEADER, Field, PolicyError,
+    RetryPolicy, StorePolicy, check_duration, show,
 };
 
 /// Whether a method reads from or writes to the vendor.
@@ -27,6 +27,7 @@ pub struct Policy {
     idempotency_header: Cow<'static, str>,
     store: Option<StorePolicy>,
     idempotent: bool,
+    cache: Option<CachePolicy>,
 }
 
 impl Policy {
@@ -43,6 +44,7 @@ impl Policy {
             idempotency_header: Cow::Borrowed(DEFAULT_IDEMPOTENCY_HEADER),
             store: None,
             idempotent: false,
+            cache: None,
         }
     }
 
@@ -160,6 +162,18 @@ impl Policy {
         self.idempotent
     }
 
+    /// Serves the last good answer of this read, no older than the cache
+    /// policy's `max_stale`, when the vendor cannot answer.
+    pub const fn with_cache_fallback(mut self, cache: CachePolicy) -> Self {
+        self.cache = Some(cache);
+        self
+    }
+
+    /// See [`with_cache_fallback`](Self::with_cache_fallback).
+    pub const fn cache_fallback(&self) -> Option<&CachePolicy> {
+        self.cache.as_ref()
+    }
+
     /// Every rule this policy breaks, in the order of its keys. The macro
     /// reports them all at once, each at its key.
     pub fn violations(&self) -> Vec<PolicyError> {
@@ -186,6 +200,12 @@ impl Policy {
                     timeout: self.timeout,
                 });
             }
+        }
+        if let Some(cache) = &self.cache {
+            if self.kind == Kind::Write {
+                errors.push(PolicyError::CacheOnWrite);
+            }
+            cache.check(&mut errors);
         }
         if let Some(deadline) = self.deadline {
             check_duration(Field::Deadline, deadline, &mut errors);

@@ -193,6 +193,14 @@ fn policy(policy: &Policy) -> TokenStream {
             tokens.extend(quote!(.with_idempotency_header(#header)));
         }
     }
+    if let Some(cache) = policy.cache_fallback() {
+        let max_stale = duration(cache.max_stale());
+        let capacity = Literal::u64_suffixed(cache.capacity());
+        tokens.extend(quote! {
+            .with_cache_fallback(::seawall::__private::CachePolicy::new(#max_stale)
+                .with_capacity(#capacity))
+        });
+    }
     if let Some(store) = policy.idempotency_store() {
         let retention = duration(store.retention());
         let replay = store.replay_failures();
@@ -308,17 +316,62 @@ fn resilient_method(contract: &Contract, method: &Method, trait_path: &TokenStre
             __seawall_endpoint.#call(#key_arg #attempt).await
         }
     };
+    let body = quote! {
+        #key
+        #run
+    };
+    let body = match method.policy.policy.cache_fallback() {
+        None => body,
+        Some(_) => {
+            // The cache keeps one answer per set of arguments: hash them
+            // (each checked for `Hash` where it was written) before the call.
+            let parts = names.iter().map(|name| {
+                quote_spanned! {name.span()=>
+                    ::seawall::__private::cache_key_part(&mut __seawall_hasher, &#name);
+                }
+            });
+            let cached = if returns_cached(&method.output) {
+                quote_spanned!(output_span=> cached)
+            } else {
+                quote_spanned!(output_span=> cached_plain)
+            };
+            let serve = quote_spanned! {output_span=>
+                __seawall_endpoint.#cached(__seawall_cache_key, async move { #body }).await
+            };
+            quote! {
+                let mut __seawall_hasher = ::seawall::__private::KeyHasher::new();
+                #(#parts)*
+                let __seawall_cache_key = __seawall_hasher.finish();
+                #serve
+            }
+        }
+    };
     quote! {
         #sig {
             let __seawall_endpoint =
                 &::seawall::Resilient::__endpoints::<__SeawallEndpoints>(self).#ident;
             let __seawall_inner = ::seawall::Resilient::inner(self);
-            async move {
-                #key
-                #run
-            }
+            async move { #body }
         }
     }
+}
+
+/// Whether `Result<T, E>`'s `T` is `Cached<..>` (by any path ending in it).
+fn returns_cached(output: &syn::Type) -> bool {
+    let syn::Type::Path(path) = output else {
+        return false;
+    };
+    let Some(result) = path.path.segments.last() else {
+        return false;
+    };
+    let syn::PathArguments::AngleBracketed(arguments) = &result.arguments else {
+        return false;
+    };
+    matches!(
+        arguments.args.first(),
+        Some(syn::GenericArgument::Type(syn::Type::Path(value)))
+            if value.path.segments.last().is_some_and(|segment| segment.ident == "Cached")
+    )
 }
 
 /// The fingerprint of a stored write's whole payload (every argument): the
