@@ -28,6 +28,10 @@ pub trait Vendor {
 
     #[integration(read, timeout = "1s", retry(attempts = 3), breaker)]
     async fn full(&self, id: u64) -> Result<u64, VendorError>;
+
+    #[integration(read, timeout = "1s", retry(attempts = 3), breaker,
+                  fallback = cache(max_stale = "1h"))]
+    async fn cached(&self, id: u64) -> Result<u64, VendorError>;
 }
 
 struct Fast;
@@ -40,6 +44,9 @@ impl Vendor for Fast {
         Ok(id + 1)
     }
     async fn full(&self, id: u64) -> Result<u64, VendorError> {
+        Ok(id + 1)
+    }
+    async fn cached(&self, id: u64) -> Result<u64, VendorError> {
         Ok(id + 1)
     }
 }
@@ -93,6 +100,18 @@ fn bench(c: &mut Criterion) {
                 let start = Instant::now();
                 for i in 0..iterations {
                     black_box(vendor.full(black_box(i)).await.ok());
+                }
+                start.elapsed()
+            })
+        });
+    });
+    group.bench_function("resilient: timeout + retry + breaker + cache", |b| {
+        b.iter_custom(|iterations| {
+            runtime.block_on(async {
+                let start = Instant::now();
+                for i in 0..iterations {
+                    // 1 000 distinct keys, so the cache holds what it stores.
+                    black_box(vendor.cached(black_box(i % 1_000)).await.ok());
                 }
                 start.elapsed()
             })

@@ -14,8 +14,9 @@
 //! Methods that return `Result<Cached<T>, E>` see the age and staleness of
 //! what they get; methods that return `Result<T, E>` get the value alone.
 //!
-//! Entries live in memory ([moka](https://docs.rs/moka), bounded by
-//! `capacity`, least recently used first out), keyed by a 128-bit hash of
+//! Entries live in memory ([quick_cache](https://docs.rs/quick_cache),
+//! bounded by `capacity`, evicting by its CLOCK-Pro policy), keyed by a
+//! 128-bit hash of
 //! the arguments (two independent SipHash passes: a collision between two
 //! different argument lists is about as likely as 2⁻⁶⁴ per pair). Storing a
 //! success costs one clone of the answer and one map insert; nothing is
@@ -122,16 +123,18 @@ type Entry = Arc<dyn Any + Send + Sync>;
 
 /// One method's cache.
 pub(crate) struct LastKnownGood {
-    // moka's map is sharded and lock-striped internally; it is touched
-    // only by reads that have a cache policy.
-    entries: moka::sync::Cache<u128, Entry>,
+    // quick_cache shards its map behind short locks (one shard per insert or
+    // look-up); it is touched only by reads that have a cache policy.
+    entries: quick_cache::sync::Cache<u128, Entry>,
     max_stale: Duration,
 }
 
 impl LastKnownGood {
     pub(crate) fn new(policy: &CachePolicy) -> Self {
         Self {
-            entries: moka::sync::Cache::new(policy.capacity()),
+            entries: quick_cache::sync::Cache::new(
+                usize::try_from(policy.capacity()).unwrap_or(usize::MAX),
+            ),
             max_stale: policy.max_stale(),
         }
     }
