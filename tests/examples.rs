@@ -4,6 +4,45 @@
 #[allow(dead_code)]
 mod payments;
 
+#[path = "../examples/crm.rs"]
+#[allow(dead_code)]
+mod crm;
+
+#[tokio::test]
+async fn the_crm_example_serves_stale_reads_while_the_crm_is_down() {
+    let reads = crm::run().await.expect("every read is answered");
+    let down: Vec<_> = reads.iter().filter(|r| r.phase == "down").collect();
+    assert!(!down.is_empty());
+    let last_fresh = reads
+        .iter()
+        .filter(|r| r.phase == "up")
+        .map(|r| r.version)
+        .max()
+        .unwrap();
+    for read in &down {
+        assert!(read.stale, "{read:?}");
+        assert_eq!(read.version, last_fresh, "the last good answer");
+        assert!(read.age > std::time::Duration::ZERO);
+    }
+    for read in reads.iter().filter(|r| r.phase == "up") {
+        assert!(!read.stale, "{read:?}");
+    }
+    // Back up: stale answers (the last good one) until the breaker's probe
+    // finds the CRM, then fresh ones.
+    let back: Vec<_> = reads.iter().filter(|r| r.phase == "back").collect();
+    let first_fresh = back.iter().position(|r| !r.stale).expect("fresh again");
+    assert!(
+        back[..first_fresh]
+            .iter()
+            .all(|r| r.stale && r.version == last_fresh)
+    );
+    assert!(
+        back[first_fresh..]
+            .iter()
+            .all(|r| !r.stale && r.version > last_fresh)
+    );
+}
+
 #[tokio::test]
 async fn the_payments_example_charges_exactly_once_despite_a_timed_out_attempt() {
     let outcome = payments::run().await.expect("the scenario runs");
