@@ -8,6 +8,22 @@ mod payments;
 #[allow(dead_code)]
 mod crm;
 
+#[path = "../examples/ehr.rs"]
+#[allow(dead_code)]
+mod ehr;
+
+#[tokio::test]
+async fn the_ehr_example_answers_an_outage_with_its_custom_fallback() {
+    let outcome = ehr::run().await.expect("the scenario runs");
+    assert!(matches!(outcome.before, ehr::Records::Found(ref lines) if lines.len() == 1));
+    let ehr::Records::Unavailable(message) = &outcome.during else {
+        panic!("expected the fallback's answer, got {:?}", outcome.during);
+    };
+    assert!(message.contains("p-17") && message.contains("temporarily unavailable"));
+    let error = outcome.unknown.expect_err("a 404 is not an outage");
+    assert!(error.contains("404"), "{error}");
+}
+
 #[tokio::test]
 async fn the_crm_example_serves_stale_reads_while_the_crm_is_down() {
     let reads = crm::run().await.expect("every read is answered");

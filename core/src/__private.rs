@@ -26,11 +26,12 @@ pub fn endpoint(runtime: &Runtime, contract: &str, method: &str, policy: Policy)
     }
 }
 
-/// Clones an argument passed by value for each attempt of a retried call.
+/// Clones an argument passed by value for each attempt of a call that
+/// retries or has a custom fallback (which receives the arguments after it).
 #[diagnostic::on_unimplemented(
-    message = "`{Self}` is passed by value to a method that retries, but it is not `Clone`",
+    message = "`{Self}` is passed by value to a method that retries or has `fallback = with(..)`, but it is not `Clone`",
     label = "each attempt needs its own copy of this argument",
-    note = "take the argument by reference, implement `Clone` for it, or remove `retry` from the policy"
+    note = "take the argument by reference, implement `Clone` for it, or remove `retry` (or the custom fallback) from the policy"
 )]
 pub trait RetryArg: Sized {
     /// A copy for one attempt.

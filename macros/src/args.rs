@@ -35,13 +35,15 @@ pub(crate) struct IntegrationArgs {
     pub(crate) fallback: Option<SpannedValue<FallbackArg>>,
 }
 
-/// `fallback = cache(max_stale = "1h", capacity = 10000)`.
+/// `fallback = cache(max_stale = "1h", capacity = 10000)` or
+/// `fallback = with(path::to::function)`.
 #[derive(Clone, Debug)]
 pub(crate) enum FallbackArg {
     Cache {
         max_stale: Option<SpannedValue<DurationText>>,
         capacity: Option<SpannedValue<u64>>,
     },
+    With(syn::Path),
 }
 
 impl FromMeta for FallbackArg {
@@ -60,9 +62,19 @@ impl FromMeta for FallbackArg {
                 darling::Error::custom(format!("unknown fallback: {FORMS}")).with_span(expr)
             );
         };
+        if name == "with" {
+            return match args.map(|args| args.iter().collect::<Vec<_>>()).as_deref() {
+                Some([syn::Expr::Path(path)]) if path.qself.is_none() => Ok(Self::With(path.path.clone())),
+                _ => Err(darling::Error::custom(
+                    "`fallback = with(..)` takes the path of a function: `with(crate::ehr::unavailable)`",
+                )
+                .with_span(expr)),
+            };
+        }
         if name != "cache" {
             return Err(darling::Error::custom(format!(
-                "`fallback = {name}` is not available in this version of seawall: {FORMS}"
+                "`fallback = {name}` is not available in this version of seawall: {FORMS}, or \
+                 `fallback = with(path::to::function)`"
             ))
             .with_span(name));
         }

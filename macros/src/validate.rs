@@ -30,6 +30,8 @@ pub(crate) struct MethodPolicy {
     pub(crate) policy: Policy,
     /// The values of the idempotency key, if the method has one.
     pub(crate) key: Option<KeyValues>,
+    /// `fallback = with(path)`: the function that answers a failed call.
+    pub(crate) custom_fallback: Option<syn::Path>,
 }
 
 /// Which values make a write's idempotency key.
@@ -231,11 +233,18 @@ pub(crate) fn integration(
     }
 
     spans.note(Field::Fallback, args.fallback.as_ref());
-    if let Some(fallback) = &args.fallback {
-        let FallbackArg::Cache {
+    let mut custom_fallback = None;
+    if let Some(fallback) = &args.fallback
+        && let FallbackArg::With(path) = &**fallback
+    {
+        custom_fallback = Some(path.clone());
+    }
+    if let Some(fallback) = &args.fallback
+        && let FallbackArg::Cache {
             max_stale,
             capacity,
-        } = &**fallback;
+        } = &**fallback
+    {
         spans.note(Field::FallbackMaxStale, max_stale.as_ref());
         spans.note(Field::FallbackCapacity, capacity.as_ref());
         if let Some(max_stale) = max_stale.as_ref().and_then(|m| duration(m, &mut errors)) {
@@ -268,7 +277,11 @@ pub(crate) fn integration(
     }
 
     errors.finish()?;
-    Ok(MethodPolicy { policy, key })
+    Ok(MethodPolicy {
+        policy,
+        key,
+        custom_fallback,
+    })
 }
 
 fn retry_policy(

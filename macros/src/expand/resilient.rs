@@ -245,9 +245,15 @@ fn resilient_impl(contract: &Contract) -> TokenStream {
 fn resilient_method(contract: &Contract, method: &Method, trait_path: &TokenStream) -> TokenStream {
     let ident = &method.sig.ident;
     let retries = method.policy.policy.retry().attempts() > 1;
+    let custom_fallback = method.policy.custom_fallback.as_ref();
+    // With a custom fallback the arguments must outlive the pipeline (the
+    // fallback receives them), so attempts borrow them and clone what they
+    // take by value.
+    let copies = retries || custom_fallback.is_some();
     let mut sig = method.sig.clone();
     let mut args = Vec::new();
     let mut names = Vec::new();
+    let mut borrows = Vec::new();
     let mut impl_trait_arg = false;
     for (index, input) in sig.inputs.iter_mut().enumerate() {
         let syn::FnArg::Typed(typed) = input else {
@@ -260,9 +266,17 @@ fn resilient_method(contract: &Contract, method: &Method, trait_path: &TokenStre
         *typed.pat = parse_quote!(#name);
         names.push(name.clone());
         impl_trait_arg |= mentions_impl_trait(&typed.ty);
-        args.push(if retries && !is_shared_ref(&typed.ty) {
-            quote_spanned! {typed.ty.span()=>
-                ::seawall::__private::RetryArg::for_attempt(&#name)
+        args.push(if copies && !is_shared_ref(&typed.ty) {
+            if custom_fallback.is_some() {
+                let borrowed = format_ident!("__seawall_borrowed_{}", index);
+                borrows.push(quote!(let #borrowed = &#name;));
+                quote_spanned! {typed.ty.span()=>
+                    ::seawall::__private::RetryArg::for_attempt(#borrowed)
+                }
+            } else {
+                quote_spanned! {typed.ty.span()=>
+                    ::seawall::__private::RetryArg::for_attempt(&#name)
+                }
             }
         } else {
             quote!(#name)
@@ -289,7 +303,7 @@ fn resilient_method(contract: &Contract, method: &Method, trait_path: &TokenStre
         .key
         .as_ref()
         .map(|values| key(contract, method, values, &names));
-    let call = match (retries, key.is_some()) {
+    let call = match (copies, key.is_some()) {
         (true, false) => quote_spanned!(output_span=> call),
         (false, false) => quote_spanned!(output_span=> call_once),
         (true, true) => quote_spanned!(output_span=> call_keyed),
@@ -343,6 +357,24 @@ fn resilient_method(contract: &Contract, method: &Method, trait_path: &TokenStre
                 #(#parts)*
                 let __seawall_cache_key = __seawall_hasher.finish();
                 #serve
+            }
+        }
+    };
+    let body = match custom_fallback {
+        None => body,
+        Some(path) => {
+            // Spanned at the path, so a function of the wrong shape is
+            // reported there.
+            let answer = quote_spanned! {path.span()=>
+                #path(#(&#names,)* __seawall_error)
+            };
+            quote! {
+                #(#borrows)*
+                let __seawall_result = async { #body }.await;
+                match __seawall_result {
+                    ::core::result::Result::Ok(value) => ::core::result::Result::Ok(value),
+                    ::core::result::Result::Err(__seawall_error) => #answer,
+                }
             }
         }
     };
