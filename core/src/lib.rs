@@ -32,6 +32,7 @@ mod resilient;
 pub mod retry;
 mod runtime;
 mod store;
+pub mod wal;
 
 pub use breaker::{Breaker, BreakerMetrics, BreakerState};
 pub use cache::Cached;

@@ -5,6 +5,7 @@ use crate::event::Subscribers;
 use crate::idempotency::IdempotencyStore;
 use crate::retry::{RetryBudget, RngSource};
 use crate::store::{Backend, StoreError};
+use crate::wal::WriteAheadLog;
 use crate::{Breaker, Endpoint, Event, Policy, PolicyError};
 
 /// The state every resilient call shares: circuit breakers (by name) and the
@@ -31,23 +32,25 @@ struct Shared {
     subscribers: Arc<Subscribers>,
     rng: Arc<RngSource>,
     idempotency: Arc<IdempotencyStore>,
+    wal: Option<WriteAheadLog>,
 }
 
 impl Shared {
-    fn new(rng: RngSource, backend: Backend) -> Self {
+    fn new(rng: RngSource, backend: Backend, wal: Option<WriteAheadLog>) -> Self {
         Self {
             breakers: Mutex::default(),
             budgets: Mutex::default(),
             subscribers: Arc::default(),
             rng: Arc::new(rng),
             idempotency: Arc::new(IdempotencyStore::new(backend)),
+            wal,
         }
     }
 }
 
 impl Default for Shared {
     fn default() -> Self {
-        Self::new(RngSource::default(), Backend::memory())
+        Self::new(RngSource::default(), Backend::memory(), None)
     }
 }
 
@@ -67,7 +70,7 @@ impl RuntimeBuilder {
 
     /// A runtime that keeps all its state in memory.
     pub fn in_memory(self) -> Runtime {
-        self.with(Backend::memory())
+        self.with(Backend::memory(), None)
     }
 
     /// A runtime that keeps its durable state (completed idempotent writes)
@@ -79,16 +82,21 @@ impl RuntimeBuilder {
     /// [`StoreError::Embedded`] when the directory or the database cannot
     /// be created or opened (another process may hold it).
     pub fn embedded(self, dir: impl AsRef<std::path::Path>) -> Result<Runtime, StoreError> {
-        Ok(self.with(Backend::embedded(dir.as_ref())?))
+        let backend = Backend::embedded(dir.as_ref())?;
+        let wal = match backend.database() {
+            Some(db) => Some(WriteAheadLog::new(db)?),
+            None => None,
+        };
+        Ok(self.with(backend, wal))
     }
 
-    fn with(self, backend: Backend) -> Runtime {
+    fn with(self, backend: Backend, wal: Option<WriteAheadLog>) -> Runtime {
         let rng = match self.seed {
             Some(seed) => RngSource::seeded(seed),
             None => RngSource::default(),
         };
         Runtime {
-            shared: Arc::new(Shared::new(rng, backend)),
+            shared: Arc::new(Shared::new(rng, backend, wal)),
         }
     }
 }
@@ -112,6 +120,12 @@ impl Runtime {
     /// Settings beyond the defaults, such as a seed for jitter.
     pub fn builder() -> RuntimeBuilder {
         RuntimeBuilder::default()
+    }
+
+    /// The write-ahead log, on an embedded runtime (an in-memory runtime
+    /// has none: it could not keep what it promised).
+    pub fn write_ahead_log(&self) -> Option<&WriteAheadLog> {
+        self.shared.wal.as_ref()
     }
 
     /// The retry budget registered under `name` (a contract's name), if any.

@@ -25,7 +25,13 @@ impl Embedded {
         std::fs::create_dir_all(dir).map_err(|e| failed(format!("{}: {e}", dir.display())))?;
         let path = dir.join(FILE);
         let db = Database::create(&path).map_err(|e| failed(format!("{}: {e}", path.display())))?;
+        owner_only(dir, &path)?;
         Ok(Self { db: Arc::new(db) })
+    }
+
+    /// The database, for the write-ahead log that shares its file.
+    pub(crate) fn database(&self) -> Arc<Database> {
+        self.db.clone()
     }
 
     pub(crate) async fn get(&self, table: Table, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
@@ -65,6 +71,24 @@ impl Embedded {
         })
         .await
     }
+}
+
+/// Queued writes and recorded answers are the application's data: the
+/// directory and the file are readable by their owner only.
+#[cfg(unix)]
+fn owner_only(dir: &Path, file: &Path) -> Result<(), StoreError> {
+    use std::os::unix::fs::PermissionsExt;
+    let set = |path: &Path, mode| {
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))
+            .map_err(|e| failed(format!("{}: {e}", path.display())))
+    };
+    set(dir, 0o700)?;
+    set(file, 0o600)
+}
+
+#[cfg(not(unix))]
+fn owner_only(_: &Path, _: &Path) -> Result<(), StoreError> {
+    Ok(())
 }
 
 /// Runs disk work on tokio's blocking pool, never on a runtime worker.

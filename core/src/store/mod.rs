@@ -62,6 +62,14 @@ impl Backend {
         }
     }
 
+    /// The embedded database, if this backend has one.
+    pub(crate) fn database(&self) -> Option<std::sync::Arc<redb::Database>> {
+        match self {
+            Self::Memory(_) => None,
+            Self::Embedded(embedded) => Some(embedded.database()),
+        }
+    }
+
     pub(crate) fn kind(&self) -> &'static str {
         match self {
             Self::Memory(_) => "memory",
