@@ -1,6 +1,6 @@
 //! The breaker's hot path: admit a call and record its success.
 //!
-//! `cargo bench --bench breaker`. Figures and how to read them are in
+//! `cargo bench -p seawall-bench --bench breaker`. Figures and how to read them are in
 //! BENCHMARKS.md.
 
 use std::hint::black_box;

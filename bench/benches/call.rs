@@ -1,6 +1,6 @@
 //! What a whole resilient call costs over calling the adapter directly.
 //!
-//! `cargo bench --bench call`. Figures are in BENCHMARKS.md.
+//! `cargo bench -p seawall-bench --bench call`. Figures are in BENCHMARKS.md.
 
 use std::hint::black_box;
 use std::time::Instant;

@@ -1,7 +1,7 @@
 //! A brownout: a vendor that fails 30 % of its requests with `503`, and 32
 //! callers retrying against it, with and without a retry budget.
 //!
-//! `cargo bench --bench brownout`. Figures and their explanation are in
+//! `cargo bench -p seawall-bench --bench brownout`. Figures and their explanation are in
 //! BENCHMARKS.md.
 //!
 //! The vendor is an axum server on `127.0.0.1` (a port the OS picks; nothing

@@ -1,6 +1,6 @@
 //! Queued writes per second into the write-ahead log, with group commit.
 //!
-//! `cargo bench --bench wal`. Each append is durable when it returns; the
+//! `cargo bench -p seawall-bench --bench wal`. Each append is durable when it returns; the
 //! committer takes every append waiting and commits them with one fsync, so
 //! throughput grows with the number of writers queueing at once. Prints a
 //! table (figures in BENCHMARKS.md).
