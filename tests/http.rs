@@ -27,32 +27,17 @@ const SECOND: Duration = Duration::from_secs(1);
 // The contract, its error type and the adapter
 // ---------------------------------------------------------------------------
 
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, thiserror::Error, seawall::Classify)]
 pub enum ApiError {
     #[error(transparent)]
+    #[classify(delegate)]
     Http(#[from] ResponseError),
     #[error("transport error: {0}")]
+    #[classify(delegate)]
     Transport(#[from] reqwest::Error),
     #[error(transparent)]
+    #[classify(delegate)]
     Seawall(#[from] seawall::Error),
-}
-
-impl Classify for ApiError {
-    fn class(&self) -> ErrorClass {
-        match self {
-            ApiError::Http(error) => error.class(),
-            ApiError::Transport(error) => error.class(),
-            ApiError::Seawall(error) => error.class(),
-        }
-    }
-
-    fn retry_after(&self) -> Option<Duration> {
-        match self {
-            ApiError::Http(error) => error.retry_after(),
-            ApiError::Transport(error) => error.retry_after(),
-            ApiError::Seawall(error) => error.retry_after(),
-        }
-    }
 }
 
 #[contract(name = "api")]

@@ -24,7 +24,7 @@ use http::StatusCode;
 use rand::rngs::SmallRng;
 use rand::{RngExt, SeedableRng};
 use seawall::http::{Client, ResponseError, check};
-use seawall::{Classify, Endpoint, ErrorClass, Jitter, Kind, Policy, RetryPolicy, Runtime};
+use seawall::{Endpoint, Jitter, Kind, Policy, RetryPolicy, Runtime};
 
 /// Concurrent callers.
 const CALLERS: usize = 32;
@@ -78,32 +78,17 @@ async fn start_vendor() -> std::io::Result<(String, Arc<Vendor>)> {
 // The adapter's error type
 // ---------------------------------------------------------------------------
 
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, thiserror::Error, seawall::Classify)]
 enum VendorError {
     #[error(transparent)]
+    #[classify(delegate)]
     Http(#[from] ResponseError),
     #[error("transport error: {0}")]
+    #[classify(delegate)]
     Transport(#[from] reqwest::Error),
     #[error(transparent)]
+    #[classify(delegate)]
     Seawall(#[from] seawall::Error),
-}
-
-impl Classify for VendorError {
-    fn class(&self) -> ErrorClass {
-        match self {
-            VendorError::Http(e) => e.class(),
-            VendorError::Transport(e) => e.class(),
-            VendorError::Seawall(e) => e.class(),
-        }
-    }
-
-    fn retry_after(&self) -> Option<Duration> {
-        match self {
-            VendorError::Http(e) => e.retry_after(),
-            VendorError::Transport(e) => e.retry_after(),
-            VendorError::Seawall(e) => e.retry_after(),
-        }
-    }
 }
 
 // ---------------------------------------------------------------------------
