@@ -15,14 +15,14 @@ fn write(contract: &str, n: u64) -> QueuedWrite {
 
 #[tokio::test]
 async fn an_in_memory_runtime_has_no_log_to_lose() {
-    assert!(Runtime::in_memory().write_ahead_log().is_none());
+    assert!(!Runtime::in_memory().write_ahead_log().is_durable());
 }
 
 #[tokio::test]
 async fn appends_are_pending_in_order_per_contract_until_settled() {
     let dir = tempfile::tempdir().unwrap();
     let runtime = Runtime::embedded(dir.path()).unwrap();
-    let log = runtime.write_ahead_log().unwrap();
+    let log = runtime.write_ahead_log();
     let mut tickets = Vec::new();
     for n in 0..6 {
         let contract = if n % 2 == 0 { "telephony" } else { "crm" };
@@ -85,7 +85,7 @@ async fn a_restart_finds_the_log_as_it_was_and_continues_its_sequence() {
     let dir = tempfile::tempdir().unwrap();
     let last = {
         let runtime = Runtime::embedded(dir.path()).unwrap();
-        let log = runtime.write_ahead_log().unwrap();
+        let log = runtime.write_ahead_log();
         let mut last = None;
         for n in 0..3 {
             last = Some(log.append(&write("telephony", n)).await.unwrap());
@@ -93,7 +93,7 @@ async fn a_restart_finds_the_log_as_it_was_and_continues_its_sequence() {
         last.unwrap()
     };
     let runtime = Runtime::embedded(dir.path()).unwrap();
-    let log = runtime.write_ahead_log().unwrap();
+    let log = runtime.write_ahead_log();
     let pending = log.pending("telephony", 10).await.unwrap();
     assert_eq!(pending.len(), 3);
     assert_eq!(pending[0].1, write_with_time(&pending[0].1, 0));
@@ -116,7 +116,7 @@ async fn concurrent_appends_each_get_one_place_in_one_order() {
         .map(|task| {
             let runtime = runtime.clone();
             tokio::spawn(async move {
-                let log = runtime.write_ahead_log().unwrap();
+                let log = runtime.write_ahead_log();
                 let mut tickets = Vec::new();
                 for n in 0..20u64 {
                     tickets.push((
@@ -140,7 +140,7 @@ async fn concurrent_appends_each_get_one_place_in_one_order() {
     all.sort();
     all.dedup();
     assert_eq!(all.len(), 1000, "every append got its own ticket");
-    let log = runtime.write_ahead_log().unwrap();
+    let log = runtime.write_ahead_log();
     let pending = log.pending("telephony", 2000).await.unwrap();
     assert_eq!(pending.len(), 1000);
     assert!(

@@ -60,9 +60,7 @@ fn child(dir: &Path, count: u64) {
         .expect("a runtime");
     runtime.block_on(async {
         let seawall = Runtime::embedded(dir).expect("the store opens");
-        let log = seawall
-            .write_ahead_log()
-            .expect("an embedded runtime has a log");
+        let log = seawall.write_ahead_log();
         let mut out = std::io::stdout().lock();
         for n in 0..count {
             let write = QueuedWrite::new(
@@ -115,7 +113,7 @@ fn crash_round(kill_after: u64) -> Result<String, String> {
         .map_err(|e| e.to_string())?;
     let pending = runtime.block_on(async {
         let seawall = Runtime::embedded(dir.path()).map_err(|e| e.to_string())?;
-        let log = seawall.write_ahead_log().ok_or("no log")?;
+        let log = seawall.write_ahead_log();
         log.pending("telephony", usize::MAX)
             .await
             .map_err(|e| e.to_string())

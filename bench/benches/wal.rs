@@ -30,7 +30,7 @@ fn main() {
                 .map(|writer| {
                     let seawall = seawall.clone();
                     tokio::spawn(async move {
-                        let log = seawall.write_ahead_log().expect("a log");
+                        let log = seawall.write_ahead_log();
                         for n in 0..appends / writers {
                             let write = QueuedWrite::new(
                                 "telephony",

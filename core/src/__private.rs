@@ -7,7 +7,12 @@ pub use std::time::Duration;
 
 pub use crate::cache::KeyHasher;
 pub use crate::idempotency::{IdempotencyKey, OnDuplicate, StorePolicy};
-pub use crate::resilient::ContractEndpoints;
+pub use crate::queue::{Delivery, Replayed};
+pub use crate::resilient::{ContractEndpoints, Dispatch};
+pub use crate::wal::QueuedWrite;
+
+/// A boxed, sendable future (what a generated dispatch returns).
+pub type BoxFuture<'a, T> = crate::queue::BoxFuture<'a, T>;
 pub use crate::{
     BreakerPolicy, BudgetPolicy, CachePolicy, ClassSet, Endpoint, ErrorClass, Jitter, Kind, Policy,
     RetryPolicy, Runtime,
@@ -27,11 +32,12 @@ pub fn endpoint(runtime: &Runtime, contract: &str, method: &str, policy: Policy)
 }
 
 /// Clones an argument passed by value for each attempt of a call that
-/// retries or has a custom fallback (which receives the arguments after it).
+/// retries or has a fallback that needs the arguments after it (a custom
+/// fallback receives them; a queued write keeps them).
 #[diagnostic::on_unimplemented(
-    message = "`{Self}` is passed by value to a method that retries or has `fallback = with(..)`, but it is not `Clone`",
+    message = "`{Self}` is passed by value to a method that retries or has `fallback = with(..)` or `fallback = queue`, but it is not `Clone`",
     label = "each attempt needs its own copy of this argument",
-    note = "take the argument by reference, implement `Clone` for it, or remove `retry` (or the custom fallback) from the policy"
+    note = "take the argument by reference, implement `Clone` for it, or remove `retry` (or the fallback) from the policy"
 )]
 pub trait RetryArg: Sized {
     /// A copy for one attempt.
@@ -73,4 +79,153 @@ impl<T: std::hash::Hash + ?Sized> CacheKeyPart for T {}
 /// user wrote it.
 pub fn cache_key_part<T: CacheKeyPart + ?Sized>(hasher: &mut KeyHasher, value: &T) {
     hasher.part(value);
+}
+
+/// Requires an argument of a queued write to be serializable.
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` is an argument of a write with `fallback = queue`, but it does not implement `serde::Serialize`",
+    label = "a queued write keeps its arguments in the write-ahead log",
+    note = "derive `serde::Serialize` and `serde::Deserialize` for it"
+)]
+pub trait QueuedArg: serde::Serialize {}
+
+impl<T: serde::Serialize + ?Sized> QueuedArg for T {}
+
+/// Requires an argument of a queued write to be readable back from the log
+/// (for an argument by reference, what it borrows: `String` for `&str`,
+/// `Vec<T>` for `&[T]`).
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` is an argument of a write with `fallback = queue`, but it does not implement `serde::Deserialize` (for any lifetime)",
+    label = "the drain reads a queued write's arguments back from the write-ahead log",
+    note = "derive `serde::Deserialize` for it; a queued argument owns its data (no borrowed fields)"
+)]
+pub trait ReplayArg: serde::de::DeserializeOwned {}
+
+impl<T: serde::de::DeserializeOwned> ReplayArg for T {}
+
+/// Requires the answer of a queued write to be serializable, so a delivered
+/// write's answer can be kept with its ticket.
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` is the answer of a write with `fallback = queue`, but it does not implement `serde::Serialize`",
+    label = "a queued write's answer is kept with its ticket when the drain delivers it",
+    note = "derive `serde::Serialize` for it"
+)]
+pub trait QueuedAnswer: serde::Serialize {}
+
+impl<T: serde::Serialize + ?Sized> QueuedAnswer for T {}
+
+/// A queued write's arguments, serialized into one object by name.
+#[derive(Debug, Default)]
+pub struct QueuedArguments {
+    map: serde_json::Map<String, serde_json::Value>,
+    error: Option<String>,
+}
+
+impl QueuedArguments {
+    /// No arguments yet.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Adds an argument, checking its type where the user wrote it.
+    #[must_use]
+    pub fn arg<T: QueuedArg + ?Sized>(mut self, name: &str, value: &T) -> Self {
+        if self.error.is_none() {
+            match serde_json::to_value(value) {
+                Ok(value) => {
+                    self.map.insert(name.to_owned(), value);
+                }
+                Err(error) => self.error = Some(format!("argument `{name}`: {error}")),
+            }
+        }
+        self
+    }
+
+    /// The arguments, or why one could not be serialized.
+    ///
+    /// # Errors
+    ///
+    /// The first argument that has no serialized form.
+    pub fn finish(self) -> Result<serde_json::Value, String> {
+        match self.error {
+            Some(error) => Err(error),
+            None => Ok(serde_json::Value::Object(self.map)),
+        }
+    }
+}
+
+/// A stored write's arguments, read back one by one.
+#[derive(Debug)]
+pub struct Arguments {
+    map: serde_json::Map<String, serde_json::Value>,
+}
+
+impl Arguments {
+    /// The arguments of `write`.
+    ///
+    /// # Errors
+    ///
+    /// A [`Replayed::Undecodable`] when they are not an object.
+    pub fn of(write: &QueuedWrite) -> Result<Self, Replayed> {
+        match &write.arguments {
+            serde_json::Value::Object(map) => Ok(Self { map: map.clone() }),
+            other => Err(Replayed::Undecodable(format!(
+                "the stored arguments of {}.{} are not an object: {other}",
+                write.contract, write.method
+            ))),
+        }
+    }
+
+    /// Takes the argument called `name`.
+    ///
+    /// # Errors
+    ///
+    /// A [`Replayed::Undecodable`] when it is missing or of another shape
+    /// (the method changed since the write was queued).
+    pub fn take<T: ReplayArg>(&mut self, name: &str) -> Result<T, Replayed> {
+        let value = self.map.remove(name).ok_or_else(|| {
+            Replayed::Undecodable(format!("the stored write has no argument `{name}`"))
+        })?;
+        serde_json::from_value(value).map_err(|error| {
+            Replayed::Undecodable(format!(
+                "the stored argument `{name}` cannot be read: {error}"
+            ))
+        })
+    }
+}
+
+/// How a re-issued write ended, for the drain.
+pub fn replayed<T, E>(result: Result<Delivery<T>, E>) -> Replayed
+where
+    T: QueuedAnswer,
+    E: crate::ContractError,
+{
+    match result {
+        Ok(Delivery::Done(answer)) => match serde_json::to_value(&answer) {
+            Ok(answer) => Replayed::Delivered(answer),
+            Err(error) => {
+                tracing::warn!(
+                    target: "seawall::queue",
+                    %error,
+                    "a queued write was delivered, but its answer has no serialized form"
+                );
+                Replayed::Delivered(serde_json::Value::Null)
+            }
+        },
+        // An adapter answers `Done`; a `Queued` from it is taken as done.
+        Ok(Delivery::Queued(_)) => Replayed::Delivered(serde_json::Value::Null),
+        Err(error) => Replayed::Failed {
+            class: crate::Classify::class(&error),
+            error: error.to_string(),
+            retry_in: crate::Classify::retry_after(&error),
+        },
+    }
+}
+
+/// A dispatch for a method name the contract does not have (any more).
+pub fn unknown_method(write: &QueuedWrite) -> Replayed {
+    Replayed::Undecodable(format!(
+        "contract `{}` has no queued method `{}` (it was renamed or removed since the write was queued)",
+        write.contract, write.method
+    ))
 }

@@ -10,7 +10,9 @@ use crate::cache::{Cached, LastKnownGood};
 use crate::idempotency::{
     self, Begin, CallContext, IdempotencyKey, IdempotencyStore, RecordedOutcome,
 };
+use crate::queue::{ContractQueue, Delivery};
 use crate::retry::{Backoff, RetryBudget, RngSource};
+use crate::wal::QueuedWrite;
 use crate::{ContractError, Error, ErrorClass, Policy};
 
 /// One contract method's share of the runtime: its policy, its breaker and
@@ -46,6 +48,7 @@ pub struct Endpoint {
     key_header: Arc<str>,
     store: Option<Arc<IdempotencyStore>>,
     cache: Option<LastKnownGood>,
+    queue: Option<Arc<ContractQueue>>,
 }
 
 /// Why an attempt failed, kept until the loop knows whether it was the last.
@@ -78,15 +81,21 @@ fn retry_after<E: ContractError>(failed: Failed<E>, asked: Duration, attempts: u
     })
 }
 
+/// The runtime state an endpoint uses, resolved by the runtime.
+pub(crate) struct Resolved {
+    pub(crate) breaker: Option<Arc<Breaker>>,
+    pub(crate) budget: Option<Arc<RetryBudget>>,
+    pub(crate) rng: Arc<RngSource>,
+    pub(crate) store: Option<Arc<IdempotencyStore>>,
+    pub(crate) queue: Option<Arc<ContractQueue>>,
+}
+
 impl Endpoint {
     pub(crate) fn new(
         contract: Arc<str>,
         method: Arc<str>,
         policy: Policy,
-        breaker: Option<Arc<Breaker>>,
-        budget: Option<Arc<RetryBudget>>,
-        rng: Arc<RngSource>,
-        store: Option<Arc<IdempotencyStore>>,
+        state: Resolved,
     ) -> Self {
         Self {
             backoff: Backoff::new(policy.retry()),
@@ -95,10 +104,11 @@ impl Endpoint {
             contract,
             method,
             policy,
-            breaker,
-            budget,
-            rng,
-            store,
+            breaker: state.breaker,
+            budget: state.budget,
+            rng: state.rng,
+            store: state.store,
+            queue: state.queue,
         }
     }
 
@@ -352,6 +362,76 @@ impl Endpoint {
                 Ok(value)
             }
             Err(error) => self.serve_stale(cache, key, error).map(Cached::into_value),
+        }
+    }
+
+    /// Runs a write whose policy has `fallback = queue`: `call` (the
+    /// pipeline with `key`) delivers it, or, when its final error says the
+    /// vendor is unavailable (retryable or a vendor fault), the write is
+    /// appended to the write-ahead log with `arguments()` and `key`, and
+    /// [`Delivery::Queued`] returned once the append is durable. While the
+    /// contract has writes queued, `call` is not made: the write is queued
+    /// behind them, so that it does not overtake them. Without a queue
+    /// policy it just runs `call`.
+    ///
+    /// # Errors
+    ///
+    /// `call`'s error when it is the vendor's real answer (permanent or
+    /// ignored); [`Error::NotQueued`] when the write could be neither
+    /// delivered nor queued.
+    pub async fn queued<T, E, Fut, A>(
+        &self,
+        key: IdempotencyKey,
+        call: Fut,
+        arguments: A,
+    ) -> Result<Delivery<T>, E>
+    where
+        Fut: Future<Output = Result<Delivery<T>, E>>,
+        A: FnOnce() -> Result<serde_json::Value, String>,
+        E: ContractError,
+    {
+        let Some(queue) = &self.queue else {
+            return call.await;
+        };
+        if queue.pending() > 0 {
+            let ahead = "writes of this contract are queued ahead of it";
+            return self
+                .enqueue(queue, key, arguments, ahead, Duration::ZERO)
+                .await;
+        }
+        match call.await {
+            Ok(delivery) => Ok(delivery),
+            Err(error) if matches!(error.class(), Class::Retryable | Class::VendorFault) => {
+                // The drain leaves the vendor alone for as long as it asked
+                // (or the breaker's open time), else for a first backoff.
+                let wait = error.retry_after().unwrap_or(crate::queue::FIRST_WAIT);
+                self.enqueue(queue, key, arguments, error, wait).await
+            }
+            Err(error) => Err(error),
+        }
+    }
+
+    async fn enqueue<T, E, A>(
+        &self,
+        queue: &Arc<ContractQueue>,
+        key: IdempotencyKey,
+        arguments: A,
+        why: impl Into<Box<dyn std::error::Error + Send + Sync>>,
+        wait: Duration,
+    ) -> Result<Delivery<T>, E>
+    where
+        A: FnOnce() -> Result<serde_json::Value, String>,
+        E: ContractError,
+    {
+        let not_queued = |reason: String, why| E::from(Error::NotQueued { reason, last: why });
+        let arguments = match arguments() {
+            Ok(arguments) => arguments,
+            Err(reason) => return Err(not_queued(reason, why.into())),
+        };
+        let write = QueuedWrite::new(&*self.contract, &*self.method, key.as_str(), arguments);
+        match queue.append(write, wait).await {
+            Ok(ticket) => Ok(Delivery::Queued(ticket)),
+            Err(error) => Err(not_queued(error.to_string(), why.into())),
         }
     }
 

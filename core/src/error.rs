@@ -123,6 +123,18 @@ pub enum Error {
     #[error("the state store failed: {0}")]
     Store(#[from] crate::store::StoreError),
 
+    /// A write with `fallback = queue` could not be delivered, and could not
+    /// be queued either: the write-ahead log failed, or its arguments have
+    /// no serialized form. The write is neither done nor queued.
+    #[error("the write could not be delivered ({last}) nor queued: {reason}")]
+    NotQueued {
+        /// Why it could not be queued.
+        reason: String,
+        /// Why it could not be delivered (also its `source`).
+        #[source]
+        last: Box<dyn StdError + Send + Sync>,
+    },
+
     /// The call's `deadline` passed, counting every attempt and every backoff.
     #[error("the deadline of {} passed after {attempts} attempt(s)", Ms(*deadline))]
     DeadlineExceeded {
@@ -170,7 +182,9 @@ impl Classify for Error {
             Error::IdempotencyKey { .. } | Error::IdempotencyConflict { .. } => {
                 ErrorClass::Permanent
             }
-            Error::IdempotencyInFlight { .. } | Error::Store(_) => ErrorClass::Retryable,
+            Error::IdempotencyInFlight { .. } | Error::Store(_) | Error::NotQueued { .. } => {
+                ErrorClass::Retryable
+            }
             Error::Replayed { class, .. } => *class,
         }
     }

@@ -1,6 +1,7 @@
 use std::sync::{Arc, RwLock};
 
 use crate::BreakerState;
+use crate::wal::Ticket;
 
 /// Something the runtime reports to its subscribers (see
 /// [`Runtime::subscribe`](crate::Runtime::subscribe)).
@@ -12,6 +13,57 @@ pub enum Event {
     /// A metrics-only circuit breaker's rate reached its threshold: the
     /// breaker would have opened. Reported once per crossing.
     BreakerRate(BreakerRateCrossed),
+    /// A write with `fallback = queue` could not be delivered and was
+    /// queued durably.
+    Queued(Queued),
+    /// The drain delivered a queued write.
+    Delivered(Delivered),
+    /// The vendor refused a queued write for good (or its stored arguments
+    /// could no longer be read): it is kept as a dead letter.
+    DeadLetter(DeadLettered),
+}
+
+/// A write queued in the write-ahead log.
+#[derive(Clone, Debug)]
+pub struct Queued {
+    /// The contract.
+    pub contract: Arc<str>,
+    /// The method.
+    pub method: String,
+    /// Its place in the log.
+    pub ticket: Ticket,
+    /// Its idempotency key.
+    pub key: String,
+}
+
+/// A queued write, delivered.
+#[derive(Clone, Debug)]
+pub struct Delivered {
+    /// The contract.
+    pub contract: Arc<str>,
+    /// The method.
+    pub method: String,
+    /// Its place in the log.
+    pub ticket: Ticket,
+    /// Its idempotency key.
+    pub key: String,
+    /// The vendor's answer, serialized.
+    pub answer: serde_json::Value,
+}
+
+/// A queued write the vendor refused for good.
+#[derive(Clone, Debug)]
+pub struct DeadLettered {
+    /// The contract.
+    pub contract: Arc<str>,
+    /// The method.
+    pub method: String,
+    /// Its place in the log.
+    pub ticket: Ticket,
+    /// Its idempotency key.
+    pub key: String,
+    /// Why it was refused.
+    pub error: String,
 }
 
 /// A metrics-only breaker's rate reaching its threshold.

@@ -28,6 +28,7 @@ mod event;
 pub mod http;
 pub mod idempotency;
 pub mod policy;
+pub mod queue;
 mod resilient;
 pub mod retry;
 mod runtime;
@@ -39,11 +40,12 @@ pub use cache::Cached;
 pub use classify::{Classify, ErrorClass};
 pub use endpoint::Endpoint;
 pub use error::{ContractError, Error};
-pub use event::{BreakerRateCrossed, BreakerTransition, Event};
+pub use event::{BreakerRateCrossed, BreakerTransition, DeadLettered, Delivered, Event, Queued};
 pub use policy::{
     BreakerPolicy, BudgetPolicy, CachePolicy, ClassSet, Jitter, Kind, OnDuplicate, Policy,
     PolicyError, RetryPolicy, StorePolicy, Window,
 };
+pub use queue::Delivery;
 pub use resilient::Resilient;
 pub use retry::RetryBudget;
 pub use runtime::{Runtime, RuntimeBuilder};

@@ -1,7 +1,9 @@
 use std::any::{Any, TypeId};
-use std::sync::OnceLock;
+use std::sync::{Arc, OnceLock, Weak};
 
 use crate::Runtime;
+use crate::queue::{BoxFuture, Drainer, Replayed};
+use crate::wal::QueuedWrite;
 
 /// An adapter made resilient: implements every `#[contract]` trait its inner
 /// adapter implements, running each call through the method's policy.
@@ -13,53 +15,115 @@ use crate::Runtime;
 /// runtime the first time one of its methods is called, then read without a
 /// lock or a lookup by name.
 pub struct Resilient<I> {
+    shared: Arc<Shared<I>>,
+}
+
+struct Shared<I> {
     inner: I,
     runtime: Runtime,
     contracts: ContractSlot,
 }
 
+/// What `#[contract]` generates to re-issue one queued write of its
+/// contract through a wrapper.
+#[doc(hidden)]
+pub type Dispatch<I> = for<'a> fn(&'a Resilient<I>, &'a QueuedWrite) -> BoxFuture<'a, Replayed>;
+
 impl<I> Resilient<I> {
     /// Wraps `inner`, sharing `runtime`'s state.
     pub fn new(inner: I, runtime: &Runtime) -> Self {
         Self {
-            inner,
-            runtime: runtime.clone(),
-            contracts: ContractSlot::default(),
+            shared: Arc::new(Shared {
+                inner,
+                runtime: runtime.clone(),
+                contracts: ContractSlot::default(),
+            }),
         }
     }
 
     /// The adapter inside.
     pub fn inner(&self) -> &I {
-        &self.inner
+        &self.shared.inner
     }
 
     /// The runtime whose state this wrapper uses.
     pub fn runtime(&self) -> &Runtime {
-        &self.runtime
+        &self.shared.runtime
     }
 
-    /// Unwraps the adapter.
-    pub fn into_inner(self) -> I {
-        self.inner
+    /// Unwraps the adapter; gives the wrapper back while clones of it are
+    /// alive (or a drain is delivering through it).
+    ///
+    /// # Errors
+    ///
+    /// `self`, when it is not the only handle to the adapter.
+    pub fn try_into_inner(self) -> Result<I, Self> {
+        Arc::try_unwrap(self.shared)
+            .map(|shared| shared.inner)
+            .map_err(|shared| Self { shared })
     }
 
     /// The endpoints of contract `C`, built on first use.
     #[doc(hidden)]
     pub fn __endpoints<C: ContractEndpoints>(&self) -> &C {
-        self.contracts.get_or_build(&self.runtime)
+        let shared = &self.shared;
+        shared.contracts.get_or_build(|| C::build(&shared.runtime))
     }
 }
 
-impl<I: Clone> Clone for Resilient<I> {
+impl<I: Send + Sync + 'static> Resilient<I> {
+    /// The endpoints of contract `C`, which has queued writes: built on
+    /// first use, when this wrapper also offers itself to deliver the
+    /// contract's queued writes (and a drain of writes left by an earlier
+    /// process starts).
+    #[doc(hidden)]
+    pub fn __endpoints_draining<C: ContractEndpoints>(
+        &self,
+        contract: &str,
+        dispatch: Dispatch<I>,
+    ) -> &C {
+        let shared = &self.shared;
+        shared.contracts.get_or_build(|| {
+            let endpoints = C::build(&shared.runtime);
+            let drainer = WeakDrainer {
+                wrapper: Arc::downgrade(shared),
+                dispatch,
+            };
+            shared.runtime.register_drainer(contract, Arc::new(drainer));
+            endpoints
+        })
+    }
+}
+
+/// Delivers queued writes through a wrapper, while it is alive.
+struct WeakDrainer<I> {
+    wrapper: Weak<Shared<I>>,
+    dispatch: Dispatch<I>,
+}
+
+impl<I: Send + Sync + 'static> Drainer for WeakDrainer<I> {
+    fn replay(&self, write: QueuedWrite) -> Option<BoxFuture<'static, Replayed>> {
+        let wrapper = Resilient {
+            shared: self.wrapper.upgrade()?,
+        };
+        let dispatch = self.dispatch;
+        Some(Box::pin(async move { dispatch(&wrapper, &write).await }))
+    }
+}
+
+/// Clones share the adapter and the resolved endpoints.
+impl<I> Clone for Resilient<I> {
     fn clone(&self) -> Self {
-        Self::new(self.inner.clone(), &self.runtime)
+        Self {
+            shared: self.shared.clone(),
+        }
     }
 }
 
 impl<I: std::fmt::Debug> std::fmt::Debug for Resilient<I> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Resilient")
-            .field("inner", &self.inner)
+            .field("inner", &self.shared.inner)
             .finish_non_exhaustive()
     }
 }
@@ -81,12 +145,16 @@ struct ContractSlot {
 }
 
 impl ContractSlot {
-    fn get_or_build<C: ContractEndpoints>(&self, runtime: &Runtime) -> &C {
+    fn get_or_build<C: ContractEndpoints>(&self, build: impl FnOnce() -> C) -> &C {
         let mut slot = self;
+        let mut build = Some(build);
         loop {
-            let (id, table) = slot
-                .table
-                .get_or_init(|| (TypeId::of::<C>(), Box::new(C::build(runtime))));
+            let (id, table) = slot.table.get_or_init(|| {
+                let build = build
+                    .take()
+                    .expect("a slot is built at most once per lookup");
+                (TypeId::of::<C>(), Box::new(build()))
+            });
             if *id == TypeId::of::<C>()
                 && let Some(table) = table.downcast_ref::<C>()
             {

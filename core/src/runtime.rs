@@ -1,12 +1,16 @@
 use std::collections::BTreeMap;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, Weak};
 
+use crate::endpoint::Resolved;
 use crate::event::Subscribers;
 use crate::idempotency::IdempotencyStore;
+use crate::queue::{ContractQueue, Drainer};
 use crate::retry::{RetryBudget, RngSource};
 use crate::store::{Backend, StoreError};
 use crate::wal::WriteAheadLog;
-use crate::{Breaker, Endpoint, Event, Policy, PolicyError};
+use crate::{Breaker, BreakerState, Endpoint, Event, Policy, PolicyError};
+
+type Queues = Mutex<BTreeMap<Arc<str>, Arc<ContractQueue>>>;
 
 /// The state every resilient call shares: circuit breakers (by name) and the
 /// subscribers to the runtime's events.
@@ -32,25 +36,45 @@ struct Shared {
     subscribers: Arc<Subscribers>,
     rng: Arc<RngSource>,
     idempotency: Arc<IdempotencyStore>,
-    wal: Option<WriteAheadLog>,
+    wal: Arc<WriteAheadLog>,
+    queues: Arc<Queues>,
 }
 
 impl Shared {
-    fn new(rng: RngSource, backend: Backend, wal: Option<WriteAheadLog>) -> Self {
+    fn new(rng: RngSource, backend: Backend, wal: WriteAheadLog) -> Self {
+        let subscribers = Arc::new(Subscribers::default());
+        let queues = Arc::new(Queues::default());
+        // A breaker that closes wakes every drain waiting out an outage.
+        let weak: Weak<Queues> = Arc::downgrade(&queues);
+        subscribers.add(Arc::new(move |event: &Event| {
+            if let Event::Breaker(transition) = event
+                && transition.to == BreakerState::Closed
+                && let Some(queues) = weak.upgrade()
+            {
+                for queue in lock(&queues).values() {
+                    queue.wake();
+                }
+            }
+        }));
         Self {
             breakers: Mutex::default(),
             budgets: Mutex::default(),
-            subscribers: Arc::default(),
+            subscribers,
             rng: Arc::new(rng),
             idempotency: Arc::new(IdempotencyStore::new(backend)),
-            wal,
+            wal: Arc::new(wal),
+            queues,
         }
     }
 }
 
 impl Default for Shared {
     fn default() -> Self {
-        Self::new(RngSource::default(), Backend::memory(), None)
+        Self::new(
+            RngSource::default(),
+            Backend::memory(),
+            WriteAheadLog::memory(),
+        )
     }
 }
 
@@ -68,14 +92,17 @@ impl RuntimeBuilder {
         self
     }
 
-    /// A runtime that keeps all its state in memory.
+    /// A runtime that keeps all its state in memory, queued writes
+    /// included: for tests and demos (see [`Runtime::in_memory`]).
     pub fn in_memory(self) -> Runtime {
-        self.with(Backend::memory(), None)
+        self.with(Backend::memory(), WriteAheadLog::memory())
     }
 
-    /// A runtime that keeps its durable state (completed idempotent writes)
-    /// in a crash-safe database file, `seawall.redb`, in `dir`, created if
-    /// needed. A new runtime on the same directory finds it again.
+    /// A runtime that keeps its durable state (completed idempotent writes
+    /// and the write-ahead log of queued writes) in a crash-safe database
+    /// file, `seawall.redb`, in `dir`, created if needed (the directory and
+    /// file readable by their owner only). A new runtime on the same
+    /// directory finds it again, and drains the writes left queued.
     ///
     /// # Errors
     ///
@@ -84,13 +111,13 @@ impl RuntimeBuilder {
     pub fn embedded(self, dir: impl AsRef<std::path::Path>) -> Result<Runtime, StoreError> {
         let backend = Backend::embedded(dir.as_ref())?;
         let wal = match backend.database() {
-            Some(db) => Some(WriteAheadLog::new(db)?),
-            None => None,
+            Some(db) => WriteAheadLog::embedded(db)?,
+            None => WriteAheadLog::memory(),
         };
         Ok(self.with(backend, wal))
     }
 
-    fn with(self, backend: Backend, wal: Option<WriteAheadLog>) -> Runtime {
+    fn with(self, backend: Backend, wal: WriteAheadLog) -> Runtime {
         let rng = match self.seed {
             Some(seed) => RngSource::seeded(seed),
             None => RngSource::default(),
@@ -103,6 +130,11 @@ impl RuntimeBuilder {
 
 impl Runtime {
     /// A runtime that keeps all its state in memory.
+    ///
+    /// Writes with `fallback = queue` are queued in memory too, and lost if
+    /// the process ends before they are delivered: use it for tests and
+    /// demos. [`WriteAheadLog::is_durable`] says so, and the first write
+    /// queued logs a warning. Services use [`Runtime::embedded`].
     pub fn in_memory() -> Self {
         Self::default()
     }
@@ -122,10 +154,32 @@ impl Runtime {
         RuntimeBuilder::default()
     }
 
-    /// The write-ahead log, on an embedded runtime (an in-memory runtime
-    /// has none: it could not keep what it promised).
-    pub fn write_ahead_log(&self) -> Option<&WriteAheadLog> {
-        self.shared.wal.as_ref()
+    /// The write-ahead log of queued writes: their status, dead letters,
+    /// and a way to wait for a ticket to settle.
+    pub fn write_ahead_log(&self) -> &WriteAheadLog {
+        &self.shared.wal
+    }
+
+    /// The queue of `contract`'s writes, created on first use.
+    pub(crate) fn queue(&self, contract: &str) -> Arc<ContractQueue> {
+        let mut queues = lock(&self.shared.queues);
+        if let Some(queue) = queues.get(contract) {
+            return queue.clone();
+        }
+        let name: Arc<str> = contract.into();
+        let queue = Arc::new(ContractQueue::new(
+            name.clone(),
+            &self.shared.wal,
+            self.shared.subscribers.clone(),
+        ));
+        queues.insert(name, queue.clone());
+        queue
+    }
+
+    /// Registers a wrapper that can deliver `contract`'s queued writes; a
+    /// drain starts at once if some are waiting.
+    pub(crate) fn register_drainer(&self, contract: &str, drainer: Arc<dyn Drainer>) {
+        self.queue(contract).register(drainer);
     }
 
     /// The retry budget registered under `name` (a contract's name), if any.
@@ -201,6 +255,7 @@ impl Runtime {
             }
         };
         let policy_store = policy.idempotency_store().is_some();
+        let queue = policy.queue_fallback().then(|| self.queue(contract));
         let budget = match policy.retry_budget() {
             Some(budget_policy) if policy.retry().attempts() > 1 => {
                 let mut budgets = lock(&self.shared.budgets);
@@ -216,15 +271,14 @@ impl Runtime {
             }
             _ => None,
         };
-        Ok(Endpoint::new(
-            contract.into(),
-            method.into(),
-            policy,
+        let state = Resolved {
             breaker,
             budget,
-            self.shared.rng.clone(),
-            policy_store.then(|| self.shared.idempotency.clone()),
-        ))
+            rng: self.shared.rng.clone(),
+            store: policy_store.then(|| self.shared.idempotency.clone()),
+            queue,
+        };
+        Ok(Endpoint::new(contract.into(), method.into(), policy, state))
     }
 
     fn registry(&self) -> std::sync::MutexGuard<'_, BTreeMap<Arc<str>, Arc<Breaker>>> {

@@ -35,20 +35,22 @@ pub(crate) struct IntegrationArgs {
     pub(crate) fallback: Option<SpannedValue<FallbackArg>>,
 }
 
-/// `fallback = cache(max_stale = "1h", capacity = 10000)` or
-/// `fallback = with(path::to::function)`.
+/// `fallback = cache(max_stale = "1h", capacity = 10000)`,
+/// `fallback = queue` or `fallback = with(path::to::function)`.
 #[derive(Clone, Debug)]
 pub(crate) enum FallbackArg {
     Cache {
         max_stale: Option<SpannedValue<DurationText>>,
         capacity: Option<SpannedValue<u64>>,
     },
+    Queue,
     With(syn::Path),
 }
 
 impl FromMeta for FallbackArg {
     fn from_expr(expr: &syn::Expr) -> darling::Result<Self> {
-        const FORMS: &str = "write `fallback = cache(max_stale = \"1h\")` for a read";
+        const FORMS: &str = "write `fallback = cache(max_stale = \"1h\")` for a read, \
+                             `fallback = queue` for an idempotent write";
         let (name, args) = match expr {
             syn::Expr::Call(call) => match &*call.func {
                 syn::Expr::Path(path) => (path.path.get_ident(), Some(&call.args)),
@@ -71,10 +73,19 @@ impl FromMeta for FallbackArg {
                 .with_span(expr)),
             };
         }
+        if name == "queue" {
+            return match args {
+                None => Ok(Self::Queue),
+                Some(_) => Err(darling::Error::custom(
+                    "`fallback = queue` takes no settings: the log is the runtime's \
+                     (`Runtime::embedded`)",
+                )
+                .with_span(expr)),
+            };
+        }
         if name != "cache" {
             return Err(darling::Error::custom(format!(
-                "`fallback = {name}` is not available in this version of seawall: {FORMS}, or \
-                 `fallback = with(path::to::function)`"
+                "unknown fallback `{name}`: {FORMS}, or `fallback = with(path::to::function)`"
             ))
             .with_span(name));
         }

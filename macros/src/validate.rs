@@ -234,10 +234,12 @@ pub(crate) fn integration(
 
     spans.note(Field::Fallback, args.fallback.as_ref());
     let mut custom_fallback = None;
-    if let Some(fallback) = &args.fallback
-        && let FallbackArg::With(path) = &**fallback
-    {
-        custom_fallback = Some(path.clone());
+    if let Some(fallback) = &args.fallback {
+        match &**fallback {
+            FallbackArg::With(path) => custom_fallback = Some(path.clone()),
+            FallbackArg::Queue => policy = policy.with_queue_fallback(),
+            FallbackArg::Cache { .. } => {}
+        }
     }
     if let Some(fallback) = &args.fallback
         && let FallbackArg::Cache {
@@ -268,7 +270,11 @@ pub(crate) fn integration(
                     | PolicyError::HalfOpenMax { .. }
                     | PolicyError::OverDeadline { .. }
             );
-        let guessed = kind.is_none() && violation == PolicyError::RetriedWriteWithoutKey;
+        let guessed = kind.is_none()
+            && matches!(
+                violation,
+                PolicyError::RetriedWriteWithoutKey | PolicyError::QueueOnRead
+            );
         if stand_in || guessed {
             continue;
         }

@@ -239,6 +239,19 @@ pub enum PolicyError {
          serve. Remove the fallback, or mark the call `read` if it changes nothing"
     )]
     CacheOnWrite,
+    /// `fallback = queue` on a read.
+    #[error(
+        "`fallback = queue` keeps a write to deliver later; a read's caller needs its answer \
+         now. For a read, use `fallback = cache(max_stale = \"1h\")`"
+    )]
+    QueueOnRead,
+    /// `fallback = queue` on a write without an idempotency key.
+    #[error(
+        "a queued write needs an idempotency key: it is sent again when the vendor recovers, \
+         and only the key stops a write the vendor half-took from running twice. Add \
+         `idempotent` (keyed on every argument) or `idempotent(key = [..])`"
+    )]
+    QueueWithoutKey,
     /// A cache that holds no entry.
     #[error("a cache `capacity` of zero would never hold a value: give it a number of entries")]
     CacheCapacity,
@@ -291,7 +304,7 @@ impl PolicyError {
             Self::Header(_) => Field::IdempotencyHeader,
             Self::RetriedWriteWithoutKey => Field::Retry,
             Self::OverDeadline { .. } => Field::Deadline,
-            Self::CacheOnWrite => Field::Fallback,
+            Self::CacheOnWrite | Self::QueueOnRead | Self::QueueWithoutKey => Field::Fallback,
             Self::CacheCapacity => Field::FallbackCapacity,
         }
     }

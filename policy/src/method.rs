@@ -28,6 +28,7 @@ pub struct Policy {
     store: Option<StorePolicy>,
     idempotent: bool,
     cache: Option<CachePolicy>,
+    queue: bool,
 }
 
 impl Policy {
@@ -45,6 +46,7 @@ impl Policy {
             store: None,
             idempotent: false,
             cache: None,
+            queue: false,
         }
     }
 
@@ -174,6 +176,20 @@ impl Policy {
         self.cache.as_ref()
     }
 
+    /// Queues this write in the runtime's write-ahead log when the vendor
+    /// cannot take it, for delivery in order once it can (`fallback =
+    /// queue`). Only for an idempotent write: the log re-sends it with its
+    /// key.
+    pub const fn with_queue_fallback(mut self) -> Self {
+        self.queue = true;
+        self
+    }
+
+    /// See [`with_queue_fallback`](Self::with_queue_fallback).
+    pub const fn queue_fallback(&self) -> bool {
+        self.queue
+    }
+
     /// Every rule this policy breaks, in the order of its keys. The macro
     /// reports them all at once, each at its key.
     pub fn violations(&self) -> Vec<PolicyError> {
@@ -206,6 +222,13 @@ impl Policy {
                 errors.push(PolicyError::CacheOnWrite);
             }
             cache.check(&mut errors);
+        }
+        if self.queue {
+            if self.kind == Kind::Read {
+                errors.push(PolicyError::QueueOnRead);
+            } else if !self.idempotent {
+                errors.push(PolicyError::QueueWithoutKey);
+            }
         }
         if let Some(deadline) = self.deadline {
             check_duration(Field::Deadline, deadline, &mut errors);

@@ -95,7 +95,13 @@ impl IdempotencyKey {
         }
     }
 
-    /// The key.
+    /// A key read back from where it was kept (the write-ahead log), as it
+    /// was derived then: a queued write is delivered with its original key.
+    pub fn from_stored(key: &str) -> Self {
+        Self(key.into())
+    }
+
+    /// The key, as sent.
     pub fn as_str(&self) -> &str {
         &self.0
     }

@@ -19,6 +19,8 @@ pub(crate) struct Method {
     pub(crate) attrs: Vec<syn::Attribute>,
     pub(crate) output: syn::Type,
     pub(crate) policy: MethodPolicy,
+    /// `T` of `Result<Delivery<T>, E>`, for a write with `fallback = queue`.
+    pub(crate) queued: Option<syn::Type>,
 }
 
 /// A trait that passed every check.
@@ -85,6 +87,16 @@ fn check(args: TokenStream, item: &syn::ItemTrait) -> darling::Result<Contract> 
                 .with_span(other),
             ),
         }
+    }
+    if methods.iter().any(|method| method.queued.is_some()) && !item.generics.params.is_empty() {
+        errors.push(
+            darling::Error::custom(
+                "a contract with queued writes (`fallback = queue`) cannot be generic: the \
+                 write-ahead log keeps writes by contract name, and a drain after a restart \
+                 must know the one adapter type to deliver them with",
+            )
+            .with_span(&item.generics),
+        );
     }
     errors.finish_with(Contract {
         item: item.clone(),
@@ -203,12 +215,104 @@ fn check_method(method: &syn::TraitItemFn, settings: &ContractSettings) -> darli
             return Err(darling::Error::custom("invalid contract method").with_span(&sig.ident));
         }
     };
+    let queued = if policy.policy.queue_fallback() {
+        check_queued(sig, &output, &mut errors)
+    } else {
+        None
+    };
     errors.finish_with(Method {
         sig: sig.clone(),
         attrs,
         output,
         policy,
+        queued,
     })
+}
+
+/// A queued write is replayed from the log, maybe by another process: it
+/// returns `Delivery<T>`, and its argument types are known and owned.
+fn check_queued(
+    sig: &syn::Signature,
+    output: &syn::Type,
+    errors: &mut darling::error::Accumulator,
+) -> Option<syn::Type> {
+    if let Some(param) = sig.generics.params.iter().find(|param| {
+        matches!(
+            param,
+            syn::GenericParam::Type(_) | syn::GenericParam::Const(_)
+        )
+    }) {
+        errors.push(
+            darling::Error::custom(
+                "a queued write cannot be generic: the drain reads its arguments back from the \
+                 log and must know their types",
+            )
+            .with_span(param),
+        );
+    }
+    for input in &sig.inputs {
+        let syn::FnArg::Typed(typed) = input else {
+            continue;
+        };
+        if let syn::Type::Reference(reference) = &*typed.ty
+            && reference.mutability.is_some()
+        {
+            errors.push(
+                darling::Error::custom(
+                    "a queued write cannot take `&mut`: when it is delivered later, nobody is \
+                     there to see the change. Take the value by reference or by value",
+                )
+                .with_span(&typed.ty),
+            );
+        } else if resilient::mentions_impl_trait(&typed.ty) {
+            errors.push(
+                darling::Error::custom(
+                    "a queued write cannot take `impl Trait`: the drain reads its arguments \
+                     back from the log and must know their types",
+                )
+                .with_span(&typed.ty),
+            );
+        }
+    }
+    let answer = delivery_answer(output);
+    if answer.is_none() {
+        errors.push(
+            darling::Error::custom(
+                "a write with `fallback = queue` returns `Result<Delivery<T>, E>`: the caller \
+                 learns whether it was delivered now or queued, such as \
+                 `-> Result<Delivery<InvoiceId>, CrmError>`",
+            )
+            .with_span(output),
+        );
+    }
+    answer
+}
+
+/// `T` of `Result<Delivery<T>, E>` (by any paths ending in those names).
+fn delivery_answer(output: &syn::Type) -> Option<syn::Type> {
+    let syn::Type::Path(path) = output else {
+        return None;
+    };
+    let syn::PathArguments::AngleBracketed(arguments) = &path.path.segments.last()?.arguments
+    else {
+        return None;
+    };
+    let Some(syn::GenericArgument::Type(syn::Type::Path(delivery))) = arguments.args.first() else {
+        return None;
+    };
+    let segment = delivery.path.segments.last()?;
+    if segment.ident != "Delivery" {
+        return None;
+    }
+    let syn::PathArguments::AngleBracketed(arguments) = &segment.arguments else {
+        return None;
+    };
+    match arguments.args.first() {
+        Some(syn::GenericArgument::Type(answer)) if arguments.args.len() == 1 => {
+            Some(answer.clone())
+        }
+        _ => None,
+    }
 }
 
 /// Every value of an idempotency key starts from an argument of the method.

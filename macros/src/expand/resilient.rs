@@ -201,6 +201,9 @@ fn policy(policy: &Policy) -> TokenStream {
                 .with_capacity(#capacity))
         });
     }
+    if policy.queue_fallback() {
+        tokens.extend(quote!(.with_queue_fallback()));
+    }
     if let Some(store) = policy.idempotency_store() {
         let retention = duration(store.retention());
         let replay = store.replay_failures();
@@ -218,14 +221,45 @@ fn policy(policy: &Policy) -> TokenStream {
     tokens
 }
 
+fn queues(contract: &Contract) -> bool {
+    contract
+        .methods
+        .iter()
+        .any(|method| method.queued.is_some())
+}
+
+/// How a method body reaches its endpoint table. A contract with queued
+/// writes also offers the wrapper to deliver them, when the table is built.
+fn endpoints(contract: &Contract, this: &TokenStream) -> TokenStream {
+    if queues(contract) {
+        let name = &contract.name;
+        quote! {
+            ::seawall::Resilient::__endpoints_draining::<__SeawallEndpoints>(
+                #this,
+                #name,
+                __seawall_dispatch::<__SeawallInner>,
+            )
+        }
+    } else {
+        quote!(::seawall::Resilient::__endpoints::<__SeawallEndpoints>(#this))
+    }
+}
+
 fn resilient_impl(contract: &Contract) -> TokenStream {
     let item = &contract.item;
     let trait_ident = &item.ident;
     let unsafety = &item.unsafety;
     let (_, trait_args, _) = item.generics.split_for_impl();
     let mut generics = item.generics.clone();
+    // A drain delivers queued writes from a task of its own, through the
+    // wrapper: the adapter must be shareable and own its data.
+    let bounds = if queues(contract) {
+        quote!(::seawall::__private::Send + ::seawall::__private::Sync + 'static)
+    } else {
+        quote!(::seawall::__private::Sync)
+    };
     generics.params.push(parse_quote! {
-        __SeawallInner: #trait_ident #trait_args + ::seawall::__private::Sync
+        __SeawallInner: #trait_ident #trait_args + #bounds
     });
     let (impl_generics, _, where_clause) = generics.split_for_impl();
     let trait_path = quote!(<__SeawallInner as #trait_ident #trait_args>);
@@ -233,28 +267,52 @@ fn resilient_impl(contract: &Contract) -> TokenStream {
         .methods
         .iter()
         .map(|method| resilient_method(contract, method, &trait_path));
+    let dispatch = queues(contract).then(|| dispatch(contract, &trait_path, &bounds));
     quote! {
         #unsafety impl #impl_generics #trait_ident #trait_args for ::seawall::Resilient<__SeawallInner>
         #where_clause
         {
             #( #methods )*
         }
+        #dispatch
     }
 }
 
-fn resilient_method(contract: &Contract, method: &Method, trait_path: &TokenStream) -> TokenStream {
-    let ident = &method.sig.ident;
-    let retries = method.policy.policy.retry().attempts() > 1;
-    let custom_fallback = method.policy.custom_fallback.as_ref();
-    // With a custom fallback the arguments must outlive the pipeline (the
-    // fallback receives them), so attempts borrow them and clone what they
-    // take by value.
-    let copies = retries || custom_fallback.is_some();
-    let mut sig = method.sig.clone();
-    let mut args = Vec::new();
-    let mut names = Vec::new();
-    let mut borrows = Vec::new();
-    let mut impl_trait_arg = false;
+/// A method's arguments as the pipeline takes them.
+struct Arguments {
+    /// Each argument's name (`__seawall_argN` for `_`).
+    names: Vec<syn::Ident>,
+    /// Each argument's type.
+    types: Vec<syn::Type>,
+    /// What each attempt passes the adapter.
+    passed: Vec<TokenStream>,
+    /// `let __seawall_borrowed_N = &name;` for arguments by value that must
+    /// outlive the pipeline.
+    borrows: Vec<TokenStream>,
+    impl_trait: bool,
+}
+
+/// Whether the arguments outlive the pipeline: a custom fallback receives
+/// them, a queued write keeps them.
+fn keeps_arguments(method: &Method) -> bool {
+    method.policy.custom_fallback.is_some() || method.queued.is_some()
+}
+
+/// Whether each attempt needs its own copy of the arguments by value.
+fn copies(method: &Method) -> bool {
+    method.policy.policy.retry().attempts() > 1 || keeps_arguments(method)
+}
+
+fn arguments(method: &Method, sig: &mut syn::Signature) -> Arguments {
+    let copies = copies(method);
+    let keeps = keeps_arguments(method);
+    let mut arguments = Arguments {
+        names: Vec::new(),
+        types: Vec::new(),
+        passed: Vec::new(),
+        borrows: Vec::new(),
+        impl_trait: false,
+    };
     for (index, input) in sig.inputs.iter_mut().enumerate() {
         let syn::FnArg::Typed(typed) = input else {
             continue;
@@ -264,25 +322,35 @@ fn resilient_method(contract: &Contract, method: &Method, trait_path: &TokenStre
             _ => format_ident!("__seawall_arg{}", index),
         };
         *typed.pat = parse_quote!(#name);
-        names.push(name.clone());
-        impl_trait_arg |= mentions_impl_trait(&typed.ty);
-        args.push(if copies && !is_shared_ref(&typed.ty) {
-            if custom_fallback.is_some() {
-                let borrowed = format_ident!("__seawall_borrowed_{}", index);
-                borrows.push(quote!(let #borrowed = &#name;));
-                quote_spanned! {typed.ty.span()=>
-                    ::seawall::__private::RetryArg::for_attempt(#borrowed)
+        arguments.impl_trait |= mentions_impl_trait(&typed.ty);
+        arguments
+            .passed
+            .push(if copies && !is_shared_ref(&typed.ty) {
+                if keeps {
+                    let borrowed = format_ident!("__seawall_borrowed_{}", index);
+                    arguments.borrows.push(quote!(let #borrowed = &#name;));
+                    quote_spanned! {typed.ty.span()=>
+                        ::seawall::__private::RetryArg::for_attempt(#borrowed)
+                    }
+                } else {
+                    quote_spanned! {typed.ty.span()=>
+                        ::seawall::__private::RetryArg::for_attempt(&#name)
+                    }
                 }
             } else {
-                quote_spanned! {typed.ty.span()=>
-                    ::seawall::__private::RetryArg::for_attempt(&#name)
-                }
-            }
-        } else {
-            quote!(#name)
-        });
+                quote!(#name)
+            });
+        arguments.names.push(name);
+        arguments.types.push((*typed.ty).clone());
     }
-    let sig = future_sig(method, &sig);
+    arguments
+}
+
+/// The pipeline of one call, given `__seawall_endpoint`, `__seawall_inner`,
+/// the arguments by name and `__seawall_key` (for a keyed write): an
+/// expression of the method's `Result`.
+fn pipeline(method: &Method, arguments: &Arguments, trait_path: &TokenStream) -> TokenStream {
+    let ident = &method.sig.ident;
     let type_args: Vec<_> = method
         .sig
         .generics
@@ -294,26 +362,23 @@ fn resilient_method(contract: &Contract, method: &Method, trait_path: &TokenStre
             _ => None,
         })
         .collect();
-    let turbofish = (!type_args.is_empty() && !impl_trait_arg).then(|| quote!(::<#(#type_args),*>));
+    let turbofish =
+        (!type_args.is_empty() && !arguments.impl_trait).then(|| quote!(::<#(#type_args),*>));
     // Spanned at the return type, so an error type that cannot carry
     // seawall's errors is reported there, not inside generated code.
     let output_span = method.output.span();
-    let key = method
-        .policy
-        .key
-        .as_ref()
-        .map(|values| key(contract, method, values, &names));
-    let call = match (copies, key.is_some()) {
+    let keyed = method.policy.key.is_some();
+    let call = match (copies(method), keyed) {
         (true, false) => quote_spanned!(output_span=> call),
         (false, false) => quote_spanned!(output_span=> call_once),
         (true, true) => quote_spanned!(output_span=> call_keyed),
         (false, true) => quote_spanned!(output_span=> call_once_keyed),
     };
-    let key_arg = key.as_ref().map(|_| quote!(__seawall_key,));
-    let attempt = quote!(move || #trait_path::#ident #turbofish(__seawall_inner, #(#args),*));
-    let stored = method.policy.policy.idempotency_store().is_some();
-    let run = if stored {
-        let fingerprint = fingerprint(method, &names);
+    let key_arg = keyed.then(|| quote!(__seawall_key,));
+    let passed = &arguments.passed;
+    let attempt = quote!(move || #trait_path::#ident #turbofish(__seawall_inner, #(#passed),*));
+    if method.policy.policy.idempotency_store().is_some() {
+        let fingerprint = fingerprint(method, &arguments.names);
         let stored_call = quote_spanned! {output_span=>
             __seawall_endpoint
                 .stored(__seawall_key, &__seawall_fingerprint, move |__seawall_key| {
@@ -329,10 +394,59 @@ fn resilient_method(contract: &Contract, method: &Method, trait_path: &TokenStre
         quote_spanned! {output_span=>
             __seawall_endpoint.#call(#key_arg #attempt).await
         }
-    };
-    let body = quote! {
-        #key
-        #run
+    }
+}
+
+fn resilient_method(contract: &Contract, method: &Method, trait_path: &TokenStream) -> TokenStream {
+    let ident = &method.sig.ident;
+    let mut sig = method.sig.clone();
+    let arguments = arguments(method, &mut sig);
+    let names = &arguments.names;
+    let borrows = &arguments.borrows;
+    let sig = future_sig(method, &sig);
+    let output_span = method.output.span();
+    let key = method
+        .policy
+        .key
+        .as_ref()
+        .map(|values| key(contract, method, values, names));
+    let run = pipeline(method, &arguments, trait_path);
+    let body = match &method.queued {
+        Some(_) => {
+            let parts = names.iter().zip(&arguments.types).map(|(name, ty)| {
+                let text = name.to_string();
+                let text = text.strip_prefix("r#").unwrap_or(&text).to_owned();
+                let value = if is_shared_ref(ty) {
+                    quote!(#name)
+                } else {
+                    quote!(&#name)
+                };
+                quote_spanned! {ty.span()=> .arg(#text, #value) }
+            });
+            let queued = quote_spanned! {output_span=>
+                __seawall_endpoint
+                    .queued(
+                        ::core::clone::Clone::clone(&__seawall_key),
+                        async { #run },
+                        __seawall_arguments,
+                    )
+                    .await
+            };
+            quote! {
+                #(#borrows)*
+                #key
+                let __seawall_arguments = || {
+                    ::seawall::__private::QueuedArguments::new()
+                        #(#parts)*
+                        .finish()
+                };
+                #queued
+            }
+        }
+        None => quote! {
+            #key
+            #run
+        },
     };
     let body = match method.policy.policy.cache_fallback() {
         None => body,
@@ -360,7 +474,7 @@ fn resilient_method(contract: &Contract, method: &Method, trait_path: &TokenStre
             }
         }
     };
-    let body = match custom_fallback {
+    let body = match &method.policy.custom_fallback {
         None => body,
         Some(path) => {
             // Spanned at the path, so a function of the wrong shape is
@@ -378,14 +492,155 @@ fn resilient_method(contract: &Contract, method: &Method, trait_path: &TokenStre
             }
         }
     };
+    let endpoints = endpoints(contract, &quote!(self));
     quote! {
         #sig {
-            let __seawall_endpoint =
-                &::seawall::Resilient::__endpoints::<__SeawallEndpoints>(self).#ident;
+            let __seawall_endpoint = &#endpoints.#ident;
             let __seawall_inner = ::seawall::Resilient::inner(self);
             async move { #body }
         }
     }
+}
+
+/// The generated replay machinery: re-issues one stored write of the
+/// contract through the wrapper, matching its method name and reading its
+/// arguments back, with its original idempotency key.
+fn dispatch(contract: &Contract, trait_path: &TokenStream, bounds: &TokenStream) -> TokenStream {
+    let trait_ident = &contract.item.ident;
+    let endpoints = endpoints(contract, &quote!(__seawall_this));
+    let arms = contract
+        .methods
+        .iter()
+        .filter(|method| method.queued.is_some())
+        .map(|method| {
+            let ident = &method.sig.ident;
+            let method_name = ident.to_string();
+            let method_name = method_name
+                .strip_prefix("r#")
+                .unwrap_or(&method_name)
+                .to_owned();
+            let mut sig = method.sig.clone();
+            let arguments = arguments(method, &mut sig);
+            let reads = arguments
+                .names
+                .iter()
+                .zip(&arguments.types)
+                .enumerate()
+                .map(|(index, (name, ty))| {
+                    let text = name.to_string();
+                    let text = text.strip_prefix("r#").unwrap_or(&text).to_owned();
+                    let owned = format_ident!("__seawall_owned_{}", index);
+                    // What is kept in the log: the value itself, or for an
+                    // argument by reference what it borrows from.
+                    let stored = match ty {
+                        syn::Type::Reference(reference) => match &*reference.elem {
+                            syn::Type::Path(path)
+                                if path.qself.is_none() && path.path.is_ident("str") =>
+                            {
+                                quote!(::std::string::String)
+                            }
+                            syn::Type::Slice(slice) => {
+                                let item = static_lifetimes(&slice.elem);
+                                quote!(::std::vec::Vec<#item>)
+                            }
+                            referent => {
+                                let referent = static_lifetimes(referent);
+                                quote!(#referent)
+                            }
+                        },
+                        _ => {
+                            let ty = static_lifetimes(ty);
+                            quote!(#ty)
+                        }
+                    };
+                    let local = if is_shared_ref(ty) {
+                        quote!(let #name = &#owned;)
+                    } else {
+                        quote!(let #name = #owned;)
+                    };
+                    // Spanned at the type, so one that cannot be read back
+                    // is reported there.
+                    let take = quote_spanned! {ty.span()=>
+                        __seawall_args.take::<#stored>(#text)
+                    };
+                    quote! {
+                        let #owned = match #take {
+                            ::core::result::Result::Ok(value) => value,
+                            ::core::result::Result::Err(undecodable) => return undecodable,
+                        };
+                        #local
+                    }
+                });
+            let borrows = &arguments.borrows;
+            let run = pipeline(method, &arguments, trait_path);
+            // Spanned at the answer type, so one that cannot be kept with
+            // its ticket is reported there.
+            let replayed = match &method.queued {
+                Some(answer) => quote_spanned! {answer.span()=>
+                    ::seawall::__private::replayed(__seawall_result)
+                },
+                None => quote!(::seawall::__private::replayed(__seawall_result)),
+            };
+            quote! {
+                #method_name => {
+                    let __seawall_endpoint = &#endpoints.#ident;
+                    #(#reads)*
+                    #(#borrows)*
+                    let __seawall_key =
+                        ::seawall::__private::IdempotencyKey::from_stored(&__seawall_write.key);
+                    let __seawall_result = async { #run }.await;
+                    #replayed
+                }
+            }
+        });
+    quote! {
+        fn __seawall_dispatch<'__seawall, __SeawallInner>(
+            __seawall_this: &'__seawall ::seawall::Resilient<__SeawallInner>,
+            __seawall_write: &'__seawall ::seawall::__private::QueuedWrite,
+        ) -> ::seawall::__private::BoxFuture<'__seawall, ::seawall::__private::Replayed>
+        where
+            __SeawallInner: #trait_ident + #bounds,
+        {
+            ::std::boxed::Box::pin(async move {
+                let __seawall_inner = ::seawall::Resilient::inner(__seawall_this);
+                let mut __seawall_args = match ::seawall::__private::Arguments::of(__seawall_write) {
+                    ::core::result::Result::Ok(arguments) => arguments,
+                    ::core::result::Result::Err(undecodable) => return undecodable,
+                };
+                match __seawall_write.method.as_str() {
+                    #( #arms )*
+                    _ => ::seawall::__private::unknown_method(__seawall_write),
+                }
+            })
+        }
+    }
+}
+
+/// The type with every lifetime made `'static`, to name what is read back
+/// from the log (which owns its data).
+fn static_lifetimes(ty: &syn::Type) -> syn::Type {
+    fn rewrite(tokens: TokenStream) -> TokenStream {
+        let mut out = Vec::new();
+        let mut after_quote = false;
+        for token in tokens {
+            let token = match token {
+                TokenTree::Group(group) => {
+                    let mut rewritten =
+                        proc_macro2::Group::new(group.delimiter(), rewrite(group.stream()));
+                    rewritten.set_span(group.span());
+                    TokenTree::Group(rewritten)
+                }
+                TokenTree::Ident(ident) if after_quote => {
+                    TokenTree::Ident(proc_macro2::Ident::new("static", ident.span()))
+                }
+                other => other,
+            };
+            after_quote = matches!(&token, TokenTree::Punct(p) if p.as_char() == '\'');
+            out.push(token);
+        }
+        out.into_iter().collect()
+    }
+    syn::parse2(rewrite(quote!(#ty))).unwrap_or_else(|_| ty.clone())
 }
 
 /// Whether `Result<T, E>`'s `T` is `Cached<..>` (by any path ending in it).
@@ -488,7 +743,7 @@ fn is_shared_ref(ty: &syn::Type) -> bool {
 }
 
 /// Whether a type is or contains `impl Trait` (which rules out a turbofish).
-fn mentions_impl_trait(ty: &syn::Type) -> bool {
+pub(super) fn mentions_impl_trait(ty: &syn::Type) -> bool {
     fn any_impl(tokens: TokenStream) -> bool {
         tokens.into_iter().any(|token| match token {
             TokenTree::Ident(ident) => ident == "impl",

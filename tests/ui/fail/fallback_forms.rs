@@ -2,8 +2,11 @@ use seawall::contract;
 
 #[contract]
 pub trait Crm {
-    #[integration(write, timeout = "1s", fallback = queue)]
+    #[integration(write, timeout = "1s", idempotent, fallback = retry_later)]
     async fn update(&self, id: &str) -> Result<String, seawall::Error>;
+
+    #[integration(write, timeout = "1s", idempotent, fallback = queue(max = 10))]
+    async fn create(&self, id: &str) -> Result<String, seawall::Error>;
 
     #[integration(read, timeout = "1s", fallback = cache)]
     async fn account(&self, id: &str) -> Result<String, seawall::Error>;

@@ -1,110 +1,22 @@
-//! The write-ahead log: writes that could not be delivered, kept durably and
-//! in order until they are.
-//!
-//! When a vendor is down, a write with `fallback = queue` is not lost: it is
-//! appended here (its contract, method, idempotency key and serialized
-//! arguments) and the caller learns it is queued only once the append is on
-//! disk. When the vendor recovers, the log is drained in enqueue order, each
-//! write re-issued with its original idempotency key.
-//!
-//! This module is the durable log itself: append, read what is pending in
-//! order, and settle entries as delivered or dead (a permanent failure, kept
-//! with its error). It lives in the embedded store's redb file
-//! ([`Runtime::embedded`](crate::Runtime::embedded)); an in-memory runtime
-//! has no log, since a log that dies with the process would promise what it
-//! cannot keep.
-//!
-//! **Group commit.** Every append must be durable before it is
-//! acknowledged, and an fsync costs milliseconds, so appends are not
-//! committed one by one: a committer thread takes every append waiting at
-//! that moment, writes them in one transaction, commits once, and then
-//! acknowledges them all. A burst of queued writes shares its fsyncs.
+//! The log in the runtime's redb file, with group commit.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::mpsc;
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use redb::{Database, ReadableDatabase, ReadableTable, ReadableTableMetadata, TableDefinition};
-use serde::{Deserialize, Serialize};
 use tokio::sync::oneshot;
 
+use super::{DeadLetter, QueuedWrite, Ticket, TicketStatus, record_error};
 use crate::StoreError;
 
 const ENTRIES: TableDefinition<'static, u64, &'static [u8]> = TableDefinition::new("wal");
 const SETTLED: TableDefinition<'static, u64, &'static [u8]> = TableDefinition::new("wal_settled");
+const DEAD: TableDefinition<'static, u64, &'static [u8]> = TableDefinition::new("wal_dead");
 const META: TableDefinition<'static, &'static str, u64> = TableDefinition::new("wal_meta");
 
 /// The most appends one commit takes at once.
 const BATCH: usize = 4096;
-
-/// A write waiting for its vendor.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct QueuedWrite {
-    /// The contract.
-    pub contract: String,
-    /// The method.
-    pub method: String,
-    /// The write's idempotency key, sent again when it is delivered.
-    pub key: String,
-    /// The method's arguments, serialized.
-    pub arguments: serde_json::Value,
-    /// When it was queued, in milliseconds since the Unix epoch.
-    pub enqueued_at_ms: u64,
-    /// Delivery attempts made so far.
-    pub attempts: u32,
-}
-
-impl QueuedWrite {
-    /// A write queued now.
-    pub fn new(
-        contract: impl Into<String>,
-        method: impl Into<String>,
-        key: impl Into<String>,
-        arguments: serde_json::Value,
-    ) -> Self {
-        Self {
-            contract: contract.into(),
-            method: method.into(),
-            key: key.into(),
-            arguments,
-            enqueued_at_ms: now_ms(),
-            attempts: 0,
-        }
-    }
-}
-
-/// A queued write's place in the log: the order in which writes were
-/// queued, across every contract.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
-pub struct Ticket(pub u64);
-
-/// Where a queued write stands.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-#[non_exhaustive]
-pub enum TicketStatus {
-    /// Waiting in the log.
-    Pending,
-    /// Delivered; the vendor's answer, serialized.
-    Delivered {
-        /// The answer.
-        answer: serde_json::Value,
-        /// When, in milliseconds since the Unix epoch.
-        at_ms: u64,
-    },
-    /// Refused by the vendor for good; kept with the error.
-    Dead {
-        /// The vendor's error.
-        error: String,
-        /// When, in milliseconds since the Unix epoch.
-        at_ms: u64,
-    },
-}
-
-fn now_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
-}
 
 fn failed(error: impl std::fmt::Display) -> StoreError {
     StoreError::Embedded(error.to_string())
@@ -112,8 +24,7 @@ fn failed(error: impl std::fmt::Display) -> StoreError {
 
 type Append = (Vec<u8>, oneshot::Sender<Result<Ticket, StoreError>>);
 
-/// The log of one embedded runtime.
-pub struct WriteAheadLog {
+pub(super) struct Embedded {
     db: Arc<Database>,
     // Both `Some` until drop, which closes the queue and waits for the
     // committer, so the database file is free when the runtime is gone.
@@ -121,15 +32,24 @@ pub struct WriteAheadLog {
     committer: Option<std::thread::JoinHandle<()>>,
 }
 
-impl WriteAheadLog {
-    pub(crate) fn new(db: Arc<Database>) -> Result<Self, StoreError> {
-        // Create the tables, and find where the sequence left off.
+impl Embedded {
+    /// Opens the log's tables and counts the pending writes per contract.
+    pub(super) fn open(db: Arc<Database>) -> Result<(Self, HashMap<String, u64>), StoreError> {
         let write = db.begin_write().map_err(failed)?;
-        let next = {
-            write.open_table(ENTRIES).map_err(failed)?;
+        let (next, counts) = {
+            let entries = write.open_table(ENTRIES).map_err(failed)?;
             write.open_table(SETTLED).map_err(failed)?;
+            write.open_table(DEAD).map_err(failed)?;
             let meta = write.open_table(META).map_err(failed)?;
-            meta.get("next").map_err(failed)?.map_or(1, |v| v.value())
+            let next = meta.get("next").map_err(failed)?.map_or(1, |v| v.value());
+            let mut counts = HashMap::new();
+            for entry in entries.iter().map_err(failed)? {
+                let (_, bytes) = entry.map_err(failed)?;
+                let write: QueuedWrite =
+                    serde_json::from_slice(bytes.value()).map_err(record_error)?;
+                *counts.entry(write.contract).or_insert(0) += 1;
+            }
+            (next, counts)
         };
         write.commit().map_err(failed)?;
         let (appends, queue) = mpsc::channel();
@@ -138,21 +58,15 @@ impl WriteAheadLog {
             .name("seawall-wal".into())
             .spawn(move || commit_loop(&committer_db, &queue, next))
             .map_err(failed)?;
-        Ok(Self {
+        let log = Self {
             db,
             appends: Some(appends),
             committer: Some(committer),
-        })
+        };
+        Ok((log, counts))
     }
 
-    /// Appends a write; returns its ticket once the append is on disk.
-    ///
-    /// # Errors
-    ///
-    /// [`StoreError`] when the entry cannot be encoded or the commit fails;
-    /// the write is then not queued.
-    pub async fn append(&self, write: &QueuedWrite) -> Result<Ticket, StoreError> {
-        let bytes = serde_json::to_vec(write).map_err(|e| StoreError::Record(e.to_string()))?;
+    pub(super) async fn append(&self, bytes: Vec<u8>) -> Result<Ticket, StoreError> {
         let (done, ticket) = oneshot::channel();
         self.appends
             .as_ref()
@@ -164,12 +78,7 @@ impl WriteAheadLog {
             .map_err(|_| failed("the write-ahead log's committer has stopped"))?
     }
 
-    /// The pending writes of `contract`, oldest first, at most `limit`.
-    ///
-    /// # Errors
-    ///
-    /// [`StoreError`] when the log cannot be read.
-    pub async fn pending(
+    pub(super) async fn pending(
         &self,
         contract: &str,
         limit: usize,
@@ -180,10 +89,13 @@ impl WriteAheadLog {
             let read = db.begin_read().map_err(failed)?;
             let table = read.open_table(ENTRIES).map_err(failed)?;
             let mut pending = Vec::new();
+            if limit == 0 {
+                return Ok(pending);
+            }
             for entry in table.iter().map_err(failed)? {
                 let (seq, bytes) = entry.map_err(failed)?;
-                let write: QueuedWrite = serde_json::from_slice(bytes.value())
-                    .map_err(|e| StoreError::Record(e.to_string()))?;
+                let write: QueuedWrite =
+                    serde_json::from_slice(bytes.value()).map_err(record_error)?;
                 if write.contract == contract {
                     pending.push((Ticket(seq.value()), write));
                     if pending.len() == limit {
@@ -196,12 +108,7 @@ impl WriteAheadLog {
         .await
     }
 
-    /// How many writes are pending, across every contract.
-    ///
-    /// # Errors
-    ///
-    /// [`StoreError`] when the log cannot be read.
-    pub async fn depth(&self) -> Result<u64, StoreError> {
+    pub(super) async fn depth(&self) -> Result<u64, StoreError> {
         let db = self.db.clone();
         blocking(move || {
             let read = db.begin_read().map_err(failed)?;
@@ -211,34 +118,72 @@ impl WriteAheadLog {
         .await
     }
 
-    /// Settles a pending write: delivered with the vendor's answer, or dead
-    /// with its error. It leaves the pending list in the same transaction.
-    ///
-    /// # Errors
-    ///
-    /// [`StoreError`] when the log cannot be written.
-    pub async fn settle(&self, ticket: Ticket, status: TicketStatus) -> Result<(), StoreError> {
+    pub(super) async fn record_attempt(&self, ticket: Ticket) -> Result<(), StoreError> {
         let db = self.db.clone();
-        let bytes = serde_json::to_vec(&status).map_err(|e| StoreError::Record(e.to_string()))?;
         blocking(move || {
             let write = db.begin_write().map_err(failed)?;
             {
                 let mut entries = write.open_table(ENTRIES).map_err(failed)?;
-                entries.remove(ticket.0).map_err(failed)?;
-                let mut settled = write.open_table(SETTLED).map_err(failed)?;
-                settled.insert(ticket.0, bytes.as_slice()).map_err(failed)?;
+                let updated = match entries.get(ticket.0).map_err(failed)? {
+                    Some(bytes) => {
+                        let mut queued: QueuedWrite =
+                            serde_json::from_slice(bytes.value()).map_err(record_error)?;
+                        queued.attempts = queued.attempts.saturating_add(1);
+                        Some(serde_json::to_vec(&queued).map_err(record_error)?)
+                    }
+                    None => None,
+                };
+                if let Some(bytes) = updated {
+                    entries.insert(ticket.0, bytes.as_slice()).map_err(failed)?;
+                }
             }
             write.commit().map_err(failed)
         })
         .await
     }
 
-    /// Where a ticket stands; `None` for a ticket this log never issued.
-    ///
-    /// # Errors
-    ///
-    /// [`StoreError`] when the log cannot be read.
-    pub async fn status(&self, ticket: Ticket) -> Result<Option<TicketStatus>, StoreError> {
+    /// Returns the settled write's contract, if it was pending.
+    pub(super) async fn settle(
+        &self,
+        ticket: Ticket,
+        status: TicketStatus,
+    ) -> Result<Option<String>, StoreError> {
+        let db = self.db.clone();
+        let status_bytes = serde_json::to_vec(&status).map_err(record_error)?;
+        blocking(move || {
+            let write = db.begin_write().map_err(failed)?;
+            let contract = {
+                let mut entries = write.open_table(ENTRIES).map_err(failed)?;
+                let Some(bytes) = entries.remove(ticket.0).map_err(failed)? else {
+                    return Ok(None);
+                };
+                let queued: QueuedWrite =
+                    serde_json::from_slice(bytes.value()).map_err(record_error)?;
+                drop(bytes);
+                let contract = queued.contract.clone();
+                if let TicketStatus::Dead { error, at_ms } = status {
+                    let letter = DeadLetter {
+                        write: queued,
+                        error,
+                        at_ms,
+                    };
+                    let letter = serde_json::to_vec(&letter).map_err(record_error)?;
+                    let mut dead = write.open_table(DEAD).map_err(failed)?;
+                    dead.insert(ticket.0, letter.as_slice()).map_err(failed)?;
+                }
+                let mut settled = write.open_table(SETTLED).map_err(failed)?;
+                settled
+                    .insert(ticket.0, status_bytes.as_slice())
+                    .map_err(failed)?;
+                contract
+            };
+            write.commit().map_err(failed)?;
+            Ok(Some(contract))
+        })
+        .await
+    }
+
+    pub(super) async fn status(&self, ticket: Ticket) -> Result<Option<TicketStatus>, StoreError> {
         let db = self.db.clone();
         blocking(move || {
             let read = db.begin_read().map_err(failed)?;
@@ -255,27 +200,41 @@ impl WriteAheadLog {
             match settled.get(ticket.0).map_err(failed)? {
                 Some(bytes) => serde_json::from_slice(bytes.value())
                     .map(Some)
-                    .map_err(|e| StoreError::Record(e.to_string())),
+                    .map_err(record_error),
                 None => Ok(None),
             }
         })
         .await
     }
+
+    pub(super) async fn dead_letters(
+        &self,
+        limit: usize,
+    ) -> Result<Vec<(Ticket, DeadLetter)>, StoreError> {
+        let db = self.db.clone();
+        blocking(move || {
+            let read = db.begin_read().map_err(failed)?;
+            let table = read.open_table(DEAD).map_err(failed)?;
+            let mut letters = Vec::new();
+            for entry in table.iter().map_err(failed)?.take(limit) {
+                let (seq, bytes) = entry.map_err(failed)?;
+                let letter: DeadLetter =
+                    serde_json::from_slice(bytes.value()).map_err(record_error)?;
+                letters.push((Ticket(seq.value()), letter));
+            }
+            Ok(letters)
+        })
+        .await
+    }
 }
 
-impl Drop for WriteAheadLog {
+impl Drop for Embedded {
     fn drop(&mut self) {
         drop(self.appends.take());
         if let Some(committer) = self.committer.take() {
             // The committer finishes the appends already queued, then ends.
             let _ = committer.join();
         }
-    }
-}
-
-impl std::fmt::Debug for WriteAheadLog {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("WriteAheadLog").finish_non_exhaustive()
     }
 }
 

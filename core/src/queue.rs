@@ -1,0 +1,430 @@
+//! Queued writes: `fallback = queue`, [`Delivery`], and the drain that
+//! delivers what was queued once the vendor is back.
+//!
+//! A write whose policy says `fallback = queue` (it must be `idempotent`)
+//! runs through its pipeline as usual. When it cannot be delivered — its
+//! final error is retryable or a vendor fault: an open breaker, a timeout,
+//! exhausted retries or budget, a `503` — it is appended to the runtime's
+//! [write-ahead log](crate::wal) with its serialized arguments and its
+//! idempotency key, and the caller gets [`Delivery::Queued`] with a
+//! [`Ticket`] once the append is durable. A permanent error (`400`, `422`)
+//! is the vendor's real answer and goes back to the caller.
+//!
+//! **Order.** Writes of one contract are delivered in the order they
+//! entered the log (FIFO per contract). While a contract has writes
+//! queued, its new queued writes do not overtake them: they are appended
+//! behind them without calling the vendor. Writes of different contracts
+//! are not ordered against each other.
+//!
+//! **The drain.** One task per contract re-issues the pending writes, oldest
+//! first, each through its method's pipeline (timeout, retries, breaker)
+//! with its original idempotency key. It starts when a write is queued, when
+//! a wrapper first serves a contract that has writes left from an earlier
+//! process, and it is woken when a breaker closes. A retryable failure stops
+//! it at that write (head of line: order is kept) until the breaker lets
+//! calls through again (`retry_in`), or after a backoff of 1 s doubling to
+//! 60 s. A permanent failure, or arguments that can no longer be read, make
+//! the write a [dead letter](crate::wal::DeadLetter) and the drain goes on.
+//! Each settled write is reported as an [`Event`] and by
+//! [`WriteAheadLog::settled`].
+//!
+//! **Delivery guarantee.** At least once to the vendor and exactly once by
+//! idempotency key: a process killed between the vendor's answer and the
+//! settle re-sends the write with the same key on restart, which a vendor
+//! (or the idempotency store) that honours keys turns into one effect.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, Weak};
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+use tokio::sync::Notify;
+
+use crate::event::{DeadLettered, Delivered, Queued, Subscribers};
+use crate::wal::{QueuedWrite, Ticket, TicketStatus, WriteAheadLog, now_ms};
+use crate::{ErrorClass, Event, StoreError};
+
+/// The answer of a write with `fallback = queue`: delivered now, or queued
+/// durably for delivery when the vendor recovers.
+///
+/// Adapters always deliver: they answer `Ok(value.into())`
+/// (`Delivery::Done`). Only the wrapper answers `Queued`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Delivery<T> {
+    /// The vendor took the write; its answer.
+    Done(T),
+    /// The vendor could not take it now; it is in the write-ahead log and
+    /// will be delivered in order. The ticket's status says when.
+    Queued(Ticket),
+}
+
+impl<T> Delivery<T> {
+    /// Whether the write reached the vendor.
+    pub fn is_done(&self) -> bool {
+        matches!(self, Self::Done(_))
+    }
+
+    /// Whether the write was queued.
+    pub fn is_queued(&self) -> bool {
+        matches!(self, Self::Queued(_))
+    }
+
+    /// The vendor's answer, if delivered now.
+    pub fn done(&self) -> Option<&T> {
+        match self {
+            Self::Done(value) => Some(value),
+            Self::Queued(_) => None,
+        }
+    }
+
+    /// The vendor's answer, owned, if delivered now.
+    pub fn into_done(self) -> Option<T> {
+        match self {
+            Self::Done(value) => Some(value),
+            Self::Queued(_) => None,
+        }
+    }
+
+    /// The ticket, if queued.
+    pub fn ticket(&self) -> Option<Ticket> {
+        match self {
+            Self::Done(_) => None,
+            Self::Queued(ticket) => Some(*ticket),
+        }
+    }
+}
+
+impl<T> From<T> for Delivery<T> {
+    fn from(value: T) -> Self {
+        Self::Done(value)
+    }
+}
+
+/// A boxed, sendable future.
+pub(crate) type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+
+/// How re-issuing one queued write ended.
+#[doc(hidden)]
+#[derive(Debug)]
+pub enum Replayed {
+    /// The vendor took it; its answer, serialized.
+    Delivered(serde_json::Value),
+    /// The pipeline failed.
+    Failed {
+        /// The final error's class.
+        class: ErrorClass,
+        /// The final error.
+        error: String,
+        /// When the vendor (or the breaker) will take calls again, if known.
+        retry_in: Option<Duration>,
+    },
+    /// The stored write cannot be turned back into a call (an unknown
+    /// method, or arguments of another shape).
+    Undecodable(String),
+}
+
+/// What re-issues a contract's queued writes: generated by `#[contract]`,
+/// holding its wrapper weakly.
+#[doc(hidden)]
+pub trait Drainer: Send + Sync + 'static {
+    /// Re-issues `write`; `None` once the wrapper is gone.
+    fn replay(&self, write: QueuedWrite) -> Option<BoxFuture<'static, Replayed>>;
+}
+
+/// How many pending writes the drain reads at once.
+const BATCH: usize = 32;
+/// The drain's backoff after a failure that does not say when to retry.
+const BACKOFF_BASE: Duration = Duration::from_secs(1);
+/// How long the drain leaves a vendor alone after a write was queued
+/// because it failed, when the failure does not say.
+pub(crate) const FIRST_WAIT: Duration = BACKOFF_BASE;
+const BACKOFF_CAP: Duration = Duration::from_secs(60);
+
+fn backoff(failures: u32) -> Duration {
+    let doublings = failures.saturating_sub(1).min(16);
+    BACKOFF_BASE.saturating_mul(1 << doublings).min(BACKOFF_CAP)
+}
+
+/// One contract's share of the log: its pending count, its drain, and the
+/// wrappers that can deliver its writes.
+pub(crate) struct ContractQueue {
+    contract: Arc<str>,
+    pending: Arc<AtomicU64>,
+    draining: AtomicBool,
+    wake: Notify,
+    drainers: Mutex<Vec<Arc<dyn Drainer>>>,
+    // Weak, so a drain waiting out an outage does not keep the database
+    // open after the runtime is dropped.
+    wal: Weak<WriteAheadLog>,
+    subscribers: Arc<Subscribers>,
+}
+
+impl ContractQueue {
+    pub(crate) fn new(
+        contract: Arc<str>,
+        wal: &Arc<WriteAheadLog>,
+        subscribers: Arc<Subscribers>,
+    ) -> Self {
+        Self {
+            pending: wal.counter(&contract),
+            contract,
+            draining: AtomicBool::new(false),
+            wake: Notify::new(),
+            drainers: Mutex::default(),
+            wal: Arc::downgrade(wal),
+            subscribers,
+        }
+    }
+
+    /// How many of the contract's writes are waiting.
+    pub(crate) fn pending(&self) -> u64 {
+        self.pending.load(Ordering::Acquire)
+    }
+
+    /// Adds a wrapper that can deliver this contract's writes, and starts a
+    /// drain if writes are waiting (left by an earlier process, say).
+    pub(crate) fn register(self: &Arc<Self>, drainer: Arc<dyn Drainer>) {
+        self.drainers().push(drainer);
+        if self.pending() > 0 {
+            self.nudge(Duration::ZERO);
+        }
+    }
+
+    /// Wakes a drain that is waiting out a failure (a breaker closed).
+    pub(crate) fn wake(&self) {
+        self.wake.notify_one();
+    }
+
+    /// Appends a write to the log and makes sure a drain will deliver it.
+    /// `wait` is how long the drain should leave the vendor alone first.
+    pub(crate) async fn append(
+        self: &Arc<Self>,
+        write: QueuedWrite,
+        wait: Duration,
+    ) -> Result<Ticket, StoreError> {
+        let wal = self
+            .wal
+            .upgrade()
+            .ok_or_else(|| StoreError::Embedded("the runtime's log is closed".into()))?;
+        let ticket = wal.append(&write).await?;
+        tracing::debug!(
+            target: "seawall::queue",
+            contract = %write.contract,
+            method = %write.method,
+            %ticket,
+            "write queued"
+        );
+        self.subscribers.emit(&Event::Queued(Queued {
+            contract: self.contract.clone(),
+            method: write.method,
+            ticket,
+            key: write.key,
+        }));
+        self.nudge(wait);
+        Ok(ticket)
+    }
+
+    fn drainers(&self) -> std::sync::MutexGuard<'_, Vec<Arc<dyn Drainer>>> {
+        self.drainers
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    fn replay(&self, write: &QueuedWrite) -> Option<BoxFuture<'static, Replayed>> {
+        let mut drainers = self.drainers();
+        while let Some(drainer) = drainers.first() {
+            if let Some(replay) = drainer.replay(write.clone()) {
+                return Some(replay);
+            }
+            // Its wrapper is gone.
+            drainers.remove(0);
+        }
+        None
+    }
+
+    /// Starts the drain unless it is running.
+    fn nudge(self: &Arc<Self>, wait: Duration) {
+        if self
+            .draining
+            .compare_exchange(false, true, Ordering::AcqRel, Ordering::Acquire)
+            .is_err()
+        {
+            return;
+        }
+        match tokio::runtime::Handle::try_current() {
+            Ok(handle) => {
+                handle.spawn(drain(self.clone(), wait));
+            }
+            Err(_) => {
+                self.draining.store(false, Ordering::Release);
+                tracing::warn!(
+                    target: "seawall::queue",
+                    contract = %self.contract,
+                    "no tokio runtime to drain queued writes on; they stay in the log"
+                );
+            }
+        }
+    }
+
+    /// Ends a drain; returns whether it must go on after all (writes
+    /// arrived, or a wrapper registered, as it was stopping).
+    fn stop(&self) -> bool {
+        self.draining.store(false, Ordering::Release);
+        self.pending() > 0
+            && !self.drainers().is_empty()
+            && self
+                .draining
+                .compare_exchange(false, true, Ordering::AcqRel, Ordering::Acquire)
+                .is_ok()
+    }
+
+    fn settled(&self, write: QueuedWrite, ticket: Ticket, status: &TicketStatus) {
+        let event = match status {
+            TicketStatus::Delivered { answer, .. } => {
+                tracing::debug!(
+                    target: "seawall::queue",
+                    contract = %self.contract,
+                    method = %write.method,
+                    %ticket,
+                    "queued write delivered"
+                );
+                Event::Delivered(Delivered {
+                    contract: self.contract.clone(),
+                    method: write.method,
+                    ticket,
+                    key: write.key,
+                    answer: answer.clone(),
+                })
+            }
+            TicketStatus::Dead { error, .. } => {
+                tracing::warn!(
+                    target: "seawall::queue",
+                    contract = %self.contract,
+                    method = %write.method,
+                    %ticket,
+                    %error,
+                    "queued write refused for good; kept as a dead letter"
+                );
+                Event::DeadLetter(DeadLettered {
+                    contract: self.contract.clone(),
+                    method: write.method,
+                    ticket,
+                    key: write.key,
+                    error: error.clone(),
+                })
+            }
+            TicketStatus::Pending => return,
+        };
+        self.subscribers.emit(&event);
+    }
+}
+
+/// Delivers the contract's pending writes in order until none is left.
+async fn drain(queue: Arc<ContractQueue>, mut wait: Duration) {
+    let mut failures = 0;
+    loop {
+        if !wait.is_zero() {
+            tokio::select! {
+                () = tokio::time::sleep(wait) => {}
+                () = queue.wake.notified() => {}
+            }
+        }
+        wait = Duration::ZERO;
+        let Some(wal) = queue.wal.upgrade() else {
+            queue.draining.store(false, Ordering::Release);
+            return;
+        };
+        let batch = match wal.pending(&queue.contract, BATCH).await {
+            Ok(batch) => batch,
+            Err(error) => {
+                failures += 1;
+                wait = backoff(failures);
+                tracing::warn!(
+                    target: "seawall::queue",
+                    contract = %queue.contract,
+                    %error,
+                    ?wait,
+                    "could not read the write-ahead log; the drain will try again"
+                );
+                continue;
+            }
+        };
+        if batch.is_empty() {
+            if queue.stop() {
+                continue;
+            }
+            return;
+        }
+        for (ticket, write) in batch {
+            let Some(replay) = queue.replay(&write) else {
+                // No wrapper left to deliver with; the writes stay in the
+                // log for the next one.
+                if queue.stop() {
+                    break;
+                }
+                return;
+            };
+            let status = match replay.await {
+                Replayed::Delivered(answer) => TicketStatus::Delivered {
+                    answer,
+                    at_ms: now_ms(),
+                },
+                Replayed::Failed {
+                    class: ErrorClass::Retryable | ErrorClass::VendorFault,
+                    error,
+                    retry_in,
+                } => {
+                    failures += 1;
+                    wait = retry_in
+                        .filter(|d| !d.is_zero())
+                        .unwrap_or_else(|| backoff(failures));
+                    tracing::debug!(
+                        target: "seawall::queue",
+                        contract = %queue.contract,
+                        method = %write.method,
+                        %ticket,
+                        %error,
+                        ?wait,
+                        "queued write still undeliverable; the drain waits (order is kept)"
+                    );
+                    if let Err(error) = wal.record_attempt(ticket).await {
+                        tracing::warn!(target: "seawall::queue", %error, "could not count a delivery attempt");
+                    }
+                    break;
+                }
+                Replayed::Failed { error, .. } | Replayed::Undecodable(error) => {
+                    TicketStatus::Dead {
+                        error,
+                        at_ms: now_ms(),
+                    }
+                }
+            };
+            failures = 0;
+            if let Err(error) = wal.settle(ticket, status.clone()).await {
+                // The write stays pending and is sent again, with its key.
+                failures += 1;
+                wait = backoff(failures);
+                tracing::warn!(
+                    target: "seawall::queue",
+                    contract = %queue.contract,
+                    %ticket,
+                    %error,
+                    "could not settle a queued write; it will be sent again with its key"
+                );
+                break;
+            }
+            queue.settled(write, ticket, &status);
+        }
+    }
+}
+
+impl std::fmt::Debug for ContractQueue {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ContractQueue")
+            .field("contract", &self.contract)
+            .field("pending", &self.pending())
+            .finish_non_exhaustive()
+    }
+}

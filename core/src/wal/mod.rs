@@ -1,0 +1,344 @@
+//! The write-ahead log: writes that could not be delivered, kept in order
+//! until they are.
+//!
+//! When a vendor is down, a write with `fallback = queue` is not lost: it is
+//! appended here (its contract, method, idempotency key and serialized
+//! arguments) and the caller learns it is queued only once the append is
+//! durable. When the vendor recovers, the log is drained in enqueue order,
+//! each write re-issued with its original idempotency key; a write the vendor
+//! refuses for good becomes a dead letter, kept with its error.
+//!
+//! This module is the log itself: append, read what is pending in order,
+//! settle entries as delivered or dead, and report. Draining is the
+//! runtime's work (see the README's "Queued writes").
+//!
+//! **Where it lives.** On [`Runtime::embedded`](crate::Runtime::embedded)
+//! the log is in the redb file next to the idempotency store, and an append
+//! is on disk before it is acknowledged. On
+//! [`Runtime::in_memory`](crate::Runtime::in_memory) it is a map in the
+//! process, gone when the process ends: for tests and demos only;
+//! [`is_durable`](WriteAheadLog::is_durable) says which, and the first write
+//! queued in a memory log logs a warning.
+//!
+//! **Group commit.** An fsync costs milliseconds, so embedded appends are
+//! not committed one by one: a committer thread takes every append waiting
+//! at that moment, writes them in one transaction, commits once, and then
+//! acknowledges them all. A burst of queued writes shares its fsyncs.
+
+mod embedded;
+mod memory;
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use serde::{Deserialize, Serialize};
+use tokio::sync::Notify;
+
+use crate::StoreError;
+
+/// A write waiting for its vendor.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct QueuedWrite {
+    /// The contract.
+    pub contract: String,
+    /// The method.
+    pub method: String,
+    /// The write's idempotency key, sent again when it is delivered.
+    pub key: String,
+    /// The method's arguments, serialized: an object of argument names.
+    pub arguments: serde_json::Value,
+    /// When it was queued, in milliseconds since the Unix epoch.
+    pub enqueued_at_ms: u64,
+    /// Delivery attempts made so far by the drain (each may retry, as the
+    /// method's policy says).
+    pub attempts: u32,
+}
+
+impl QueuedWrite {
+    /// A write queued now.
+    pub fn new(
+        contract: impl Into<String>,
+        method: impl Into<String>,
+        key: impl Into<String>,
+        arguments: serde_json::Value,
+    ) -> Self {
+        Self {
+            contract: contract.into(),
+            method: method.into(),
+            key: key.into(),
+            arguments,
+            enqueued_at_ms: now_ms(),
+            attempts: 0,
+        }
+    }
+}
+
+/// A queued write's place in the log: the order in which writes were
+/// queued, across every contract.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct Ticket(pub u64);
+
+impl std::fmt::Display for Ticket {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "#{}", self.0)
+    }
+}
+
+/// Where a queued write stands.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[non_exhaustive]
+pub enum TicketStatus {
+    /// Waiting in the log.
+    Pending,
+    /// Delivered; the vendor's answer, serialized.
+    Delivered {
+        /// The answer.
+        answer: serde_json::Value,
+        /// When, in milliseconds since the Unix epoch.
+        at_ms: u64,
+    },
+    /// Refused by the vendor for good; kept with the error (and listed by
+    /// [`WriteAheadLog::dead_letters`]).
+    Dead {
+        /// The vendor's error.
+        error: String,
+        /// When, in milliseconds since the Unix epoch.
+        at_ms: u64,
+    },
+}
+
+/// A write the vendor refused for good, kept so that nothing is dropped
+/// silently: an operator can read it, fix the cause and send it again.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct DeadLetter {
+    /// The write, as it was queued.
+    pub write: QueuedWrite,
+    /// Why it was refused.
+    pub error: String,
+    /// When, in milliseconds since the Unix epoch.
+    pub at_ms: u64,
+}
+
+pub(crate) fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+}
+
+fn record_error(error: impl std::fmt::Display) -> StoreError {
+    StoreError::Record(error.to_string())
+}
+
+enum Log {
+    Embedded(embedded::Embedded),
+    Memory(memory::Memory),
+}
+
+/// The log of one runtime.
+pub struct WriteAheadLog {
+    log: Log,
+    /// Pending writes per contract, kept in step with the log (counted at
+    /// open, raised by appends, lowered by settles), so a call can ask
+    /// "is anything queued ahead of me?" without reading the store.
+    pending: Mutex<HashMap<String, Arc<AtomicU64>>>,
+    /// Woken on every settle, for [`settled`](Self::settled).
+    settles: Notify,
+    warned: AtomicBool,
+}
+
+impl WriteAheadLog {
+    pub(crate) fn embedded(db: Arc<redb::Database>) -> Result<Self, StoreError> {
+        let (log, counts) = embedded::Embedded::open(db)?;
+        Ok(Self::with(Log::Embedded(log), counts))
+    }
+
+    pub(crate) fn memory() -> Self {
+        Self::with(Log::Memory(memory::Memory::default()), HashMap::new())
+    }
+
+    fn with(log: Log, counts: HashMap<String, u64>) -> Self {
+        let pending = counts
+            .into_iter()
+            .map(|(contract, n)| (contract, Arc::new(AtomicU64::new(n))))
+            .collect();
+        Self {
+            log,
+            pending: Mutex::new(pending),
+            settles: Notify::new(),
+            warned: AtomicBool::new(false),
+        }
+    }
+
+    /// Whether an acknowledged append survives the process (embedded), or
+    /// not (in memory).
+    pub fn is_durable(&self) -> bool {
+        matches!(self.log, Log::Embedded(_))
+    }
+
+    /// The live count of `contract`'s pending writes.
+    pub(crate) fn counter(&self, contract: &str) -> Arc<AtomicU64> {
+        let mut pending = self
+            .pending
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        pending.entry(contract.to_owned()).or_default().clone()
+    }
+
+    /// How many writes of `contract` are pending, from the live count.
+    pub fn pending_count(&self, contract: &str) -> u64 {
+        self.counter(contract).load(Ordering::Acquire)
+    }
+
+    /// Appends a write; returns its ticket once the append is durable (on
+    /// disk for an embedded log).
+    ///
+    /// # Errors
+    ///
+    /// [`StoreError`] when the entry cannot be encoded or the commit fails;
+    /// the write is then not queued.
+    pub async fn append(&self, write: &QueuedWrite) -> Result<Ticket, StoreError> {
+        let ticket = match &self.log {
+            Log::Embedded(log) => {
+                let bytes = serde_json::to_vec(write).map_err(record_error)?;
+                log.append(bytes).await?
+            }
+            Log::Memory(log) => {
+                if !self.warned.swap(true, Ordering::Relaxed) {
+                    tracing::warn!(
+                        target: "seawall::wal",
+                        contract = %write.contract,
+                        method = %write.method,
+                        "a write was queued in an in-memory log, which is lost when the process \
+                         ends; use `Runtime::embedded` outside tests"
+                    );
+                }
+                log.append(write.clone())
+            }
+        };
+        self.counter(&write.contract).fetch_add(1, Ordering::AcqRel);
+        Ok(ticket)
+    }
+
+    /// The pending writes of `contract`, oldest first, at most `limit`.
+    ///
+    /// # Errors
+    ///
+    /// [`StoreError`] when the log cannot be read.
+    pub async fn pending(
+        &self,
+        contract: &str,
+        limit: usize,
+    ) -> Result<Vec<(Ticket, QueuedWrite)>, StoreError> {
+        match &self.log {
+            Log::Embedded(log) => log.pending(contract, limit).await,
+            Log::Memory(log) => Ok(log.pending(contract, limit)),
+        }
+    }
+
+    /// How many writes are pending, across every contract, as the store
+    /// says.
+    ///
+    /// # Errors
+    ///
+    /// [`StoreError`] when the log cannot be read.
+    pub async fn depth(&self) -> Result<u64, StoreError> {
+        match &self.log {
+            Log::Embedded(log) => log.depth().await,
+            Log::Memory(log) => Ok(log.depth()),
+        }
+    }
+
+    /// Records one more delivery attempt on a pending write.
+    ///
+    /// # Errors
+    ///
+    /// [`StoreError`] when the log cannot be written.
+    pub async fn record_attempt(&self, ticket: Ticket) -> Result<(), StoreError> {
+        match &self.log {
+            Log::Embedded(log) => log.record_attempt(ticket).await,
+            Log::Memory(log) => {
+                log.record_attempt(ticket);
+                Ok(())
+            }
+        }
+    }
+
+    /// Settles a pending write: delivered with the vendor's answer, or dead
+    /// with its error (a [`DeadLetter`] keeps the write). It leaves the
+    /// pending list in the same transaction. Settling a ticket that is not
+    /// pending changes nothing.
+    ///
+    /// # Errors
+    ///
+    /// [`StoreError`] when the log cannot be written.
+    pub async fn settle(&self, ticket: Ticket, status: TicketStatus) -> Result<(), StoreError> {
+        let contract = match &self.log {
+            Log::Embedded(log) => log.settle(ticket, status).await?,
+            Log::Memory(log) => log.settle(ticket, status),
+        };
+        if let Some(contract) = contract {
+            let counter = self.counter(&contract);
+            // Never below zero, even if the store and the count disagree.
+            let _ = counter.fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| n.checked_sub(1));
+        }
+        self.settles.notify_waiters();
+        Ok(())
+    }
+
+    /// Where a ticket stands; `None` for a ticket this log never issued.
+    ///
+    /// # Errors
+    ///
+    /// [`StoreError`] when the log cannot be read.
+    pub async fn status(&self, ticket: Ticket) -> Result<Option<TicketStatus>, StoreError> {
+        match &self.log {
+            Log::Embedded(log) => log.status(ticket).await,
+            Log::Memory(log) => Ok(log.status(ticket)),
+        }
+    }
+
+    /// Waits until a ticket is settled (delivered or dead) and returns how;
+    /// `None` for a ticket this log never issued.
+    ///
+    /// # Errors
+    ///
+    /// [`StoreError`] when the log cannot be read.
+    pub async fn settled(&self, ticket: Ticket) -> Result<Option<TicketStatus>, StoreError> {
+        loop {
+            let notified = self.settles.notified();
+            tokio::pin!(notified);
+            // Registered before the status is read, so a settle in between
+            // is not missed.
+            notified.as_mut().enable();
+            match self.status(ticket).await? {
+                Some(TicketStatus::Pending) => notified.await,
+                other => return Ok(other),
+            }
+        }
+    }
+
+    /// The dead letters, oldest first, at most `limit`.
+    ///
+    /// # Errors
+    ///
+    /// [`StoreError`] when the log cannot be read.
+    pub async fn dead_letters(
+        &self,
+        limit: usize,
+    ) -> Result<Vec<(Ticket, DeadLetter)>, StoreError> {
+        match &self.log {
+            Log::Embedded(log) => log.dead_letters(limit).await,
+            Log::Memory(log) => Ok(log.dead_letters(limit)),
+        }
+    }
+}
+
+impl std::fmt::Debug for WriteAheadLog {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("WriteAheadLog")
+            .field("durable", &self.is_durable())
+            .finish_non_exhaustive()
+    }
+}
