@@ -113,3 +113,52 @@ async fn a_read_without_cached_in_its_type_gets_the_value_alone() {
     tokio::time::advance(MINUTE * 10).await;
     assert!(crm.name("a-1").await.is_err(), "older than 10 minutes");
 }
+
+#[contract(name = "directory")]
+pub trait Directory {
+    #[integration(read, timeout = "1s", fallback = cache(max_stale = "1h"))]
+    async fn profile(&self, id: &str) -> Result<Cached<String>, VendorError>;
+
+    #[integration(read, timeout = "1s", fallback = cache(max_stale = "200ms"))]
+    async fn presence(&self, id: &str) -> Result<String, VendorError>;
+}
+
+impl Directory for Script {
+    async fn profile(&self, id: &str) -> Result<Cached<String>, VendorError> {
+        let call = self.play().await?;
+        Ok(format!("{id} v{call}").into())
+    }
+
+    async fn presence(&self, id: &str) -> Result<String, VendorError> {
+        let call = self.play().await?;
+        Ok(format!("{id} online v{call}"))
+    }
+}
+
+#[tokio::test]
+async fn with_the_embedded_store_cached_answers_survive_a_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let runtime = Runtime::embedded(dir.path()).unwrap();
+        let directory = Resilient::new(Script::always(Step::Ok), &runtime);
+        assert!(!directory.profile("a-1").await.unwrap().is_stale());
+        directory.presence("a-1").await.unwrap();
+        // Dropping the runtime writes what is pending and closes the file.
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+
+    let runtime = Runtime::embedded(dir.path()).unwrap();
+    let directory = Resilient::new(Script::always(Step::Fail(503)), &runtime);
+    let answer = directory.profile("a-1").await.unwrap();
+    assert_eq!(answer.value(), "a-1 v1");
+    assert!(answer.is_stale());
+    assert!(
+        answer.age() >= Duration::from_millis(300) && answer.age() < MINUTE,
+        "the age counts from the first process's answer: {:?}",
+        answer.age()
+    );
+    // Other arguments had no answer to keep.
+    assert!(directory.profile("a-2").await.is_err());
+    // An answer kept on disk is still bound by its `max_stale`.
+    assert!(directory.presence("a-1").await.is_err());
+}

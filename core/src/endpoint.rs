@@ -6,7 +6,7 @@ use tokio::time::Instant;
 
 use crate::ErrorClass as Class;
 use crate::breaker::{Breaker, Outcome, Permit};
-use crate::cache::{Cached, LastKnownGood};
+use crate::cache::{CacheValue, Cached, DiskCache, LastKnownGood};
 use crate::idempotency::{
     self, Begin, CallContext, IdempotencyKey, IdempotencyStore, RecordedOutcome,
 };
@@ -88,6 +88,7 @@ pub(crate) struct Resolved {
     pub(crate) rng: Arc<RngSource>,
     pub(crate) store: Option<Arc<IdempotencyStore>>,
     pub(crate) queue: Option<Arc<ContractQueue>>,
+    pub(crate) disk_cache: Option<Arc<DiskCache>>,
 }
 
 impl Endpoint {
@@ -100,7 +101,12 @@ impl Endpoint {
         Self {
             backoff: Backoff::new(policy.retry()),
             key_header: policy.idempotency_header().into(),
-            cache: policy.cache_fallback().map(LastKnownGood::new),
+            cache: policy.cache_fallback().map(|cache| {
+                let disk = state
+                    .disk_cache
+                    .map(|disk| (disk, Arc::from(format!("{contract}.{method}"))));
+                LastKnownGood::new(cache, disk)
+            }),
             contract,
             method,
             policy,
@@ -325,7 +331,7 @@ impl Endpoint {
     pub async fn cached<T, E, Fut>(&self, key: u128, call: Fut) -> Result<Cached<T>, E>
     where
         Fut: Future<Output = Result<Cached<T>, E>>,
-        T: Clone + Send + Sync + 'static,
+        T: CacheValue,
         E: ContractError,
     {
         let Some(cache) = &self.cache else {
@@ -336,7 +342,7 @@ impl Endpoint {
                 cache.store(key, answer.value());
                 Ok(answer)
             }
-            Err(error) => self.serve_stale(cache, key, error),
+            Err(error) => self.serve_stale(cache, key, error).await,
         }
     }
 
@@ -350,7 +356,7 @@ impl Endpoint {
     pub async fn cached_plain<T, E, Fut>(&self, key: u128, call: Fut) -> Result<T, E>
     where
         Fut: Future<Output = Result<T, E>>,
-        T: Clone + Send + Sync + 'static,
+        T: CacheValue,
         E: ContractError,
     {
         let Some(cache) = &self.cache else {
@@ -361,7 +367,10 @@ impl Endpoint {
                 cache.store(key, &value);
                 Ok(value)
             }
-            Err(error) => self.serve_stale(cache, key, error).map(Cached::into_value),
+            Err(error) => self
+                .serve_stale(cache, key, error)
+                .await
+                .map(Cached::into_value),
         }
     }
 
@@ -435,15 +444,20 @@ impl Endpoint {
         }
     }
 
-    fn serve_stale<T, E>(&self, cache: &LastKnownGood, key: u128, error: E) -> Result<Cached<T>, E>
+    async fn serve_stale<T, E>(
+        &self,
+        cache: &LastKnownGood,
+        key: u128,
+        error: E,
+    ) -> Result<Cached<T>, E>
     where
-        T: Clone + Send + Sync + 'static,
+        T: CacheValue,
         E: ContractError,
     {
         if !matches!(error.class(), Class::Retryable | Class::VendorFault) {
             return Err(error);
         }
-        match cache.serve::<T>(key) {
+        match cache.serve::<T>(key).await {
             Some(stale) => {
                 tracing::debug!(
                     target: "seawall::cache",

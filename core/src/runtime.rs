@@ -1,6 +1,7 @@
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex, Weak};
 
+use crate::cache::DiskCache;
 use crate::endpoint::Resolved;
 use crate::event::Subscribers;
 use crate::idempotency::IdempotencyStore;
@@ -38,10 +39,16 @@ struct Shared {
     idempotency: Arc<IdempotencyStore>,
     wal: Arc<WriteAheadLog>,
     queues: Arc<Queues>,
+    disk_cache: Option<Arc<DiskCache>>,
 }
 
 impl Shared {
-    fn new(rng: RngSource, backend: Backend, wal: WriteAheadLog) -> Self {
+    fn new(
+        rng: RngSource,
+        backend: Backend,
+        wal: WriteAheadLog,
+        disk_cache: Option<DiskCache>,
+    ) -> Self {
         let subscribers = Arc::new(Subscribers::default());
         let queues = Arc::new(Queues::default());
         // A breaker that closes wakes every drain waiting out an outage.
@@ -64,6 +71,7 @@ impl Shared {
             idempotency: Arc::new(IdempotencyStore::new(backend)),
             wal: Arc::new(wal),
             queues,
+            disk_cache: disk_cache.map(Arc::new),
         }
     }
 }
@@ -74,6 +82,7 @@ impl Default for Shared {
             RngSource::default(),
             Backend::memory(),
             WriteAheadLog::memory(),
+            None,
         )
     }
 }
@@ -95,7 +104,7 @@ impl RuntimeBuilder {
     /// A runtime that keeps all its state in memory, queued writes
     /// included: for tests and demos (see [`Runtime::in_memory`]).
     pub fn in_memory(self) -> Runtime {
-        self.with(Backend::memory(), WriteAheadLog::memory())
+        self.with(Backend::memory(), WriteAheadLog::memory(), None)
     }
 
     /// A runtime that keeps its durable state (completed idempotent writes
@@ -110,20 +119,23 @@ impl RuntimeBuilder {
     /// be created or opened (another process may hold it).
     pub fn embedded(self, dir: impl AsRef<std::path::Path>) -> Result<Runtime, StoreError> {
         let backend = Backend::embedded(dir.as_ref())?;
-        let wal = match backend.database() {
-            Some(db) => WriteAheadLog::embedded(db)?,
-            None => WriteAheadLog::memory(),
+        let (wal, disk_cache) = match backend.database() {
+            Some(db) => (
+                WriteAheadLog::embedded(db.clone())?,
+                Some(DiskCache::open(db)?),
+            ),
+            None => (WriteAheadLog::memory(), None),
         };
-        Ok(self.with(backend, wal))
+        Ok(self.with(backend, wal, disk_cache))
     }
 
-    fn with(self, backend: Backend, wal: WriteAheadLog) -> Runtime {
+    fn with(self, backend: Backend, wal: WriteAheadLog, disk_cache: Option<DiskCache>) -> Runtime {
         let rng = match self.seed {
             Some(seed) => RngSource::seeded(seed),
             None => RngSource::default(),
         };
         Runtime {
-            shared: Arc::new(Shared::new(rng, backend, wal)),
+            shared: Arc::new(Shared::new(rng, backend, wal, disk_cache)),
         }
     }
 }
@@ -277,6 +289,7 @@ impl Runtime {
             rng: self.shared.rng.clone(),
             store: policy_store.then(|| self.shared.idempotency.clone()),
             queue,
+            disk_cache: policy.cache_fallback().and(self.shared.disk_cache.clone()),
         };
         Ok(Endpoint::new(contract.into(), method.into(), policy, state))
     }

@@ -1,0 +1,256 @@
+//! The last-known-good cache: when a read cannot reach the vendor, answer
+//! with its last good answer, and say how old it is.
+//!
+//! A CRM that is down for ten minutes need not take the pages that show an
+//! account down with it, if an answer up to an hour old is good enough; the
+//! policy says how old (`fallback = cache(max_stale = "1h")`). Every success
+//! stores its answer under the call's arguments; when a call fails because
+//! the vendor is unavailable (its final error is retryable or a vendor
+//! fault: a timeout, an open breaker, exhausted retries or budget, a `503`,
+//! a `500`), an answer no older than `max_stale` is returned instead,
+//! marked stale. A permanent error (`404`, `422`) is the vendor's real
+//! answer and is returned as it is.
+//!
+//! Methods that return `Result<Cached<T>, E>` see the age and staleness of
+//! what they get; methods that return `Result<T, E>` get the value alone.
+//!
+//! Entries live in memory ([quick_cache](https://docs.rs/quick_cache),
+//! bounded by `capacity`, evicting by its CLOCK-Pro policy), keyed by a
+//! 128-bit hash of the arguments (two independent SipHash passes: a
+//! collision between two different argument lists is about as likely as
+//! 2⁻⁶⁴ per pair). With an in-memory runtime, storing a success costs one
+//! clone of the answer and one map insert; nothing is serialized.
+//!
+//! With an embedded runtime, answers are also kept on disk, so a restarted
+//! process can serve them while the vendor is still down: a success is
+//! serialized and handed to a writer thread (at most once a second per
+//! key), which commits what it gathers every 100 ms; a miss in memory on
+//! the failure path reads the disk. The argument hash is stable for one
+//! build of your program; a new compiler or a changed `Hash` implementation
+//! may change it, which costs misses, not wrong answers.
+
+use std::any::Any;
+use std::hash::{DefaultHasher, Hash, Hasher};
+use std::ops::Deref;
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use tokio::time::Instant;
+
+use crate::policy::CachePolicy;
+use crate::wal::now_ms;
+
+mod disk;
+
+pub(crate) use disk::DiskCache;
+
+/// A read's answer, with how old it is.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Cached<T> {
+    value: T,
+    age: Duration,
+    stale: bool,
+}
+
+impl<T> Cached<T> {
+    /// An answer straight from the vendor: no age, not stale. Adapters
+    /// return this (or `value.into()`).
+    pub const fn fresh(value: T) -> Self {
+        Self {
+            value,
+            age: Duration::ZERO,
+            stale: false,
+        }
+    }
+
+    /// The value.
+    pub fn value(&self) -> &T {
+        &self.value
+    }
+
+    /// The value, owned.
+    pub fn into_value(self) -> T {
+        self.value
+    }
+
+    /// How long ago the vendor gave this answer (zero when fresh).
+    pub fn age(&self) -> Duration {
+        self.age
+    }
+
+    /// Whether this is a cached answer served because the vendor could not
+    /// answer now.
+    pub fn is_stale(&self) -> bool {
+        self.stale
+    }
+}
+
+impl<T> From<T> for Cached<T> {
+    fn from(value: T) -> Self {
+        Self::fresh(value)
+    }
+}
+
+impl<T> Deref for Cached<T> {
+    type Target = T;
+
+    fn deref(&self) -> &T {
+        &self.value
+    }
+}
+
+/// Hashes a cached read's arguments into its cache key.
+#[doc(hidden)]
+#[derive(Default)]
+pub struct KeyHasher {
+    first: DefaultHasher,
+    second: DefaultHasher,
+}
+
+impl KeyHasher {
+    /// A hasher for one call.
+    pub fn new() -> Self {
+        let mut second = DefaultHasher::new();
+        // A different starting state makes the second pass independent.
+        0x5ea_3a11_u64.hash(&mut second);
+        Self {
+            first: DefaultHasher::new(),
+            second,
+        }
+    }
+
+    /// Adds one argument.
+    pub fn part<T: Hash + ?Sized>(&mut self, value: &T) {
+        value.hash(&mut self.first);
+        value.hash(&mut self.second);
+    }
+
+    /// The key.
+    pub fn finish(&self) -> u128 {
+        u128::from(self.first.finish()) << 64 | u128::from(self.second.finish())
+    }
+}
+
+/// What a cached read's answer must be: cloned into the cache on every
+/// success, and serialized so an embedded runtime can keep it across a
+/// restart.
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` is the answer of a read with `fallback = cache(..)`, but it is not `Clone + Serialize + Deserialize + Send + Sync + 'static`",
+    label = "the cache keeps a copy of each answer, on disk too with an embedded runtime",
+    note = "derive `Clone`, `serde::Serialize` and `serde::Deserialize` for it"
+)]
+pub trait CacheValue: Clone + Send + Sync + Serialize + DeserializeOwned + 'static {}
+
+impl<T: Clone + Send + Sync + Serialize + DeserializeOwned + 'static> CacheValue for T {}
+
+type Entry = Arc<dyn Any + Send + Sync>;
+
+/// One answer in memory.
+struct Stored<T> {
+    /// When it was stored here (or loaded from disk).
+    at: Instant,
+    /// Its age when it was loaded from disk; zero for an answer stored here.
+    offset: Duration,
+    /// When it was last handed to the disk, with an embedded runtime.
+    persisted: Option<Instant>,
+    value: T,
+}
+
+/// How often one method hands the same key's answer to the disk at most.
+const PERSIST_EVERY: Duration = Duration::from_secs(1);
+
+/// One method's cache.
+pub(crate) struct LastKnownGood {
+    // quick_cache shards its map behind short locks (one shard per insert or
+    // look-up); it is touched only by reads that have a cache policy.
+    entries: quick_cache::sync::Cache<u128, Entry>,
+    max_stale: Duration,
+    /// With an embedded runtime: the disk, and this method's name there.
+    disk: Option<(Arc<DiskCache>, Arc<str>)>,
+}
+
+impl LastKnownGood {
+    pub(crate) fn new(policy: &CachePolicy, disk: Option<(Arc<DiskCache>, Arc<str>)>) -> Self {
+        Self {
+            entries: quick_cache::sync::Cache::new(
+                usize::try_from(policy.capacity()).unwrap_or(usize::MAX),
+            ),
+            max_stale: policy.max_stale(),
+            disk,
+        }
+    }
+
+    pub(crate) fn store<T: CacheValue>(&self, key: u128, value: &T) {
+        let now = Instant::now();
+        let persisted = self.disk.as_ref().map(|(disk, method)| {
+            let recent = self
+                .entries
+                .get(&key)
+                .and_then(|entry| entry.downcast_ref::<Stored<T>>().and_then(|s| s.persisted))
+                .filter(|at| now.saturating_duration_since(*at) < PERSIST_EVERY);
+            match recent {
+                Some(at) => at,
+                None => {
+                    match serde_json::to_vec(value) {
+                        Ok(bytes) => disk.put(method, key, now_ms(), self.max_stale, bytes),
+                        Err(error) => tracing::debug!(
+                            target: "seawall::cache",
+                            %error,
+                            "an answer with no serialized form is kept in memory only"
+                        ),
+                    }
+                    now
+                }
+            }
+        });
+        let stored = Stored {
+            at: now,
+            offset: Duration::ZERO,
+            persisted,
+            value: value.clone(),
+        };
+        self.entries.insert(key, Arc::new(stored));
+    }
+
+    /// The answer stored under `key`, if it is no older than `max_stale`:
+    /// from memory, or from disk with an embedded runtime (after a restart).
+    pub(crate) async fn serve<T: CacheValue>(&self, key: u128) -> Option<Cached<T>> {
+        if let Some(entry) = self.entries.get(&key)
+            && let Some(stored) = entry.downcast_ref::<Stored<T>>()
+        {
+            let age = stored.at.elapsed() + stored.offset;
+            return (age <= self.max_stale).then(|| Cached {
+                value: stored.value.clone(),
+                age,
+                stale: true,
+            });
+        }
+        let (disk, method) = self.disk.as_ref()?;
+        let (stored_at_ms, bytes) = match disk.get(method, key).await {
+            Ok(found) => found?,
+            Err(error) => {
+                tracing::warn!(target: "seawall::cache", %error, "could not read a cached answer from disk");
+                return None;
+            }
+        };
+        let value: T = serde_json::from_slice(&bytes).ok()?;
+        let age = Duration::from_millis(now_ms().saturating_sub(stored_at_ms));
+        if age > self.max_stale {
+            return None;
+        }
+        let stored = Stored {
+            at: Instant::now(),
+            offset: age,
+            persisted: Some(Instant::now()),
+            value: value.clone(),
+        };
+        self.entries.insert(key, Arc::new(stored));
+        Some(Cached {
+            value,
+            age,
+            stale: true,
+        })
+    }
+}
