@@ -5,10 +5,12 @@
 //! is re-exported there. The pipeline for one logical call is
 //!
 //! ```text
-//! retry        attempts, exponential backoff with jitter, deadline
-//! └─ breaker   reject at once when open; half-open probes; record outcomes
-//!    └─ timeout   per attempt
-//!       └─ the adapter's call
+//! fallback           cache (reads) · queue to the write-ahead log (writes) · your function
+//! └─ idempotency     key derived once; the store replays completed writes
+//!    └─ retry        attempts, exponential backoff with jitter, deadline, budget
+//!       └─ breaker   reject at once when open; half-open probes; record outcomes
+//!          └─ timeout   per attempt
+//!             └─ the adapter's call
 //! ```
 //!
 //! Retry wraps the breaker, so every attempt is recorded and an open breaker
