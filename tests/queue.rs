@@ -466,3 +466,39 @@ async fn the_drain_leaves_an_open_breaker_alone_until_it_lets_calls_through() {
 fn ticket_of<T>(delivery: &Delivery<T>) -> Ticket {
     delivery.ticket().expect("the write was queued")
 }
+
+#[test]
+fn a_drain_cut_short_by_its_tokio_runtime_shutting_down_is_restarted_by_the_next_write() {
+    let runtime = Runtime::in_memory();
+    let vendor = Vendor::default();
+    vendor.set_down(true);
+    let first = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let queued = first.block_on(async {
+        let telephony = Resilient::new(vendor.clone(), &runtime);
+        telephony.route(&route(1), 1).await.unwrap()
+    });
+    assert!(queued.is_queued());
+    // The drain task spawned on `first` dies with it.
+    drop(first);
+
+    vendor.set_down(false);
+    let second = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    second.block_on(async {
+        let telephony = Resilient::new(vendor.clone(), &runtime);
+        let next = telephony.route(&route(2), 1).await.unwrap();
+        let log = runtime.write_ahead_log();
+        let status = tokio::time::timeout(Duration::from_secs(10), log.settled(ticket(&next)))
+            .await
+            .expect("a new drain delivers both writes")
+            .unwrap();
+        assert!(matches!(status, Some(TicketStatus::Delivered { .. })));
+        assert_eq!(vendor.numbers().last(), Some(&route(2).number));
+        assert_eq!(log.pending_count("telephony"), 0);
+    });
+}

@@ -255,7 +255,11 @@ impl ContractQueue {
         }
         match tokio::runtime::Handle::try_current() {
             Ok(handle) => {
-                handle.spawn(drain(self.clone(), wait));
+                let guard = Cancelled {
+                    queue: self.clone(),
+                    ended: false,
+                };
+                handle.spawn(drain(guard, wait));
             }
             Err(_) => {
                 self.draining.store(false, Ordering::Release);
@@ -321,8 +325,33 @@ impl ContractQueue {
     }
 }
 
+/// Clears the `draining` flag if the drain task is dropped before it ends
+/// (its tokio runtime shut down), so that a later write or wrapper can
+/// start a new one.
+struct Cancelled {
+    queue: Arc<ContractQueue>,
+    ended: bool,
+}
+
+impl Drop for Cancelled {
+    fn drop(&mut self) {
+        if !self.ended {
+            self.queue.draining.store(false, Ordering::Release);
+        }
+    }
+}
+
 /// Delivers the contract's pending writes in order until none is left.
-async fn drain(queue: Arc<ContractQueue>, mut wait: Duration) {
+/// The guard is made before the task is spawned, so that a task dropped
+/// before its first poll clears the flag too.
+async fn drain(mut guard: Cancelled, wait: Duration) {
+    let queue = guard.queue.clone();
+    drain_until_empty(&queue, wait).await;
+    // The loop cleared the flag itself (or handed it to nobody).
+    guard.ended = true;
+}
+
+async fn drain_until_empty(queue: &Arc<ContractQueue>, mut wait: Duration) {
     let mut failures = 0;
     loop {
         if !wait.is_zero() {
@@ -357,6 +386,7 @@ async fn drain(queue: Arc<ContractQueue>, mut wait: Duration) {
             }
             return;
         }
+        let mut settled = 0;
         for (ticket, write) in batch {
             let Some(replay) = queue.replay(&write) else {
                 // No wrapper left to deliver with; the writes stay in the
@@ -402,7 +432,7 @@ async fn drain(queue: Arc<ContractQueue>, mut wait: Duration) {
                 }
             };
             failures = 0;
-            if let Err(error) = wal.settle(ticket, status.clone()).await {
+            if let Err(error) = wal.settle_lazily(ticket, status.clone()).await {
                 // The write stays pending and is sent again, with its key.
                 failures += 1;
                 wait = backoff(failures);
@@ -416,6 +446,18 @@ async fn drain(queue: Arc<ContractQueue>, mut wait: Duration) {
                 break;
             }
             queue.settled(write, ticket, &status);
+            settled += 1;
+        }
+        // One fsync for the batch's settles.
+        if settled > 0
+            && let Err(error) = wal.flush().await
+        {
+            tracing::warn!(
+                target: "seawall::queue",
+                contract = %queue.contract,
+                %error,
+                "could not flush settled writes; a crash now would send them again, with their keys"
+            );
         }
     }
 }

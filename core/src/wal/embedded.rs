@@ -142,16 +142,24 @@ impl Embedded {
         .await
     }
 
-    /// Returns the settled write's contract, if it was pending.
+    /// Returns the settled write's contract, if it was pending. A settle
+    /// that is not `durable` is on disk only after a later durable commit
+    /// ([`flush`](Self::flush), an append, a durable settle).
     pub(super) async fn settle(
         &self,
         ticket: Ticket,
         status: TicketStatus,
+        durable: bool,
     ) -> Result<Option<String>, StoreError> {
         let db = self.db.clone();
         let status_bytes = serde_json::to_vec(&status).map_err(record_error)?;
         blocking(move || {
-            let write = db.begin_write().map_err(failed)?;
+            let mut write = db.begin_write().map_err(failed)?;
+            if !durable {
+                write
+                    .set_durability(redb::Durability::None)
+                    .map_err(failed)?;
+            }
             let contract = {
                 let mut entries = write.open_table(ENTRIES).map_err(failed)?;
                 let Some(bytes) = entries.remove(ticket.0).map_err(failed)? else {
@@ -181,6 +189,12 @@ impl Embedded {
             Ok(Some(contract))
         })
         .await
+    }
+
+    /// Makes every earlier commit durable: one empty durable commit.
+    pub(super) async fn flush(&self) -> Result<(), StoreError> {
+        let db = self.db.clone();
+        blocking(move || db.begin_write().map_err(failed)?.commit().map_err(failed)).await
     }
 
     pub(super) async fn status(&self, ticket: Ticket) -> Result<Option<TicketStatus>, StoreError> {
@@ -234,6 +248,11 @@ impl Drop for Embedded {
         if let Some(committer) = self.committer.take() {
             // The committer finishes the appends already queued, then ends.
             let _ = committer.join();
+        }
+        // Settles made without an fsync become durable now, so a clean
+        // shutdown does not send them again.
+        if let Ok(write) = self.db.begin_write() {
+            let _ = write.commit();
         }
     }
 }

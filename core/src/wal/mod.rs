@@ -274,8 +274,37 @@ impl WriteAheadLog {
     ///
     /// [`StoreError`] when the log cannot be written.
     pub async fn settle(&self, ticket: Ticket, status: TicketStatus) -> Result<(), StoreError> {
+        self.settle_with(ticket, status, true).await
+    }
+
+    /// [`settle`](Self::settle) without waiting for the disk: durable at
+    /// the next [`flush`](Self::flush) (or append). The drain settles this
+    /// way and flushes once per batch, since a settle lost in a crash only
+    /// means the write is sent again, with its key.
+    pub(crate) async fn settle_lazily(
+        &self,
+        ticket: Ticket,
+        status: TicketStatus,
+    ) -> Result<(), StoreError> {
+        self.settle_with(ticket, status, false).await
+    }
+
+    /// Makes every earlier settle durable.
+    pub(crate) async fn flush(&self) -> Result<(), StoreError> {
+        match &self.log {
+            Log::Embedded(log) => log.flush().await,
+            Log::Memory(_) => Ok(()),
+        }
+    }
+
+    async fn settle_with(
+        &self,
+        ticket: Ticket,
+        status: TicketStatus,
+        durable: bool,
+    ) -> Result<(), StoreError> {
         let contract = match &self.log {
-            Log::Embedded(log) => log.settle(ticket, status).await?,
+            Log::Embedded(log) => log.settle(ticket, status, durable).await?,
             Log::Memory(log) => log.settle(ticket, status),
         };
         if let Some(contract) = contract {
