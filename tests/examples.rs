@@ -12,6 +12,10 @@ mod crm;
 #[allow(dead_code)]
 mod ehr;
 
+#[path = "../examples/telephony.rs"]
+#[allow(dead_code)]
+mod telephony;
+
 #[tokio::test]
 async fn the_ehr_example_answers_an_outage_with_its_custom_fallback() {
     let outcome = ehr::run().await.expect("the scenario runs");
@@ -75,5 +79,53 @@ async fn the_payments_example_charges_exactly_once_despite_a_timed_out_attempt()
     assert_eq!(
         outcome.charge, outcome.charges[0],
         "and the caller got that charge"
+    );
+}
+
+#[tokio::test]
+async fn the_telephony_example_delivers_rules_queued_in_an_outage_once_each_in_order() {
+    let outcome = telephony::run().await.expect("the scenario runs");
+    let applied = outcome.applied();
+    let written: Vec<_> = outcome
+        .writes
+        .iter()
+        .map(|(rule, _)| (rule.number.as_str(), rule.target.as_str()))
+        .collect();
+    let taken: Vec<_> = applied
+        .iter()
+        .map(|r| (r.number.as_str(), r.target.as_str()))
+        .collect();
+    assert_eq!(
+        taken, written,
+        "every rule applied once, in the order written"
+    );
+    let keys: std::collections::HashSet<_> = applied.iter().map(|r| &r.key).collect();
+    assert_eq!(keys.len(), applied.len(), "one applied request per key");
+
+    let queued = outcome
+        .writes
+        .iter()
+        .filter(|(_, answer)| answer.is_queued())
+        .count();
+    assert_eq!(queued, 4, "the rules written during the outage were queued");
+    assert_eq!(outcome.queued_keys.len(), queued);
+    let delivered_keys: Vec<_> = applied[applied.len() - queued..]
+        .iter()
+        .map(|r| r.key.clone())
+        .collect();
+    assert_eq!(
+        delivered_keys, outcome.queued_keys,
+        "delivered in ticket order, each with the key it was queued with"
+    );
+    for (ticket, status) in &outcome.settled {
+        assert!(
+            matches!(status, seawall::wal::TicketStatus::Delivered { .. }),
+            "{ticket}: {status:?}"
+        );
+    }
+    assert_eq!(outcome.depth, 0, "the log ended empty");
+    assert_eq!(
+        outcome.table["+15550101"], "voicemail:support",
+        "the last route wins"
     );
 }

@@ -502,3 +502,131 @@ fn a_drain_cut_short_by_its_tokio_runtime_shutting_down_is_restarted_by_the_next
         assert_eq!(log.pending_count("telephony"), 0);
     });
 }
+
+#[contract(name = "fax")]
+pub trait Fax {
+    #[integration(
+        read,
+        timeout = "1s",
+        breaker(window = 2, min_calls = 2, open_for = "10s")
+    )]
+    async fn status(&self) -> Result<String, VendorError>;
+
+    #[integration(write, timeout = "1s", retry(attempts = 2, base = "10ms", jitter = "none"),
+                  breaker(window = 2, min_calls = 2, open_for = "10s"),
+                  idempotent, fallback = queue)]
+    async fn send(&self, page: u32) -> Result<Delivery<u32>, VendorError>;
+}
+
+/// A fax vendor whose `send` follows a script of steps, recording when each
+/// call came.
+#[derive(Clone)]
+struct FaxVendor {
+    status: Arc<Mutex<Vec<support::Step>>>,
+    send: Arc<Mutex<Vec<support::Step>>>,
+    sent_at: Arc<Mutex<Vec<tokio::time::Instant>>>,
+}
+
+impl FaxVendor {
+    fn new(status: Vec<support::Step>, send: Vec<support::Step>) -> Self {
+        Self {
+            status: Arc::new(Mutex::new(status)),
+            send: Arc::new(Mutex::new(send)),
+            sent_at: Arc::default(),
+        }
+    }
+}
+
+fn play(steps: &Mutex<Vec<support::Step>>) -> Result<(), VendorError> {
+    let mut steps = steps.lock().unwrap();
+    let step = if steps.is_empty() {
+        support::Step::Ok
+    } else {
+        steps.remove(0)
+    };
+    match step {
+        support::Step::Fail(status) => Err(VendorError::status(status)),
+        support::Step::Throttled(status, after) => Err(VendorError::Throttled(
+            http::StatusCode::from_u16(status).unwrap(),
+            after,
+        )),
+        _ => Ok(()),
+    }
+}
+
+impl Fax for FaxVendor {
+    async fn status(&self) -> Result<String, VendorError> {
+        play(&self.status).map(|()| "up".to_owned())
+    }
+
+    async fn send(&self, page: u32) -> Result<Delivery<u32>, VendorError> {
+        self.sent_at
+            .lock()
+            .unwrap()
+            .push(tokio::time::Instant::now());
+        play(&self.send).map(|()| Delivery::Done(page))
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_unrelated_breaker_closing_earlier_does_not_cut_the_drains_wait_short() {
+    use support::Step::{Fail, Ok, Throttled};
+    let after = Duration::from_secs(30);
+    let vendor = FaxVendor::new(vec![Fail(503), Fail(503), Ok], vec![Throttled(429, after)]);
+    let runtime = Runtime::in_memory();
+    let fax = Resilient::new(vendor.clone(), &runtime);
+    // The status breaker opens, then closes again after its 10 s.
+    fax.status().await.unwrap_err();
+    fax.status().await.unwrap_err();
+    tokio::time::sleep(Duration::from_secs(11)).await;
+    fax.status().await.unwrap();
+
+    let start = tokio::time::Instant::now();
+    let queued = fax.send(1).await.unwrap();
+    let status = runtime
+        .write_ahead_log()
+        .settled(ticket_of(&queued))
+        .await
+        .unwrap();
+    assert!(matches!(status, Some(TicketStatus::Delivered { .. })));
+    let sent: Vec<Duration> = vendor
+        .sent_at
+        .lock()
+        .unwrap()
+        .iter()
+        .map(|at| *at - start)
+        .collect();
+    assert_eq!(
+        sent,
+        [Duration::ZERO, after],
+        "the drain waited the Retry-After the vendor asked for"
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_breaker_opened_by_the_queued_call_itself_sets_the_drains_first_wait() {
+    use support::Step::Fail;
+    // `VendorError` passes on no `retry_in`: the wait is read from the
+    // breaker itself.
+    let vendor = FaxVendor::new(vec![], vec![Fail(503), Fail(503)]);
+    let runtime = Runtime::in_memory();
+    let fax = Resilient::new(vendor.clone(), &runtime);
+    let start = tokio::time::Instant::now();
+    let queued = fax.send(1).await.unwrap();
+    runtime
+        .write_ahead_log()
+        .settled(ticket_of(&queued))
+        .await
+        .unwrap();
+    let sent: Vec<Duration> = vendor
+        .sent_at
+        .lock()
+        .unwrap()
+        .iter()
+        .map(|at| *at - start)
+        .collect();
+    // Two failed attempts 10 ms apart opened the breaker for 10 s; the
+    // drain's probe came when it let calls through, not after 1 s.
+    assert_eq!(sent.len(), 3, "{sent:?}");
+    assert!(sent[2] >= Duration::from_secs(10), "{sent:?}");
+}

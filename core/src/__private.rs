@@ -195,7 +195,7 @@ impl Arguments {
 }
 
 /// How a re-issued write ended, for the drain.
-pub fn replayed<T, E>(result: Result<Delivery<T>, E>) -> Replayed
+pub fn replayed<T, E>(endpoint: &Endpoint, result: Result<Delivery<T>, E>) -> Replayed
 where
     T: QueuedAnswer,
     E: crate::ContractError,
@@ -216,8 +216,8 @@ where
         Ok(Delivery::Queued(_)) => Replayed::Delivered(serde_json::Value::Null),
         Err(error) => Replayed::Failed {
             class: crate::Classify::class(&error),
+            retry_in: endpoint.unavailable_for(&error),
             error: error.to_string(),
-            retry_in: crate::Classify::retry_after(&error),
         },
     }
 }

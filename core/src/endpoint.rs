@@ -411,9 +411,13 @@ impl Endpoint {
         match call.await {
             Ok(delivery) => Ok(delivery),
             Err(error) if matches!(error.class(), Class::Retryable | Class::VendorFault) => {
-                // The drain leaves the vendor alone for as long as it asked
-                // (or the breaker's open time), else for a first backoff.
-                let wait = error.retry_after().unwrap_or(crate::queue::FIRST_WAIT);
+                // The drain leaves the vendor alone for as long as it asked,
+                // or as the breaker stays open (whether it turned this call
+                // away or the call's failures opened it), else for a first
+                // backoff.
+                let wait = self
+                    .unavailable_for(&error)
+                    .unwrap_or(crate::queue::FIRST_WAIT);
                 self.enqueue(queue, key, arguments, error, wait).await
             }
             Err(error) => Err(error),
@@ -471,6 +475,16 @@ impl Endpoint {
             }
             None => Err(error),
         }
+    }
+
+    /// How long the vendor is known to be unavailable after `error`: what
+    /// it asked for (`Retry-After`), else what is left of an open breaker's
+    /// wait (read from the breaker itself, so it does not depend on the
+    /// error type passing `retry_in` on).
+    pub(crate) fn unavailable_for<E: ContractError>(&self, error: &E) -> Option<Duration> {
+        error
+            .retry_after()
+            .or_else(|| self.breaker.as_ref().and_then(|b| b.retry_in()))
     }
 
     fn key_context(&self, key: IdempotencyKey) -> CallContext {

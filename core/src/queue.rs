@@ -192,9 +192,10 @@ impl ContractQueue {
         }
     }
 
-    /// Wakes a drain that is waiting out a failure (a breaker closed).
+    /// Wakes a drain that is waiting out a failure (a breaker closed). Only
+    /// a drain waiting now: no permit is stored, so a later wait is kept.
     pub(crate) fn wake(&self) {
-        self.wake.notify_one();
+        self.wake.notify_waiters();
     }
 
     /// Appends a write to the log and makes sure a drain will deliver it.
@@ -432,7 +433,7 @@ async fn drain_until_empty(queue: &Arc<ContractQueue>, mut wait: Duration) {
                 }
             };
             failures = 0;
-            if let Err(error) = wal.settle_lazily(ticket, status.clone()).await {
+            if let Err(error) = wal.settle_quietly(ticket, status.clone()).await {
                 // The write stays pending and is sent again, with its key.
                 failures += 1;
                 wait = backoff(failures);
@@ -445,7 +446,10 @@ async fn drain_until_empty(queue: &Arc<ContractQueue>, mut wait: Duration) {
                 );
                 break;
             }
+            // The event goes out before `settled(ticket)` waiters wake, so
+            // whoever waits on the ticket has seen it.
             queue.settled(write, ticket, &status);
+            wal.wake_settled();
             settled += 1;
         }
         // One fsync for the batch's settles.

@@ -39,7 +39,8 @@ impl Classify for VendorError {
     fn retry_after(&self) -> Option<std::time::Duration> {
         match self {
             VendorError::Throttled(_, after) => Some(*after),
-            _ => None,
+            VendorError::Seawall(error) => error.retry_after(),
+            VendorError::Status(_) => None,
         }
     }
 }

@@ -340,6 +340,16 @@ impl Breaker {
         }
     }
 
+    /// How long until an open breaker lets a call through again; `None`
+    /// when it is not open (or is forced open, with no end).
+    pub fn retry_in(&self) -> Option<Duration> {
+        let word = Word(self.state.load(Acquire));
+        if word.kind() != OPEN {
+            return None;
+        }
+        Duration::from_millis(word.ms()).checked_sub(self.elapsed())
+    }
+
     /// Holds the breaker open: every call is rejected, with no automatic
     /// recovery, until [`reset`](Self::reset) (or another manual state).
     pub fn force_open(&self) {

@@ -274,19 +274,28 @@ impl WriteAheadLog {
     ///
     /// [`StoreError`] when the log cannot be written.
     pub async fn settle(&self, ticket: Ticket, status: TicketStatus) -> Result<(), StoreError> {
-        self.settle_with(ticket, status, true).await
+        self.settle_with(ticket, status, true).await?;
+        self.wake_settled();
+        Ok(())
     }
 
-    /// [`settle`](Self::settle) without waiting for the disk: durable at
-    /// the next [`flush`](Self::flush) (or append). The drain settles this
-    /// way and flushes once per batch, since a settle lost in a crash only
+    /// [`settle`](Self::settle) without waiting for the disk (durable at
+    /// the next [`flush`](Self::flush) or append) and without waking
+    /// [`settled`](Self::settled) waiters ([`wake_settled`](Self::wake_settled)
+    /// does). The drain settles this way, reports the settle, then wakes the
+    /// waiters, and flushes once per batch: a settle lost in a crash only
     /// means the write is sent again, with its key.
-    pub(crate) async fn settle_lazily(
+    pub(crate) async fn settle_quietly(
         &self,
         ticket: Ticket,
         status: TicketStatus,
     ) -> Result<(), StoreError> {
         self.settle_with(ticket, status, false).await
+    }
+
+    /// Wakes [`settled`](Self::settled) waiters.
+    pub(crate) fn wake_settled(&self) {
+        self.settles.notify_waiters();
     }
 
     /// Makes every earlier settle durable.
@@ -312,7 +321,6 @@ impl WriteAheadLog {
             // Never below zero, even if the store and the count disagree.
             let _ = counter.fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| n.checked_sub(1));
         }
-        self.settles.notify_waiters();
         Ok(())
     }
 

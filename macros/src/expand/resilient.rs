@@ -577,9 +577,12 @@ fn dispatch(contract: &Contract, trait_path: &TokenStream, bounds: &TokenStream)
             // its ticket is reported there.
             let replayed = match &method.queued {
                 Some(answer) => quote_spanned! {answer.span()=>
-                    ::seawall::__private::replayed(__seawall_result)
+                    ::seawall::__private::replayed(__seawall_endpoint, __seawall_result)
                 },
-                None => quote!(::seawall::__private::replayed(__seawall_result)),
+                None => quote!(::seawall::__private::replayed(
+                    __seawall_endpoint,
+                    __seawall_result
+                )),
             };
             quote! {
                 #method_name => {
