@@ -383,6 +383,9 @@ async fn drain_until_empty(queue: &Arc<ContractQueue>, mut wait: Duration) {
         };
         if batch.is_empty() {
             if queue.stop() {
+                // A write is counted a moment before its append is
+                // visible: give it that moment rather than spin.
+                wait = Duration::from_millis(5);
                 continue;
             }
             return;
@@ -433,7 +436,10 @@ async fn drain_until_empty(queue: &Arc<ContractQueue>, mut wait: Duration) {
                 }
             };
             failures = 0;
-            if let Err(error) = wal.settle_quietly(ticket, status.clone()).await {
+            if let Err(error) = wal
+                .settle_quietly(ticket, &write.contract, status.clone())
+                .await
+            {
                 // The write stays pending and is sent again, with its key.
                 failures += 1;
                 wait = backoff(failures);

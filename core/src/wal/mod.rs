@@ -199,6 +199,18 @@ impl WriteAheadLog {
     /// [`StoreError`] when the entry cannot be encoded or the commit fails;
     /// the write is then not queued.
     pub async fn append(&self, write: &QueuedWrite) -> Result<Ticket, StoreError> {
+        // Counted before the entry can be seen (and settled by a drain), so
+        // the count never misses it; uncounted if the append fails.
+        let counter = self.counter(&write.contract);
+        counter.fetch_add(1, Ordering::AcqRel);
+        let appended = self.append_uncounted(write).await;
+        if appended.is_err() {
+            decrement(&counter);
+        }
+        appended
+    }
+
+    async fn append_uncounted(&self, write: &QueuedWrite) -> Result<Ticket, StoreError> {
         let ticket = match &self.log {
             Log::Embedded(log) => {
                 let bytes = serde_json::to_vec(write).map_err(record_error)?;
@@ -217,7 +229,6 @@ impl WriteAheadLog {
                 log.append(write.clone())
             }
         };
-        self.counter(&write.contract).fetch_add(1, Ordering::AcqRel);
         Ok(ticket)
     }
 
@@ -274,7 +285,13 @@ impl WriteAheadLog {
     ///
     /// [`StoreError`] when the log cannot be written.
     pub async fn settle(&self, ticket: Ticket, status: TicketStatus) -> Result<(), StoreError> {
-        self.settle_with(ticket, status, true).await?;
+        let contract = match &self.log {
+            Log::Embedded(log) => log.settle(ticket, status, true).await?,
+            Log::Memory(log) => log.settle(ticket, status),
+        };
+        if let Some(contract) = contract {
+            decrement(&self.counter(&contract));
+        }
         self.wake_settled();
         Ok(())
     }
@@ -285,12 +302,34 @@ impl WriteAheadLog {
     /// does). The drain settles this way, reports the settle, then wakes the
     /// waiters, and flushes once per batch: a settle lost in a crash only
     /// means the write is sent again, with its key.
+    ///
+    /// The write, of `contract`, leaves the pending count before the
+    /// settle is visible, so whoever sees it settled sees the count without
+    /// it. (It has been delivered or refused already, so a new write need not
+    /// wait behind it.)
     pub(crate) async fn settle_quietly(
         &self,
         ticket: Ticket,
+        contract: &str,
         status: TicketStatus,
     ) -> Result<(), StoreError> {
-        self.settle_with(ticket, status, false).await
+        let counter = self.counter(contract);
+        decrement(&counter);
+        let settled = match &self.log {
+            Log::Embedded(log) => log.settle(ticket, status, false).await,
+            Log::Memory(log) => Ok(log.settle(ticket, status)),
+        };
+        match settled {
+            Ok(Some(_)) => Ok(()),
+            Ok(None) => {
+                counter.fetch_add(1, Ordering::AcqRel);
+                Ok(())
+            }
+            Err(error) => {
+                counter.fetch_add(1, Ordering::AcqRel);
+                Err(error)
+            }
+        }
     }
 
     /// Wakes [`settled`](Self::settled) waiters.
@@ -304,24 +343,6 @@ impl WriteAheadLog {
             Log::Embedded(log) => log.flush().await,
             Log::Memory(_) => Ok(()),
         }
-    }
-
-    async fn settle_with(
-        &self,
-        ticket: Ticket,
-        status: TicketStatus,
-        durable: bool,
-    ) -> Result<(), StoreError> {
-        let contract = match &self.log {
-            Log::Embedded(log) => log.settle(ticket, status, durable).await?,
-            Log::Memory(log) => log.settle(ticket, status),
-        };
-        if let Some(contract) = contract {
-            let counter = self.counter(&contract);
-            // Never below zero, even if the store and the count disagree.
-            let _ = counter.fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| n.checked_sub(1));
-        }
-        Ok(())
     }
 
     /// Where a ticket stands; `None` for a ticket this log never issued.
@@ -370,6 +391,11 @@ impl WriteAheadLog {
             Log::Memory(log) => Ok(log.dead_letters(limit)),
         }
     }
+}
+
+/// One less, never below zero (even if the store and the count disagree).
+fn decrement(counter: &AtomicU64) {
+    let _ = counter.fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| n.checked_sub(1));
 }
 
 impl std::fmt::Debug for WriteAheadLog {
