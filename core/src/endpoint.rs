@@ -12,6 +12,7 @@ use crate::idempotency::{
 };
 use crate::queue::{ContractQueue, Delivery};
 use crate::retry::{Backoff, RetryBudget, RngSource};
+use crate::telemetry::{EndpointStats, Outcome as Seen};
 use crate::wal::QueuedWrite;
 use crate::{ContractError, Error, ErrorClass, Policy};
 
@@ -49,6 +50,7 @@ pub struct Endpoint {
     store: Option<Arc<IdempotencyStore>>,
     cache: Option<LastKnownGood>,
     queue: Option<Arc<ContractQueue>>,
+    stats: Arc<EndpointStats>,
 }
 
 /// Why an attempt failed, kept until the loop knows whether it was the last.
@@ -83,6 +85,7 @@ fn retry_after<E: ContractError>(failed: Failed<E>, asked: Duration, attempts: u
 
 /// The runtime state an endpoint uses, resolved by the runtime.
 pub(crate) struct Resolved {
+    pub(crate) stats: Arc<EndpointStats>,
     pub(crate) breaker: Option<Arc<Breaker>>,
     pub(crate) budget: Option<Arc<RetryBudget>>,
     pub(crate) rng: Arc<RngSource>,
@@ -115,6 +118,7 @@ impl Endpoint {
             rng: state.rng,
             store: state.store,
             queue: state.queue,
+            stats: state.stats,
         }
     }
 
@@ -443,7 +447,18 @@ impl Endpoint {
         };
         let write = QueuedWrite::new(&*self.contract, &*self.method, key.as_str(), arguments);
         match queue.append(write, wait).await {
-            Ok(ticket) => Ok(Delivery::Queued(ticket)),
+            Ok(ticket) => {
+                self.stats.queued();
+                tracing::info!(
+                    target: "seawall::queue",
+                    contract = %self.contract,
+                    method = %self.method,
+                    outcome = "queued",
+                    %ticket,
+                    "vendor unavailable; write queued"
+                );
+                Ok(Delivery::Queued(ticket))
+            }
             Err(error) => Err(not_queued(error.to_string(), why.into())),
         }
     }
@@ -463,17 +478,22 @@ impl Endpoint {
         }
         match cache.serve::<T>(key).await {
             Some(stale) => {
-                tracing::debug!(
+                self.stats.stale_served();
+                tracing::info!(
                     target: "seawall::cache",
                     contract = %self.contract,
                     method = %self.method,
-                    age = ?stale.age(),
+                    outcome = "stale",
+                    age_ms = stale.age().as_secs_f64() * 1000.0,
                     %error,
                     "vendor unavailable; serving the last good answer"
                 );
                 Ok(stale)
             }
-            None => Err(error),
+            None => {
+                self.stats.cache_missed();
+                Err(error)
+            }
         }
     }
 
@@ -517,7 +537,7 @@ impl Endpoint {
         let mut previous_delay = Duration::ZERO;
         let mut attempts = 0;
         let failed = loop {
-            let permit = self.admit()?;
+            let permit = self.admit().inspect_err(|_| self.stats.rejected())?;
             // The attempt's limit is its timeout, or what is left of the
             // deadline when that is shorter.
             let (limit, limited_by_deadline) = match deadline {
@@ -535,23 +555,29 @@ impl Endpoint {
             };
             attempts += 1;
             let probe = permit.as_ref().is_some_and(Permit::is_probe);
-            let failed = match tokio::time::timeout(limit, wrap(call)).await {
-                Ok(Ok(value)) => {
+            let timer = quanta::Instant::now();
+            let answer = within(limit, wrap(call)).await;
+            let elapsed = timer.elapsed();
+            let failed = match answer {
+                Some(Ok(value)) => {
+                    self.observe(Seen::Success, attempts, elapsed);
                     record(permit, Outcome::Success);
                     if let Some(budget) = &self.budget {
                         budget.deposit();
                     }
                     return Ok(value);
                 }
-                Ok(Err(error)) => {
+                Some(Err(error)) => {
                     let class = error.class();
+                    self.observe(Seen::Error(class), attempts, elapsed);
                     record_error(permit, class);
                     if !retry.retry_on().contains(class) {
                         return Err(error);
                     }
                     Failed::Vendor(error, class)
                 }
-                Err(_elapsed) => {
+                None => {
+                    self.observe(Seen::Timeout, attempts, elapsed);
                     record(permit, Outcome::Failure);
                     if limited_by_deadline {
                         return Err(self.deadline_exceeded(attempts));
@@ -606,6 +632,7 @@ impl Endpoint {
             if let Some(budget) = &self.budget
                 && !budget.try_withdraw()
             {
+                self.stats.budget_exhausted();
                 return Err(E::from(Error::RetryBudgetExhausted {
                     budget: budget.shared_name().clone(),
                     attempts,
@@ -646,6 +673,24 @@ impl Endpoint {
         })
     }
 
+    /// Records one attempt: counts, latency, the change detector, and an
+    /// `info` event (target `seawall::attempt`) for whoever listens.
+    fn observe(&self, seen: Seen, attempt: u32, elapsed: Duration) {
+        self.stats.attempt(seen, elapsed);
+        let failed = seen != Seen::Success;
+        tracing::info!(
+            target: "seawall::attempt",
+            contract = %self.contract,
+            method = %self.method,
+            attempt,
+            outcome = seen.as_str(),
+            "error.type" = failed.then(|| seen.as_str()),
+            duration_ms = elapsed.as_secs_f64() * 1000.0,
+            breaker = self.breaker.as_ref().map(|b| b.state().as_str()),
+            "attempt"
+        );
+    }
+
     fn admit<E: From<Error>>(&self) -> Result<Option<Permit<'_>>, E> {
         match &self.breaker {
             None => Ok(None),
@@ -676,6 +721,57 @@ impl Endpoint {
     fn deadline_exceeded<E: From<Error>>(&self, attempts: u32) -> E {
         let deadline = self.policy.deadline().unwrap_or_default();
         E::from(Error::DeadlineExceeded { deadline, attempts })
+    }
+}
+
+/// Runs one attempt under its time limit; `None` when the limit passed.
+///
+/// The attempt is polled first: one that answers at once (a cache, a
+/// fake, a pooled connection with the answer ready) never arms a timer.
+/// One that must wait arms it then, for the limit less the whole
+/// milliseconds its first poll took.
+fn within<F: Future>(limit: Duration, attempt: F) -> Within<F> {
+    Within {
+        attempt,
+        timer: None,
+        limit,
+        started: quanta::Instant::now(),
+    }
+}
+
+pin_project_lite::pin_project! {
+    struct Within<F> {
+        #[pin]
+        attempt: F,
+        #[pin]
+        timer: Option<tokio::time::Sleep>,
+        limit: Duration,
+        started: quanta::Instant,
+    }
+}
+
+impl<F: Future> Future for Within<F> {
+    type Output = Option<F::Output>;
+
+    fn poll(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Self::Output> {
+        use std::task::Poll;
+        let mut this = self.project();
+        if let Poll::Ready(answer) = this.attempt.poll(cx) {
+            return Poll::Ready(Some(answer));
+        }
+        if this.timer.is_none() {
+            let spent = this.started.elapsed().as_millis();
+            let spent = Duration::from_millis(u64::try_from(spent).unwrap_or(u64::MAX));
+            this.timer
+                .set(Some(tokio::time::sleep(this.limit.saturating_sub(spent))));
+        }
+        match this.timer.as_pin_mut().map(|timer| timer.poll(cx)) {
+            Some(Poll::Ready(())) => Poll::Ready(None),
+            _ => Poll::Pending,
+        }
     }
 }
 

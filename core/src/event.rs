@@ -21,6 +21,8 @@ pub enum Event {
     /// The vendor refused a queued write for good (or its stored arguments
     /// could no longer be read): it is kept as a dead letter.
     DeadLetter(DeadLettered),
+    /// An endpoint's error rate jumped against its own baseline.
+    ErrorRateChanged(crate::telemetry::ErrorRateChanged),
 }
 
 /// A write queued in the write-ahead log.

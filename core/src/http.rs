@@ -187,6 +187,7 @@ pub struct ClientBuilder {
     read_timeout: Option<Duration>,
     timeout: Option<Duration>,
     hooks: Vec<HeaderHook>,
+    correlation_header: Option<http::HeaderName>,
 }
 
 impl ClientBuilder {
@@ -197,7 +198,17 @@ impl ClientBuilder {
             read_timeout: None,
             timeout: None,
             hooks: Vec::new(),
+            correlation_header: None,
         }
+    }
+
+    /// Also sends the call's correlation id (32 hex digits) in this header,
+    /// such as `X-Correlation-ID`, for vendors that log their own rather
+    /// than `traceparent` (which is always sent). A name that is not a
+    /// valid header name is ignored.
+    pub fn correlation_header(mut self, name: &str) -> Self {
+        self.correlation_header = http::HeaderName::from_bytes(name.as_bytes()).ok();
+        self
     }
 
     /// How long to wait for a connection to the vendor (TCP, and TLS when
@@ -317,6 +328,7 @@ impl ClientBuilder {
         Ok(Client {
             inner: inner.build()?,
             hooks: self.hooks.into(),
+            correlation_header: self.correlation_header,
         })
     }
 }
@@ -341,6 +353,7 @@ impl fmt::Debug for ClientBuilder {
 pub struct Client {
     inner: reqwest::Client,
     hooks: Arc<[HeaderHook]>,
+    correlation_header: Option<http::HeaderName>,
 }
 
 impl Client {
@@ -350,19 +363,41 @@ impl Client {
         ClientBuilder::new()
     }
 
-    /// A request with `method` to `url`, with every header hook applied and,
-    /// inside an attempt of an `idempotent` call, the call's idempotency key
-    /// in the contract's idempotency header (`Idempotency-Key` by default).
+    /// A request with `method` to `url`, with every header hook applied,
+    /// the correlation id as a W3C `traceparent` (and in the
+    /// [`correlation_header`](ClientBuilder::correlation_header), if set)
+    /// inside a seawall call or [correlation
+    /// scope](crate::telemetry::correlation_scope), and, inside an attempt of
+    /// an `idempotent` call, the call's idempotency key in the contract's
+    /// idempotency header (`Idempotency-Key` by default).
+    ///
+    /// No header is ever logged: `Authorization`, cookies and API keys stay
+    /// out of seawall's spans and events.
     ///
     /// A `url` that does not parse is reported by reqwest when the request
     /// is sent (a builder error, classified permanent).
     pub fn request<U: IntoUrl>(&self, method: Method, url: U) -> RequestBuilder {
+        let span = tracing::Span::current();
+        if !span.is_disabled() {
+            span.record("http.request.method", method.as_str());
+        }
         let builder = self.inner.request(method, url);
         let key = crate::idempotency::current_header();
-        if self.hooks.is_empty() && key.is_none() {
+        let correlation = crate::telemetry::current_correlation();
+        if self.hooks.is_empty() && key.is_none() && correlation.is_none() {
             return builder;
         }
         let mut headers = HeaderMap::new();
+        if let Some(id) = correlation {
+            if let Ok(value) = http::HeaderValue::from_str(&id.traceparent()) {
+                headers.insert(http::HeaderName::from_static("traceparent"), value);
+            }
+            if let Some(name) = &self.correlation_header
+                && let Ok(value) = http::HeaderValue::from_str(&id.to_string())
+            {
+                headers.insert(name.clone(), value);
+            }
+        }
         if let Some((name, key)) = key
             && let (Ok(name), Ok(value)) = (
                 http::HeaderName::from_bytes(name.as_bytes()),
@@ -514,6 +549,22 @@ impl Classify for ResponseError {
 /// its body are dropped.
 pub fn check(response: reqwest::Response) -> Result<reqwest::Response, ResponseError> {
     let status = response.status();
+    let url = response.url();
+    tracing::info!(
+        target: "seawall::http",
+        outcome = if status.is_success() { "success" } else { "error" },
+        "http.response.status_code" = status.as_u16(),
+        "server.address" = url.host_str(),
+        "server.port" = url.port_or_known_default(),
+        "response"
+    );
+    let span = tracing::Span::current();
+    if !span.is_disabled() {
+        span.record("http.response.status_code", status.as_u16());
+        if let Some(host) = url.host_str() {
+            span.record("server.address", host);
+        }
+    }
     if status.is_success() {
         return Ok(response);
     }

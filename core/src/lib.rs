@@ -35,6 +35,7 @@ mod resilient;
 pub mod retry;
 mod runtime;
 mod store;
+pub mod telemetry;
 pub mod wal;
 
 pub use breaker::{Breaker, BreakerMetrics, BreakerState};

@@ -8,10 +8,12 @@ use crate::idempotency::IdempotencyStore;
 use crate::queue::{ContractQueue, Drainer};
 use crate::retry::{RetryBudget, RngSource};
 use crate::store::{Backend, StoreError};
+use crate::telemetry::{ChangeDetector, EndpointStats, Health, QueueHealth, breaker_state_code};
 use crate::wal::WriteAheadLog;
 use crate::{Breaker, BreakerState, Endpoint, Event, Policy, PolicyError};
 
 type Queues = Mutex<BTreeMap<Arc<str>, Arc<ContractQueue>>>;
+type Stats = Mutex<BTreeMap<(Arc<str>, Arc<str>), Arc<EndpointStats>>>;
 
 /// The state every resilient call shares: circuit breakers (by name) and the
 /// subscribers to the runtime's events.
@@ -40,6 +42,8 @@ struct Shared {
     wal: Arc<WriteAheadLog>,
     queues: Arc<Queues>,
     disk_cache: Option<Arc<DiskCache>>,
+    stats: Stats,
+    detector: ChangeDetector,
 }
 
 impl Shared {
@@ -48,6 +52,7 @@ impl Shared {
         backend: Backend,
         wal: WriteAheadLog,
         disk_cache: Option<DiskCache>,
+        detector: ChangeDetector,
     ) -> Self {
         let subscribers = Arc::new(Subscribers::default());
         let queues = Arc::new(Queues::default());
@@ -63,6 +68,13 @@ impl Shared {
                 }
             }
         }));
+        // Breaker states as a gauge, for dashboards.
+        subscribers.add(Arc::new(|event: &Event| {
+            if let Event::Breaker(transition) = event {
+                metrics::gauge!("seawall_breaker_state", "breaker" => transition.breaker.to_string())
+                    .set(breaker_state_code(transition.to));
+            }
+        }));
         Self {
             breakers: Mutex::default(),
             budgets: Mutex::default(),
@@ -72,6 +84,8 @@ impl Shared {
             wal: Arc::new(wal),
             queues,
             disk_cache: disk_cache.map(Arc::new),
+            stats: Stats::default(),
+            detector,
         }
     }
 }
@@ -83,6 +97,7 @@ impl Default for Shared {
             Backend::memory(),
             WriteAheadLog::memory(),
             None,
+            ChangeDetector::new(),
         )
     }
 }
@@ -91,6 +106,7 @@ impl Default for Shared {
 #[derive(Debug, Default)]
 pub struct RuntimeBuilder {
     seed: Option<u64>,
+    detector: ChangeDetector,
 }
 
 impl RuntimeBuilder {
@@ -98,6 +114,13 @@ impl RuntimeBuilder {
     /// delays are the same on every run (given the same order of calls).
     pub fn seed(mut self, seed: u64) -> Self {
         self.seed = Some(seed);
+        self
+    }
+
+    /// How each endpoint's error-rate change detector judges a change
+    /// (window, baseline weight, warm-up, smallest rise, significance).
+    pub fn change_detector(mut self, detector: ChangeDetector) -> Self {
+        self.detector = detector;
         self
     }
 
@@ -135,7 +158,7 @@ impl RuntimeBuilder {
             None => RngSource::default(),
         };
         Runtime {
-            shared: Arc::new(Shared::new(rng, backend, wal, disk_cache)),
+            shared: Arc::new(Shared::new(rng, backend, wal, disk_cache, self.detector)),
         }
     }
 }
@@ -170,6 +193,33 @@ impl Runtime {
     /// and a way to wait for a ticket to settle.
     pub fn write_ahead_log(&self) -> &WriteAheadLog {
         &self.shared.wal
+    }
+
+    /// Every endpoint's calls, latency, breaker and cache counts, and every
+    /// contract queue's depth and dead letters, as they are now.
+    /// Serializes to JSON (`serde_json::to_string(&runtime.health())`).
+    pub fn health(&self) -> Health {
+        let endpoints = lock(&self.shared.stats)
+            .values()
+            .map(|stats| stats.health())
+            .collect();
+        let wal = &self.shared.wal;
+        let mut contracts: Vec<Arc<str>> = lock(&self.shared.queues).keys().cloned().collect();
+        for contract in wal.contracts() {
+            if !contracts.iter().any(|c| **c == *contract) {
+                contracts.push(contract.into());
+            }
+        }
+        contracts.sort();
+        let queues = contracts
+            .into_iter()
+            .map(|contract| QueueHealth {
+                pending: wal.pending_count(&contract),
+                dead_letters: wal.dead_count(&contract),
+                contract: contract.to_string(),
+            })
+            .collect();
+        Health { endpoints, queues }
     }
 
     /// The queue of `contract`'s writes, created on first use.
@@ -283,7 +333,24 @@ impl Runtime {
             }
             _ => None,
         };
+        let stats = {
+            let mut stats = lock(&self.shared.stats);
+            let key: (Arc<str>, Arc<str>) = (contract.into(), method.into());
+            stats
+                .entry(key.clone())
+                .or_insert_with(|| {
+                    Arc::new(EndpointStats::new(
+                        key.0,
+                        key.1,
+                        self.shared.detector.clone(),
+                        breaker.clone(),
+                        self.shared.subscribers.clone(),
+                    ))
+                })
+                .clone()
+        };
         let state = Resolved {
+            stats,
             breaker,
             budget,
             rng: self.shared.rng.clone(),

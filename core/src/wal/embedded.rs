@@ -34,12 +34,24 @@ pub(super) struct Embedded {
 
 impl Embedded {
     /// Opens the log's tables and counts the pending writes per contract.
-    pub(super) fn open(db: Arc<Database>) -> Result<(Self, HashMap<String, u64>), StoreError> {
+    /// Opens the log's tables and counts the pending writes and the dead
+    /// letters per contract.
+    #[allow(clippy::type_complexity)]
+    pub(super) fn open(
+        db: Arc<Database>,
+    ) -> Result<(Self, HashMap<String, u64>, HashMap<String, u64>), StoreError> {
         let write = db.begin_write().map_err(failed)?;
-        let (next, counts) = {
+        let (next, counts, dead_counts) = {
             let entries = write.open_table(ENTRIES).map_err(failed)?;
             write.open_table(SETTLED).map_err(failed)?;
-            write.open_table(DEAD).map_err(failed)?;
+            let dead = write.open_table(DEAD).map_err(failed)?;
+            let mut dead_counts = HashMap::new();
+            for letter in dead.iter().map_err(failed)? {
+                let (_, bytes) = letter.map_err(failed)?;
+                let letter: DeadLetter =
+                    serde_json::from_slice(bytes.value()).map_err(record_error)?;
+                *dead_counts.entry(letter.write.contract).or_insert(0) += 1;
+            }
             let meta = write.open_table(META).map_err(failed)?;
             let next = meta.get("next").map_err(failed)?.map_or(1, |v| v.value());
             let mut counts = HashMap::new();
@@ -49,7 +61,7 @@ impl Embedded {
                     serde_json::from_slice(bytes.value()).map_err(record_error)?;
                 *counts.entry(write.contract).or_insert(0) += 1;
             }
-            (next, counts)
+            (next, counts, dead_counts)
         };
         write.commit().map_err(failed)?;
         let (appends, queue) = mpsc::channel();
@@ -63,7 +75,7 @@ impl Embedded {
             appends: Some(appends),
             committer: Some(committer),
         };
-        Ok((log, counts))
+        Ok((log, counts, dead_counts))
     }
 
     pub(super) async fn append(&self, bytes: Vec<u8>) -> Result<Ticket, StoreError> {

@@ -143,6 +143,8 @@ pub struct WriteAheadLog {
     /// open, raised by appends, lowered by settles), so a call can ask
     /// "is anything queued ahead of me?" without reading the store.
     pending: Mutex<HashMap<String, Arc<AtomicU64>>>,
+    /// Dead letters per contract, kept the same way.
+    dead: Mutex<HashMap<String, Arc<AtomicU64>>>,
     /// Woken on every settle, for [`settled`](Self::settled).
     settles: Notify,
     warned: AtomicBool,
@@ -150,22 +152,29 @@ pub struct WriteAheadLog {
 
 impl WriteAheadLog {
     pub(crate) fn embedded(db: Arc<redb::Database>) -> Result<Self, StoreError> {
-        let (log, counts) = embedded::Embedded::open(db)?;
-        Ok(Self::with(Log::Embedded(log), counts))
+        let (log, counts, dead) = embedded::Embedded::open(db)?;
+        Ok(Self::with(Log::Embedded(log), counts, dead))
     }
 
     pub(crate) fn memory() -> Self {
-        Self::with(Log::Memory(memory::Memory::default()), HashMap::new())
+        Self::with(
+            Log::Memory(memory::Memory::default()),
+            HashMap::new(),
+            HashMap::new(),
+        )
     }
 
-    fn with(log: Log, counts: HashMap<String, u64>) -> Self {
-        let pending = counts
-            .into_iter()
-            .map(|(contract, n)| (contract, Arc::new(AtomicU64::new(n))))
-            .collect();
+    fn with(log: Log, counts: HashMap<String, u64>, dead: HashMap<String, u64>) -> Self {
+        let counters = |counts: HashMap<String, u64>| {
+            counts
+                .into_iter()
+                .map(|(contract, n)| (contract, Arc::new(AtomicU64::new(n))))
+                .collect()
+        };
         Self {
             log,
-            pending: Mutex::new(pending),
+            pending: Mutex::new(counters(counts)),
+            dead: Mutex::new(counters(dead)),
             settles: Notify::new(),
             warned: AtomicBool::new(false),
         }
@@ -184,6 +193,46 @@ impl WriteAheadLog {
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner());
         pending.entry(contract.to_owned()).or_default().clone()
+    }
+
+    /// How many dead letters `contract` has.
+    pub fn dead_count(&self, contract: &str) -> u64 {
+        self.dead
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .get(contract)
+            .map_or(0, |n| n.load(Ordering::Acquire))
+    }
+
+    /// The contracts that have had writes pending or dead in this log.
+    pub(crate) fn contracts(&self) -> Vec<String> {
+        let mut contracts: Vec<String> = self
+            .pending
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .keys()
+            .cloned()
+            .collect();
+        for contract in self
+            .dead
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .keys()
+        {
+            if !contracts.contains(contract) {
+                contracts.push(contract.clone());
+            }
+        }
+        contracts
+    }
+
+    fn count_dead(&self, contract: &str) {
+        self.dead
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .entry(contract.to_owned())
+            .or_default()
+            .fetch_add(1, Ordering::AcqRel);
     }
 
     /// How many writes of `contract` are pending, from the live count.
@@ -285,12 +334,16 @@ impl WriteAheadLog {
     ///
     /// [`StoreError`] when the log cannot be written.
     pub async fn settle(&self, ticket: Ticket, status: TicketStatus) -> Result<(), StoreError> {
+        let dead = matches!(status, TicketStatus::Dead { .. });
         let contract = match &self.log {
             Log::Embedded(log) => log.settle(ticket, status, true).await?,
             Log::Memory(log) => log.settle(ticket, status),
         };
         if let Some(contract) = contract {
             decrement(&self.counter(&contract));
+            if dead {
+                self.count_dead(&contract);
+            }
         }
         self.wake_settled();
         Ok(())
@@ -315,12 +368,18 @@ impl WriteAheadLog {
     ) -> Result<(), StoreError> {
         let counter = self.counter(contract);
         decrement(&counter);
+        let dead = matches!(status, TicketStatus::Dead { .. });
         let settled = match &self.log {
             Log::Embedded(log) => log.settle(ticket, status, false).await,
             Log::Memory(log) => Ok(log.settle(ticket, status)),
         };
         match settled {
-            Ok(Some(_)) => Ok(()),
+            Ok(Some(_)) => {
+                if dead {
+                    self.count_dead(contract);
+                }
+                Ok(())
+            }
             Ok(None) => {
                 counter.fetch_add(1, Ordering::AcqRel);
                 Ok(())

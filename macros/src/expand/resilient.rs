@@ -497,7 +497,7 @@ fn resilient_method(contract: &Contract, method: &Method, trait_path: &TokenStre
         #sig {
             let __seawall_endpoint = &#endpoints.#ident;
             let __seawall_inner = ::seawall::Resilient::inner(self);
-            async move { #body }
+            ::seawall::__private::traced(__seawall_endpoint, async move { #body })
         }
     }
 }
