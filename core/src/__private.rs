@@ -5,6 +5,8 @@ pub use std::future::Future;
 pub use std::marker::{Send, Sync};
 pub use std::time::Duration;
 
+pub use tracing;
+
 pub use crate::cache::KeyHasher;
 pub use crate::idempotency::{IdempotencyKey, OnDuplicate, StorePolicy};
 pub use crate::queue::{Delivery, Replayed};
@@ -249,4 +251,45 @@ pub fn unknown_method(write: &QueuedWrite) -> Replayed {
         "contract `{}` has no queued method `{}` (it was renamed or removed since the write was queued)",
         write.contract, write.method
     ))
+}
+
+/// An argument, for the `seawall::args` debug event: printed with `Debug`
+/// when it has it (`(&&DebugArg(&value)).traced()` picks [`ViaDebug`]
+/// then), as `<not Debug>` otherwise.
+pub struct DebugArg<'a, T: ?Sized>(pub &'a T);
+
+/// Prints an argument that is `Debug`.
+pub trait ViaDebug<'a> {
+    /// What is printed.
+    type Shown: std::fmt::Debug;
+    /// The argument.
+    fn traced(&self) -> Self::Shown;
+}
+
+/// Prints an argument that is not `Debug`.
+pub trait ViaOpaque {
+    /// A placeholder.
+    fn traced(&self) -> Opaque;
+}
+
+impl<'a, T: std::fmt::Debug + ?Sized> ViaDebug<'a> for &DebugArg<'a, T> {
+    type Shown = &'a T;
+    fn traced(&self) -> &'a T {
+        self.0
+    }
+}
+
+impl<T: ?Sized> ViaOpaque for DebugArg<'_, T> {
+    fn traced(&self) -> Opaque {
+        Opaque
+    }
+}
+
+/// An argument that has no `Debug`.
+pub struct Opaque;
+
+impl std::fmt::Debug for Opaque {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("<not Debug>")
+    }
 }

@@ -33,6 +33,8 @@ pub(crate) struct IntegrationArgs {
     pub(crate) breaker: Option<SpannedValue<Override<BreakerArgs>>>,
     pub(crate) idempotent: Option<SpannedValue<Override<IdempotentArgs>>>,
     pub(crate) fallback: Option<SpannedValue<FallbackArg>>,
+    /// `redact = [token, card]`: arguments never recorded.
+    pub(crate) redact: Option<SpannedValue<KeyPaths>>,
 }
 
 /// `fallback = cache(max_stale = "1h", capacity = 10000)`,

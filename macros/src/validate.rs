@@ -32,6 +32,8 @@ pub(crate) struct MethodPolicy {
     pub(crate) key: Option<KeyValues>,
     /// `fallback = with(path)`: the function that answers a failed call.
     pub(crate) custom_fallback: Option<syn::Path>,
+    /// The arguments named in `redact = [..]`.
+    pub(crate) redact: Vec<syn::Ident>,
 }
 
 /// Which values make a write's idempotency key.
@@ -258,6 +260,23 @@ pub(crate) fn integration(
         }
     }
 
+    let mut redact = Vec::new();
+    if let Some(names) = &args.redact {
+        for path in &names.0 {
+            if path.name.contains('.') {
+                errors.push(
+                    darling::Error::custom(format!(
+                        "`redact` names whole arguments: write `{}`",
+                        path.root
+                    ))
+                    .with_span(&path.expr),
+                );
+            } else {
+                redact.push(path.root.clone());
+            }
+        }
+    }
+
     for violation in policy.violations() {
         let field = violation.field();
         if field.is_contract_level() {
@@ -287,6 +306,7 @@ pub(crate) fn integration(
         policy,
         key,
         custom_fallback,
+        redact,
     })
 }
 

@@ -309,7 +309,8 @@ pub struct ErrorRateChanged {
 /// and every contract queue, as they are now. Serializes to JSON.
 #[derive(Clone, Debug, Serialize)]
 pub struct Health {
-    /// Each contract method that has been called, by contract then method.
+    /// Each contract method of every contract a wrapper has served, by
+    /// contract then method (methods not called yet show zeros).
     pub endpoints: Vec<EndpointHealth>,
     /// Each contract with queued writes.
     pub queues: Vec<QueueHealth>,
@@ -422,10 +423,14 @@ pub(crate) fn breaker_state_code(state: BreakerState) -> f64 {
 
 pin_project_lite::pin_project! {
     /// A logical call in its span and correlation scope (what
-    /// `#[contract]` methods return inside their `impl Future`).
+    /// `#[contract]` methods return inside their `impl Future`). The scope
+    /// is chosen at the first poll, so a call created outside the caller's
+    /// [`correlation_scope`] and awaited inside it still joins it.
     #[doc(hidden)]
     #[project = TracedProjection]
     pub enum Traced<F> {
+        /// Not polled yet.
+        Start { span: Option<tracing::Span>, call: Option<F> },
         /// In the caller's correlation scope.
         Caller { #[pin] call: Spanned<F> },
         /// In a scope of its own.
@@ -447,11 +452,17 @@ pin_project_lite::pin_project! {
 
 impl<F: std::future::Future> Traced<F> {
     pub(crate) fn new(span: tracing::Span, call: F) -> Self {
+        Traced::Start {
+            span: Some(span),
+            call: Some(call),
+        }
+    }
+
+    fn started(span: tracing::Span, call: F) -> Self {
         use tracing::Instrument;
-        let caller = correlation::is_set();
         let recorded = !span.is_disabled();
         let spanned = |id: Option<CorrelationId>| {
-            if span.is_disabled() {
+            if !recorded {
                 return Spanned::Plain { call };
             }
             if let Some(id) = id {
@@ -461,7 +472,7 @@ impl<F: std::future::Future> Traced<F> {
                 call: call.instrument(span),
             }
         };
-        if caller {
+        if correlation::is_set() {
             Traced::Caller {
                 call: spanned(correlation::current()),
             }
@@ -479,12 +490,22 @@ impl<F: std::future::Future> std::future::Future for Traced<F> {
     type Output = F::Output;
 
     fn poll(
-        self: std::pin::Pin<&mut Self>,
+        mut self: std::pin::Pin<&mut Self>,
         cx: &mut std::task::Context<'_>,
     ) -> std::task::Poll<F::Output> {
-        match self.project() {
-            TracedProjection::Caller { call } => call.poll(cx),
-            TracedProjection::Own { call } => call.poll(cx),
+        loop {
+            match self.as_mut().project() {
+                TracedProjection::Start { span, call } => {
+                    // `call` is not pinned until it is moved into a pinned
+                    // variant here, before its first poll.
+                    let (Some(span), Some(call)) = (span.take(), call.take()) else {
+                        unreachable!("a call is started once");
+                    };
+                    self.as_mut().set(Self::started(span, call));
+                }
+                TracedProjection::Caller { call } => return call.poll(cx),
+                TracedProjection::Own { call } => return call.poll(cx),
+            }
         }
     }
 }

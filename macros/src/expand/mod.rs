@@ -315,15 +315,18 @@ fn delivery_answer(output: &syn::Type) -> Option<syn::Type> {
     }
 }
 
-/// Every value of an idempotency key starts from an argument of the method.
+/// Every value of an idempotency key, and every name in `redact`, is an
+/// argument of the method.
 fn check_key(
     policy: &MethodPolicy,
     sig: &syn::Signature,
     errors: &mut darling::error::Accumulator,
 ) {
-    let Some(validate::KeyValues::Paths(paths)) = &policy.key else {
-        return;
+    let roots: Vec<&syn::Ident> = match &policy.key {
+        Some(validate::KeyValues::Paths(paths)) => paths.iter().map(|p| &p.root).collect(),
+        _ => Vec::new(),
     };
+    let roots = roots.into_iter().chain(policy.redact.iter());
     let arguments: Vec<String> = sig
         .inputs
         .iter()
@@ -335,8 +338,8 @@ fn check_key(
             syn::FnArg::Receiver(_) => None,
         })
         .collect();
-    for path in paths {
-        if !arguments.iter().any(|argument| path.root == argument) {
+    for root in roots {
+        if !arguments.iter().any(|argument| root == argument) {
             let known = if arguments.is_empty() {
                 "the method has no arguments".to_owned()
             } else {
@@ -345,9 +348,9 @@ fn check_key(
             errors.push(
                 darling::Error::custom(format!(
                     "`{}` is not an argument of `{}`: {known}",
-                    path.root, sig.ident
+                    root, sig.ident
                 ))
-                .with_span(&path.root),
+                .with_span(root),
             );
         }
     }

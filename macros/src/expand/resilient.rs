@@ -493,12 +493,52 @@ fn resilient_method(contract: &Contract, method: &Method, trait_path: &TokenStre
         }
     };
     let endpoints = endpoints(contract, &quote!(self));
+    let arguments_event = arguments_event(contract, method, names);
     quote! {
         #sig {
             let __seawall_endpoint = &#endpoints.#ident;
             let __seawall_inner = ::seawall::Resilient::inner(self);
-            ::seawall::__private::traced(__seawall_endpoint, async move { #body })
+            ::seawall::__private::traced(__seawall_endpoint, async move {
+                #arguments_event
+                #body
+            })
         }
+    }
+}
+
+/// A `debug` event (target `seawall::args`) with each argument's `Debug`
+/// (`<not Debug>` when it has none), `<redacted>` for those named in
+/// `redact = [..]`. Built only when something records it.
+fn arguments_event(contract: &Contract, method: &Method, names: &[syn::Ident]) -> TokenStream {
+    let contract_name = &contract.name;
+    let method_name = method.sig.ident.to_string();
+    let method_name = method_name
+        .strip_prefix("r#")
+        .unwrap_or(&method_name)
+        .to_owned();
+    let fields = names.iter().map(|name| {
+        let text = name.to_string();
+        let field = format!("arg.{}", text.strip_prefix("r#").unwrap_or(&text));
+        if method.policy.redact.iter().any(|redacted| redacted == name) {
+            quote!(#field = "<redacted>")
+        } else {
+            quote! {
+                #field = ?{
+                    #[allow(unused_imports)]
+                    use ::seawall::__private::{ViaDebug as _, ViaOpaque as _};
+                    (&&::seawall::__private::DebugArg(&#name)).traced()
+                }
+            }
+        }
+    });
+    quote! {
+        ::seawall::__private::tracing::debug!(
+            target: "seawall::args",
+            contract = #contract_name,
+            method = #method_name,
+            #(#fields,)*
+            "arguments"
+        );
     }
 }
 

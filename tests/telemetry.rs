@@ -1,0 +1,233 @@
+//! Telemetry: the health snapshot, metrics through the `metrics` facade,
+//! error-rate change alerts, and what spans and events carry (and never
+//! carry).
+
+mod support;
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use seawall::telemetry::ChangeDetector;
+use seawall::{Cached, Delivery, Event, Resilient, Runtime, contract};
+use support::{Script, Step, VendorError};
+
+#[contract(name = "crm")]
+pub trait Crm {
+    #[integration(
+        read,
+        timeout = "1s",
+        retry(attempts = 2, base = "10ms", jitter = "none"),
+        breaker(window = 100, min_calls = 100)
+    )]
+    async fn account(&self, id: u32) -> Result<String, VendorError>;
+
+    #[integration(read, timeout = "1s", fallback = cache(max_stale = "1h"))]
+    async fn card(&self, id: u32) -> Result<Cached<String>, VendorError>;
+
+    #[integration(write, timeout = "1s", idempotent, fallback = queue)]
+    async fn note(&self, id: u32) -> Result<Delivery<()>, VendorError>;
+}
+
+impl Crm for Script {
+    async fn account(&self, id: u32) -> Result<String, VendorError> {
+        self.play().await?;
+        Ok(format!("account {id}"))
+    }
+
+    async fn card(&self, id: u32) -> Result<Cached<String>, VendorError> {
+        self.play().await?;
+        Ok(format!("card {id}").into())
+    }
+
+    async fn note(&self, _id: u32) -> Result<Delivery<()>, VendorError> {
+        self.play().await?;
+        Ok(().into())
+    }
+}
+
+fn endpoint<'a>(
+    health: &'a seawall::telemetry::Health,
+    method: &str,
+) -> &'a seawall::telemetry::EndpointHealth {
+    health
+        .endpoints
+        .iter()
+        .find(|e| e.contract == "crm" && e.method == method)
+        .unwrap_or_else(|| panic!("no endpoint crm.{method} in {health:?}"))
+}
+
+#[tokio::test(start_paused = true)]
+async fn health_counts_attempts_by_outcome_and_calls_the_breaker_turned_away() {
+    let runtime = Runtime::in_memory();
+    let script = Script::new(
+        [Step::Ok, Step::Fail(503), Step::Ok, Step::Fail(422)],
+        Step::Ok,
+    );
+    let crm = Resilient::new(script, &runtime);
+    crm.account(1).await.unwrap(); // success
+    crm.account(2).await.unwrap(); // 503, then success on the retry
+    crm.account(3).await.unwrap_err(); // 422: permanent, not retried
+    let health = runtime.health();
+    let account = endpoint(&health, "account");
+    assert_eq!(account.calls, 4);
+    assert_eq!(account.outcomes.success, 2);
+    assert_eq!(account.outcomes.retryable, 1);
+    assert_eq!(account.outcomes.permanent, 1);
+    assert_eq!(account.outcomes.rejected, 0);
+    assert_eq!(account.error_rate, 0.5);
+    assert_eq!(account.error_rates.retryable, 0.25);
+    assert_eq!(account.latency.count, 4);
+    assert_eq!(
+        account.breaker,
+        Some(seawall::BreakerState::Closed),
+        "{account:?}"
+    );
+
+    runtime.breaker("crm.account").unwrap().force_open();
+    crm.account(4).await.unwrap_err();
+    let health = runtime.health();
+    let account = endpoint(&health, "account");
+    assert_eq!(account.outcomes.rejected, 1);
+    assert_eq!(account.calls, 4, "a rejected call never reached the vendor");
+}
+
+#[tokio::test]
+async fn health_reports_latency_percentiles_of_the_attempts() {
+    let runtime = Runtime::in_memory();
+    // 19 fast answers and one that takes 60 ms (real time: latency is
+    // measured with a real clock).
+    let mut steps = vec![Step::Ok; 19];
+    steps.push(Step::Slow(Duration::from_millis(60)));
+    let crm = Resilient::new(Script::new(steps, Step::Ok), &runtime);
+    for id in 0..20 {
+        crm.account(id).await.unwrap();
+    }
+    let health = runtime.health();
+    let latency = &endpoint(&health, "account").latency;
+    assert_eq!(latency.count, 20);
+    let p50 = latency.p50_ms.unwrap();
+    let max = latency.max_ms.unwrap();
+    assert!(p50 < 20.0, "{latency:?}");
+    assert!((60.0..1000.0).contains(&max), "{latency:?}");
+    assert_eq!(latency.p99_ms, Some(max), "{latency:?}");
+}
+
+#[tokio::test(start_paused = true)]
+async fn health_shows_stale_serves_queued_writes_and_the_queue() {
+    let runtime = Runtime::in_memory();
+    let script = Script::new([Step::Ok], Step::Fail(503));
+    let crm = Resilient::new(script, &runtime);
+    crm.card(1).await.unwrap();
+    assert!(crm.card(1).await.unwrap().is_stale());
+    crm.card(2).await.unwrap_err(); // nothing cached for 2
+    assert!(crm.note(1).await.unwrap().is_queued());
+
+    let health = runtime.health();
+    let card = endpoint(&health, "card");
+    assert_eq!(card.stale_serves, 1);
+    assert_eq!(card.cache_misses, 1);
+    assert_eq!(endpoint(&health, "note").queued, 1);
+    let queue = health.queues.iter().find(|q| q.contract == "crm").unwrap();
+    assert_eq!(queue.pending, 1);
+    assert_eq!(queue.dead_letters, 0);
+
+    let json = serde_json::to_value(&health).unwrap();
+    assert_eq!(json["queues"][0]["pending"], 1);
+    let card = json["endpoints"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["method"] == "card")
+        .unwrap();
+    assert!(card["latency"]["p50_ms"].is_number(), "{card}");
+    assert_eq!(card["stale_serves"], 1);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_jump_in_an_endpoints_error_rate_raises_one_alert() {
+    let runtime = Runtime::builder()
+        .change_detector(ChangeDetector::new().with_window(100))
+        .in_memory();
+    let alerts = Arc::new(Mutex::new(Vec::new()));
+    let seen = alerts.clone();
+    runtime.subscribe(move |event| {
+        if let Event::ErrorRateChanged(change) = event {
+            seen.lock()
+                .unwrap()
+                .push((change.baseline, change.rate, change.calls));
+        }
+    });
+    // 1 000 calls with no error, then 20 % of calls fail (permanent
+    // errors, so no retry muddies the count).
+    let mut steps = vec![Step::Ok; 1000];
+    for n in 0..1000 {
+        steps.push(if n % 5 == 0 {
+            Step::Fail(422)
+        } else {
+            Step::Ok
+        });
+    }
+    let crm = Resilient::new(Script::new(steps, Step::Ok), &runtime);
+    for id in 0..1000 {
+        crm.account(id).await.unwrap();
+    }
+    assert!(alerts.lock().unwrap().is_empty());
+    for id in 0..1000 {
+        let _ = crm.account(id).await;
+    }
+    let alerts = alerts.lock().unwrap().clone();
+    assert_eq!(alerts.len(), 1, "one alert per change: {alerts:?}");
+    let (baseline, rate, calls) = alerts[0];
+    assert_eq!(baseline, 0.0);
+    assert!((rate - 0.2).abs() < 0.02, "{rate}");
+    assert_eq!(calls, 100);
+    assert_eq!(endpoint(&runtime.health(), "account").rate_alerts, 1);
+}
+
+#[test]
+fn metrics_go_through_the_metrics_facade() {
+    use metrics_util::debugging::{DebugValue, DebuggingRecorder};
+    let recorder = DebuggingRecorder::new();
+    let snapshotter = recorder.snapshotter();
+    let tokio = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .start_paused(true)
+        .build()
+        .unwrap();
+    metrics::with_local_recorder(&recorder, || {
+        tokio.block_on(async {
+            let runtime = Runtime::in_memory();
+            let script = Script::new([Step::Ok, Step::Fail(503), Step::Ok], Step::Ok);
+            let crm = Resilient::new(script, &runtime);
+            crm.account(1).await.unwrap();
+            crm.account(2).await.unwrap();
+        });
+    });
+    let snapshot = snapshotter.snapshot().into_vec();
+    let counter = |outcome: &str| {
+        snapshot
+            .iter()
+            .find(|(key, _, _, _)| {
+                key.key().name() == "seawall_calls_total"
+                    && key
+                        .key()
+                        .labels()
+                        .any(|l| l.key() == "outcome" && l.value() == outcome)
+                    && key
+                        .key()
+                        .labels()
+                        .any(|l| l.key() == "method" && l.value() == "account")
+            })
+            .map(|(_, _, _, value)| value)
+    };
+    assert_eq!(counter("success"), Some(&DebugValue::Counter(2)));
+    assert_eq!(counter("retryable"), Some(&DebugValue::Counter(1)));
+    let histogram = snapshot
+        .iter()
+        .find(|(key, _, _, _)| key.key().name() == "seawall_call_duration_seconds")
+        .map(|(_, _, _, value)| value);
+    assert!(
+        matches!(histogram, Some(DebugValue::Histogram(v)) if v.len() == 3),
+        "{histogram:?}"
+    );
+}
