@@ -7,6 +7,7 @@ pub use std::time::Duration;
 
 pub use crate::cache::KeyHasher;
 pub use crate::idempotency::{IdempotencyKey, OnDuplicate, StorePolicy};
+pub use crate::mock::generated::{MockOutput, MockRecord, MockShow, MockShowAny, MockShowDebug};
 pub use crate::queue::{Delivery, Replayed};
 pub use crate::resilient::{ContractEndpoints, Dispatch};
 pub use crate::wal::QueuedWrite;

@@ -10,6 +10,8 @@ pub(crate) struct ContractArgs {
     pub(crate) name: Option<SpannedValue<String>>,
     pub(crate) retry_budget: Option<SpannedValue<BudgetArgs>>,
     pub(crate) idempotency_header: Option<SpannedValue<String>>,
+    /// `mock`: also generate `Mock<Trait>`, a test double.
+    pub(crate) mock: Flag,
 }
 
 /// `retry_budget(ratio = 0.1, max = 10, min_per_second = 10)` or
