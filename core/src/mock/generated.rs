@@ -3,12 +3,9 @@
 
 use std::fmt::Debug;
 
-/// Records an argument taken by reference as its owned form.
-#[diagnostic::on_unimplemented(
-    message = "`{Self}` is taken by reference by a method of a `#[contract(mock)]` trait, but it has no owned form to record",
-    label = "the double records an owned copy of each argument",
-    note = "derive `Clone` for it (or implement `ToOwned`), or take it by value"
-)]
+/// Records an argument taken by reference as its owned form. A type
+/// without one is reported by rustc as not `Clone` (the root of `ToOwned`),
+/// at the argument's type.
 pub trait MockRecord {
     /// What is recorded: `String` for `str`, `Vec<T>` for `[T]`, a clone
     /// for a `Clone` type.
