@@ -429,3 +429,40 @@ async fn writes_are_queued_during_an_outage_window_and_drained_in_order_after_it
     );
     assert_eq!(log.pending_count("telephony"), 0);
 }
+
+// --- The README's example, run --------------------------------------------
+
+#[contract(name = "directory", mock)]
+pub trait Directory {
+    #[integration(read, timeout = "2s", retry, breaker, fallback = cache(max_stale = "1h"))]
+    async fn account_name(&self, id: &str) -> Result<Cached<String>, seawall::Error>;
+}
+
+async fn header(directory: &impl Directory, id: &str) -> String {
+    match directory.account_name(id).await {
+        Ok(name) if name.is_stale() => format!(
+            "{} (as of {} min ago)",
+            name.value(),
+            name.age().as_secs() / 60
+        ),
+        Ok(name) => name.value().clone(),
+        Err(_) => "account unavailable".into(),
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn the_readme_example_shows_the_last_known_name_during_an_outage() {
+    let mock = MockDirectory::new();
+    mock.account_name().returns("Acme".to_owned().into());
+    let directory = Resilient::new(mock.clone(), &Runtime::in_memory());
+    assert_eq!(header(&directory, "42").await, "Acme");
+
+    let down = Faults::new().outage_during(..Duration::from_secs(600));
+    mock.account_name()
+        .faults(down, || seawall::Error::Timeout {
+            after: Duration::from_secs(2),
+        });
+    tokio::time::advance(Duration::from_secs(300)).await;
+    assert_eq!(header(&directory, "42").await, "Acme (as of 5 min ago)");
+    mock.account_name().assert_called(4);
+}
