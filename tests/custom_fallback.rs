@@ -1,10 +1,11 @@
 //! `fallback = with(path)`: a function of the arguments and the error
-//! answers a call that failed; on tokio's paused clock.
+//! answers a call that failed; on tokio's paused clock, against the
+//! generated double (`#[contract(mock)]`).
 
 mod support;
 
 use seawall::{Resilient, Runtime, contract};
-use support::{Script, Step, VendorError};
+use support::VendorError;
 
 #[derive(Debug, PartialEq)]
 pub enum Records {
@@ -25,7 +26,7 @@ fn only_outages(patient: &str, error: VendorError) -> Result<Records, VendorErro
     }
 }
 
-#[contract(name = "ehr")]
+#[contract(name = "ehr", mock)]
 pub trait Ehr {
     #[integration(read, timeout = "1s", retry(attempts = 2, base = "10ms", cap = "10ms"),
                   fallback = with(unavailable))]
@@ -35,28 +36,26 @@ pub trait Ehr {
     async fn summary(&self, patient: &str) -> Result<Records, VendorError>;
 }
 
-impl Ehr for Script {
-    async fn records(&self, patient: &str, note: String) -> Result<Records, VendorError> {
-        self.play().await?;
-        Ok(Records::Found(format!("{patient} ({note})")))
-    }
-
-    async fn summary(&self, patient: &str) -> Result<Records, VendorError> {
-        self.play().await?;
-        Ok(Records::Found(patient.to_owned()))
-    }
+/// The generated double, and the wrapper around it.
+fn ehr() -> (MockEhr, Resilient<MockEhr>) {
+    let mock = MockEhr::new();
+    let ehr = Resilient::new(mock.clone(), &Runtime::in_memory());
+    (mock, ehr)
 }
 
 #[tokio::test(start_paused = true)]
 async fn a_success_never_reaches_the_fallback() {
-    let ehr = Resilient::new(Script::always(Step::Ok), &Runtime::in_memory());
+    let (mock, ehr) = ehr();
+    mock.records()
+        .returns_with(|(patient, note)| Ok(Records::Found(format!("{patient} ({note})"))));
     let records = ehr.records("p-1", "cardiology".into()).await.unwrap();
     assert_eq!(records, Records::Found("p-1 (cardiology)".into()));
 }
 
 #[tokio::test(start_paused = true)]
 async fn a_failure_is_answered_by_the_fallback_with_the_arguments_and_the_error() {
-    let ehr = Resilient::new(Script::always(Step::Fail(503)), &Runtime::in_memory());
+    let (mock, ehr) = ehr();
+    mock.records().otherwise_fails(|| VendorError::status(503));
     let records = ehr.records("p-1", "cardiology".into()).await.unwrap();
     let Records::Unavailable(message) = records else {
         panic!("expected the fallback's answer, got {records:?}");
@@ -65,19 +64,20 @@ async fn a_failure_is_answered_by_the_fallback_with_the_arguments_and_the_error(
         message.starts_with("p-1 (cardiology): gave up after 2 attempt(s)"),
         "{message}"
     );
+    // The retries ran before the fallback, each with the arguments.
+    mock.records().assert_called(2);
     assert_eq!(
-        ehr.inner().calls(),
-        2,
-        "the retries ran before the fallback"
+        *mock.records().last_call().unwrap().args(),
+        ("p-1".to_owned(), "cardiology".to_owned())
     );
 }
 
 #[tokio::test(start_paused = true)]
 async fn the_fallback_decides_which_errors_it_answers() {
-    let ehr = Resilient::new(
-        Script::new([Step::Fail(503)], Step::Fail(404)),
-        &Runtime::in_memory(),
-    );
+    let (mock, ehr) = ehr();
+    mock.summary()
+        .fails_with(VendorError::status(503))
+        .fails_with(VendorError::status(404));
     assert_eq!(
         ehr.summary("p-2").await.unwrap(),
         Records::Unavailable("p-2".into())

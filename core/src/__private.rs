@@ -9,6 +9,7 @@ pub use tracing;
 
 pub use crate::cache::KeyHasher;
 pub use crate::idempotency::{IdempotencyKey, OnDuplicate, StorePolicy};
+pub use crate::mock::generated::{MockOutput, MockRecord, MockShow, MockShowAny, MockShowDebug};
 pub use crate::queue::{Delivery, Replayed};
 pub use crate::resilient::{ContractEndpoints, Dispatch};
 pub use crate::wal::QueuedWrite;

@@ -29,6 +29,7 @@ mod event;
 #[cfg(feature = "http")]
 pub mod http;
 pub mod idempotency;
+pub mod mock;
 pub mod policy;
 pub mod queue;
 mod resilient;

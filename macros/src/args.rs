@@ -10,6 +10,32 @@ pub(crate) struct ContractArgs {
     pub(crate) name: Option<SpannedValue<String>>,
     pub(crate) retry_budget: Option<SpannedValue<BudgetArgs>>,
     pub(crate) idempotency_header: Option<SpannedValue<String>>,
+    /// `mock`: also generate `Mock<Trait>`, a test double.
+    #[darling(default)]
+    pub(crate) mock: MockFlag,
+}
+
+/// `mock`, a flag; given a value, it says so.
+#[derive(Clone, Copy, Debug, Default)]
+pub(crate) struct MockFlag(bool);
+
+impl MockFlag {
+    pub(crate) fn is_present(self) -> bool {
+        self.0
+    }
+}
+
+impl FromMeta for MockFlag {
+    fn from_meta(item: &syn::Meta) -> darling::Result<Self> {
+        match item {
+            syn::Meta::Path(_) => Ok(Self(true)),
+            other => Err(darling::Error::custom(
+                "`mock` takes no value: write `#[contract(mock)]` to generate a test double \
+                 (`Mock<Trait>`), or leave it out",
+            )
+            .with_span(other)),
+        }
+    }
 }
 
 /// `retry_budget(ratio = 0.1, max = 10, min_per_second = 10)` or

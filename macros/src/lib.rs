@@ -24,7 +24,9 @@ use proc_macro::TokenStream;
 /// running each call through the method's policy.
 ///
 /// Options: `name = "salesforce"` names the contract in breaker names,
-/// errors and telemetry (default: the trait's name).
+/// errors and telemetry (default: the trait's name); `mock` also generates
+/// `Mock<Trait>`, a test double that implements the trait over
+/// `seawall::mock` (scripted answers, faults, recorded calls).
 ///
 /// See the `seawall` crate's documentation for the policy keys.
 #[proc_macro_attribute]

@@ -2,6 +2,7 @@
 //! function of `proc_macro2` tokens, so tests can call it directly.
 
 pub(crate) mod classify;
+mod mock;
 mod resilient;
 
 use darling::FromMeta;
@@ -28,6 +29,8 @@ pub(crate) struct Contract {
     pub(crate) item: syn::ItemTrait,
     pub(crate) name: String,
     pub(crate) methods: Vec<Method>,
+    /// `#[contract(mock)]`: generate a test double too.
+    pub(crate) mock: bool,
 }
 
 /// `#[contract(args)] item`.
@@ -45,7 +48,13 @@ pub(crate) fn contract(args: TokenStream, item: TokenStream) -> TokenStream {
         }
     };
     match check(args, &item) {
-        Ok(contract) => resilient::expand(&contract),
+        Ok(contract) => {
+            let mut tokens = resilient::expand(&contract);
+            if contract.mock {
+                tokens.extend(mock::expand(&contract));
+            }
+            tokens
+        }
         Err(errors) => fallback::contract(errors, item),
     }
 }
@@ -98,10 +107,15 @@ fn check(args: TokenStream, item: &syn::ItemTrait) -> darling::Result<Contract> 
             .with_span(&item.generics),
         );
     }
+    let mock = args.mock.is_present();
+    if mock {
+        mock::check(&methods, &mut errors);
+    }
     errors.finish_with(Contract {
         item: item.clone(),
         name,
         methods,
+        mock,
     })
 }
 

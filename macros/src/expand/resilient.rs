@@ -43,7 +43,7 @@ fn kept_trait(contract: &Contract) -> syn::ItemTrait {
     item
 }
 
-fn future_sig(method: &Method, sig: &syn::Signature) -> syn::Signature {
+pub(super) fn future_sig(method: &Method, sig: &syn::Signature) -> syn::Signature {
     let output = &method.output;
     let mut sig = sig.clone();
     sig.asyncness = None;
