@@ -36,14 +36,24 @@
 //! errors, stale answers, queued writes, the requests the vendor actually
 //! received, attempts cut off by the timeout, breaker transitions, fail-fast
 //! rejections, the p50/p99 latency of the logical calls and the depth of the
-//! write-ahead log. It exits non-zero when the drill's own expectations
-//! fail: the healthy phase had errors, the breaker never opened while the
-//! vendor was failing, nothing was rejected while it was open, no attempt
-//! timed out against the slow vendor or a caller waited it out, the breaker
-//! did not end closed after the recovery, a card read during the outage was
-//! not answered stale from the cache, or a note written during the outage
-//! was not queued, then delivered exactly once and in order, leaving the log
-//! empty.
+//! write-ahead log. Last, it prints the runtime's own account of the drill,
+//! [`Runtime::health`](seawall::Runtime::health): per endpoint the attempts
+//! that reached the vendor, their error rate, timeouts, fail-fast
+//! rejections, latency percentiles, breaker state, stale answers and queued
+//! writes, and per contract queue its pending writes and dead letters; as a
+//! table, then as the JSON a health endpoint would serve.
+//!
+//! It exits non-zero when the drill's own expectations fail: the healthy
+//! phase had errors, the breaker never opened while the vendor was failing,
+//! nothing was rejected while it was open, no attempt timed out against the
+//! slow vendor or a caller waited it out, the breaker did not end closed
+//! after the recovery, a card read during the outage was not answered stale
+//! from the cache, or a note written during the outage was not queued, then
+//! delivered exactly once and in order, leaving the log empty; or when the
+//! health snapshot disagrees with what the drill counted itself (each
+//! method's attempts against the requests the vendor received, its
+//! timeouts, rejections, stale answers and queued writes, its breaker's
+//! state, and the queue's pending writes and dead letters, none left).
 //!
 //! The whole drill takes about seven seconds.
 
@@ -60,6 +70,7 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
+use seawall::telemetry::{EndpointHealth, Health};
 use seawall::wal::{Ticket, TicketStatus, WriteAheadLog};
 use seawall::{
     BreakerState, Cached, Classify, Delivery, ErrorClass, Event, Resilient, Runtime, contract,
@@ -1223,6 +1234,160 @@ fn check_drain(drain: &DrainReport, depth_after: u64) -> Vec<String> {
     failures
 }
 
+/// The runtime's health snapshot: a table per endpoint and per queue, then
+/// the JSON.
+fn print_health(health: &Health) -> Result<(), serde_json::Error> {
+    let ms = |value: Option<f64>| value.map_or_else(|| "-".to_owned(), |v| format!("{v:.2}"));
+    println!();
+    println!("health snapshot at the end (runtime.health()):");
+    println!(
+        "{:<18} {:>5} {:>8} {:>9} {:>8} {:>8} {:>8} {:>8} {:>8} {:<9} {:>5} {:>6}",
+        "endpoint",
+        "calls",
+        "err rate",
+        "timed out",
+        "rejected",
+        "p50 ms",
+        "p95 ms",
+        "p99 ms",
+        "max ms",
+        "breaker",
+        "stale",
+        "queued",
+    );
+    println!("{}", "-".repeat(113));
+    for endpoint in &health.endpoints {
+        println!(
+            "{:<18} {:>5} {:>7.1}% {:>9} {:>8} {:>8} {:>8} {:>8} {:>8} {:<9} {:>5} {:>6}",
+            format!("{}.{}", endpoint.contract, endpoint.method),
+            endpoint.calls,
+            endpoint.error_rate * 100.0,
+            endpoint.outcomes.timeout,
+            endpoint.outcomes.rejected,
+            ms(endpoint.latency.p50_ms),
+            ms(endpoint.latency.p95_ms),
+            ms(endpoint.latency.p99_ms),
+            ms(endpoint.latency.max_ms),
+            endpoint.breaker.map_or("-", BreakerState::as_str),
+            endpoint.stale_serves,
+            endpoint.queued,
+        );
+    }
+    println!();
+    println!("{:<18} {:>7} {:>12}", "queue", "pending", "dead letters");
+    println!("{}", "-".repeat(39));
+    for queue in &health.queues {
+        println!(
+            "{:<18} {:>7} {:>12}",
+            queue.contract, queue.pending, queue.dead_letters
+        );
+    }
+    println!();
+    println!("calls: attempts that reached the vendor, retries and the drain's included");
+    println!("err rate: the share of those calls that failed (timeouts included)");
+    println!("rejected: calls the open breaker turned away, not counted in calls");
+    println!("p50..max: latency of the attempts (not of the logical calls, as above)");
+    println!();
+    println!("{}", serde_json::to_string_pretty(health)?);
+    Ok(())
+}
+
+/// Whether the runtime's health snapshot agrees with what the drill counted
+/// itself: the vendor's requests, the adapter's timeouts, the callers'
+/// fail-fast, stale and queued answers, the breakers' states and the log.
+fn check_health(reports: &[PhaseReport], health: &Health) -> Vec<String> {
+    let mut failures = Vec::new();
+    for workload in [Workload::Reads, Workload::CardReads, Workload::Notes] {
+        let name = workload.breaker();
+        let Some(endpoint) = health
+            .endpoints
+            .iter()
+            .find(|e| format!("{}.{}", e.contract, e.method) == name)
+        else {
+            failures.push(format!("the health snapshot has no endpoint `{name}`"));
+            continue;
+        };
+        let phases: Vec<&PhaseReport> = reports
+            .iter()
+            .filter(|r| r.phase.workload() == workload)
+            .collect();
+        let sum = |count: fn(&PhaseReport) -> u64| phases.iter().map(|r| count(r)).sum::<u64>();
+        let mut agree = |what: &str, snapshot: u64, drill: u64, counted_by: &str| {
+            if snapshot != drill {
+                failures.push(format!(
+                    "health says `{name}` had {snapshot} {what}; the drill counted {drill} \
+                     ({counted_by})"
+                ));
+            }
+        };
+        agree(
+            "calls",
+            endpoint.calls,
+            sum(|r| r.vendor_attempts),
+            "requests the vendor received",
+        );
+        agree(
+            "latency samples",
+            endpoint.latency.count,
+            endpoint.calls,
+            "the snapshot's own calls",
+        );
+        agree(
+            "timeouts",
+            endpoint.outcomes.timeout,
+            sum(|r| r.timed_out),
+            "attempts the adapter never finished",
+        );
+        agree(
+            "rejected calls",
+            endpoint.outcomes.rejected,
+            sum(|r| u64::from(r.fail_fast)),
+            "calls that got no vendor attempt",
+        );
+        agree(
+            "stale serves",
+            endpoint.stale_serves,
+            sum(|r| u64::from(r.stale)),
+            "answers marked stale",
+        );
+        agree(
+            "queued writes",
+            endpoint.queued,
+            sum(|r| u64::from(r.queued)),
+            "answers with a ticket",
+        );
+        failures.extend(agree_breaker(endpoint, phases.last().copied()));
+    }
+    match health.queues.iter().find(|q| q.contract == CONTRACT) {
+        Some(queue) if queue.pending != 0 || queue.dead_letters != 0 => failures.push(format!(
+            "health says the `{CONTRACT}` queue ended with {} pending and {} dead letters; \
+             expected none",
+            queue.pending, queue.dead_letters
+        )),
+        Some(_) => {}
+        None => failures.push(format!(
+            "the health snapshot has no `{CONTRACT}` queue, though notes were queued"
+        )),
+    }
+    failures
+}
+
+/// The breaker's state in the snapshot against the one read at the end of
+/// the last phase that called the method (nothing calls it since, so it
+/// cannot have moved).
+fn agree_breaker(endpoint: &EndpointHealth, last: Option<&PhaseReport>) -> Option<String> {
+    let after = last?.breaker_after;
+    (endpoint.breaker != after).then(|| {
+        format!(
+            "health says the breaker of `{}.{}` is {}; it was {} at the end of its last phase",
+            endpoint.contract,
+            endpoint.method,
+            endpoint.breaker.map_or("missing", BreakerState::as_str),
+            after.map_or("missing", BreakerState::as_str)
+        )
+    })
+}
+
 /// The drill's expectations that did not hold.
 struct DrillFailed(Vec<String>);
 
@@ -1336,7 +1501,7 @@ async fn main() -> Result<(), Box<dyn StdError>> {
 
     let mut drill = Drill {
         crm,
-        runtime,
+        runtime: runtime.clone(),
         vendor,
         clock,
         queued_keys,
@@ -1368,7 +1533,11 @@ async fn main() -> Result<(), Box<dyn StdError>> {
     }
     print_summary(&reports);
 
-    let failures = check(&reports, &transitions);
+    let health = runtime.health();
+    print_health(&health)?;
+
+    let mut failures = check(&reports, &transitions);
+    failures.extend(check_health(&reports, &health));
     if !failures.is_empty() {
         return Err(DrillFailed(failures).into());
     }

@@ -16,6 +16,10 @@ mod ehr;
 #[allow(dead_code)]
 mod telephony;
 
+#[path = "../examples/metrics_prometheus.rs"]
+#[allow(dead_code)]
+mod metrics_prometheus;
+
 #[tokio::test]
 async fn the_ehr_example_answers_an_outage_with_its_custom_fallback() {
     let outcome = ehr::run().await.expect("the scenario runs");
@@ -128,4 +132,42 @@ async fn the_telephony_example_delivers_rules_queued_in_an_outage_once_each_in_o
         outcome.table["+15550101"], "voicemail:support",
         "the last route wins"
     );
+}
+
+#[tokio::test]
+async fn the_metrics_example_scrapes_what_each_call_did_from_its_prometheus_route() {
+    // Twice in one process: the second run reuses the installed recorder,
+    // and counts only its own calls.
+    for run in 1..=2 {
+        let report = metrics_prometheus::run().await.expect("the scenario runs");
+        assert_eq!(report.failures(), Vec::<String>::new(), "run {run}");
+        let counted = |what: &str| {
+            report
+                .checks
+                .iter()
+                .find(|check| check.what == what)
+                .map(|check| check.counted)
+        };
+        let calls = |method: &str, outcome: &str| {
+            counted(&format!(
+                "seawall_calls_total{{method=\"{method}\",outcome=\"{outcome}\"}}"
+            ))
+        };
+        assert_eq!(calls("price", "permanent"), Some(1.0), "the one 404");
+        assert_eq!(calls("price", "vendor_fault"), Some(1.0), "the one 500");
+        for outcome in ["success", "retryable", "timeout", "rejected"] {
+            assert!(calls("price", outcome) > Some(0.0), "{outcome}");
+        }
+        assert_eq!(
+            counted(r#"seawall_cache_stale_total{method="product"}"#),
+            Some(3.0)
+        );
+        assert_eq!(
+            counted(r#"seawall_cache_misses_total{method="product"}"#),
+            Some(1.0)
+        );
+        assert!(report.lines.iter().any(|line| {
+            line.starts_with(r#"seawall_call_duration_seconds_bucket{contract="catalog""#)
+        }));
+    }
 }

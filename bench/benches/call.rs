@@ -139,6 +139,28 @@ fn bench(c: &mut Criterion) {
             });
         },
     );
+    // The full pipeline again, with a typical subscriber: `tracing`'s fmt
+    // layer at INFO, writing every span and event (formatted) to a sink.
+    let subscriber = tracing_subscriber::fmt()
+        .with_max_level(tracing::Level::INFO)
+        .with_writer(std::io::sink)
+        .finish();
+    tracing::subscriber::with_default(subscriber, || {
+        group.bench_function(
+            "resilient: timeout + retry + breaker, INFO subscriber",
+            |b| {
+                b.iter_custom(|iterations| {
+                    runtime.block_on(async {
+                        let start = Instant::now();
+                        for i in 0..iterations {
+                            black_box(vendor.full(black_box(i)).await.ok());
+                        }
+                        start.elapsed()
+                    })
+                });
+            },
+        );
+    });
     group.finish();
 }
 

@@ -21,27 +21,6 @@ pub use crate::{
     RetryPolicy, Runtime,
 };
 
-/// Runs one logical call in its `seawall.call` span (target
-/// `seawall::call`, `info`), with the caller's correlation id or one of its
-/// own (generated now if the span is recorded, else when first asked for).
-///
-/// Built without `async fn`, whose parameters would be stored twice in the
-/// future: the call's future is stored once.
-pub fn traced<F: Future>(endpoint: &Endpoint, call: F) -> crate::telemetry::Traced<F> {
-    let span = tracing::info_span!(
-        target: "seawall::call",
-        "seawall.call",
-        contract = %endpoint.contract(),
-        method = %endpoint.method(),
-        correlation_id = tracing::field::Empty,
-        "otel.kind" = "client",
-        "http.request.method" = tracing::field::Empty,
-        "server.address" = tracing::field::Empty,
-        "http.response.status_code" = tracing::field::Empty,
-    );
-    crate::telemetry::Traced::new(span, call)
-}
-
 /// Builds a method's endpoint from a policy the macro has already checked.
 pub fn endpoint(runtime: &Runtime, contract: &str, method: &str, policy: Policy) -> Endpoint {
     match runtime.endpoint(contract, method, policy) {

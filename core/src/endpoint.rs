@@ -533,11 +533,35 @@ impl Endpoint {
             .zip(self.policy.deadline())
             .map(|(started, deadline)| started + deadline);
         let max_attempts = retry.attempts().max(1);
+        // The logical call's span, and its correlation id: the caller's, or
+        // its own (made now if the span records it, else when first asked
+        // for, by `seawall::http` say). Both cover each attempt's polls.
+        let span = tracing::info_span!(
+            target: "seawall::call",
+            "seawall.call",
+            contract = %self.contract,
+            method = %self.method,
+            correlation_id = tracing::field::Empty,
+            "otel.kind" = "client",
+            "http.request.method" = tracing::field::Empty,
+            "server.address" = tracing::field::Empty,
+            "http.response.status_code" = tracing::field::Empty,
+        );
+        let mut correlation = crate::telemetry::correlation_for_call(!span.is_disabled());
+        if !span.is_disabled() {
+            span.record(
+                "correlation_id",
+                tracing::field::display(format_args!("{correlation:032x}")),
+            );
+        }
         let mut rng = None;
         let mut previous_delay = Duration::ZERO;
         let mut attempts = 0;
         let failed = loop {
-            let permit = self.admit().inspect_err(|_| self.stats.rejected())?;
+            let permit = match self.admit() {
+                Ok(permit) => permit,
+                Err(retry_in) => return Err(self.rejected(retry_in)),
+            };
             // The attempt's limit is its timeout, or what is left of the
             // deadline when that is shorter.
             let (limit, limited_by_deadline) = match deadline {
@@ -555,12 +579,13 @@ impl Endpoint {
             };
             attempts += 1;
             let probe = permit.as_ref().is_some_and(Permit::is_probe);
-            let timer = quanta::Instant::now();
-            let answer = within(limit, wrap(call)).await;
-            let elapsed = timer.elapsed();
+            let clock = crate::telemetry::clock();
+            let timer = clock.raw();
+            let answer = within(limit, timer, &span, &mut correlation, wrap(call)).await;
+            let elapsed = Duration::from_nanos(clock.delta_as_nanos(timer, clock.raw()));
             let failed = match answer {
                 Some(Ok(value)) => {
-                    self.observe(Seen::Success, attempts, elapsed);
+                    self.observe(&span, Seen::Success, attempts, elapsed);
                     record(permit, Outcome::Success);
                     if let Some(budget) = &self.budget {
                         budget.deposit();
@@ -569,7 +594,7 @@ impl Endpoint {
                 }
                 Some(Err(error)) => {
                     let class = error.class();
-                    self.observe(Seen::Error(class), attempts, elapsed);
+                    self.observe(&span, Seen::Error(class), attempts, elapsed);
                     record_error(permit, class);
                     if !retry.retry_on().contains(class) {
                         return Err(error);
@@ -577,7 +602,7 @@ impl Endpoint {
                     Failed::Vendor(error, class)
                 }
                 None => {
-                    self.observe(Seen::Timeout, attempts, elapsed);
+                    self.observe(&span, Seen::Timeout, attempts, elapsed);
                     record(permit, Outcome::Failure);
                     if limited_by_deadline {
                         return Err(self.deadline_exceeded(attempts));
@@ -675,9 +700,10 @@ impl Endpoint {
 
     /// Records one attempt: counts, latency, the change detector, and an
     /// `info` event (target `seawall::attempt`) for whoever listens.
-    fn observe(&self, seen: Seen, attempt: u32, elapsed: Duration) {
+    fn observe(&self, span: &tracing::Span, seen: Seen, attempt: u32, elapsed: Duration) {
         self.stats.attempt(seen, elapsed);
         let failed = seen != Seen::Success;
+        let _in_call = span.enter();
         tracing::info!(
             target: "seawall::attempt",
             contract = %self.contract,
@@ -691,14 +717,23 @@ impl Endpoint {
         );
     }
 
-    fn admit<E: From<Error>>(&self) -> Result<Option<Permit<'_>>, E> {
+    /// A permit from the breaker (none without one), or how long it stays
+    /// open. Small on purpose: the caller's error is built only when
+    /// rejected, in [`rejected`](Self::rejected).
+    fn admit(&self) -> Result<Option<Permit<'_>>, Option<Duration>> {
         match &self.breaker {
             None => Ok(None),
             Some(breaker) => breaker
                 .try_acquire()
                 .map(Some)
-                .map_err(|rejected| self.breaker_open(rejected.retry_in)),
+                .map_err(|rejected| rejected.retry_in),
         }
+    }
+
+    #[cold]
+    fn rejected<E: From<Error>>(&self, retry_in: Option<Duration>) -> E {
+        self.stats.rejected();
+        self.breaker_open(retry_in)
     }
 
     fn breaker_open<E: From<Error>>(&self, retry_in: Option<Duration>) -> E {
@@ -730,27 +765,39 @@ impl Endpoint {
 /// fake, a pooled connection with the answer ready) never arms a timer.
 /// One that must wait arms it then, for the limit less the whole
 /// milliseconds its first poll took.
-fn within<F: Future>(limit: Duration, attempt: F) -> Within<F> {
+///
+/// Each poll runs in the call's span and correlation scope.
+fn within<'a, F: Future>(
+    limit: Duration,
+    started: u64,
+    span: &'a tracing::Span,
+    correlation: &'a mut u128,
+    attempt: F,
+) -> Within<'a, F> {
     Within {
         attempt,
         timer: None,
         limit,
-        started: quanta::Instant::now(),
+        started,
+        span,
+        correlation,
     }
 }
 
 pin_project_lite::pin_project! {
-    struct Within<F> {
+    struct Within<'a, F> {
         #[pin]
         attempt: F,
         #[pin]
         timer: Option<tokio::time::Sleep>,
         limit: Duration,
-        started: quanta::Instant,
+        started: u64,
+        span: &'a tracing::Span,
+        correlation: &'a mut u128,
     }
 }
 
-impl<F: Future> Future for Within<F> {
+impl<F: Future> Future for Within<'_, F> {
     type Output = Option<F::Output>;
 
     fn poll(
@@ -759,12 +806,18 @@ impl<F: Future> Future for Within<F> {
     ) -> std::task::Poll<Self::Output> {
         use std::task::Poll;
         let mut this = self.project();
-        if let Poll::Ready(answer) = this.attempt.poll(cx) {
+        let _in_call = this.span.enter();
+        let attempt = this.attempt;
+        let (answer, correlation) =
+            crate::telemetry::polled_in_correlation(**this.correlation, || attempt.poll(cx));
+        **this.correlation = correlation;
+        if let Poll::Ready(answer) = answer {
             return Poll::Ready(Some(answer));
         }
         if this.timer.is_none() {
-            let spent = this.started.elapsed().as_millis();
-            let spent = Duration::from_millis(u64::try_from(spent).unwrap_or(u64::MAX));
+            let clock = crate::telemetry::clock();
+            let spent = clock.delta_as_nanos(*this.started, clock.raw()) / 1_000_000;
+            let spent = Duration::from_millis(spent);
             this.timer
                 .set(Some(tokio::time::sleep(this.limit.saturating_sub(spent))));
         }

@@ -159,6 +159,8 @@ pub(crate) struct ContractQueue {
     // open after the runtime is dropped.
     wal: Weak<WriteAheadLog>,
     subscribers: Arc<Subscribers>,
+    /// `seawall_queue_depth{contract}`.
+    depth: metrics::Gauge,
 }
 
 impl ContractQueue {
@@ -167,8 +169,12 @@ impl ContractQueue {
         wal: &Arc<WriteAheadLog>,
         subscribers: Arc<Subscribers>,
     ) -> Self {
+        let depth = metrics::gauge!("seawall_queue_depth", "contract" => contract.to_string());
+        let pending = wal.counter(&contract);
+        depth.set(pending.load(Ordering::Acquire) as f64);
         Self {
-            pending: wal.counter(&contract),
+            pending,
+            depth,
             contract,
             draining: AtomicBool::new(false),
             wake: Notify::new(),
@@ -210,6 +216,7 @@ impl ContractQueue {
             .upgrade()
             .ok_or_else(|| StoreError::Embedded("the runtime's log is closed".into()))?;
         let ticket = wal.append(&write).await?;
+        self.depth.set(self.pending() as f64);
         tracing::debug!(
             target: "seawall::queue",
             contract = %write.contract,
@@ -454,6 +461,7 @@ async fn drain_until_empty(queue: &Arc<ContractQueue>, mut wait: Duration) {
             }
             // The event goes out before `settled(ticket)` waiters wake, so
             // whoever waits on the ticket has seen it.
+            queue.depth.set(queue.pending() as f64);
             queue.settled(write, ticket, &status);
             wal.wake_settled();
             settled += 1;

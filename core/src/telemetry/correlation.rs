@@ -89,49 +89,87 @@ impl std::fmt::Display for CorrelationId {
     }
 }
 
-/// The id of the current scope; zero until generated, for a call's own.
-#[doc(hidden)]
-pub struct Current(Cell<u128>);
+std::thread_local! {
+    /// The correlation scope of the future being polled on this thread:
+    /// `None` outside any; `Some(0)` in a call's own scope whose id is not
+    /// generated yet. Set around each poll of a scoped future (as tokio's
+    /// task-locals are), so it follows the task, not the thread.
+    static CURRENT: Cell<Option<u128>> = const { Cell::new(None) };
+}
 
-tokio::task_local! {
-    static CURRENT: Current;
+/// Restores the enclosing scope when a poll ends, even by panic.
+struct Restore<'a>(&'a Cell<Option<u128>>, Option<u128>);
+
+impl Drop for Restore<'_> {
+    fn drop(&mut self) {
+        self.0.set(self.1);
+    }
+}
+
+/// Polls `poll` with `scope` as the current scope; returns what it gave and
+/// the scope's id after it (generated during the poll, perhaps). One
+/// thread-local lookup.
+pub(crate) fn polled_in<T>(scope: u128, poll: impl FnOnce() -> T) -> (T, u128) {
+    CURRENT.with(|current| {
+        let restore = Restore(current, current.replace(Some(scope)));
+        let answer = poll();
+        let after = current.get().unwrap_or(0);
+        drop(restore);
+        (answer, after)
+    })
+}
+
+pin_project_lite::pin_project! {
+    /// A future in a correlation scope (see [`scope`]).
+    pub struct Scoped<F> {
+        #[pin]
+        future: F,
+        id: u128,
+    }
+}
+
+impl<F: Future> Future for Scoped<F> {
+    type Output = F::Output;
+
+    fn poll(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<F::Output> {
+        let this = self.project();
+        let (answer, _) = polled_in(*this.id, || this.future.poll(cx));
+        answer
+    }
 }
 
 /// Runs `future` with `id` as the correlation id of every seawall call made
 /// in it (on its task).
-pub fn scope<F: Future>(id: CorrelationId, future: F) -> impl Future<Output = F::Output> {
-    CURRENT.scope(Current(Cell::new(id.0)), future)
+pub fn scope<F: Future>(id: CorrelationId, future: F) -> Scoped<F> {
+    Scoped { future, id: id.0 }
 }
 
 /// The correlation id of the current scope or call, generated on first
 /// use for a call made outside any scope; `None` outside seawall calls and
 /// scopes.
 pub fn current() -> Option<CorrelationId> {
-    CURRENT
-        .try_with(|current| {
-            let id = current.0.get();
-            if id != 0 {
-                return CorrelationId(id);
-            }
+    CURRENT.with(|current| match current.get()? {
+        0 => {
             let id = CorrelationId::generate();
-            current.0.set(id.0);
-            id
-        })
-        .ok()
+            current.set(Some(id.0));
+            Some(id)
+        }
+        id => Some(CorrelationId(id)),
+    })
 }
 
-/// Whether a scope is set (by the caller or for this call).
-pub(crate) fn is_set() -> bool {
-    CURRENT.try_with(|_| ()).is_ok()
-}
-
-/// Runs a call's future in a scope of its own: `id`, or one generated
-/// when first asked for.
-pub(crate) fn own_scope<F: Future>(
-    id: Option<CorrelationId>,
-    future: F,
-) -> tokio::task::futures::TaskLocalFuture<Current, F> {
-    CURRENT.scope(Current(Cell::new(id.map_or(0, |id| id.0))), future)
+/// The correlation id of a logical call starting now: the enclosing
+/// scope's (made now if it is a call's lazy one), or one of its own — made
+/// now if `now`, else left 0, to be made when first asked for.
+pub(crate) fn for_call(now: bool) -> u128 {
+    if CURRENT.with(|current| current.get().is_some()) || now {
+        current().unwrap_or_else(CorrelationId::generate).0
+    } else {
+        0
+    }
 }
 
 #[cfg(test)]
@@ -167,14 +205,17 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn a_calls_own_id_is_generated_once_and_kept() {
+    async fn a_scope_is_current_only_while_its_future_is_polled() {
         assert_eq!(current(), None);
-        own_scope(None, async {
-            let first = current().unwrap();
-            assert_eq!(current(), Some(first));
-        })
-        .await;
         let set = CorrelationId::generate();
         scope(set, async move { assert_eq!(current(), Some(set)) }).await;
+        assert_eq!(current(), None);
+        let (first, after) = polled_in(0, || current().unwrap());
+        assert_eq!(
+            first.as_u128(),
+            after,
+            "a lazy id, once made, is handed back"
+        );
+        assert_eq!(current(), None);
     }
 }

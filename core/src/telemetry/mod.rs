@@ -5,8 +5,8 @@
 //! changes.
 //!
 //! **Recording costs nothing it does not have to.** Each attempt is timed
-//! with a TSC clock ([quanta](https://docs.rs/quanta), about 12 ns a read
-//! here against 30 ns for `std::time::Instant`), counted and put in a
+//! with a TSC clock ([quanta](https://docs.rs/quanta), read raw: a few ns,
+//! against 30 ns for `std::time::Instant`), counted and put in a
 //! lock-free histogram (relaxed atomic adds); metric handles are resolved
 //! once per endpoint, so with no metrics recorder installed they are no-ops;
 //! spans and events are skipped by `tracing`'s own level check when nothing
@@ -38,12 +38,24 @@ use std::time::Duration;
 
 use serde::Serialize;
 
-pub use correlation::{CorrelationId, current as current_correlation, scope as correlation_scope};
+pub use correlation::{
+    CorrelationId, Scoped, current as current_correlation, scope as correlation_scope,
+};
+pub(crate) use correlation::{
+    for_call as correlation_for_call, polled_in as polled_in_correlation,
+};
 pub use detector::ChangeDetector;
 
 use crate::breaker::Breaker;
 use crate::event::Subscribers;
 use crate::{BreakerState, ErrorClass, Event};
+
+/// The clock attempts are timed with: quanta's TSC clock, calibrated once
+/// per process, read raw (no scaling until a duration is needed).
+pub(crate) fn clock() -> &'static quanta::Clock {
+    static CLOCK: std::sync::OnceLock<quanta::Clock> = std::sync::OnceLock::new();
+    CLOCK.get_or_init(quanta::Clock::new)
+}
 
 /// How one attempt (or a call the breaker turned away) ended.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -163,10 +175,14 @@ impl EndpointStats {
         }
     }
 
-    /// Records one attempt that reached the vendor (or was rejected).
+    /// Records one attempt that reached the vendor. Successes are not
+    /// counted on their own: they are the histogram's count less the
+    /// failures, which saves the success path an atomic add.
     pub(crate) fn attempt(&self, outcome: Outcome, elapsed: Duration) {
         let index = outcome.index();
-        self.outcomes[index].fetch_add(1, Relaxed);
+        if outcome != Outcome::Success {
+            self.outcomes[index].fetch_add(1, Relaxed);
+        }
         self.metrics.outcomes[index].increment(1);
         let Some(error) = outcome.is_error() else {
             return;
@@ -235,9 +251,11 @@ impl EndpointStats {
 
     /// The endpoint's health, merged from its counters now.
     pub(crate) fn health(&self) -> EndpointHealth {
+        let snapshot = self.latency.snapshot();
         let count = |i: usize| self.outcomes[i].load(Relaxed);
+        let failed = (1..6).map(count).sum::<u64>();
         let outcomes = Outcomes {
-            success: count(0),
+            success: snapshot.count().saturating_sub(failed),
             retryable: count(1),
             vendor_fault: count(2),
             permanent: count(3),
@@ -245,7 +263,7 @@ impl EndpointStats {
             timeout: count(5),
             rejected: count(6),
         };
-        let calls = (0..6).map(count).sum::<u64>();
+        let calls = snapshot.count().max(failed);
         let rate = |n: u64| {
             if calls == 0 {
                 0.0
@@ -253,7 +271,6 @@ impl EndpointStats {
                 n as f64 / calls as f64
             }
         };
-        let snapshot = self.latency.snapshot();
         let ms = |d: Option<Duration>| d.map(|d| d.as_secs_f64() * 1000.0);
         EndpointHealth {
             contract: self.contract.to_string(),
@@ -418,108 +435,5 @@ pub(crate) fn breaker_state_code(state: BreakerState) -> f64 {
         BreakerState::ForcedOpen => 3.0,
         BreakerState::Disabled => 4.0,
         _ => 5.0,
-    }
-}
-
-pin_project_lite::pin_project! {
-    /// A logical call in its span and correlation scope (what
-    /// `#[contract]` methods return inside their `impl Future`). The scope
-    /// is chosen at the first poll, so a call created outside the caller's
-    /// [`correlation_scope`] and awaited inside it still joins it.
-    #[doc(hidden)]
-    #[project = TracedProjection]
-    pub enum Traced<F> {
-        /// Not polled yet.
-        Start { span: Option<tracing::Span>, call: Option<F> },
-        /// In the caller's correlation scope.
-        Caller { #[pin] call: Spanned<F> },
-        /// In a scope of its own.
-        Own { #[pin] call: tokio::task::futures::TaskLocalFuture<correlation::Current, Spanned<F>> },
-    }
-}
-
-pin_project_lite::pin_project! {
-    /// A call in its span, or not when nothing records it.
-    #[doc(hidden)]
-    #[project = SpannedProjection]
-    pub enum Spanned<F> {
-        /// Nothing listens: no span.
-        Plain { #[pin] call: F },
-        /// In its span.
-        Span { #[pin] call: tracing::instrument::Instrumented<F> },
-    }
-}
-
-impl<F: std::future::Future> Traced<F> {
-    pub(crate) fn new(span: tracing::Span, call: F) -> Self {
-        Traced::Start {
-            span: Some(span),
-            call: Some(call),
-        }
-    }
-
-    fn started(span: tracing::Span, call: F) -> Self {
-        use tracing::Instrument;
-        let recorded = !span.is_disabled();
-        let spanned = |id: Option<CorrelationId>| {
-            if !recorded {
-                return Spanned::Plain { call };
-            }
-            if let Some(id) = id {
-                span.record("correlation_id", tracing::field::display(id));
-            }
-            Spanned::Span {
-                call: call.instrument(span),
-            }
-        };
-        if correlation::is_set() {
-            Traced::Caller {
-                call: spanned(correlation::current()),
-            }
-        } else {
-            // The id is made now only if the span records it.
-            let id = recorded.then(CorrelationId::generate);
-            Traced::Own {
-                call: correlation::own_scope(id, spanned(id)),
-            }
-        }
-    }
-}
-
-impl<F: std::future::Future> std::future::Future for Traced<F> {
-    type Output = F::Output;
-
-    fn poll(
-        mut self: std::pin::Pin<&mut Self>,
-        cx: &mut std::task::Context<'_>,
-    ) -> std::task::Poll<F::Output> {
-        loop {
-            match self.as_mut().project() {
-                TracedProjection::Start { span, call } => {
-                    // `call` is not pinned until it is moved into a pinned
-                    // variant here, before its first poll.
-                    let (Some(span), Some(call)) = (span.take(), call.take()) else {
-                        unreachable!("a call is started once");
-                    };
-                    self.as_mut().set(Self::started(span, call));
-                }
-                TracedProjection::Caller { call } => return call.poll(cx),
-                TracedProjection::Own { call } => return call.poll(cx),
-            }
-        }
-    }
-}
-
-impl<F: std::future::Future> std::future::Future for Spanned<F> {
-    type Output = F::Output;
-
-    fn poll(
-        self: std::pin::Pin<&mut Self>,
-        cx: &mut std::task::Context<'_>,
-    ) -> std::task::Poll<F::Output> {
-        match self.project() {
-            SpannedProjection::Plain { call } => call.poll(cx),
-            SpannedProjection::Span { call } => call.poll(cx),
-        }
     }
 }

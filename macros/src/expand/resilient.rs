@@ -498,10 +498,10 @@ fn resilient_method(contract: &Contract, method: &Method, trait_path: &TokenStre
         #sig {
             let __seawall_endpoint = &#endpoints.#ident;
             let __seawall_inner = ::seawall::Resilient::inner(self);
-            ::seawall::__private::traced(__seawall_endpoint, async move {
+            async move {
                 #arguments_event
                 #body
-            })
+            }
         }
     }
 }
