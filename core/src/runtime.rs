@@ -309,6 +309,10 @@ impl Runtime {
                             breaker_policy.clone(),
                             self.shared.subscribers.clone(),
                         )?);
+                        // The gauge exists from the start, not from the
+                        // first transition.
+                        metrics::gauge!("seawall_breaker_state", "breaker" => name.to_string())
+                            .set(breaker_state_code(breaker.state()));
                         registry.insert(name, breaker.clone());
                         breaker
                     }
