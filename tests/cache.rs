@@ -1,5 +1,7 @@
 //! `fallback = cache(..)`: reads served from their last good answer while
-//! the vendor is unavailable, with its age; on tokio's paused clock.
+//! the vendor is unavailable, with its age; on tokio's paused clock, against
+//! the generated double (`#[contract(mock)]`), and across a restart with the
+//! embedded store.
 
 mod support;
 
@@ -10,7 +12,7 @@ use support::{Script, Step, VendorError};
 
 const MINUTE: Duration = Duration::from_secs(60);
 
-#[contract(name = "crm")]
+#[contract(name = "crm", mock)]
 pub trait Crm {
     #[integration(read, timeout = "1s", retry(attempts = 2, base = "10ms", cap = "10ms", jitter = "none"),
                   breaker(window = 4, min_calls = 4), fallback = cache(max_stale = "1h"))]
@@ -20,25 +22,22 @@ pub trait Crm {
     async fn name(&self, id: &str) -> Result<String, VendorError>;
 }
 
-impl Crm for Script {
-    async fn account(&self, id: &str) -> Result<Cached<String>, VendorError> {
-        let call = self.play().await?;
-        Ok(format!("{id} v{call}").into())
-    }
-
-    async fn name(&self, id: &str) -> Result<String, VendorError> {
-        let call = self.play().await?;
-        Ok(format!("{id} v{call}"))
-    }
+/// The generated double, and the wrapper around it.
+fn crm() -> (MockCrm, Resilient<MockCrm>) {
+    let mock = MockCrm::new();
+    let crm = Resilient::new(mock.clone(), &Runtime::in_memory());
+    (mock, crm)
 }
 
-fn crm(script: Script) -> Resilient<Script> {
-    Resilient::new(script, &Runtime::in_memory())
+/// The vendor's answer for `id`, fresh.
+fn answer(id: &String, version: u32) -> Result<Cached<String>, VendorError> {
+    Ok(format!("{id} v{version}").into())
 }
 
 #[tokio::test(start_paused = true)]
 async fn a_fresh_answer_says_so() {
-    let crm = crm(Script::always(Step::Ok));
+    let (mock, crm) = crm();
+    mock.account().returns_with(|id| answer(id, 1));
     let answer = crm.account("a-1").await.unwrap();
     assert_eq!(answer.value(), "a-1 v1");
     assert!(!answer.is_stale());
@@ -47,7 +46,10 @@ async fn a_fresh_answer_says_so() {
 
 #[tokio::test(start_paused = true)]
 async fn while_the_vendor_fails_the_last_good_answer_is_served_with_its_age() {
-    let crm = crm(Script::new([Step::Ok], Step::Fail(503)));
+    let (mock, crm) = crm();
+    mock.account()
+        .returns_with(|id| answer(id, 1))
+        .otherwise_fails(|| VendorError::status(503));
     crm.account("a-1").await.unwrap();
     tokio::time::advance(MINUTE * 5).await;
     let answer = crm.account("a-1").await.unwrap();
@@ -55,11 +57,15 @@ async fn while_the_vendor_fails_the_last_good_answer_is_served_with_its_age() {
     assert!(answer.is_stale());
     // Five minutes, plus the retry's 10 ms backoff before giving up.
     assert_eq!(answer.age(), MINUTE * 5 + Duration::from_millis(10));
+    mock.account().assert_called(3);
 }
 
 #[tokio::test(start_paused = true)]
 async fn an_answer_older_than_max_stale_is_not_served() {
-    let crm = crm(Script::new([Step::Ok], Step::Fail(503)));
+    let (mock, crm) = crm();
+    mock.account()
+        .returns_with(|id| answer(id, 1))
+        .otherwise_fails(|| VendorError::status(503));
     crm.account("a-1").await.unwrap();
     tokio::time::advance(MINUTE * 61).await;
     assert!(crm.account("a-1").await.is_err());
@@ -67,7 +73,10 @@ async fn an_answer_older_than_max_stale_is_not_served() {
 
 #[tokio::test(start_paused = true)]
 async fn a_permanent_error_is_the_vendors_answer_and_is_not_papered_over() {
-    let crm = crm(Script::new([Step::Ok], Step::Fail(404)));
+    let (mock, crm) = crm();
+    mock.account()
+        .returns_with(|id| answer(id, 1))
+        .otherwise_fails(|| VendorError::status(404));
     crm.account("a-1").await.unwrap();
     let result = crm.account("a-1").await;
     assert!(matches!(result, Err(VendorError::Status(s)) if s.as_u16() == 404));
@@ -75,7 +84,11 @@ async fn a_permanent_error_is_the_vendors_answer_and_is_not_papered_over() {
 
 #[tokio::test(start_paused = true)]
 async fn each_set_of_arguments_has_its_own_answer() {
-    let crm = crm(Script::new([Step::Ok, Step::Ok], Step::Fail(503)));
+    let (mock, crm) = crm();
+    mock.account()
+        .returns_with(|id| answer(id, 1))
+        .returns_with(|id| answer(id, 2))
+        .otherwise_fails(|| VendorError::status(503));
     crm.account("a-1").await.unwrap();
     crm.account("a-2").await.unwrap();
     assert_eq!(crm.account("a-1").await.unwrap().value(), "a-1 v1");
@@ -88,21 +101,29 @@ async fn each_set_of_arguments_has_its_own_answer() {
 
 #[tokio::test(start_paused = true)]
 async fn an_open_breaker_is_answered_from_the_cache_without_calling_the_vendor() {
-    let crm = crm(Script::new([Step::Ok], Step::Fail(503)));
+    let (mock, crm) = crm();
+    mock.account()
+        .returns_with(|id| answer(id, 1))
+        .otherwise_fails(|| VendorError::status(503));
     crm.account("a-1").await.unwrap();
     // Two calls, two attempts each: four failures open the breaker.
     for _ in 0..2 {
         assert!(crm.account("a-1").await.unwrap().is_stale());
     }
-    let calls = crm.inner().calls();
+    let calls = mock.account().call_count();
     let answer = crm.account("a-1").await.unwrap();
     assert!(answer.is_stale());
-    assert_eq!(crm.inner().calls(), calls, "the breaker rejected the call");
+    mock.account().assert_called(calls); // the breaker rejected the call
 }
 
 #[tokio::test(start_paused = true)]
 async fn a_read_without_cached_in_its_type_gets_the_value_alone() {
-    let crm = crm(Script::new([Step::Ok], Step::Slow(Duration::from_secs(5))));
+    let (mock, crm) = crm();
+    mock.name()
+        .returns_with(|id| Ok(format!("{id} v1")))
+        .returns_with(|id| Ok(format!("{id} v2")))
+        .delays(Duration::from_secs(5))
+        .otherwise_fails(|| VendorError::status(503));
     assert_eq!(crm.name("a-1").await.unwrap(), "a-1 v1");
     tokio::time::advance(MINUTE).await;
     assert_eq!(
