@@ -437,19 +437,8 @@ async fn the_drain_leaves_an_open_breaker_alone_until_it_lets_calls_through() {
     // first attempt (t = 1 s) and lets a probe through 30 s later.
     tokio::time::sleep(Duration::from_secs(5)).await;
     *gateway.down.lock().unwrap() = false;
-    let status = runtime
-        .write_ahead_log()
-        .settled(ticket_of(&queued))
-        .await
-        .unwrap();
-    assert!(matches!(status, Some(TicketStatus::Delivered { .. })));
-    let calls: Vec<Duration> = gateway
-        .calls
-        .lock()
-        .unwrap()
-        .iter()
-        .map(|at| *at - start)
-        .collect();
+    assert_delivered(&runtime, &queued).await;
+    let calls = since(&gateway.calls, start);
     assert_eq!(calls.len(), 3, "{calls:?}");
     assert_eq!(calls[0], Duration::ZERO);
     assert_eq!(
@@ -465,6 +454,24 @@ async fn the_drain_leaves_an_open_breaker_alone_until_it_lets_calls_through() {
 
 fn ticket_of<T>(delivery: &Delivery<T>) -> Ticket {
     delivery.ticket().expect("the write was queued")
+}
+
+/// Waits for a queued write to settle, and checks it was delivered.
+async fn assert_delivered<T>(runtime: &Runtime, queued: &Delivery<T>) {
+    let status = runtime
+        .write_ahead_log()
+        .settled(ticket_of(queued))
+        .await
+        .unwrap();
+    assert!(
+        matches!(status, Some(TicketStatus::Delivered { .. })),
+        "{status:?}"
+    );
+}
+
+/// When each recorded call came, counted from `start`.
+fn since(times: &Mutex<Vec<tokio::time::Instant>>, start: tokio::time::Instant) -> Vec<Duration> {
+    times.lock().unwrap().iter().map(|at| *at - start).collect()
 }
 
 #[test]
@@ -583,19 +590,8 @@ async fn an_unrelated_breaker_closing_earlier_does_not_cut_the_drains_wait_short
 
     let start = tokio::time::Instant::now();
     let queued = fax.send(1).await.unwrap();
-    let status = runtime
-        .write_ahead_log()
-        .settled(ticket_of(&queued))
-        .await
-        .unwrap();
-    assert!(matches!(status, Some(TicketStatus::Delivered { .. })));
-    let sent: Vec<Duration> = vendor
-        .sent_at
-        .lock()
-        .unwrap()
-        .iter()
-        .map(|at| *at - start)
-        .collect();
+    assert_delivered(&runtime, &queued).await;
+    let sent = since(&vendor.sent_at, start);
     assert_eq!(
         sent,
         [Duration::ZERO, after],
@@ -613,18 +609,8 @@ async fn a_breaker_opened_by_the_queued_call_itself_sets_the_drains_first_wait()
     let fax = Resilient::new(vendor.clone(), &runtime);
     let start = tokio::time::Instant::now();
     let queued = fax.send(1).await.unwrap();
-    runtime
-        .write_ahead_log()
-        .settled(ticket_of(&queued))
-        .await
-        .unwrap();
-    let sent: Vec<Duration> = vendor
-        .sent_at
-        .lock()
-        .unwrap()
-        .iter()
-        .map(|at| *at - start)
-        .collect();
+    assert_delivered(&runtime, &queued).await;
+    let sent = since(&vendor.sent_at, start);
     // Two failed attempts 10 ms apart opened the breaker for 10 s; the
     // drain's probe came when it let calls through, not after 1 s.
     assert_eq!(sent.len(), 3, "{sent:?}");
