@@ -159,13 +159,15 @@ impl Endpoint {
     /// [`Error::RetriesExhausted`] (attempts failed until none were left, the
     /// breaker opened, or a half-open probe failed) or
     /// [`Error::DeadlineExceeded`].
-    pub async fn call<T, E, F, Fut>(&self, mut attempt: F) -> Result<T, E>
+    pub fn call<T, E, F, Fut>(&self, mut attempt: F) -> impl Future<Output = Result<T, E>>
     where
         F: FnMut() -> Fut,
         Fut: Future<Output = Result<T, E>>,
         E: ContractError,
     {
-        self.run(move || Some(attempt()), |call| call).await
+        // Not an `async fn`: the pipeline's future is returned as it is,
+        // not stored (with `attempt`) inside another one.
+        self.run(move || Some(attempt()), |call| call)
     }
 
     /// Runs a call that can be made only once (its arguments are moved into
@@ -174,7 +176,7 @@ impl Endpoint {
     /// # Errors
     ///
     /// As [`call`](Self::call).
-    pub async fn call_once<T, E, F, Fut>(&self, attempt: F) -> Result<T, E>
+    pub fn call_once<T, E, F, Fut>(&self, attempt: F) -> impl Future<Output = Result<T, E>>
     where
         F: FnOnce() -> Fut,
         Fut: Future<Output = Result<T, E>>,
@@ -182,7 +184,6 @@ impl Endpoint {
     {
         let mut attempt = Some(attempt);
         self.run(move || attempt.take().map(|make| make()), |call| call)
-            .await
     }
 
     /// [`call`](Self::call) for a write with an idempotency key: every
@@ -192,11 +193,11 @@ impl Endpoint {
     /// # Errors
     ///
     /// As [`call`](Self::call).
-    pub async fn call_keyed<T, E, F, Fut>(
+    pub fn call_keyed<T, E, F, Fut>(
         &self,
         key: IdempotencyKey,
         mut attempt: F,
-    ) -> Result<T, E>
+    ) -> impl Future<Output = Result<T, E>>
     where
         F: FnMut() -> Fut,
         Fut: Future<Output = Result<T, E>>,
@@ -205,9 +206,8 @@ impl Endpoint {
         let context = self.key_context(key);
         self.run(
             move || Some(attempt()),
-            |call| idempotency::scope(context.clone(), call),
+            move |call| idempotency::scope(context.clone(), call),
         )
-        .await
     }
 
     /// [`call_once`](Self::call_once) with an idempotency key.
@@ -215,11 +215,11 @@ impl Endpoint {
     /// # Errors
     ///
     /// As [`call`](Self::call).
-    pub async fn call_once_keyed<T, E, F, Fut>(
+    pub fn call_once_keyed<T, E, F, Fut>(
         &self,
         key: IdempotencyKey,
         attempt: F,
-    ) -> Result<T, E>
+    ) -> impl Future<Output = Result<T, E>>
     where
         F: FnOnce() -> Fut,
         Fut: Future<Output = Result<T, E>>,
@@ -229,9 +229,8 @@ impl Endpoint {
         let mut attempt = Some(attempt);
         self.run(
             move || attempt.take().map(|make| make()),
-            |call| idempotency::scope(context.clone(), call),
+            move |call| idempotency::scope(context.clone(), call),
         )
-        .await
     }
 
     /// Runs a keyed write through the idempotency store, when its policy
