@@ -67,77 +67,35 @@ fn bench(c: &mut Criterion) {
     runtime.block_on(on_disk.cached(0)).expect("warm-up");
 
     let mut group = c.benchmark_group("one successful call");
-    group.bench_function("raw adapter call", |b| {
-        b.iter_custom(|iterations| {
-            runtime.block_on(async {
-                let start = Instant::now();
-                for i in 0..iterations {
-                    black_box(Fast.full(black_box(i)).await.ok());
-                }
-                start.elapsed()
-            })
-        });
-    });
-    group.bench_function("resilient: timeout", |b| {
-        b.iter_custom(|iterations| {
-            runtime.block_on(async {
-                let start = Instant::now();
-                for i in 0..iterations {
-                    black_box(vendor.timeout_only(black_box(i)).await.ok());
-                }
-                start.elapsed()
-            })
-        });
-    });
-    group.bench_function("resilient: timeout + breaker", |b| {
-        b.iter_custom(|iterations| {
-            runtime.block_on(async {
-                let start = Instant::now();
-                for i in 0..iterations {
-                    black_box(vendor.with_breaker(black_box(i)).await.ok());
-                }
-                start.elapsed()
-            })
-        });
-    });
-    group.bench_function("resilient: timeout + retry + breaker", |b| {
-        b.iter_custom(|iterations| {
-            runtime.block_on(async {
-                let start = Instant::now();
-                for i in 0..iterations {
-                    black_box(vendor.full(black_box(i)).await.ok());
-                }
-                start.elapsed()
-            })
-        });
-    });
-    group.bench_function("resilient: timeout + retry + breaker + cache", |b| {
-        b.iter_custom(|iterations| {
-            runtime.block_on(async {
-                let start = Instant::now();
-                for i in 0..iterations {
-                    // 1 000 distinct keys, so the cache holds what it stores.
-                    black_box(vendor.cached(black_box(i % 1_000)).await.ok());
-                }
-                start.elapsed()
-            })
-        });
-    });
-    group.bench_function(
-        "resilient: timeout + retry + breaker + cache, embedded runtime",
-        |b| {
-            b.iter_custom(|iterations| {
-                runtime.block_on(async {
-                    let start = Instant::now();
-                    for i in 0..iterations {
-                        // The same 1 000 keys: each is written to disk at most
-                        // once a second, and serialized only then.
-                        black_box(on_disk.cached(black_box(i % 1_000)).await.ok());
-                    }
-                    start.elapsed()
-                })
+    // Times `iterations` calls made one after another on the runtime.
+    macro_rules! calls {
+        ($name:expr, |$i:ident| $call:expr) => {
+            group.bench_function($name, |b| {
+                b.iter_custom(|iterations| {
+                    runtime.block_on(async {
+                        let start = Instant::now();
+                        for $i in 0..iterations {
+                            black_box($call.await.ok());
+                        }
+                        start.elapsed()
+                    })
+                });
             });
-        },
+        };
+    }
+    calls!("raw adapter call", |i| Fast.full(black_box(i)));
+    calls!("resilient: timeout", |i| vendor.timeout_only(black_box(i)));
+    calls!("resilient: timeout + breaker", |i| vendor
+        .with_breaker(black_box(i)));
+    calls!("resilient: timeout + retry + breaker", |i| vendor
+        .full(black_box(i)));
+    // 1 000 distinct keys, so the cache holds what it stores; on the
+    // embedded runtime each is written to disk at most once a second.
+    calls!("resilient: timeout + retry + breaker + cache", |i| vendor
+        .cached(black_box(i % 1_000)));
+    calls!(
+        "resilient: timeout + retry + breaker + cache, embedded runtime",
+        |i| on_disk.cached(black_box(i % 1_000))
     );
     // The full pipeline again, with a typical subscriber: `tracing`'s fmt
     // layer at INFO, writing every span and event (formatted) to a sink.
@@ -146,19 +104,9 @@ fn bench(c: &mut Criterion) {
         .with_writer(std::io::sink)
         .finish();
     tracing::subscriber::with_default(subscriber, || {
-        group.bench_function(
+        calls!(
             "resilient: timeout + retry + breaker, INFO subscriber",
-            |b| {
-                b.iter_custom(|iterations| {
-                    runtime.block_on(async {
-                        let start = Instant::now();
-                        for i in 0..iterations {
-                            black_box(vendor.full(black_box(i)).await.ok());
-                        }
-                        start.elapsed()
-                    })
-                });
-            },
+            |i| { vendor.full(black_box(i)) }
         );
     });
     group.finish();
