@@ -30,18 +30,18 @@
 //! - `seawall_calls_total{contract,method,outcome}`: attempts by outcome,
 //!   `success`, `retryable` (503), `vendor_fault` (500), `permanent` (404),
 //!   `ignored`, `timeout`, and `rejected` (turned away by the open breaker
-//!   without calling the vendor); all seven appear, at 0 until counted
-//!   (every method gets every series, even one its policy cannot produce,
-//!   such as `price`'s cache counters);
+//!   without calling the vendor); each appears, at 0 until counted, except
+//!   that a method without a breaker has no `rejected` series (a method
+//!   gets only the series its policy can move);
 //! - `seawall_call_duration_seconds{contract,method}`: a histogram
 //!   (`_bucket`, `_sum`, `_count`) of the attempts that reached the vendor;
 //! - `seawall_cache_stale_total` and `seawall_cache_misses_total`: reads
-//!   answered from the cache, and failed reads it had no answer for;
-//! - `seawall_queued_total`, `seawall_retry_budget_exhausted_total`,
-//!   `seawall_error_rate_alerts_total`: at 0 here (no queued writes, no
-//!   retry budget, no alert);
+//!   answered from the cache, and failed reads it had no answer for (only
+//!   for `product`, the method with a cache);
+//! - `seawall_retry_budget_exhausted_total` (only for `price`, which
+//!   retries) and `seawall_error_rate_alerts_total`: at 0 here;
 //! - `seawall_breaker_state{breaker}`: 0 closed, 1 half-open, 2 open, …,
-//!   set on every transition (a breaker that never moved has no line).
+//!   from the breaker's creation, set again on every transition.
 //!
 //! (`seawall_queue_depth{contract}` belongs to contracts with queued
 //! writes; this one has none.)
@@ -614,9 +614,12 @@ pub async fn run() -> Result<Report, Box<dyn std::error::Error + Send + Sync>> {
                 ("method", method),
                 ("outcome", outcome),
             ];
-            if !after.has("seawall_calls_total", &labels) {
+            // Only a method with a breaker can have calls turned away.
+            let registered = outcome != "rejected" || method == "price";
+            if after.has("seawall_calls_total", &labels) != registered {
                 problems.push(format!(
-                    "no seawall_calls_total line for {method}, outcome {outcome}"
+                    "seawall_calls_total for {method}, outcome {outcome}: expected {}",
+                    if registered { "a line" } else { "no line" }
                 ));
             }
             let seen = match ANSWERS.iter().find(|(_, o)| *o == outcome) {

@@ -222,6 +222,27 @@ fn metrics_go_through_the_metrics_facade() {
     };
     assert_eq!(counter("success"), Some(&DebugValue::Counter(2)));
     assert_eq!(counter("retryable"), Some(&DebugValue::Counter(1)));
+    // Each method has only the series its policy can move.
+    let has = |name: &str, method: &str| {
+        snapshot.iter().any(|(key, _, _, _)| {
+            key.key().name() == name
+                && key
+                    .key()
+                    .labels()
+                    .any(|l| l.key() == "method" && l.value() == method)
+        })
+    };
+    assert!(has("seawall_cache_stale_total", "card"));
+    assert!(!has("seawall_cache_stale_total", "account"));
+    assert!(has("seawall_queued_total", "note"));
+    assert!(!has("seawall_queued_total", "card"));
+    assert!(has("seawall_retry_budget_exhausted_total", "account"));
+    assert!(!has("seawall_retry_budget_exhausted_total", "card"));
+    assert_eq!(
+        counter("rejected"),
+        Some(&DebugValue::Counter(0)),
+        "account has a breaker"
+    );
     let histogram = snapshot
         .iter()
         .find(|(key, _, _, _)| key.key().name() == "seawall_call_duration_seconds")

@@ -8,7 +8,9 @@ use crate::idempotency::IdempotencyStore;
 use crate::queue::{ContractQueue, Drainer};
 use crate::retry::{RetryBudget, RngSource};
 use crate::store::{Backend, StoreError};
-use crate::telemetry::{ChangeDetector, EndpointStats, Health, QueueHealth, breaker_state_code};
+use crate::telemetry::{
+    ChangeDetector, EndpointStats, Health, QueueHealth, Series, breaker_state_code,
+};
 use crate::wal::WriteAheadLog;
 use crate::{Breaker, BreakerState, Endpoint, Event, Policy, PolicyError};
 
@@ -343,9 +345,16 @@ impl Runtime {
             stats
                 .entry(key.clone())
                 .or_insert_with(|| {
+                    let series = Series {
+                        reject: breaker.is_some(),
+                        cache: policy.cache_fallback().is_some(),
+                        queue: policy.queue_fallback(),
+                        retry: budget.is_some(),
+                    };
                     Arc::new(EndpointStats::new(
                         key.0,
                         key.1,
+                        series,
                         self.shared.detector.clone(),
                         breaker.clone(),
                         self.shared.subscribers.clone(),

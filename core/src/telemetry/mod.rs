@@ -14,7 +14,8 @@
 //!
 //! **Metrics** (install a recorder, such as
 //! `metrics-exporter-prometheus`, before the first call of a wrapper: each
-//! endpoint resolves its handles once):
+//! endpoint resolves its handles once, and registers only the series its
+//! policy can move):
 //!
 //! | name | kind | labels | what |
 //! |---|---|---|---|
@@ -116,21 +117,46 @@ struct Metrics {
 }
 
 impl Metrics {
-    fn new(contract: &str, method: &str) -> Self {
+    /// Registers the series the method's policy can move; the others are
+    /// no-op handles, so a method without a cache has no cache series.
+    fn new(contract: &str, method: &str, can: Series) -> Self {
         let (c, m) = (contract.to_owned(), method.to_owned());
+        let counter = |name: &'static str, registered: bool| {
+            if registered {
+                metrics::counter!(name, "contract" => c.clone(), "method" => m.clone())
+            } else {
+                metrics::Counter::noop()
+            }
+        };
         let outcomes = OUTCOMES.map(|outcome| {
+            if outcome == "rejected" && !can.reject {
+                return metrics::Counter::noop();
+            }
             metrics::counter!("seawall_calls_total", "contract" => c.clone(), "method" => m.clone(), "outcome" => outcome)
         });
         Self {
             outcomes,
             latency: metrics::histogram!("seawall_call_duration_seconds", "contract" => c.clone(), "method" => m.clone()),
-            stale: metrics::counter!("seawall_cache_stale_total", "contract" => c.clone(), "method" => m.clone()),
-            cache_misses: metrics::counter!("seawall_cache_misses_total", "contract" => c.clone(), "method" => m.clone()),
-            queued: metrics::counter!("seawall_queued_total", "contract" => c.clone(), "method" => m.clone()),
-            budget_exhausted: metrics::counter!("seawall_retry_budget_exhausted_total", "contract" => c.clone(), "method" => m.clone()),
-            alerts: metrics::counter!("seawall_error_rate_alerts_total", "contract" => c, "method" => m),
+            stale: counter("seawall_cache_stale_total", can.cache),
+            cache_misses: counter("seawall_cache_misses_total", can.cache),
+            queued: counter("seawall_queued_total", can.queue),
+            budget_exhausted: counter("seawall_retry_budget_exhausted_total", can.retry),
+            alerts: counter("seawall_error_rate_alerts_total", true),
         }
     }
+}
+
+/// Which series a method's policy can move.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Series {
+    /// It has a breaker, which can turn calls away.
+    pub(crate) reject: bool,
+    /// It has `fallback = cache(..)`.
+    pub(crate) cache: bool,
+    /// It has `fallback = queue`.
+    pub(crate) queue: bool,
+    /// It retries (and so can spend its retry budget).
+    pub(crate) retry: bool,
 }
 
 /// One endpoint's counters, shared by every wrapper of its contract method.
@@ -154,12 +180,13 @@ impl EndpointStats {
     pub(crate) fn new(
         contract: Arc<str>,
         method: Arc<str>,
+        series: Series,
         detector: ChangeDetector,
         breaker: Option<Arc<Breaker>>,
         subscribers: Arc<Subscribers>,
     ) -> Self {
         Self {
-            metrics: Metrics::new(&contract, &method),
+            metrics: Metrics::new(&contract, &method, series),
             contract,
             method,
             outcomes: Default::default(),
