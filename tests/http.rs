@@ -8,6 +8,8 @@
 
 #![cfg(feature = "http")]
 
+mod loopback_api;
+
 use std::io::{Read, Write};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
@@ -18,7 +20,8 @@ use axum::response::{IntoResponse, Response};
 use axum::{Json, Router};
 use http::header::RETRY_AFTER;
 use http::{HeaderMap, HeaderValue, StatusCode};
-use seawall::http::{BuildError, Client, ResponseError, ResponseExt, TimeoutSetting, check};
+use loopback_api::ApiError;
+use seawall::http::{BuildError, Client, ResponseExt, TimeoutSetting, check};
 use seawall::{Classify, Error, ErrorClass, Resilient, Runtime, contract};
 
 const SECOND: Duration = Duration::from_secs(1);
@@ -26,19 +29,6 @@ const SECOND: Duration = Duration::from_secs(1);
 // ---------------------------------------------------------------------------
 // The contract, its error type and the adapter
 // ---------------------------------------------------------------------------
-
-#[derive(Debug, thiserror::Error, seawall::Classify)]
-pub enum ApiError {
-    #[error(transparent)]
-    #[classify(delegate)]
-    Http(#[from] ResponseError),
-    #[error("transport error: {0}")]
-    #[classify(delegate)]
-    Transport(#[from] reqwest::Error),
-    #[error(transparent)]
-    #[classify(delegate)]
-    Seawall(#[from] seawall::Error),
-}
 
 #[contract(name = "api")]
 pub trait Api {
