@@ -557,9 +557,15 @@ impl Endpoint {
         let mut previous_delay = Duration::ZERO;
         let mut attempts = 0;
         let failed = loop {
-            let permit = match self.admit() {
-                Ok(permit) => permit,
-                Err(retry_in) => return Err(self.rejected(retry_in)),
+            let permit = match &self.breaker {
+                None => None,
+                Some(breaker) => match breaker.admit_closed() {
+                    Some(permit) => Some(permit),
+                    None => match breaker.try_acquire() {
+                        Ok(permit) => Some(permit),
+                        Err(rejected) => return Err(self.rejected(rejected.retry_in)),
+                    },
+                },
             };
             // The attempt's limit is its timeout, or what is left of the
             // deadline when that is shorter.
@@ -716,19 +722,6 @@ impl Endpoint {
         );
     }
 
-    /// A permit from the breaker (none without one), or how long it stays
-    /// open. Small on purpose: the caller's error is built only when
-    /// rejected, in [`rejected`](Self::rejected).
-    fn admit(&self) -> Result<Option<Permit<'_>>, Option<Duration>> {
-        match &self.breaker {
-            None => Ok(None),
-            Some(breaker) => breaker
-                .try_acquire()
-                .map(Some)
-                .map_err(|rejected| rejected.retry_in),
-        }
-    }
-
     #[cold]
     fn rejected<E: From<Error>>(&self, retry_in: Option<Duration>) -> E {
         self.stats.rejected();
@@ -799,6 +792,7 @@ pin_project_lite::pin_project! {
 impl<F: Future> Future for Within<'_, F> {
     type Output = Option<F::Output>;
 
+    #[inline]
     fn poll(
         self: std::pin::Pin<&mut Self>,
         cx: &mut std::task::Context<'_>,

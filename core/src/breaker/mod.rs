@@ -263,18 +263,40 @@ impl Breaker {
     ///
     /// [`Rejected`] while open or forced open, or while half-open with every
     /// probe admitted.
+    #[inline]
     pub fn try_acquire(&self) -> Result<Permit<'_>, Rejected> {
-        let mut word = Word(self.state.load(Acquire));
+        // The common case, closed, is inlined into the caller; the rest is
+        // not.
+        match self.admit_closed() {
+            Some(permit) => Ok(permit),
+            None => self.try_acquire_slow(Word(self.state.load(Acquire))),
+        }
+    }
+
+    /// A permit if the breaker is closed (or only measuring), else `None`:
+    /// the fast path of [`try_acquire`](Self::try_acquire), for callers that
+    /// keep the permit in a future. (An `Option<Permit>` is three words;
+    /// moving it out of a `Result` that shares its space with the
+    /// rejection's `Duration` measured slower.)
+    #[inline]
+    pub(crate) fn admit_closed(&self) -> Option<Permit<'_>> {
+        let word = Word(self.state.load(Acquire));
+        match word.kind() {
+            CLOSED | METRICS_ONLY => Some(self.permit(word.epoch(), false)),
+            _ => None,
+        }
+    }
+
+    #[inline(never)]
+    fn try_acquire_slow(&self, mut word: Word) -> Result<Permit<'_>, Rejected> {
         loop {
             match word.kind() {
                 CLOSED | METRICS_ONLY => return Ok(self.permit(word.epoch(), false)),
                 DISABLED => {
                     return Ok(Permit {
                         breaker: self,
-                        epoch: word.epoch(),
-                        probe: false,
-                        started: None,
-                        recorded: true, // nothing to record
+                        started: NOT_TIMED,
+                        tag: word.epoch() | RECORDED, // nothing to record
                     });
                 }
                 FORCED_OPEN => return Err(Rejected { retry_in: None }),
@@ -395,13 +417,16 @@ impl Breaker {
         }
     }
 
+    #[inline]
     fn permit(&self, epoch: u64, probe: bool) -> Permit<'_> {
         Permit {
             breaker: self,
-            epoch,
-            probe,
-            started: self.slow_after.map(|_| Instant::now()),
-            recorded: false,
+            started: if self.slow_after.is_some() {
+                self.nanos()
+            } else {
+                NOT_TIMED
+            },
+            tag: epoch | if probe { PROBE } else { 0 },
         }
     }
 
@@ -431,7 +456,7 @@ impl Breaker {
             || (self.slow_after.is_some() && reaches(tally.slow, self.slow_ppm))
     }
 
-    fn record(&self, epoch: u64, probe: bool, started: Option<Instant>, outcome: Outcome) {
+    fn record(&self, epoch: u64, probe: bool, started: u64, outcome: Outcome) {
         if outcome == Outcome::Ignored {
             if probe {
                 self.free_probe(epoch);
@@ -439,8 +464,10 @@ impl Breaker {
             return;
         }
         let failure = outcome == Outcome::Failure;
-        let slow = match (started, self.slow_after) {
-            (Some(started), Some(after)) => started.elapsed() >= after,
+        let slow = match self.slow_after {
+            Some(after) if started != NOT_TIMED => {
+                Duration::from_nanos(self.nanos().saturating_sub(started)) >= after
+            }
             _ => false,
         };
         if probe {
@@ -605,25 +632,41 @@ impl std::fmt::Debug for Breaker {
 #[must_use = "a permit records nothing unless told how the call ended"]
 pub struct Permit<'a> {
     breaker: &'a Breaker,
-    epoch: u64,
-    probe: bool,
-    started: Option<Instant>,
-    recorded: bool,
+    /// When the call was admitted, in nanoseconds since the breaker's base,
+    /// or [`NOT_TIMED`] when the policy counts no slow calls.
+    started: u64,
+    /// The epoch the call was admitted in, with the [`PROBE`] and
+    /// [`RECORDED`] flags. (Word-sized fields only: the permit is returned
+    /// and moved on every call, and copies of narrower fields measured
+    /// slower.)
+    tag: u64,
 }
+
+const NOT_TIMED: u64 = u64::MAX;
+const PROBE: u64 = 1 << 62;
+const RECORDED: u64 = 1 << 63;
 
 impl Permit<'_> {
     /// Whether this call is one of the half-open probes.
     pub fn is_probe(&self) -> bool {
-        self.probe
+        self.tag & PROBE != 0
+    }
+
+    fn epoch(&self) -> u64 {
+        self.tag & state::EPOCH_MASK
+    }
+
+    fn report(&mut self, outcome: Outcome) {
+        if self.tag & RECORDED == 0 {
+            self.tag |= RECORDED;
+            self.breaker
+                .record(self.epoch(), self.is_probe(), self.started, outcome);
+        }
     }
 
     /// Records how the call ended.
     pub fn record(mut self, outcome: Outcome) {
-        if !self.recorded {
-            self.recorded = true;
-            self.breaker
-                .record(self.epoch, self.probe, self.started, outcome);
-        }
+        self.report(outcome);
     }
 
     /// Records an error of `class`, as the breaker's policy counts it.
@@ -635,10 +678,7 @@ impl Permit<'_> {
 
 impl Drop for Permit<'_> {
     fn drop(&mut self) {
-        if !self.recorded {
-            self.breaker
-                .record(self.epoch, self.probe, self.started, Outcome::Ignored);
-        }
+        self.report(Outcome::Ignored);
     }
 }
 
@@ -646,7 +686,7 @@ impl std::fmt::Debug for Permit<'_> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Permit")
             .field("breaker", &self.breaker.name)
-            .field("probe", &self.probe)
+            .field("probe", &self.is_probe())
             .finish()
     }
 }

@@ -39,10 +39,12 @@ impl Word {
         )
     }
 
+    #[inline]
     pub(super) fn kind(self) -> u64 {
         self.0 & KIND_MASK
     }
 
+    #[inline]
     pub(super) fn epoch(self) -> u64 {
         (self.0 >> EPOCH_SHIFT) & EPOCH_MASK
     }
