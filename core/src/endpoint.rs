@@ -587,7 +587,7 @@ impl Endpoint {
             let clock = crate::telemetry::clock();
             let timer = clock.raw();
             let answer = within(limit, timer, &span, &mut correlation, wrap(call)).await;
-            let elapsed = Duration::from_nanos(clock.delta_as_nanos(timer, clock.raw()));
+            let elapsed = clock.delta_as_nanos(timer, clock.raw());
             let failed = match answer {
                 Some(Ok(value)) => {
                     self.observe(&span, Seen::Success, attempts, elapsed);
@@ -703,10 +703,11 @@ impl Endpoint {
         })
     }
 
-    /// Records one attempt: counts, latency, the change detector, and an
-    /// `info` event (target `seawall::attempt`) for whoever listens.
-    fn observe(&self, span: &tracing::Span, seen: Seen, attempt: u32, elapsed: Duration) {
-        self.stats.attempt(seen, elapsed);
+    /// Records one attempt, which took `nanos`: counts, latency, the change
+    /// detector, and an `info` event (target `seawall::attempt`) for
+    /// whoever listens.
+    fn observe(&self, span: &tracing::Span, seen: Seen, attempt: u32, nanos: u64) {
+        self.stats.attempt(seen, nanos);
         let failed = seen != Seen::Success;
         let _in_call = span.enter();
         tracing::info!(
@@ -716,7 +717,7 @@ impl Endpoint {
             attempt,
             outcome = seen.as_str(),
             "error.type" = failed.then(|| seen.as_str()),
-            duration_ms = elapsed.as_secs_f64() * 1000.0,
+            duration_ms = nanos as f64 / 1e6,
             breaker = self.breaker.as_ref().map(|b| b.state().as_str()),
             "attempt"
         );

@@ -205,7 +205,7 @@ impl EndpointStats {
     /// Records one attempt that reached the vendor. Successes are not
     /// counted on their own: they are the histogram's count less the
     /// failures, which saves the success path an atomic add.
-    pub(crate) fn attempt(&self, outcome: Outcome, elapsed: Duration) {
+    pub(crate) fn attempt(&self, outcome: Outcome, nanos: u64) {
         let index = outcome.index();
         if outcome != Outcome::Success {
             self.outcomes[index].fetch_add(1, Relaxed);
@@ -214,9 +214,8 @@ impl EndpointStats {
         let Some(error) = outcome.is_error() else {
             return;
         };
-        let nanos = u64::try_from(elapsed.as_nanos()).unwrap_or(u64::MAX);
         self.latency.record(nanos);
-        self.metrics.latency.record(elapsed.as_secs_f64());
+        self.metrics.latency.record(nanos as f64 / 1e9);
         if let Some(change) = self.detector.record(error) {
             self.alert(change);
         }
