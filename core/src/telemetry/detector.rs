@@ -146,6 +146,7 @@ impl Detector {
 
     /// Counts one call; the call that closes a window evaluates it, and
     /// returns the change if it alerts.
+    #[inline]
     pub(crate) fn record(&self, error: bool) -> Option<Change> {
         let add = if error {
             ONE_CALL + ONE_ERROR
@@ -162,6 +163,7 @@ impl Detector {
         self.evaluate(closed & 0xffff_ffff, closed >> 32)
     }
 
+    #[cold]
     fn evaluate(&self, calls: u64, errors: u64) -> Option<Change> {
         if calls == 0 {
             return None;

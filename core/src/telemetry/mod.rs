@@ -248,6 +248,7 @@ impl EndpointStats {
         self.metrics.budget_exhausted.increment(1);
     }
 
+    #[cold]
     fn alert(&self, change: detector::Change) {
         self.alerts.fetch_add(1, Relaxed);
         self.metrics.alerts.increment(1);
