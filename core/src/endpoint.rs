@@ -12,7 +12,7 @@ use crate::idempotency::{
 };
 use crate::queue::{ContractQueue, Delivery};
 use crate::retry::{Backoff, RetryBudget, RngSource};
-use crate::telemetry::{EndpointStats, Outcome as Seen};
+use crate::telemetry::{CorrelationId, EndpointStats, Outcome as Seen};
 use crate::wal::QueuedWrite;
 use crate::{ContractError, Error, ErrorClass, Policy};
 
@@ -340,18 +340,25 @@ impl Endpoint {
         let Some(cache) = &self.cache else {
             return call.await;
         };
+        let listened = cache_events_enabled();
+        if listened {
+            crate::telemetry::clear_failed_correlation();
+        }
         match call.await {
             Ok(answer) => {
                 cache.store(key, answer.value());
                 Ok(answer)
             }
-            Err(error) => self.serve_stale(cache, key, error).await,
+            Err(error) => {
+                let correlation = listened.then(crate::telemetry::take_failed_correlation);
+                self.serve_stale(cache, key, error, correlation).await
+            }
         }
     }
 
     /// [`cached`](Self::cached) for a read that returns its value without
     /// [`Cached`]: staleness is not visible to the caller (only in the
-    /// `seawall::cache` debug events).
+    /// `seawall::cache` events).
     ///
     /// # Errors
     ///
@@ -365,15 +372,21 @@ impl Endpoint {
         let Some(cache) = &self.cache else {
             return call.await;
         };
+        let listened = cache_events_enabled();
+        if listened {
+            crate::telemetry::clear_failed_correlation();
+        }
         match call.await {
             Ok(value) => {
                 cache.store(key, &value);
                 Ok(value)
             }
-            Err(error) => self
-                .serve_stale(cache, key, error)
-                .await
-                .map(Cached::into_value),
+            Err(error) => {
+                let correlation = listened.then(crate::telemetry::take_failed_correlation);
+                self.serve_stale(cache, key, error, correlation)
+                    .await
+                    .map(Cached::into_value)
+            }
         }
     }
 
@@ -407,9 +420,14 @@ impl Endpoint {
         };
         if queue.pending() > 0 {
             let ahead = "writes of this contract are queued ahead of it";
+            let correlation = queue_events_enabled().then(fallback_correlation);
             return self
-                .enqueue(queue, key, arguments, ahead, Duration::ZERO)
+                .enqueue(queue, key, arguments, ahead, Duration::ZERO, correlation)
                 .await;
+        }
+        let listened = queue_events_enabled();
+        if listened {
+            crate::telemetry::clear_failed_correlation();
         }
         match call.await {
             Ok(delivery) => Ok(delivery),
@@ -421,7 +439,9 @@ impl Endpoint {
                 let wait = self
                     .unavailable_for(&error)
                     .unwrap_or(crate::queue::FIRST_WAIT);
-                self.enqueue(queue, key, arguments, error, wait).await
+                let correlation = listened.then(crate::telemetry::take_failed_correlation);
+                self.enqueue(queue, key, arguments, error, wait, correlation)
+                    .await
             }
             Err(error) => Err(error),
         }
@@ -434,6 +454,7 @@ impl Endpoint {
         arguments: A,
         why: impl Into<Box<dyn std::error::Error + Send + Sync>>,
         wait: Duration,
+        correlation: Option<CorrelationId>,
     ) -> Result<Delivery<T>, E>
     where
         A: FnOnce() -> Result<serde_json::Value, String>,
@@ -453,6 +474,7 @@ impl Endpoint {
                     contract = %self.contract,
                     method = %self.method,
                     outcome = "queued",
+                    correlation_id = correlation.map(tracing::field::display),
                     %ticket,
                     "vendor unavailable; write queued"
                 );
@@ -467,6 +489,7 @@ impl Endpoint {
         cache: &LastKnownGood,
         key: u128,
         error: E,
+        correlation: Option<CorrelationId>,
     ) -> Result<Cached<T>, E>
     where
         T: CacheValue,
@@ -483,6 +506,7 @@ impl Endpoint {
                     contract = %self.contract,
                     method = %self.method,
                     outcome = "stale",
+                    correlation_id = correlation.map(tracing::field::display),
                     age_ms = stale.age().as_secs_f64() * 1000.0,
                     %error,
                     "vendor unavailable; serving the last good answer"
@@ -553,154 +577,160 @@ impl Endpoint {
                 tracing::field::display(format_args!("{correlation:032x}")),
             );
         }
-        let mut rng = None;
-        let mut previous_delay = Duration::ZERO;
-        let mut attempts = 0;
-        let failed = loop {
-            let permit = match &self.breaker {
-                None => None,
-                Some(breaker) => match breaker.admit_closed() {
-                    Some(permit) => Some(permit),
-                    None => match breaker.try_acquire() {
-                        Ok(permit) => Some(permit),
-                        Err(rejected) => return Err(self.rejected(rejected.retry_in)),
+        let failure: Result<T, E> = 'failed: {
+            let mut rng = None;
+            let mut previous_delay = Duration::ZERO;
+            let mut attempts = 0;
+            let failed = loop {
+                let permit = match &self.breaker {
+                    None => None,
+                    Some(breaker) => match breaker.admit_closed() {
+                        Some(permit) => Some(permit),
+                        None => match breaker.try_acquire() {
+                            Ok(permit) => Some(permit),
+                            Err(rejected) => break 'failed Err(self.rejected(rejected.retry_in)),
+                        },
                     },
+                };
+                // The attempt's limit is its timeout, or what is left of the
+                // deadline when that is shorter.
+                let (limit, limited_by_deadline) = match deadline {
+                    Some(at) => {
+                        let left = at.saturating_duration_since(Instant::now());
+                        (left.min(timeout), left < timeout)
+                    }
+                    None => (timeout, false),
+                };
+                if limit.is_zero() {
+                    break 'failed Err(self.deadline_exceeded(attempts));
+                }
+                let Some(call) = next_attempt() else {
+                    break None;
+                };
+                attempts += 1;
+                let probe = permit.as_ref().is_some_and(Permit::is_probe);
+                let clock = crate::telemetry::clock();
+                let timer = clock.raw();
+                let answer = within(limit, timer, &span, &mut correlation, wrap(call)).await;
+                let elapsed = clock.delta_as_nanos(timer, clock.raw());
+                let failed = match answer {
+                    Some(Ok(value)) => {
+                        self.observe(&span, Seen::Success, attempts, elapsed);
+                        record(permit, Outcome::Success);
+                        if let Some(budget) = &self.budget {
+                            budget.deposit();
+                        }
+                        return Ok(value);
+                    }
+                    Some(Err(error)) => {
+                        let class = error.class();
+                        self.observe(&span, Seen::Error(class), attempts, elapsed);
+                        record_error(permit, class);
+                        if !retry.retry_on().contains(class) {
+                            break 'failed Err(error);
+                        }
+                        Failed::Vendor(error, class)
+                    }
+                    None => {
+                        self.observe(&span, Seen::Timeout, attempts, elapsed);
+                        record(permit, Outcome::Failure);
+                        if limited_by_deadline {
+                            break 'failed Err(self.deadline_exceeded(attempts));
+                        }
+                        if !retry.retry_on().contains(Class::Retryable) {
+                            break 'failed Err(E::from(Error::Timeout { after: timeout }));
+                        }
+                        Failed::Timeout(timeout)
+                    }
+                };
+                if attempts >= max_attempts {
+                    break Some(failed);
+                }
+                // A breaker that opened ends the loop now, not after a backoff
+                // into a certain rejection. A failed half-open probe ends it too:
+                // the breaker judges the vendor on separate calls, and this
+                // call's retries would take the other probes' places.
+                if probe || self.breaker.as_ref().is_some_and(|b| b.is_open()) {
+                    break Some(failed);
+                }
+                let rng = rng.get_or_insert_with(|| self.rng.for_call());
+                let mut delay = self.backoff.delay(attempts - 1, previous_delay, rng);
+                // Never sooner than the vendor asked; never a wait the policy
+                // does not allow.
+                let asked = match &failed {
+                    Failed::Vendor(error, _) => error.retry_after(),
+                    Failed::Timeout(_) => None,
+                };
+                if let Some(asked) = asked {
+                    if asked > retry.cap() {
+                        break 'failed Err(retry_after(failed, asked, attempts));
+                    }
+                    delay = delay.max(asked);
+                }
+                let now = started.map(|_| Instant::now());
+                if let (Some(now), Some(at)) = (now, deadline)
+                    && now + delay >= at
+                {
+                    break 'failed Err(match asked {
+                        Some(asked) if asked >= at - now => retry_after(failed, asked, attempts),
+                        _ => self.deadline_exceeded(attempts),
+                    });
+                }
+                if let (Some(now), Some(started), Some(max)) = (now, started, retry.max_elapsed())
+                    && now + delay - started > max
+                {
+                    match asked {
+                        Some(asked) => break 'failed Err(retry_after(failed, asked, attempts)),
+                        None => break Some(failed),
+                    }
+                }
+                if let Some(budget) = &self.budget
+                    && !budget.try_withdraw()
+                {
+                    self.stats.budget_exhausted();
+                    break 'failed Err(E::from(Error::RetryBudgetExhausted {
+                        budget: budget.shared_name().clone(),
+                        attempts,
+                        last: failed.boxed(),
+                    }));
+                }
+                previous_delay = delay;
+                tracing::debug!(
+                    target: "seawall::retry",
+                    contract = %self.contract,
+                    method = %self.method,
+                    attempt = attempts,
+                    ?delay,
+                    "attempt failed with a retryable error; retrying"
+                );
+                tokio::time::sleep(delay).await;
+            };
+            Err(match failed {
+                Some(failed) if max_attempts == 1 => match failed {
+                    Failed::Vendor(error, _) => error,
+                    Failed::Timeout(after) => E::from(Error::Timeout { after }),
                 },
-            };
-            // The attempt's limit is its timeout, or what is left of the
-            // deadline when that is shorter.
-            let (limit, limited_by_deadline) = match deadline {
-                Some(at) => {
-                    let left = at.saturating_duration_since(Instant::now());
-                    (left.min(timeout), left < timeout)
+                Some(failed) => {
+                    let class = failed.class();
+                    E::from(Error::RetriesExhausted {
+                        attempts,
+                        class,
+                        last: failed.boxed(),
+                    })
                 }
-                None => (timeout, false),
-            };
-            if limit.is_zero() {
-                return Err(self.deadline_exceeded(attempts));
-            }
-            let Some(call) = next_attempt() else {
-                break None;
-            };
-            attempts += 1;
-            let probe = permit.as_ref().is_some_and(Permit::is_probe);
-            let clock = crate::telemetry::clock();
-            let timer = clock.raw();
-            let answer = within(limit, timer, &span, &mut correlation, wrap(call)).await;
-            let elapsed = clock.delta_as_nanos(timer, clock.raw());
-            let failed = match answer {
-                Some(Ok(value)) => {
-                    self.observe(&span, Seen::Success, attempts, elapsed);
-                    record(permit, Outcome::Success);
-                    if let Some(budget) = &self.budget {
-                        budget.deposit();
-                    }
-                    return Ok(value);
-                }
-                Some(Err(error)) => {
-                    let class = error.class();
-                    self.observe(&span, Seen::Error(class), attempts, elapsed);
-                    record_error(permit, class);
-                    if !retry.retry_on().contains(class) {
-                        return Err(error);
-                    }
-                    Failed::Vendor(error, class)
-                }
-                None => {
-                    self.observe(&span, Seen::Timeout, attempts, elapsed);
-                    record(permit, Outcome::Failure);
-                    if limited_by_deadline {
-                        return Err(self.deadline_exceeded(attempts));
-                    }
-                    if !retry.retry_on().contains(Class::Retryable) {
-                        return Err(E::from(Error::Timeout { after: timeout }));
-                    }
-                    Failed::Timeout(timeout)
-                }
-            };
-            if attempts >= max_attempts {
-                break Some(failed);
-            }
-            // A breaker that opened ends the loop now, not after a backoff
-            // into a certain rejection. A failed half-open probe ends it too:
-            // the breaker judges the vendor on separate calls, and this
-            // call's retries would take the other probes' places.
-            if probe || self.breaker.as_ref().is_some_and(|b| b.is_open()) {
-                break Some(failed);
-            }
-            let rng = rng.get_or_insert_with(|| self.rng.for_call());
-            let mut delay = self.backoff.delay(attempts - 1, previous_delay, rng);
-            // Never sooner than the vendor asked; never a wait the policy
-            // does not allow.
-            let asked = match &failed {
-                Failed::Vendor(error, _) => error.retry_after(),
-                Failed::Timeout(_) => None,
-            };
-            if let Some(asked) = asked {
-                if asked > retry.cap() {
-                    return Err(retry_after(failed, asked, attempts));
-                }
-                delay = delay.max(asked);
-            }
-            let now = started.map(|_| Instant::now());
-            if let (Some(now), Some(at)) = (now, deadline)
-                && now + delay >= at
-            {
-                return Err(match asked {
-                    Some(asked) if asked >= at - now => retry_after(failed, asked, attempts),
-                    _ => self.deadline_exceeded(attempts),
-                });
-            }
-            if let (Some(now), Some(started), Some(max)) = (now, started, retry.max_elapsed())
-                && now + delay - started > max
-            {
-                match asked {
-                    Some(asked) => return Err(retry_after(failed, asked, attempts)),
-                    None => break Some(failed),
-                }
-            }
-            if let Some(budget) = &self.budget
-                && !budget.try_withdraw()
-            {
-                self.stats.budget_exhausted();
-                return Err(E::from(Error::RetryBudgetExhausted {
-                    budget: budget.shared_name().clone(),
+                // Only `call_once` runs out of attempts to make, and only when
+                // its one attempt was already made; it never loops back.
+                None => E::from(Error::RetriesExhausted {
                     attempts,
-                    last: failed.boxed(),
-                }));
-            }
-            previous_delay = delay;
-            tracing::debug!(
-                target: "seawall::retry",
-                contract = %self.contract,
-                method = %self.method,
-                attempt = attempts,
-                ?delay,
-                "attempt failed with a retryable error; retrying"
-            );
-            tokio::time::sleep(delay).await;
+                    class: ErrorClass::Retryable,
+                    last: "no further attempt could be made".into(),
+                }),
+            })
         };
-        Err(match failed {
-            Some(failed) if max_attempts == 1 => match failed {
-                Failed::Vendor(error, _) => error,
-                Failed::Timeout(after) => E::from(Error::Timeout { after }),
-            },
-            Some(failed) => {
-                let class = failed.class();
-                E::from(Error::RetriesExhausted {
-                    attempts,
-                    class,
-                    last: failed.boxed(),
-                })
-            }
-            // Only `call_once` runs out of attempts to make, and only when
-            // its one attempt was already made; it never loops back.
-            None => E::from(Error::RetriesExhausted {
-                attempts,
-                class: ErrorClass::Retryable,
-                last: "no further attempt could be made".into(),
-            }),
-        })
+        // For the event of a fallback that follows (a stale answer, a
+        // queued write): the id of the call that failed.
+        crate::telemetry::note_failed_correlation(correlation);
+        failure
     }
 
     /// Records one attempt, which took `nanos`: counts, latency, the change
@@ -750,6 +780,20 @@ impl Endpoint {
         let deadline = self.policy.deadline().unwrap_or_default();
         E::from(Error::DeadlineExceeded { deadline, attempts })
     }
+}
+
+fn cache_events_enabled() -> bool {
+    tracing::enabled!(target: "seawall::cache", tracing::Level::INFO)
+}
+
+fn queue_events_enabled() -> bool {
+    tracing::enabled!(target: "seawall::queue", tracing::Level::INFO)
+}
+
+/// The correlation id of a write queued behind others, which makes no
+/// call: the caller's, or a new one.
+fn fallback_correlation() -> CorrelationId {
+    crate::telemetry::current_correlation().unwrap_or_else(CorrelationId::generate)
 }
 
 /// Runs one attempt under its time limit; `None` when the limit passed.

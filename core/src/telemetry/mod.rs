@@ -43,7 +43,9 @@ pub use correlation::{
     CorrelationId, Scoped, current as current_correlation, scope as correlation_scope,
 };
 pub(crate) use correlation::{
-    for_call as correlation_for_call, polled_in as polled_in_correlation,
+    clear_failed as clear_failed_correlation, for_call as correlation_for_call,
+    note_failed as note_failed_correlation, polled_in as polled_in_correlation,
+    take_failed as take_failed_correlation,
 };
 pub use detector::ChangeDetector;
 
