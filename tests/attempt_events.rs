@@ -173,6 +173,16 @@ fn seen(method: &str) -> (Vec<Seen>, Vec<Seen>) {
     (spans, events)
 }
 
+/// The events of `target` with this `outcome`.
+fn outcomes<'a>(events: &'a [Seen], target: &str, outcome: &str) -> Vec<&'a Seen> {
+    events
+        .iter()
+        .filter(|e| {
+            e.target == target && e.fields.get("outcome").map(String::as_str) == Some(outcome)
+        })
+        .collect()
+}
+
 fn correlation_of(span: &Seen) -> &str {
     span.fields
         .get("correlation_id")
@@ -259,13 +269,7 @@ fn a_stale_answer_names_the_correlation_id_of_the_call_it_stands_in_for() {
 
     let (spans, events) = seen("profile");
     assert_eq!(spans.len(), 3, "{spans:#?}");
-    let stale: Vec<_> = events
-        .iter()
-        .filter(|e| {
-            e.target == "seawall::cache"
-                && e.fields.get("outcome").map(String::as_str) == Some("stale")
-        })
-        .collect();
+    let stale = outcomes(&events, "seawall::cache", "stale");
     let [stale] = &stale[..] else {
         panic!("one stale answer: {events:#?}");
     };
@@ -307,13 +311,7 @@ fn a_queued_write_names_the_callers_correlation_id_and_one_queued_behind_it_its_
         panic!("one call made: {spans:#?}");
     };
     assert_eq!(correlation_of(call), caller.to_string());
-    let queued: Vec<_> = events
-        .iter()
-        .filter(|e| {
-            e.target == "seawall::queue"
-                && e.fields.get("outcome").map(String::as_str) == Some("queued")
-        })
-        .collect();
+    let queued = outcomes(&events, "seawall::queue", "queued");
     let [first, second] = &queued[..] else {
         panic!("two writes queued: {events:#?}");
     };
