@@ -13,6 +13,8 @@
 //! (the store) and `SEAWALL_QUEUE_CRASH_VENDOR` (the vendor's URL) set.
 //! `SEAWALL_CRASH_KILLS` sets how many kill points one run makes (default 5).
 
+mod loopback_api;
+
 use std::collections::{BTreeMap, HashMap};
 use std::io::{BufRead, BufReader, Read, Write};
 use std::path::Path;
@@ -25,10 +27,12 @@ use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use seawall::http::{Client, ResponseError, ResponseExt};
+use seawall::http::{Client, ResponseExt};
 use seawall::wal::{Ticket, TicketStatus};
-use seawall::{Classify, Delivery, Resilient, Runtime, contract};
+use seawall::{Delivery, Resilient, Runtime, contract};
 use serde::{Deserialize, Serialize};
+
+use loopback_api::ApiError;
 
 /// How many writes the child queues.
 const WRITES: u64 = 1_000;
@@ -55,28 +59,15 @@ pub struct Route {
     pub number: String,
 }
 
-#[derive(Debug, thiserror::Error, Classify)]
-pub enum VendorError {
-    #[error(transparent)]
-    #[classify(delegate)]
-    Http(#[from] ResponseError),
-    #[error(transparent)]
-    #[classify(delegate)]
-    Transport(#[from] reqwest::Error),
-    #[error(transparent)]
-    #[classify(delegate)]
-    Seawall(#[from] seawall::Error),
-}
-
 #[contract(name = "telephony")]
 pub trait Telephony {
     #[integration(write, timeout = "2s", retry(attempts = 2, base = "10ms", jitter = "none"),
                   breaker(failure_rate = 0.5, window = 10, min_calls = 10, open_for = "1s"),
                   idempotent(key = [route.seq]), fallback = queue)]
-    async fn route(&self, route: &Route) -> Result<Delivery<String>, VendorError>;
+    async fn route(&self, route: &Route) -> Result<Delivery<String>, ApiError>;
 
     #[integration(read, timeout = "2s")]
-    async fn health(&self) -> Result<String, VendorError>;
+    async fn health(&self) -> Result<String, ApiError>;
 }
 
 /// The adapter: `seawall::http` sends the call's `Idempotency-Key` itself.
@@ -86,7 +77,7 @@ struct TelephonyHttp {
 }
 
 impl Telephony for TelephonyHttp {
-    async fn route(&self, route: &Route) -> Result<Delivery<String>, VendorError> {
+    async fn route(&self, route: &Route) -> Result<Delivery<String>, ApiError> {
         let response = self
             .http
             .post(format!("{}/route", self.base_url))
@@ -97,7 +88,7 @@ impl Telephony for TelephonyHttp {
         Ok(response.text().await?.into())
     }
 
-    async fn health(&self) -> Result<String, VendorError> {
+    async fn health(&self) -> Result<String, ApiError> {
         let response = self
             .http
             .get(format!("{}/health", self.base_url))
