@@ -166,13 +166,15 @@ async fn ignored_outcomes_free_their_permit_and_record_nothing() {
     assert_eq!(breaker.metrics().calls, 0);
     calls(&breaker, &[F, F, F, F]);
     tokio::time::advance(SECOND * 10).await;
-    // The only probe is ignored (or its call dropped): its slot is free for
-    // another call.
-    breaker
-        .try_acquire()
-        .expect("the probe")
-        .record(Outcome::Ignored);
-    drop(breaker.try_acquire().expect("the slot again"));
+    // The only probe is ignored: its slot is free for another call. (A
+    // probe whose call is dropped counts as failed instead:
+    // `breaker_semantics.rs`.)
+    for _ in 0..2 {
+        breaker
+            .try_acquire()
+            .expect("the probe, and the slot again")
+            .record(Outcome::Ignored);
+    }
     let probe = breaker.try_acquire().expect("and again");
     assert!(breaker.try_acquire().is_err(), "still one probe at a time");
     probe.record(S);
@@ -416,19 +418,25 @@ async fn the_registry_reports_each_breaker_with_its_window() {
     let runtime = Runtime::in_memory();
     let vendor = Resilient::new(Script::new([Step::Fail(503)], Step::Ok), &runtime);
     let _ = vendor.strict().await;
-    let _ = vendor.slow().await;
-    let _ = vendor.slow().await;
+    for _ in 0..4 {
+        let _ = vendor.slow().await;
+    }
     let metrics: Vec<_> = runtime.breakers().iter().map(|b| b.metrics()).collect();
     let json = serde_json::to_value(&metrics).unwrap();
     assert_eq!(
         json,
         serde_json::json!([
             {"name": "shared", "state": "closed", "calls": 0, "failures": 0,
-             "slow_calls": 0, "failure_rate": null, "slow_rate": null},
-            {"name": "vendor.slow", "state": "closed", "calls": 2, "failures": 0,
-             "slow_calls": 0, "failure_rate": 0.0, "slow_rate": 0.0},
+             "slow_calls": 0, "consecutive_failures": 0,
+             "failure_rate": null, "slow_rate": null},
+            // Four calls, min_calls 4: judged.
+            {"name": "vendor.slow", "state": "closed", "calls": 4, "failures": 0,
+             "slow_calls": 0, "consecutive_failures": 0,
+             "failure_rate": 0.0, "slow_rate": 0.0},
+            // One call, min_calls 2: no rate yet.
             {"name": "vendor.strict", "state": "closed", "calls": 1, "failures": 0,
-             "slow_calls": 0, "failure_rate": 0.0, "slow_rate": 0.0},
+             "slow_calls": 0, "consecutive_failures": 0,
+             "failure_rate": null, "slow_rate": null},
         ])
     );
 }

@@ -614,7 +614,7 @@ impl Endpoint {
                 let answer = within(limit, timer, &span, &mut correlation, wrap(call)).await;
                 let elapsed = clock.delta_as_nanos(timer, clock.raw());
                 let failed = match answer {
-                    Some(Ok(value)) => {
+                    Attempt::Answered(Ok(value)) => {
                         self.observe(&span, Seen::Success, attempts, elapsed);
                         record(permit, Outcome::Success);
                         if let Some(budget) = &self.budget {
@@ -622,7 +622,7 @@ impl Endpoint {
                         }
                         return Ok(value);
                     }
-                    Some(Err(error)) => {
+                    Attempt::Answered(Err(error)) => {
                         let class = error.class();
                         self.observe(&span, Seen::Error(class), attempts, elapsed);
                         record_error(permit, class);
@@ -631,7 +631,15 @@ impl Endpoint {
                         }
                         Failed::Vendor(error, class)
                     }
-                    None => {
+                    Attempt::Panicked(panic) => {
+                        // A vendor fault for the breaker, the counts and the
+                        // attempt event; never retried: the panic goes on
+                        // to the caller as it was raised.
+                        self.observe(&span, Seen::Error(Class::VendorFault), attempts, elapsed);
+                        record_error(permit, Class::VendorFault);
+                        std::panic::resume_unwind(panic);
+                    }
+                    Attempt::TimedOut => {
                         self.observe(&span, Seen::Timeout, attempts, elapsed);
                         record(permit, Outcome::Failure);
                         if limited_by_deadline {
@@ -796,7 +804,16 @@ fn fallback_correlation() -> CorrelationId {
     crate::telemetry::current_correlation().unwrap_or_else(CorrelationId::generate)
 }
 
-/// Runs one attempt under its time limit; `None` when the limit passed.
+/// How one attempt ended.
+enum Attempt<T> {
+    Answered(T),
+    TimedOut,
+    /// The adapter panicked; the payload is raised again once the panic is
+    /// recorded.
+    Panicked(Box<dyn std::any::Any + Send>),
+}
+
+/// Runs one attempt under its time limit.
 ///
 /// The attempt is polled first: one that answers at once (a cache, a
 /// fake, a pooled connection with the answer ready) never arms a timer.
@@ -835,7 +852,7 @@ pin_project_lite::pin_project! {
 }
 
 impl<F: Future> Future for Within<'_, F> {
-    type Output = Option<F::Output>;
+    type Output = Attempt<F::Output>;
 
     #[inline]
     fn poll(
@@ -846,11 +863,17 @@ impl<F: Future> Future for Within<'_, F> {
         let mut this = self.project();
         let _in_call = this.span.enter();
         let attempt = this.attempt;
+        // Unwinding is caught here only to be recorded; `run` raises it
+        // again. (No cost while nothing panics.)
         let (answer, correlation) =
-            crate::telemetry::polled_in_correlation(**this.correlation, || attempt.poll(cx));
+            crate::telemetry::polled_in_correlation(**this.correlation, || {
+                std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| attempt.poll(cx)))
+            });
         **this.correlation = correlation;
-        if let Poll::Ready(answer) = answer {
-            return Poll::Ready(Some(answer));
+        match answer {
+            Ok(Poll::Ready(answer)) => return Poll::Ready(Attempt::Answered(answer)),
+            Err(panic) => return Poll::Ready(Attempt::Panicked(panic)),
+            Ok(Poll::Pending) => {}
         }
         if this.timer.is_none() {
             let clock = crate::telemetry::clock();
@@ -860,7 +883,7 @@ impl<F: Future> Future for Within<'_, F> {
                 .set(Some(tokio::time::sleep(this.limit.saturating_sub(spent))));
         }
         match this.timer.as_pin_mut().map(|timer| timer.poll(cx)) {
-            Some(Poll::Ready(())) => Poll::Ready(None),
+            Some(Poll::Ready(())) => Poll::Ready(Attempt::TimedOut),
             _ => Poll::Pending,
         }
     }

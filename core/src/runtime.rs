@@ -311,6 +311,7 @@ impl Runtime {
                             breaker_policy.clone(),
                             self.shared.subscribers.clone(),
                         )?);
+                        breaker.wake_when_due();
                         // The gauge exists from the start, not from the
                         // first transition.
                         metrics::gauge!("seawall_breaker_state", "breaker" => name.to_string())

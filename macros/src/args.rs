@@ -294,6 +294,7 @@ pub(crate) struct BreakerArgs {
     pub(crate) failure_rate: Option<SpannedValue<f64>>,
     pub(crate) window: Option<SpannedValue<WindowArg>>,
     pub(crate) min_calls: Option<SpannedValue<u32>>,
+    pub(crate) consecutive_failures: Option<SpannedValue<u32>>,
     pub(crate) open_for: Option<SpannedValue<DurationText>>,
     pub(crate) open_for_max: Option<SpannedValue<DurationText>>,
     pub(crate) probes: Option<SpannedValue<u32>>,

@@ -371,13 +371,9 @@ fn breaker_policy(
     }
     match args.window.as_deref() {
         None => {}
-        Some(WindowArg::Calls(calls)) => {
-            breaker = breaker.with_window(*calls);
-            // A small window judges from its size unless told otherwise.
-            if args.min_calls.is_none() && *calls < breaker.min_calls() {
-                breaker = breaker.with_min_calls((*calls).max(1));
-            }
-        }
+        // A small window judges from its size unless told otherwise
+        // (`BreakerPolicy::min_calls`).
+        Some(WindowArg::Calls(calls)) => breaker = breaker.with_window(*calls),
         Some(WindowArg::Time(text)) => {
             let span = args
                 .window
@@ -390,6 +386,9 @@ fn breaker_policy(
     }
     if let Some(min_calls) = &args.min_calls {
         breaker = breaker.with_min_calls(**min_calls);
+    }
+    if let Some(run) = &args.consecutive_failures {
+        breaker = breaker.with_consecutive_failures(**run);
     }
     if let Some(open_for) = args.open_for.as_ref().and_then(|o| duration(o, errors)) {
         breaker = breaker.with_open_for(open_for);

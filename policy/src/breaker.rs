@@ -18,16 +18,22 @@ pub enum Window {
 /// The breaker judges the calls in its [`Window`] once at least `min_calls`
 /// of them are in; it opens when the share of failures reaches
 /// `failure_rate`, or the share of calls slower than `slow` reaches
-/// `slow_rate` (both inclusive: `0.5` opens at exactly half). It stays open
+/// `slow_rate` (both inclusive: `0.5` opens at exactly half). It also opens
+/// on a run of `consecutive_failures` failed calls in a row, whatever the
+/// window holds: a hard outage is evidence enough long before a large
+/// window's rate turns. (A "call" here is one vendor attempt: with retries,
+/// each attempt is recorded.) It stays open
 /// for `open_for` (doubling on each consecutive re-open up to
 /// `open_for_max`, when that is set), then lets `probes` calls through and
 /// closes or re-opens on their rates alone. Probes that have not all
 /// reported after `half_open_max` are treated as failed.
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug)]
 pub struct BreakerPolicy {
     failure_rate: f64,
     window: Window,
-    min_calls: u32,
+    /// `None`: the window's size, up to [`DEFAULT_MIN_CALLS`].
+    min_calls: Option<u32>,
+    consecutive_failures: Option<u32>,
     open_for: Duration,
     open_for_max: Option<Duration>,
     probes: u32,
@@ -38,16 +44,29 @@ pub struct BreakerPolicy {
     name: Option<String>,
 }
 
+/// The default size of a count window, in calls (attempts).
+pub const DEFAULT_WINDOW: u32 = 100;
+
+/// The default `min_calls`: a count window smaller than this judges from
+/// its own size.
+pub const DEFAULT_MIN_CALLS: u32 = 100;
+
+/// The default run of consecutive failed calls that opens a breaker.
+pub const DEFAULT_CONSECUTIVE_FAILURES: u32 = 10;
+
 impl BreakerPolicy {
-    /// The defaults: `failure_rate` 0.5 over a window of the last 20 calls,
-    /// `min_calls` 10, `open_for` 30 s (not growing), `probes` 1,
-    /// `half_open_max` 60 s, no slow-call detection (`slow_rate` 0.5 once
-    /// `slow` is set), failures are retryable errors and vendor faults.
+    /// The defaults: `failure_rate` 0.5 over a window of the last 100 calls,
+    /// judged from 100 calls on (`min_calls`; a smaller count window judges
+    /// from its size), opening also on 10 consecutive failures, `open_for`
+    /// 30 s (not growing), `probes` 1, `half_open_max` 60 s, no slow-call
+    /// detection (`slow_rate` 0.5 once `slow` is set), failures are
+    /// retryable errors and vendor faults.
     pub const fn new() -> Self {
         Self {
             failure_rate: 0.5,
-            window: Window::Calls(20),
-            min_calls: 10,
+            window: Window::Calls(DEFAULT_WINDOW),
+            min_calls: None,
+            consecutive_failures: Some(DEFAULT_CONSECUTIVE_FAILURES),
             open_for: Duration::from_secs(30),
             open_for_max: None,
             probes: 1,
@@ -78,8 +97,17 @@ impl BreakerPolicy {
     }
 
     /// How many calls the window must hold before any rate is judged.
+    /// Unset, it is the window's size for a count window of fewer than
+    /// [`DEFAULT_MIN_CALLS`] calls, else [`DEFAULT_MIN_CALLS`].
     pub const fn with_min_calls(mut self, calls: u32) -> Self {
-        self.min_calls = calls;
+        self.min_calls = Some(calls);
+        self
+    }
+
+    /// Opens on a run of `calls` failed calls in a row, whatever the window
+    /// holds; `0` turns the rule off (only the rates open the breaker).
+    pub const fn with_consecutive_failures(mut self, calls: u32) -> Self {
+        self.consecutive_failures = if calls == 0 { None } else { Some(calls) };
         self
     }
 
@@ -146,7 +174,17 @@ impl BreakerPolicy {
 
     /// How many calls the window must hold before any rate is judged.
     pub const fn min_calls(&self) -> u32 {
-        self.min_calls
+        match (self.min_calls, self.window) {
+            (Some(calls), _) => calls,
+            (None, Window::Calls(size)) if size < DEFAULT_MIN_CALLS => size,
+            (None, _) => DEFAULT_MIN_CALLS,
+        }
+    }
+
+    /// The run of consecutive failed calls that opens the breaker, if that
+    /// rule is on.
+    pub const fn consecutive_failures(&self) -> Option<u32> {
+        self.consecutive_failures
     }
 
     /// How long the breaker stays open (the first time in a row).
@@ -215,11 +253,9 @@ impl BreakerPolicy {
                 u32::MAX
             }
         };
-        if window > 0 && (self.min_calls == 0 || self.min_calls > window) {
-            errors.push(PolicyError::MinCalls {
-                min_calls: self.min_calls,
-                window,
-            });
+        let min_calls = self.min_calls();
+        if window > 0 && (min_calls == 0 || min_calls > window) {
+            errors.push(PolicyError::MinCalls { min_calls, window });
         }
         if self.probes == 0 || self.probes > MAX_PROBES {
             errors.push(PolicyError::Probes(self.probes));
@@ -241,6 +277,25 @@ impl BreakerPolicy {
         if self.failure_classes.contains(ErrorClass::Ignored) || self.failure_classes.is_empty() {
             errors.push(PolicyError::FailureClasses);
         }
+    }
+}
+
+/// Equal when they behave alike: an unset `min_calls` equals the value it
+/// stands for.
+impl PartialEq for BreakerPolicy {
+    fn eq(&self, other: &Self) -> bool {
+        self.failure_rate == other.failure_rate
+            && self.window == other.window
+            && self.min_calls() == other.min_calls()
+            && self.consecutive_failures == other.consecutive_failures
+            && self.open_for == other.open_for
+            && self.open_for_max == other.open_for_max
+            && self.probes == other.probes
+            && self.half_open_max == other.half_open_max
+            && self.slow == other.slow
+            && self.slow_rate == other.slow_rate
+            && self.failure_classes == other.failure_classes
+            && self.name == other.name
     }
 }
 

@@ -37,7 +37,9 @@ mod store;
 
 use std::time::Duration;
 
-pub use breaker::{BreakerPolicy, Window};
+pub use breaker::{
+    BreakerPolicy, DEFAULT_CONSECUTIVE_FAILURES, DEFAULT_MIN_CALLS, DEFAULT_WINDOW, Window,
+};
 pub use budget::BudgetPolicy;
 pub use cache::CachePolicy;
 pub use class::{ClassSet, ErrorClass};

@@ -9,26 +9,48 @@
 //! decide whether to close again.
 //!
 //! ```text
-//!          failure or slow rate ≥ threshold              open_for elapsed
-//!  Closed ──────────────────────────────────▶ Open ─────────────────────▶ HalfOpen
-//!    ▲                                         ▲                             │
-//!    │        probes' rates under the thresholds (window reset)             │
-//!    └───────────────────────────────────────────────────────────────────────┤
-//!                                              └─────────────────────────────┘
-//!                       probes' rates at a threshold, or half_open_max elapsed
+//!     failure or slow rate ≥ threshold over ≥ min_calls,
+//!     or consecutive_failures in a row                       open_for elapsed
+//!  Closed ──────────────────────────────────────────▶ Open ─────────────────▶ HalfOpen
+//!    ▲                                                 ▲                         │
+//!    │        probes' rates under the thresholds (window reset)                 │
+//!    └───────────────────────────────────────────────────────────────────────────┤
+//!                                                      └─────────────────────────┘
+//!          probes' rates at a threshold, or half_open_max elapsed since the first
+//!          probe with probes still out (they count as failed)
 //! ```
 //!
+//! What the breaker judges are vendor *attempts*: with a retry policy, each
+//! attempt of a call is one entry of the window.
+//!
+//! Why two rules. A rate over a window is the right measure of a vendor that
+//! fails some of the time, but a window small enough to react within a few
+//! attempts is one that crosses 50 % by chance: at a 30 % failure rate, a
+//! window of 20 judged from 10 calls opened 16 to 21 times per 10 000 calls.
+//! The default window (100 attempts, judged from 100) almost never crosses
+//! by chance, and a run of `consecutive_failures` (10) catches a hard outage
+//! within ten attempts, long before the large window turns: ten failures in a
+//! row happen by chance with probability `p¹⁰`, 6·10⁻⁶ at `p` = 0.3.
+//!
+//! The state is read as of now: an open period that has run out reads
+//! half-open, and a half-open period past `half_open_max` is judged, by any
+//! read ([`state`](Breaker::state), [`metrics`](Breaker::metrics),
+//! [`retry_in`](Breaker::retry_in)) as by a call. Inside a tokio runtime, a
+//! breaker built by the [`Runtime`](crate::Runtime) also wakes itself at
+//! those moments, so subscribers and the state gauge see the change without
+//! a call or a read.
+//!
 //! Besides the automatic states an operator can hold a breaker
-//! [forced open](Breaker::force_open), [disable](Breaker::disable) it
-//! (everything passes, nothing is recorded), run it
-//! [metrics-only](Breaker::metrics_only) (everything passes, rates are
+//! [forced open](Breaker::force_open), open [for a while](Breaker::force_open_for),
+//! [disable](Breaker::disable) it (everything passes, nothing is recorded),
+//! run it [metrics-only](Breaker::metrics_only) (everything passes, rates are
 //! recorded and a crossing is reported) or [reset](Breaker::reset) it.
 //!
 //! The state lives in one atomic word, and the window of recent outcomes in
 //! atomics: admitting a call while closed is one load, and recording a
-//! success into a count window touches three atomics, reads no clock and
-//! allocates nothing. The clock is read while open, for time windows and for
-//! slow-call detection.
+//! success into a count window touches a few atomics, reads no clock and
+//! allocates nothing. The clock is read while open or half-open, for time
+//! windows and for slow-call detection.
 //!
 //! ```
 //! use seawall_core::{Breaker, BreakerPolicy, BreakerState, breaker::Outcome};
@@ -46,10 +68,10 @@
 mod state;
 mod window;
 
-use std::sync::Arc;
 use std::sync::atomic::{
     AtomicBool, AtomicU32, AtomicU64, Ordering::AcqRel, Ordering::Acquire, Ordering::Relaxed,
 };
+use std::sync::{Arc, OnceLock, Weak};
 use std::time::Duration;
 
 use tokio::time::Instant;
@@ -68,7 +90,8 @@ use window::{Ring, Tally};
 pub enum BreakerState {
     /// Calls go through; outcomes are recorded and judged.
     Closed,
-    /// Calls are rejected at once until `open_for` has passed.
+    /// Calls are rejected at once until `open_for` (or the hold of
+    /// [`Breaker::force_open_for`]) has passed.
     Open,
     /// A limited number of probe calls go through; the rest are rejected.
     HalfOpen,
@@ -112,7 +135,8 @@ pub enum Outcome {
     Success,
     /// The vendor failed.
     Failure,
-    /// Neither: the permit is freed and nothing is recorded.
+    /// Neither: nothing is recorded, and a half-open probe's slot is freed
+    /// for another call.
     Ignored,
 }
 
@@ -127,21 +151,28 @@ pub struct Rejected {
 }
 
 /// A breaker's counts and rates, for health views and status pages.
+///
+/// Closed, open or metrics-only, the counts are the window's; half-open,
+/// they are the probes' that have reported.
 #[derive(Clone, Debug, PartialEq, serde::Serialize)]
 pub struct BreakerMetrics {
     /// The breaker's name.
     pub name: String,
-    /// Its state.
+    /// Its state, as of now.
     pub state: BreakerState,
-    /// Calls in the window.
+    /// Calls counted (attempts, with retries).
     pub calls: u64,
     /// Failures among them.
     pub failures: u64,
     /// Slow calls among them (zero unless the policy sets `slow`).
     pub slow_calls: u64,
-    /// `failures / calls`, when there are calls.
+    /// Failed calls in a row, up to now (closed or metrics-only).
+    pub consecutive_failures: u64,
+    /// `failures / calls`, once there are enough calls to judge: `min_calls`
+    /// in the window, or every probe while half-open. `None` before, as
+    /// Resilience4j reports "not yet known".
     pub failure_rate: Option<f64>,
-    /// `slow_calls / calls`, when there are calls.
+    /// `slow_calls / calls`, under the same condition.
     pub slow_rate: Option<f64>,
 }
 
@@ -158,8 +189,12 @@ pub struct Breaker {
     failure_ppm: u64,
     slow_ppm: u64,
     slow_after: Option<Duration>,
+    /// The run of failures that opens it; `u64::MAX` when that rule is off.
+    run_limit: u64,
     state: AtomicU64,
     probe_tally: AtomicU64,
+    /// Failures in a row while closed.
+    run: AtomicU64,
     /// Consecutive re-opens, for a growing open duration. Written only by
     /// the caller that wins a transition.
     reopens: AtomicU32,
@@ -169,11 +204,18 @@ pub struct Breaker {
     window: Ring,
     base: Instant,
     subscribers: Arc<Subscribers>,
+    /// Itself, for the timers that settle an expired open or half-open
+    /// period (set by the runtime, which holds breakers in an `Arc`).
+    this: OnceLock<Weak<Breaker>>,
 }
 
 fn ppm(rate: f64) -> u64 {
     (rate * 1_000_000.0).round() as u64
 }
+
+/// A timer further out than this is not armed: reads still see the state
+/// as of now.
+const LONGEST_TIMER: Duration = Duration::from_secs(365 * 24 * 3600);
 
 impl Breaker {
     /// A closed breaker.
@@ -199,16 +241,26 @@ impl Breaker {
             failure_ppm: ppm(policy.failure_rate()),
             slow_ppm: ppm(policy.slow_rate()),
             slow_after: policy.slow(),
+            run_limit: policy.consecutive_failures().map_or(u64::MAX, u64::from),
             window: Ring::new(policy.window()),
             name,
             policy,
             state: AtomicU64::new(Word::new(CLOSED, 0, 0, 0).0),
             probe_tally: AtomicU64::new(0),
+            run: AtomicU64::new(0),
             reopens: AtomicU32::new(0),
             above: AtomicBool::new(false),
             base: Instant::now(),
             subscribers,
+            this: OnceLock::new(),
         })
+    }
+
+    /// Lets the breaker arm timers that settle an expired open or half-open
+    /// period on their own (inside a tokio runtime), so that subscribers see
+    /// the transition when it is due rather than at the next call or read.
+    pub(crate) fn wake_when_due(self: &Arc<Self>) {
+        let _ = self.this.set(Arc::downgrade(self));
     }
 
     /// The breaker's name.
@@ -225,22 +277,40 @@ impl Breaker {
         &self.policy
     }
 
-    /// The current state. An open breaker whose `open_for` has passed still
-    /// reads [`BreakerState::Open`] until a call arrives to probe the vendor.
+    /// The state as of now: an open breaker whose wait is over reads
+    /// [`BreakerState::HalfOpen`], and a half-open one past `half_open_max`
+    /// is judged first (its missing probes count as failed).
     pub fn state(&self) -> BreakerState {
-        Word(self.state.load(Acquire)).state()
+        self.current().state()
     }
 
-    /// The state with the counts and rates of the window.
+    /// The state with its counts and rates, as of now.
     pub fn metrics(&self) -> BreakerMetrics {
-        let tally = self.window.tally(self.nanos());
-        let rate = |part: u64| (tally.calls > 0).then(|| part as f64 / tally.calls as f64);
+        let word = self.current();
+        let (tally, judged_from) = if word.kind() == HALF_OPEN {
+            let probes = ProbeTally::unpack(self.probe_tally.load(Acquire), word.epoch());
+            let tally = Tally {
+                calls: probes.done,
+                failures: probes.failures,
+                slow: probes.slow,
+            };
+            (tally, u64::from(self.policy.probes()))
+        } else {
+            let tally = self.window.tally(self.nanos());
+            (tally, u64::from(self.policy.min_calls()))
+        };
+        let judged = tally.calls > 0 && tally.calls >= judged_from;
+        let rate = |part: u64| judged.then(|| part as f64 / tally.calls as f64);
         BreakerMetrics {
             name: self.name.to_string(),
-            state: self.state(),
+            state: word.state(),
             calls: tally.calls,
             failures: tally.failures,
             slow_calls: tally.slow,
+            consecutive_failures: match word.kind() {
+                CLOSED | METRICS_ONLY => self.run.load(Relaxed),
+                _ => 0,
+            },
             failure_rate: rate(tally.failures),
             slow_rate: rate(tally.slow),
         }
@@ -288,7 +358,8 @@ impl Breaker {
     }
 
     #[inline(never)]
-    fn try_acquire_slow(&self, mut word: Word) -> Result<Permit<'_>, Rejected> {
+    fn try_acquire_slow(&self, word: Word) -> Result<Permit<'_>, Rejected> {
+        let mut word = self.settle(word);
         loop {
             match word.kind() {
                 CLOSED | METRICS_ONLY => return Ok(self.permit(word.epoch(), false)),
@@ -300,49 +371,44 @@ impl Breaker {
                     });
                 }
                 FORCED_OPEN => return Err(Rejected { retry_in: None }),
-                OPEN => {
-                    let now = self.elapsed();
-                    let until = Duration::from_millis(word.ms());
-                    if now < until {
+                OPEN => match ms(word.ms()).checked_sub(self.elapsed()) {
+                    Some(left) if !left.is_zero() => {
                         return Err(Rejected {
-                            retry_in: Some(until - now),
+                            retry_in: Some(left),
                         });
                     }
-                    // The wait is over: this call becomes the first probe.
-                    let next = word.next(HALF_OPEN, 1, now.as_millis() as u64);
-                    match self.transition(word, next) {
-                        Ok(()) => return Ok(self.permit(next.epoch(), true)),
-                        Err(actual) => word = actual,
-                    }
-                }
+                    // The wait ran out since the word was settled.
+                    _ => word = self.settle(word),
+                },
                 _ => {
-                    if word.admitted() < u64::from(self.policy.probes()) {
-                        let next = Word(word.0 + ONE_PROBE);
-                        match self
-                            .state
-                            .compare_exchange_weak(word.0, next.0, AcqRel, Acquire)
-                        {
-                            Ok(_) => return Ok(self.permit(word.epoch(), true)),
-                            Err(actual) => word = Word(actual),
-                        }
-                        continue;
-                    }
-                    // Every probe is out. Past `half_open_max` the missing
-                    // ones count as failed: open again, for longer.
-                    let now = self.elapsed();
-                    let give_up = Duration::from_millis(word.ms()) + self.policy.half_open_max();
-                    if now < give_up {
+                    let admitted = word.admitted();
+                    if admitted >= u64::from(self.policy.probes()) {
+                        // Every probe is out; settling judged the period if
+                        // `half_open_max` had passed.
+                        let left = self.half_open_ends(word).saturating_sub(self.elapsed());
                         return Err(Rejected {
-                            retry_in: Some(give_up - now),
+                            retry_in: Some(left),
                         });
                     }
-                    match self.reopen(word) {
-                        Ok(open_for) => {
-                            return Err(Rejected {
-                                retry_in: Some(open_for),
-                            });
+                    // The first probe starts the half-open period's clock.
+                    let next = if admitted == 0 {
+                        Word::new(
+                            HALF_OPEN,
+                            word.epoch(),
+                            1,
+                            self.elapsed().as_millis() as u64,
+                        )
+                    } else {
+                        Word(word.0 + ONE_PROBE)
+                    };
+                    match self.state.compare_exchange(word.0, next.0, AcqRel, Acquire) {
+                        Ok(_) => {
+                            if admitted == 0 {
+                                self.wake_at(self.half_open_ends(next));
+                            }
+                            return Ok(self.permit(word.epoch(), true));
                         }
-                        Err(actual) => word = actual,
+                        Err(actual) => word = self.settle(Word(actual)),
                     }
                 }
             }
@@ -354,61 +420,67 @@ impl Breaker {
     /// that an opened breaker ends it at once instead of after a pointless
     /// backoff.
     pub fn is_open(&self) -> bool {
-        let word = Word(self.state.load(Acquire));
-        match word.kind() {
-            OPEN => self.elapsed() < Duration::from_millis(word.ms()),
-            FORCED_OPEN => true,
-            _ => false,
-        }
+        matches!(self.current().kind(), OPEN | FORCED_OPEN)
     }
 
-    /// How long until an open breaker lets a call through again; `None`
-    /// when it is not open (or is forced open, with no end).
+    /// How long until an open breaker lets a call through again (the rest
+    /// of `open_for`, or of a [`force_open_for`](Self::force_open_for)
+    /// hold); `None` when it is not open, or is forced open with no end.
     pub fn retry_in(&self) -> Option<Duration> {
-        let word = Word(self.state.load(Acquire));
+        let word = self.current();
         if word.kind() != OPEN {
             return None;
         }
-        Duration::from_millis(word.ms()).checked_sub(self.elapsed())
+        ms(word.ms()).checked_sub(self.elapsed())
     }
 
     /// Holds the breaker open: every call is rejected, with no automatic
     /// recovery, until [`reset`](Self::reset) (or another manual state).
     pub fn force_open(&self) {
-        self.set(FORCED_OPEN, false);
+        self.set(FORCED_OPEN, false, 0);
+    }
+
+    /// Holds the breaker open for `hold`, then returns it to the automatic
+    /// cycle: it half-opens and lets its probes decide, as after `open_for`.
+    /// Reads [`BreakerState::Open`] meanwhile, and
+    /// [`retry_in`](Self::retry_in) reports what is left of the hold.
+    pub fn force_open_for(&self, hold: Duration) {
+        let until = self.open_until(self.elapsed(), hold);
+        self.set(OPEN, false, until);
+        self.wake_at(ms(until));
     }
 
     /// Turns the breaker off: every call goes through and nothing is
     /// recorded, until [`reset`](Self::reset).
     pub fn disable(&self) {
-        self.set(DISABLED, false);
+        self.set(DISABLED, false, 0);
     }
 
     /// Records and reports without ever rejecting: a rate reaching its
     /// threshold is reported once (an [`Event::BreakerRate`] and a warning)
     /// until it falls back under it. Starts from an empty window.
     pub fn metrics_only(&self) {
-        self.set(METRICS_ONLY, true);
+        self.set(METRICS_ONLY, true, 0);
     }
 
     /// Back to closed, with an empty window and the first open duration.
     pub fn reset(&self) {
-        self.set(CLOSED, true);
+        self.set(CLOSED, true, 0);
     }
 
-    fn set(&self, kind: u64, reset_window: bool) {
+    fn set(&self, kind: u64, reset_window: bool, ms: u64) {
         let mut word = Word(self.state.load(Acquire));
         loop {
             if reset_window {
-                self.window.reset();
+                self.clear_window();
                 self.above.store(false, Relaxed);
             }
             self.reopens.store(0, Relaxed);
-            let next = word.next(kind, 0, 0);
+            let next = word.next(kind, 0, ms);
             match self.state.compare_exchange(word.0, next.0, AcqRel, Acquire) {
                 Ok(_) => {
                     if word.kind() != kind {
-                        self.announce(word.state(), next.state());
+                        self.announce(word.state(), next.state(), None);
                     }
                     return;
                 }
@@ -439,10 +511,58 @@ impl Breaker {
     }
 
     /// Milliseconds since `base` at which an opening of `open_for` starting
-    /// now ends, rounded up so that the breaker never half-opens early.
-    fn open_until(&self, open_for: Duration) -> u64 {
-        let until = self.elapsed() + open_for;
+    /// at `from` ends, rounded up so that the breaker never half-opens
+    /// early.
+    fn open_until(&self, from: Duration, open_for: Duration) -> u64 {
+        let until = from.saturating_add(open_for);
         u64::try_from(until.as_nanos().div_ceil(1_000_000)).unwrap_or(u64::MAX)
+    }
+
+    /// When a half-open period whose first probe was admitted at
+    /// `word.ms()` gives up waiting for its probes.
+    fn half_open_ends(&self, word: Word) -> Duration {
+        ms(word.ms()).saturating_add(self.policy.half_open_max())
+    }
+
+    /// The state word as of now (see [`settle`](Self::settle)).
+    #[inline]
+    fn current(&self) -> Word {
+        let word = Word(self.state.load(Acquire));
+        match word.kind() {
+            OPEN | HALF_OPEN => self.settle(word),
+            _ => word,
+        }
+    }
+
+    /// Makes the transitions that are due: an open period that has run out
+    /// half-opens (no probe admitted yet), and a half-open period whose
+    /// first probe was admitted `half_open_max` ago is judged with every
+    /// probe still out counted as failed. Returns the word as of now.
+    fn settle(&self, mut word: Word) -> Word {
+        loop {
+            let now = self.elapsed();
+            let result = match word.kind() {
+                OPEN if now >= ms(word.ms()) => {
+                    self.transition(word, word.next(HALF_OPEN, 0, 0), None)
+                }
+                HALF_OPEN if word.admitted() > 0 && now >= self.half_open_ends(word) => {
+                    let probes = ProbeTally::unpack(self.probe_tally.load(Acquire), word.epoch());
+                    let outstanding = word.admitted().saturating_sub(probes.done);
+                    let judged = Tally {
+                        calls: word.admitted().max(probes.done),
+                        failures: probes.failures + outstanding,
+                        slow: probes.slow,
+                    };
+                    self.judge_probes(word, judged, self.half_open_ends(word))
+                }
+                _ => return word,
+            };
+            if let Err(actual) = result {
+                word = actual;
+            } else {
+                word = Word(self.state.load(Acquire));
+            }
+        }
     }
 
     /// Whether a tally reaches a threshold (never before `min_calls`).
@@ -478,34 +598,43 @@ impl Breaker {
         if word.epoch() != epoch || !matches!(word.kind(), CLOSED | METRICS_ONLY) {
             return; // admitted before the last transition: no longer relevant
         }
+        let run = if failure {
+            self.run.fetch_add(1, Relaxed) + 1
+        } else {
+            // Read first: a healthy breaker's run is already zero, and a
+            // load keeps the cache line shared between cores.
+            if self.run.load(Relaxed) != 0 {
+                self.run.store(0, Relaxed);
+            }
+            0
+        };
         let now = if self.window.needs_clock() {
             self.nanos()
         } else {
             0
         };
         let tally = self.window.record(now, failure, slow);
-        // A success can only bring a rate down, except by completing
-        // `min_calls`; a time window judges on failures and slow calls only.
         let min_calls = u64::from(self.policy.min_calls());
-        if !failure && !slow && (self.window.needs_clock() || tally.failures + tally.slow == 0) {
-            if word.kind() == METRICS_ONLY
-                && self.above.load(Relaxed)
-                && !self.trips(tally, min_calls)
-            {
+        // A window with neither failures nor slow calls reaches no
+        // threshold. (A success still counts: it may be the call that
+        // completes `min_calls`, in a count window or a time window.)
+        if tally.failures + tally.slow == 0 {
+            if word.kind() == METRICS_ONLY {
                 self.above.store(false, Relaxed);
             }
             return;
         }
-        let trips = self.trips(tally, min_calls);
+        let trips = self.trips(tally, min_calls) || run >= self.run_limit;
         if word.kind() == CLOSED {
             if trips {
                 let open_for = self.policy.open_duration(0);
-                let _ = self.transition(word, word.next(OPEN, 0, self.open_until(open_for)));
+                let until = self.open_until(self.elapsed(), open_for);
+                let _ = self.transition(word, word.next(OPEN, 0, until), Some((tally, run)));
             }
         } else if trips {
             // Metrics-only: report the crossing once, never act on it.
             if !self.above.swap(true, Relaxed) {
-                self.report_crossing(tally);
+                self.report_crossing(tally, run);
             }
         } else {
             self.above.store(false, Relaxed);
@@ -544,48 +673,101 @@ impl Breaker {
         if word.kind() != HALF_OPEN || word.epoch() != epoch {
             return;
         }
-        let probes_tally = Tally {
+        let judged = Tally {
             calls: probes,
             failures: previous.failures + u64::from(failure),
             slow: previous.slow + u64::from(slow),
         };
-        if self.trips(probes_tally, 1) {
-            let _ = self.reopen(word);
+        let _ = self.judge_probes(word, judged, self.elapsed());
+    }
+
+    /// Ends a half-open period on its probes' tally: open again (the next,
+    /// possibly longer, open duration counted from `at`) if they reach a
+    /// threshold, else closed with an empty window.
+    fn judge_probes(&self, half_open: Word, probes: Tally, at: Duration) -> Result<(), Word> {
+        if self.trips(probes, 1) {
+            let reopens = self.reopens.load(Relaxed).saturating_add(1);
+            let until = self.open_until(at, self.policy.open_duration(reopens));
+            self.transition(half_open, half_open.next(OPEN, 0, until), None)?;
+            self.reopens.store(reopens, Relaxed);
+            Ok(())
         } else {
-            self.window.reset();
+            // Emptied before the transition, so that calls admitted once it
+            // is visible record into a fresh window; calls still in flight
+            // from before are turned away by their epoch.
+            self.clear_window();
             self.reopens.store(0, Relaxed);
-            let _ = self.transition(word, word.next(CLOSED, 0, 0));
+            self.transition(half_open, half_open.next(CLOSED, 0, 0), None)
         }
     }
 
-    /// Half-open to open, for the next (possibly longer) open duration.
-    fn reopen(&self, half_open: Word) -> Result<Duration, Word> {
-        let reopens = self.reopens.load(Relaxed).saturating_add(1);
-        let open_for = self.policy.open_duration(reopens);
-        self.transition(
-            half_open,
-            half_open.next(OPEN, 0, self.open_until(open_for)),
-        )?;
-        self.reopens.store(reopens, Relaxed);
-        Ok(open_for)
+    fn clear_window(&self) {
+        self.window.reset();
+        self.run.store(0, Relaxed);
     }
 
     /// Publishes a transition; announces it only if this call made it.
-    fn transition(&self, from: Word, to: Word) -> Result<(), Word> {
+    /// `why` holds the window and the run of failures that opened a closed
+    /// breaker.
+    fn transition(&self, from: Word, to: Word, why: Option<(Tally, u64)>) -> Result<(), Word> {
         match self.state.compare_exchange(from.0, to.0, AcqRel, Acquire) {
             Ok(_) => {
-                self.announce(from.state(), to.state());
+                self.announce(from.state(), to.state(), why);
+                if to.kind() == OPEN {
+                    self.wake_at(ms(to.ms()));
+                }
                 Ok(())
             }
             Err(actual) => Err(Word(actual)),
         }
     }
 
-    fn announce(&self, from: BreakerState, to: BreakerState) {
-        if matches!(to, BreakerState::Open | BreakerState::ForcedOpen) {
-            tracing::warn!(target: "seawall::breaker", breaker = %self.name, %from, %to, "circuit breaker opened");
-        } else {
-            tracing::info!(target: "seawall::breaker", breaker = %self.name, %from, %to, "circuit breaker changed state");
+    /// Arms a timer that settles the breaker at `at` (since `base`), when
+    /// the runtime allows it: see [`wake_when_due`](Self::wake_when_due).
+    fn wake_at(&self, at: Duration) {
+        let Some(this) = self.this.get() else {
+            return;
+        };
+        if at.saturating_sub(self.elapsed()) > LONGEST_TIMER {
+            return;
+        }
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            return;
+        };
+        let this = this.clone();
+        let deadline = self.base + at;
+        runtime.spawn(async move {
+            tokio::time::sleep_until(deadline).await;
+            if let Some(breaker) = this.upgrade() {
+                let _ = breaker.current();
+            }
+        });
+    }
+
+    fn announce(&self, from: BreakerState, to: BreakerState, why: Option<(Tally, u64)>) {
+        match (to, why) {
+            (BreakerState::Open, Some((tally, run))) => {
+                let (failure_rate, slow_rate) = rates(tally);
+                tracing::warn!(
+                    target: "seawall::breaker",
+                    breaker = %self.name,
+                    %from,
+                    %to,
+                    calls = tally.calls,
+                    failures = tally.failures,
+                    slow_calls = tally.slow,
+                    failure_rate,
+                    slow_rate,
+                    consecutive_failures = run,
+                    "circuit breaker opened"
+                );
+            }
+            (BreakerState::Open | BreakerState::ForcedOpen, _) => {
+                tracing::warn!(target: "seawall::breaker", breaker = %self.name, %from, %to, "circuit breaker opened");
+            }
+            _ => {
+                tracing::info!(target: "seawall::breaker", breaker = %self.name, %from, %to, "circuit breaker changed state");
+            }
         }
         self.subscribers.emit(&Event::Breaker(BreakerTransition {
             breaker: self.name.clone(),
@@ -595,14 +777,14 @@ impl Breaker {
         }));
     }
 
-    fn report_crossing(&self, tally: Tally) {
-        let failure_rate = tally.failures as f64 / tally.calls as f64;
-        let slow_rate = tally.slow as f64 / tally.calls as f64;
+    fn report_crossing(&self, tally: Tally, run: u64) {
+        let (failure_rate, slow_rate) = rates(tally);
         tracing::warn!(
             target: "seawall::breaker",
             breaker = %self.name,
             failure_rate,
             slow_rate,
+            consecutive_failures = run,
             "metrics-only circuit breaker would have opened"
         );
         self.subscribers
@@ -613,6 +795,15 @@ impl Breaker {
                 at: Instant::now(),
             }));
     }
+}
+
+fn ms(ms: u64) -> Duration {
+    Duration::from_millis(ms)
+}
+
+fn rates(tally: Tally) -> (f64, f64) {
+    let calls = tally.calls.max(1) as f64;
+    (tally.failures as f64 / calls, tally.slow as f64 / calls)
 }
 
 impl std::fmt::Debug for Breaker {
@@ -627,8 +818,11 @@ impl std::fmt::Debug for Breaker {
 /// Leave to make one call, from [`Breaker::try_acquire`].
 ///
 /// Report how the call ended with [`record`](Self::record). A permit dropped
-/// without a record (its call was cancelled) counts as
-/// [`Outcome::Ignored`]: a half-open probe slot is freed for another call.
+/// without a record (its call was cancelled, by a caller's own timeout or a
+/// `select!`) records nothing while closed; a half-open probe dropped so
+/// counts as failed at once. Cancelling probes therefore never lets more
+/// than `probes` calls reach a vendor per half-open period: the caller gave
+/// up on the vendor's answer, which is what a failure is to the breaker.
 #[must_use = "a permit records nothing unless told how the call ended"]
 pub struct Permit<'a> {
     breaker: &'a Breaker,
@@ -678,7 +872,9 @@ impl Permit<'_> {
 
 impl Drop for Permit<'_> {
     fn drop(&mut self) {
-        self.report(Outcome::Ignored);
+        if self.is_probe() {
+            self.report(Outcome::Failure);
+        }
     }
 }
 

@@ -486,8 +486,9 @@ mod tests {
             ".with_base(::seawall::__private::Duration::from_nanos(100000000u64))",
             ".with_cap(::seawall::__private::Duration::from_nanos(5000000000u64))",
             ".with_failure_rate(0.5f64)",
-            ".with_window(20u32)",
-            ".with_min_calls(10u32)",
+            ".with_window(100u32)",
+            ".with_min_calls(100u32)",
+            ".with_consecutive_failures(10u32)",
             ".with_probes(1u32)",
         ] {
             assert!(out.contains(expected), "missing {expected} in {out}");

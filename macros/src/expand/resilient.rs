@@ -157,6 +157,7 @@ fn policy(policy: &Policy) -> TokenStream {
             }
         };
         let min_calls = Literal::u32_suffixed(breaker.min_calls());
+        let consecutive = Literal::u32_suffixed(breaker.consecutive_failures().unwrap_or(0));
         let open_for = duration(breaker.open_for());
         let open_for_max = breaker.open_for_max().map(|max| {
             let max = duration(max);
@@ -176,6 +177,7 @@ fn policy(policy: &Policy) -> TokenStream {
                 .with_failure_rate(#rate)
                 #window
                 .with_min_calls(#min_calls)
+                .with_consecutive_failures(#consecutive)
                 .with_open_for(#open_for)
                 #open_for_max
                 .with_probes(#probes)
