@@ -126,10 +126,7 @@ impl Sim {
         for call in 0..calls {
             tokio::time::sleep_until(start + GAP * call).await;
             let vendor = &self.vendor;
-            let _ = self
-                .endpoint
-                .call(|| async { vendor.attempt() })
-                .await;
+            let _ = self.endpoint.call(|| async { vendor.attempt() }).await;
             if until_open && !self.opened_at.lock().unwrap().is_empty() {
                 return;
             }

@@ -38,6 +38,9 @@ pub trait Events {
 
     #[integration(write, timeout = "5s", idempotent, fallback = queue)]
     async fn note(&self, text: &str) -> Result<Delivery<()>, ApiError>;
+
+    #[integration(read, timeout = "5s", retry(attempts = 3, base = "10ms"), breaker)]
+    async fn parse(&self) -> Result<u32, ApiError>;
 }
 
 struct EventsHttp {
@@ -63,6 +66,12 @@ impl Events for EventsHttp {
 
     async fn note(&self, _text: &str) -> Result<Delivery<()>, ApiError> {
         self.get().await.map(|_| Delivery::Done(()))
+    }
+
+    /// An adapter whose parsing panics on the vendor's answer.
+    async fn parse(&self) -> Result<u32, ApiError> {
+        let body = self.get().await?;
+        Ok(body.parse().expect("a number from the vendor"))
     }
 }
 
@@ -322,4 +331,36 @@ fn a_queued_write_names_the_callers_correlation_id_and_one_queued_behind_it_its_
         own.len() == 32 && own.bytes().all(|b| b.is_ascii_hexdigit()),
         "{own}"
     );
+}
+
+#[test]
+fn a_panicking_adapter_is_one_vendor_fault_attempt_and_the_panic_goes_on() {
+    collector();
+    let runtime = Runtime::in_memory();
+    let panicked = tokio().block_on(async {
+        let (events, _vendor) = events(&runtime).await;
+        let events = std::sync::Arc::new(events);
+        // The vendor answers 503 (retried), then "ok", which the adapter
+        // cannot parse.
+        let task = tokio::spawn({
+            let events = events.clone();
+            async move { events.parse().await }
+        });
+        task.await.expect_err("the adapter panicked")
+    });
+    assert!(panicked.is_panic());
+
+    let (_, events) = seen("parse");
+    let attempts: Vec<_> = events
+        .iter()
+        .filter(|e| e.target == "seawall::attempt")
+        .collect();
+    let [first, second] = &attempts[..] else {
+        panic!("two attempts, the panic not retried: {events:#?}");
+    };
+    assert_eq!(first.fields["outcome"], "retryable");
+    assert_eq!(second.fields["outcome"], "vendor_fault");
+    assert_eq!(second.fields["error.type"], "vendor_fault");
+    let breaker = runtime.breaker("events.parse").unwrap().metrics();
+    assert_eq!((breaker.calls, breaker.failures), (2, 2));
 }

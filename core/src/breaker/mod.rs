@@ -193,8 +193,6 @@ pub struct Breaker {
     run_limit: u64,
     state: AtomicU64,
     probe_tally: AtomicU64,
-    /// Failures in a row while closed.
-    run: AtomicU64,
     /// Consecutive re-opens, for a growing open duration. Written only by
     /// the caller that wins a transition.
     reopens: AtomicU32,
@@ -247,7 +245,6 @@ impl Breaker {
             policy,
             state: AtomicU64::new(Word::new(CLOSED, 0, 0, 0).0),
             probe_tally: AtomicU64::new(0),
-            run: AtomicU64::new(0),
             reopens: AtomicU32::new(0),
             above: AtomicBool::new(false),
             base: Instant::now(),
@@ -293,6 +290,7 @@ impl Breaker {
                 calls: probes.done,
                 failures: probes.failures,
                 slow: probes.slow,
+                run: 0,
             };
             (tally, u64::from(self.policy.probes()))
         } else {
@@ -307,10 +305,7 @@ impl Breaker {
             calls: tally.calls,
             failures: tally.failures,
             slow_calls: tally.slow,
-            consecutive_failures: match word.kind() {
-                CLOSED | METRICS_ONLY => self.run.load(Relaxed),
-                _ => 0,
-            },
+            consecutive_failures: tally.run,
             failure_rate: rate(tally.failures),
             slow_rate: rate(tally.slow),
         }
@@ -472,7 +467,7 @@ impl Breaker {
         let mut word = Word(self.state.load(Acquire));
         loop {
             if reset_window {
-                self.clear_window();
+                self.window.reset();
                 self.above.store(false, Relaxed);
             }
             self.reopens.store(0, Relaxed);
@@ -552,6 +547,7 @@ impl Breaker {
                         calls: word.admitted().max(probes.done),
                         failures: probes.failures + outstanding,
                         slow: probes.slow,
+                        run: 0,
                     };
                     self.judge_probes(word, judged, self.half_open_ends(word))
                 }
@@ -598,16 +594,6 @@ impl Breaker {
         if word.epoch() != epoch || !matches!(word.kind(), CLOSED | METRICS_ONLY) {
             return; // admitted before the last transition: no longer relevant
         }
-        let run = if failure {
-            self.run.fetch_add(1, Relaxed) + 1
-        } else {
-            // Read first: a healthy breaker's run is already zero, and a
-            // load keeps the cache line shared between cores.
-            if self.run.load(Relaxed) != 0 {
-                self.run.store(0, Relaxed);
-            }
-            0
-        };
         let now = if self.window.needs_clock() {
             self.nanos()
         } else {
@@ -624,17 +610,17 @@ impl Breaker {
             }
             return;
         }
-        let trips = self.trips(tally, min_calls) || run >= self.run_limit;
+        let trips = self.trips(tally, min_calls) || tally.run >= self.run_limit;
         if word.kind() == CLOSED {
             if trips {
                 let open_for = self.policy.open_duration(0);
                 let until = self.open_until(self.elapsed(), open_for);
-                let _ = self.transition(word, word.next(OPEN, 0, until), Some((tally, run)));
+                let _ = self.transition(word, word.next(OPEN, 0, until), Some(tally));
             }
         } else if trips {
             // Metrics-only: report the crossing once, never act on it.
             if !self.above.swap(true, Relaxed) {
-                self.report_crossing(tally, run);
+                self.report_crossing(tally);
             }
         } else {
             self.above.store(false, Relaxed);
@@ -677,6 +663,7 @@ impl Breaker {
             calls: probes,
             failures: previous.failures + u64::from(failure),
             slow: previous.slow + u64::from(slow),
+            run: 0,
         };
         let _ = self.judge_probes(word, judged, self.elapsed());
     }
@@ -695,21 +682,16 @@ impl Breaker {
             // Emptied before the transition, so that calls admitted once it
             // is visible record into a fresh window; calls still in flight
             // from before are turned away by their epoch.
-            self.clear_window();
+            self.window.reset();
             self.reopens.store(0, Relaxed);
             self.transition(half_open, half_open.next(CLOSED, 0, 0), None)
         }
     }
 
-    fn clear_window(&self) {
-        self.window.reset();
-        self.run.store(0, Relaxed);
-    }
-
     /// Publishes a transition; announces it only if this call made it.
-    /// `why` holds the window and the run of failures that opened a closed
-    /// breaker.
-    fn transition(&self, from: Word, to: Word, why: Option<(Tally, u64)>) -> Result<(), Word> {
+    /// `why` holds the window (and its run of failures) that opened a
+    /// closed breaker.
+    fn transition(&self, from: Word, to: Word, why: Option<Tally>) -> Result<(), Word> {
         match self.state.compare_exchange(from.0, to.0, AcqRel, Acquire) {
             Ok(_) => {
                 self.announce(from.state(), to.state(), why);
@@ -744,9 +726,9 @@ impl Breaker {
         });
     }
 
-    fn announce(&self, from: BreakerState, to: BreakerState, why: Option<(Tally, u64)>) {
+    fn announce(&self, from: BreakerState, to: BreakerState, why: Option<Tally>) {
         match (to, why) {
-            (BreakerState::Open, Some((tally, run))) => {
+            (BreakerState::Open, Some(tally)) => {
                 let (failure_rate, slow_rate) = rates(tally);
                 tracing::warn!(
                     target: "seawall::breaker",
@@ -758,7 +740,7 @@ impl Breaker {
                     slow_calls = tally.slow,
                     failure_rate,
                     slow_rate,
-                    consecutive_failures = run,
+                    consecutive_failures = tally.run,
                     "circuit breaker opened"
                 );
             }
@@ -777,14 +759,14 @@ impl Breaker {
         }));
     }
 
-    fn report_crossing(&self, tally: Tally, run: u64) {
+    fn report_crossing(&self, tally: Tally) {
         let (failure_rate, slow_rate) = rates(tally);
         tracing::warn!(
             target: "seawall::breaker",
             breaker = %self.name,
             failure_rate,
             slow_rate,
-            consecutive_failures = run,
+            consecutive_failures = tally.run,
             "metrics-only circuit breaker would have opened"
         );
         self.subscribers

@@ -20,6 +20,9 @@ pub(crate) struct Tally {
     pub(crate) calls: u64,
     pub(crate) failures: u64,
     pub(crate) slow: u64,
+    /// Failures in a row up to the latest call (whatever the window has
+    /// forgotten).
+    pub(crate) run: u64,
 }
 
 /// Either kind of window.
@@ -81,6 +84,9 @@ pub(crate) struct CountWindow {
     cursor: AtomicU64,
     failures: AtomicI64,
     slow: AtomicI64,
+    // Beside the counts: the healthy path reads all three from one cache
+    // line.
+    run: AtomicU64,
 }
 
 impl CountWindow {
@@ -90,6 +96,7 @@ impl CountWindow {
             cursor: AtomicU64::new(0),
             failures: AtomicI64::new(0),
             slow: AtomicI64::new(0),
+            run: AtomicU64::new(0),
         }
     }
 
@@ -105,14 +112,15 @@ impl CountWindow {
             && !slow
             && self.failures.load(Relaxed) == 0
             && self.slow.load(Relaxed) == 0
+            && self.run.load(Relaxed) == 0
             && self.cursor.load(Relaxed) >= len
         {
             return Tally {
                 calls: len,
-                failures: 0,
-                slow: 0,
+                ..Tally::default()
             };
         }
+        let run = extend(&self.run, failure);
         let index = self.cursor.fetch_add(1, Relaxed);
         let new = RECORDED | if failure { FAILURE } else { 0 } | if slow { SLOW } else { 0 };
         let old = self.slots[(index % len) as usize].swap(new, Relaxed);
@@ -122,6 +130,7 @@ impl CountWindow {
             calls: (index + 1).min(len),
             failures,
             slow,
+            run,
         }
     }
 
@@ -130,6 +139,7 @@ impl CountWindow {
             calls: self.cursor.load(Relaxed).min(self.slots.len() as u64),
             failures: self.failures.load(Relaxed).max(0) as u64,
             slow: self.slow.load(Relaxed).max(0) as u64,
+            run: self.run.load(Relaxed),
         }
     }
 
@@ -139,7 +149,22 @@ impl CountWindow {
         }
         self.failures.store(0, Relaxed);
         self.slow.store(0, Relaxed);
+        self.run.store(0, Relaxed);
         self.cursor.store(0, Relaxed);
+    }
+}
+
+/// Extends the run of failures by one call: one more on a failure, back to
+/// zero on a success (read first: a healthy run is already zero, and a load
+/// keeps the cache line shared between cores). Returns the new run.
+fn extend(run: &AtomicU64, failure: bool) -> u64 {
+    if failure {
+        run.fetch_add(1, Relaxed) + 1
+    } else {
+        if run.load(Relaxed) != 0 {
+            run.store(0, Relaxed);
+        }
+        0
     }
 }
 
@@ -175,6 +200,7 @@ struct Bucket {
 pub(crate) struct TimeWindow {
     buckets: [Bucket; BUCKETS as usize],
     width: u64,
+    run: AtomicU64,
 }
 
 impl TimeWindow {
@@ -188,6 +214,7 @@ impl TimeWindow {
                 slow: AtomicU32::new(0),
             }),
             width: u64::try_from(width).unwrap_or(u64::MAX),
+            run: AtomicU64::new(0),
         }
     }
 
@@ -216,7 +243,11 @@ impl TimeWindow {
         if slow {
             bucket.slow.fetch_add(1, Relaxed);
         }
-        self.tally(now)
+        let run = extend(&self.run, failure);
+        Tally {
+            run,
+            ..self.tally(now)
+        }
     }
 
     fn tally(&self, now: u64) -> Tally {
@@ -225,14 +256,22 @@ impl TimeWindow {
         self.buckets
             .iter()
             .filter(|bucket| (oldest..=slice).contains(&bucket.stamp.load(Acquire)))
-            .fold(Tally::default(), |tally, bucket| Tally {
-                calls: tally.calls + u64::from(bucket.calls.load(Relaxed)),
-                failures: tally.failures + u64::from(bucket.failures.load(Relaxed)),
-                slow: tally.slow + u64::from(bucket.slow.load(Relaxed)),
-            })
+            .fold(
+                Tally {
+                    run: self.run.load(Relaxed),
+                    ..Tally::default()
+                },
+                |tally, bucket| Tally {
+                    calls: tally.calls + u64::from(bucket.calls.load(Relaxed)),
+                    failures: tally.failures + u64::from(bucket.failures.load(Relaxed)),
+                    slow: tally.slow + u64::from(bucket.slow.load(Relaxed)),
+                    run: tally.run,
+                },
+            )
     }
 
     fn reset(&self) {
+        self.run.store(0, Relaxed);
         for bucket in &self.buckets {
             bucket.stamp.store(0, Relaxed);
             bucket.calls.store(0, Relaxed);
@@ -257,7 +296,8 @@ mod tests {
             Tally {
                 calls: 4,
                 failures: 2,
-                slow: 2
+                slow: 2,
+                run: 0
             }
         );
         // Two fast successes push out both failures and one slow call.
@@ -268,7 +308,8 @@ mod tests {
             Tally {
                 calls: 4,
                 failures: 0,
-                slow: 1
+                slow: 1,
+                run: 0
             }
         );
         window.reset();
@@ -278,7 +319,8 @@ mod tests {
             Tally {
                 calls: 1,
                 failures: 1,
-                slow: 0
+                slow: 0,
+                run: 1
             }
         );
     }
@@ -295,7 +337,8 @@ mod tests {
             Tally {
                 calls: 3,
                 failures: 0,
-                slow: 0
+                slow: 0,
+                run: 0
             }
         );
         assert_eq!(window.cursor.load(Relaxed), cursor, "nothing written");
@@ -318,7 +361,8 @@ mod tests {
             Tally {
                 calls: 3,
                 failures: 2,
-                slow: 1
+                slow: 1,
+                run: 0
             }
         );
         // At 10 s the first one-second bucket has aged out.
@@ -327,7 +371,8 @@ mod tests {
             Tally {
                 calls: 1,
                 failures: 0,
-                slow: 0
+                slow: 0,
+                run: 0
             }
         );
         // A bucket reused for a new slice starts from zero.
@@ -336,10 +381,30 @@ mod tests {
             Tally {
                 calls: 1,
                 failures: 1,
-                slow: 0
+                slow: 0,
+                run: 1
             }
         );
         window.reset();
         assert_eq!(window.tally(20 * S), Tally::default());
+    }
+
+    #[test]
+    fn the_run_of_failures_outlives_the_window_and_ends_with_a_success() {
+        const S: u64 = 1_000_000_000;
+        let window = TimeWindow::new(Duration::from_secs(10));
+        window.record(0, true, false);
+        window.record(S, true, false);
+        // Both failures have aged out of the window; the run has not.
+        let tally = window.record(30 * S, true, false);
+        assert_eq!((tally.failures, tally.run), (1, 3));
+        assert_eq!(window.record(31 * S, false, false).run, 0);
+        let count = CountWindow::new(2);
+        for _ in 0..5 {
+            count.record(true, false);
+        }
+        assert_eq!(count.tally().run, 5, "longer than the window");
+        count.record(false, false);
+        assert_eq!(count.tally().run, 0);
     }
 }
