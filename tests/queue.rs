@@ -39,6 +39,8 @@ struct Vendor {
     refuse: Arc<Mutex<Vec<String>>>,
     /// Fails the next calls with 503, whatever `down` says.
     fail_next: Arc<Mutex<u32>>,
+    /// Numbers whose delivery panics in the adapter (a parsing bug, say).
+    panic_on: Arc<Mutex<Vec<String>>>,
     received: Received,
 }
 
@@ -77,6 +79,9 @@ impl Telephony for Vendor {
         }
         if self.refuse.lock().unwrap().contains(&route.number) {
             return Err(VendorError::status(422));
+        }
+        if self.panic_on.lock().unwrap().contains(&route.number) {
+            panic!("could not parse the answer for {}", route.number);
         }
         Ok(format!("routed {} to {}", route.number, route.to).into())
     }
@@ -293,6 +298,56 @@ async fn a_write_refused_on_delivery_becomes_a_dead_letter_and_the_drain_goes_on
     );
     assert_eq!(dead.lock().unwrap().clone(), [(tickets[1], error.clone())]);
     assert_eq!(log.pending_count("telephony"), 0);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_delivery_that_panics_is_a_dead_letter_and_the_writes_behind_it_go_on() {
+    let runtime = Runtime::in_memory();
+    let dead = Arc::new(Mutex::new(Vec::new()));
+    let seen = dead.clone();
+    runtime.subscribe(move |event| {
+        if let Event::DeadLetter(letter) = event {
+            seen.lock().unwrap().push(letter.ticket);
+        }
+    });
+    let vendor = Vendor::default();
+    vendor.set_down(true);
+    let telephony = Resilient::new(vendor.clone(), &runtime);
+    let mut tickets = Vec::new();
+    for n in 10..13 {
+        tickets.push(ticket(&telephony.route(&route(n), 1).await.unwrap()));
+    }
+    // Back up, but the adapter panics on the answer for write 11.
+    vendor.panic_on.lock().unwrap().push(route(11).number);
+    vendor.set_down(false);
+    let log = runtime.write_ahead_log();
+    let mut statuses = Vec::new();
+    for ticket in &tickets {
+        statuses.push(log.settled(*ticket).await.unwrap().unwrap());
+    }
+    assert!(matches!(statuses[0], TicketStatus::Delivered { .. }));
+    let TicketStatus::Dead { error, .. } = &statuses[1] else {
+        panic!("{:?}", statuses[1]);
+    };
+    assert!(
+        error.contains("panicked") && error.contains("could not parse the answer for +15550000011"),
+        "{error}"
+    );
+    assert!(
+        matches!(statuses[2], TicketStatus::Delivered { .. }),
+        "the write behind the panic is delivered: {:?}",
+        statuses[2]
+    );
+    assert_eq!(dead.lock().unwrap().clone(), [tickets[1]]);
+    assert_eq!(log.pending_count("telephony"), 0);
+    // Write 11 was queued behind write 10 without a call, reached the
+    // vendor once from the drain, and was never sent again.
+    let elevens = vendor
+        .numbers()
+        .into_iter()
+        .filter(|n| *n == route(11).number)
+        .count();
+    assert_eq!(elevens, 1);
 }
 
 #[tokio::test(start_paused = true)]

@@ -810,7 +810,7 @@ enum Attempt<T> {
     TimedOut,
     /// The adapter panicked; the payload is raised again once the panic is
     /// recorded.
-    Panicked(Box<dyn std::any::Any + Send>),
+    Panicked(crate::unwind::Panic),
 }
 
 /// Runs one attempt under its time limit.

@@ -37,6 +37,7 @@ pub mod retry;
 mod runtime;
 mod store;
 pub mod telemetry;
+mod unwind;
 pub mod wal;
 
 pub use breaker::{Breaker, BreakerMetrics, BreakerState};

@@ -23,8 +23,10 @@
 //! process, and it is woken when a breaker closes. A retryable failure stops
 //! it at that write (head of line: order is kept) until the breaker lets
 //! calls through again (`retry_in`), or after a backoff of 1 s doubling to
-//! 60 s. A permanent failure, or arguments that can no longer be read, make
-//! the write a [dead letter](crate::wal::DeadLetter) and the drain goes on.
+//! 60 s. A permanent failure, arguments that can no longer be read, or a
+//! panic in the adapter (a bug for that input, not an outage; the dead
+//! letter carries the panic's message) make the write a
+//! [dead letter](crate::wal::DeadLetter) and the drain goes on.
 //! Each settled write is reported as an [`Event`] and by
 //! [`WriteAheadLog::settled`].
 //!
@@ -43,6 +45,7 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::Notify;
 
 use crate::event::{DeadLettered, Delivered, Queued, Subscribers};
+use crate::unwind::{self, CatchUnwind};
 use crate::wal::{QueuedWrite, Ticket, TicketStatus, WriteAheadLog, now_ms};
 use crate::{ErrorClass, Event, StoreError};
 
@@ -407,16 +410,28 @@ async fn drain_until_empty(queue: &Arc<ContractQueue>, mut wait: Duration) {
                 }
                 return;
             };
-            let status = match replay.await {
-                Replayed::Delivered(answer) => TicketStatus::Delivered {
+            let status = match CatchUnwind::new(replay).await {
+                // A bug in the adapter for this input, not an outage:
+                // waiting would only hold back every write behind it.
+                Err(panic) => {
+                    let error = format!(
+                        "the adapter panicked delivering this write: {}",
+                        unwind::message(&panic)
+                    );
+                    TicketStatus::Dead {
+                        error,
+                        at_ms: now_ms(),
+                    }
+                }
+                Ok(Replayed::Delivered(answer)) => TicketStatus::Delivered {
                     answer,
                     at_ms: now_ms(),
                 },
-                Replayed::Failed {
+                Ok(Replayed::Failed {
                     class: ErrorClass::Retryable | ErrorClass::VendorFault,
                     error,
                     retry_in,
-                } => {
+                }) => {
                     failures += 1;
                     wait = retry_in
                         .filter(|d| !d.is_zero())
@@ -435,7 +450,7 @@ async fn drain_until_empty(queue: &Arc<ContractQueue>, mut wait: Duration) {
                     }
                     break;
                 }
-                Replayed::Failed { error, .. } | Replayed::Undecodable(error) => {
+                Ok(Replayed::Failed { error, .. } | Replayed::Undecodable(error)) => {
                     TicketStatus::Dead {
                         error,
                         at_ms: now_ms(),
