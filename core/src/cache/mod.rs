@@ -235,11 +235,24 @@ impl LastKnownGood {
                 return None;
             }
         };
-        let value: T = serde_json::from_slice(&bytes).ok()?;
-        let age = Duration::from_millis(now_ms().saturating_sub(stored_at_ms));
+        let now = now_ms();
+        if stored_at_ms > now {
+            // Stamped later than now: the wall clock stepped back since it
+            // was written (or another machine's ran ahead). Its age is
+            // unknown, so it is not served as if it were fresh.
+            tracing::warn!(
+                target: "seawall::cache",
+                method = %method,
+                ahead_ms = stored_at_ms - now,
+                "a cached answer on disk is stamped in the future (the clock stepped back?); treated as expired"
+            );
+            return None;
+        }
+        let age = Duration::from_millis(now - stored_at_ms);
         if age > self.max_stale {
             return None;
         }
+        let value: T = serde_json::from_slice(&bytes).ok()?;
         let stored = Stored {
             at: Instant::now(),
             offset: age,
@@ -252,5 +265,56 @@ impl LastKnownGood {
             age,
             stale: true,
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A cache over a fresh embedded database, with one row written as it
+    /// would be `stored_at_ms`.
+    fn disk_with_row(dir: &std::path::Path, stored_at_ms: u64) -> LastKnownGood {
+        let db = Arc::new(redb::Database::create(dir.join("cache.redb")).unwrap());
+        let method: Arc<str> = "crm.account".into();
+        {
+            let disk = DiskCache::open(db.clone()).unwrap();
+            disk.put(
+                &method,
+                7,
+                stored_at_ms,
+                Duration::from_secs(3600),
+                b"\"v\"".to_vec(),
+            );
+            // Dropping the cache waits for its writer: the row is on disk.
+        }
+        let disk = Arc::new(DiskCache::open(db).unwrap());
+        LastKnownGood::new(
+            &CachePolicy::new(Duration::from_secs(3600)),
+            Some((disk, method)),
+        )
+    }
+
+    #[tokio::test]
+    async fn a_row_from_the_future_is_never_served_as_fresh() {
+        let dir = tempfile::tempdir().unwrap();
+        let day_ahead = now_ms() + 24 * 3600 * 1000;
+        let cache = disk_with_row(dir.path(), day_ahead);
+        assert!(cache.serve::<String>(7).await.is_none());
+    }
+
+    #[tokio::test]
+    async fn a_row_from_the_past_is_served_with_its_age() {
+        let dir = tempfile::tempdir().unwrap();
+        let minute_ago = now_ms() - 60_000;
+        let cache = disk_with_row(dir.path(), minute_ago);
+        let served = cache.serve::<String>(7).await.expect("within max_stale");
+        assert_eq!(served.value(), "v");
+        assert!(
+            served.age() >= Duration::from_secs(60),
+            "{:?}",
+            served.age()
+        );
+        assert!(served.is_stale());
     }
 }
