@@ -104,3 +104,27 @@ async fn a_call_within_its_deadline_keeps_retrying() {
     // Two timeouts and two backoffs: exactly the worst case before the last.
     assert_eq!(start.elapsed(), MS * 220);
 }
+
+/// On the real clock: a blocked thread is real time, which tokio's paused
+/// clock does not see.
+#[tokio::test]
+async fn an_adapter_that_blocks_its_thread_is_counted_since_its_timeout_cannot_fire() {
+    let runtime = Runtime::in_memory();
+    let script = Script::new(
+        [Step::Block(MS * 400), Step::Block(MS * 400), Step::Ok],
+        Step::Ok,
+    );
+    let vendor = Resilient::new(script, &runtime);
+    // No timer can interrupt a blocked thread: the 100 ms timeout is not
+    // enforced, and the answer comes back.
+    assert_eq!(vendor.once().await.unwrap(), 1);
+    assert_eq!(vendor.once().await.unwrap(), 2);
+    assert_eq!(vendor.once().await.unwrap(), 3, "a prompt answer");
+    let health = runtime.health();
+    let once = health
+        .endpoints
+        .iter()
+        .find(|e| e.method == "once")
+        .unwrap();
+    assert_eq!(once.blocked_attempts, 2);
+}

@@ -613,6 +613,15 @@ impl Endpoint {
                 let timer = clock.raw();
                 let answer = within(limit, timer, &span, &mut correlation, wrap(call)).await;
                 let elapsed = clock.delta_as_nanos(timer, clock.raw());
+                // An answer far past the limit: the timer never had the
+                // thread (a blocking adapter). Half as long again leaves
+                // room for a busy scheduler.
+                let limit_nanos = u64::try_from(limit.as_nanos()).unwrap_or(u64::MAX);
+                if elapsed > limit_nanos.saturating_add(limit_nanos / 2)
+                    && matches!(answer, Attempt::Answered(_))
+                {
+                    self.stats.blocked(Duration::from_nanos(elapsed), limit);
+                }
                 let failed = match answer {
                     Attempt::Answered(Ok(value)) => {
                         self.observe(&span, Seen::Success, attempts, elapsed);

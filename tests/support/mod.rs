@@ -65,6 +65,9 @@ pub enum Step {
     /// Moves the clock on by this long without yielding to timers (as
     /// blocking work inside an adapter would), then fails with this status.
     Overrun(Duration, u16),
+    /// Blocks the thread for this long on the real clock (a blocking client
+    /// called inside an adapter), then answers.
+    Block(Duration),
 }
 
 /// A vendor that follows a script, then repeats a default step; it records
@@ -121,6 +124,10 @@ impl Script {
             Step::Overrun(by, code) => {
                 tokio::time::advance(by).await;
                 Err(VendorError::status(code))
+            }
+            Step::Block(by) => {
+                std::thread::sleep(by);
+                Ok(number)
             }
         }
     }

@@ -148,6 +148,9 @@ impl Metrics {
     }
 }
 
+/// How often a method warns that its adapter blocked its thread, at most.
+const BLOCKED_WARNING_EVERY_MS: u64 = 60_000;
+
 /// Which series a method's policy can move.
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct Series {
@@ -172,6 +175,11 @@ pub(crate) struct EndpointStats {
     queued: AtomicU64,
     budget_exhausted: AtomicU64,
     alerts: AtomicU64,
+    blocked: AtomicU64,
+    /// When the last "blocked thread" warning went out, in milliseconds
+    /// since `created` plus one (zero: never).
+    blocked_warned: AtomicU64,
+    created: tokio::time::Instant,
     detector: detector::Detector,
     metrics: Metrics,
     breaker: Option<Arc<Breaker>>,
@@ -198,6 +206,9 @@ impl EndpointStats {
             queued: AtomicU64::new(0),
             budget_exhausted: AtomicU64::new(0),
             alerts: AtomicU64::new(0),
+            blocked: AtomicU64::new(0),
+            blocked_warned: AtomicU64::new(0),
+            created: tokio::time::Instant::now(),
             detector: detector::Detector::new(detector),
             breaker,
             subscribers,
@@ -248,6 +259,42 @@ impl EndpointStats {
     pub(crate) fn budget_exhausted(&self) {
         self.budget_exhausted.fetch_add(1, Relaxed);
         self.metrics.budget_exhausted.increment(1);
+    }
+
+    /// An attempt answered `took` after it started, far past its `limit`:
+    /// the timer could not fire because the thread was blocked (a blocking
+    /// call inside the adapter, or another task hogging the thread).
+    /// Counted every time; a warning at most once a minute per method.
+    #[cold]
+    pub(crate) fn blocked(&self, took: Duration, limit: Duration) {
+        self.blocked.fetch_add(1, Relaxed);
+        if self.claim_blocked_warning() {
+            tracing::warn!(
+                target: "seawall::attempt",
+                contract = %self.contract,
+                method = %self.method,
+                took_ms = took.as_secs_f64() * 1000.0,
+                timeout_ms = limit.as_secs_f64() * 1000.0,
+                "the adapter blocked its thread for {took:?}; the {limit:?} timeout could not be \
+                 enforced (adapters must not block: wrap blocking clients in \
+                 tokio::task::spawn_blocking)"
+            );
+        }
+    }
+
+    /// Whether this caller is the one to warn about a blocked thread now:
+    /// the first time, then once a minute at most (among concurrent callers,
+    /// only one wins).
+    fn claim_blocked_warning(&self) -> bool {
+        let now = u64::try_from(self.created.elapsed().as_millis())
+            .unwrap_or(u64::MAX)
+            .saturating_add(1);
+        let last = self.blocked_warned.load(Relaxed);
+        let due = last == 0 || now.saturating_sub(last) >= BLOCKED_WARNING_EVERY_MS;
+        due && self
+            .blocked_warned
+            .compare_exchange(last, now, Relaxed, Relaxed)
+            .is_ok()
     }
 
     #[cold]
@@ -329,6 +376,7 @@ impl EndpointStats {
             budget_exhausted: self.budget_exhausted.load(Relaxed),
             rate_alerts: self.alerts.load(Relaxed),
             baseline_error_rate: self.detector.baseline(),
+            blocked_attempts: self.blocked.load(Relaxed),
         }
     }
 }
@@ -394,6 +442,10 @@ pub struct EndpointHealth {
     pub rate_alerts: u64,
     /// The change detector's baseline error rate, once it has one.
     pub baseline_error_rate: Option<f64>,
+    /// Attempts that answered far past their timeout (more than half as
+    /// long again) because their thread was blocked, so the timeout could
+    /// not be enforced.
+    pub blocked_attempts: u64,
 }
 
 /// Attempts by outcome.
@@ -464,5 +516,38 @@ pub(crate) fn breaker_state_code(state: BreakerState) -> f64 {
         BreakerState::ForcedOpen => 3.0,
         BreakerState::Disabled => 4.0,
         _ => 5.0,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test(start_paused = true)]
+    async fn a_blocked_thread_is_counted_every_time_and_warned_about_once_a_minute() {
+        let series = Series {
+            reject: false,
+            cache: false,
+            queue: false,
+            retry: false,
+        };
+        let stats = EndpointStats::new(
+            "crm".into(),
+            "account".into(),
+            series,
+            ChangeDetector::new(),
+            None,
+            Arc::default(),
+        );
+        assert!(stats.claim_blocked_warning(), "the first one");
+        assert!(!stats.claim_blocked_warning());
+        tokio::time::advance(Duration::from_secs(59)).await;
+        assert!(!stats.claim_blocked_warning(), "within the minute");
+        tokio::time::advance(Duration::from_secs(1)).await;
+        assert!(stats.claim_blocked_warning(), "a minute on");
+        for _ in 0..3 {
+            stats.blocked(Duration::from_secs(2), Duration::from_millis(300));
+        }
+        assert_eq!(stats.health().blocked_attempts, 3);
     }
 }
