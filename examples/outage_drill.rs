@@ -1485,6 +1485,8 @@ async fn main() -> Result<(), Box<dyn StdError>> {
         }
     });
     let crm = Resilient::new(CrmHttp::new(format!("http://{addr}"))?, &runtime);
+    // Writes an earlier run left queued are delivered from start-up on.
+    crm.resume_queued();
 
     println!("seawall outage drill against a fake vendor at http://{addr}");
     println!(

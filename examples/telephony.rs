@@ -359,6 +359,9 @@ pub async fn run() -> Result<Outcome, Box<dyn std::error::Error + Send + Sync>> 
         .read_timeout(Duration::from_secs(1))
         .build()?;
     let telephony = Resilient::new(TelephonyHttp { http, base_url }, &runtime);
+    // At start-up: deliver whatever an earlier run of this process left
+    // queued, without waiting for the first routing write.
+    telephony.resume_queued();
     let log = runtime.write_ahead_log();
 
     timeline.note("the vendor is up");

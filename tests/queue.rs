@@ -425,6 +425,46 @@ async fn writes_queued_before_a_restart_are_delivered_by_the_next_runtime() {
     );
 }
 
+#[tokio::test]
+async fn resume_queued_starts_the_leftovers_at_start_up_without_a_call() {
+    let dir = tempfile::tempdir().unwrap();
+    let vendor = Vendor::default();
+    vendor.set_down(true);
+    let tickets = {
+        let runtime = Runtime::embedded(dir.path()).unwrap();
+        let telephony = Resilient::new(vendor.clone(), &runtime);
+        let mut tickets = Vec::new();
+        for n in 0..3 {
+            tickets.push(ticket(&telephony.route(&route(n), 1).await.unwrap()));
+        }
+        tickets
+    };
+    vendor.set_down(false);
+    vendor.received.lock().unwrap().clear();
+
+    let runtime = Runtime::embedded(dir.path()).unwrap();
+    let log = runtime.write_ahead_log();
+    let telephony = Resilient::new(vendor.clone(), &runtime);
+    assert_eq!(log.pending_count("telephony"), 3);
+    telephony.resume_queued();
+    for ticket in &tickets {
+        let status = tokio::time::timeout(Duration::from_secs(10), log.settled(*ticket))
+            .await
+            .expect("the drain delivers within 10 s")
+            .unwrap();
+        assert!(matches!(status, Some(TicketStatus::Delivered { .. })));
+    }
+    assert_eq!(
+        vendor.numbers(),
+        (0..3).map(|n| route(n).number).collect::<Vec<_>>(),
+        "in order, with no call of the contract made"
+    );
+    // A second call changes nothing, and an adapter's own is a no-op.
+    telephony.resume_queued();
+    vendor.resume_queued();
+    assert_eq!(vendor.numbers().len(), 3);
+}
+
 #[tokio::test(start_paused = true)]
 async fn a_write_that_cannot_be_serialized_is_neither_done_nor_queued() {
     #[contract(name = "ledger")]
