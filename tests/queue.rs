@@ -466,7 +466,7 @@ async fn resume_queued_starts_the_leftovers_at_start_up_without_a_call() {
 }
 
 #[tokio::test(start_paused = true)]
-async fn a_write_that_cannot_be_serialized_is_neither_done_nor_queued() {
+async fn a_write_that_cannot_be_serialized_is_refused_before_the_vendor_is_called() {
     #[contract(name = "ledger")]
     pub trait Ledger {
         #[integration(write, timeout = "1s", idempotent(key = [id]), fallback = queue)]
@@ -476,26 +476,108 @@ async fn a_write_that_cannot_be_serialized_is_neither_done_nor_queued() {
             totals: &std::collections::BTreeMap<(u8, u8), u32>,
         ) -> Result<Delivery<()>, VendorError>;
     }
-    struct Down;
+    #[derive(Default)]
+    struct Down(Mutex<u32>);
     impl Ledger for Down {
         async fn post(
             &self,
             _id: u32,
             _totals: &std::collections::BTreeMap<(u8, u8), u32>,
         ) -> Result<Delivery<()>, VendorError> {
+            *self.0.lock().unwrap() += 1;
             Err(VendorError::status(503))
         }
     }
     let runtime = Runtime::in_memory();
-    let ledger = Resilient::new(Down, &runtime);
+    let ledger = Resilient::new(Down::default(), &runtime);
     let totals = [((1, 2), 3)].into_iter().collect();
     let error = ledger.post(7, &totals).await.unwrap_err();
-    let Some(seawall::Error::NotQueued { reason, last }) = error.seawall() else {
+    let Some(seawall::Error::Unrepresentable { reason, .. }) = error.seawall() else {
         panic!("{error:?}");
     };
     assert!(reason.contains("argument `totals`"), "{reason}");
-    assert!(last.to_string().contains("503"), "{last}");
+    assert_eq!(
+        *ledger.inner().0.lock().unwrap(),
+        0,
+        "the vendor was not called"
+    );
     assert_eq!(runtime.write_ahead_log().depth().await.unwrap(), 0);
+}
+
+#[contract(name = "meter")]
+pub trait Meter {
+    /// The reading is not part of the key: only the queue stores it.
+    #[integration(write, timeout = "1s", idempotent(key = [id]), fallback = queue)]
+    async fn report(&self, id: u32, reading: f64) -> Result<Delivery<()>, VendorError>;
+
+    /// Every argument is part of the key.
+    #[integration(write, timeout = "1s", retry(attempts = 2), idempotent)]
+    async fn adjust(&self, id: u32, delta: f64) -> Result<u32, VendorError>;
+}
+
+#[derive(Default)]
+struct MeterVendor {
+    calls: Mutex<u32>,
+}
+
+impl Meter for MeterVendor {
+    async fn report(&self, _id: u32, _reading: f64) -> Result<Delivery<()>, VendorError> {
+        *self.calls.lock().unwrap() += 1;
+        Err(VendorError::status(503))
+    }
+
+    async fn adjust(&self, id: u32, _delta: f64) -> Result<u32, VendorError> {
+        *self.calls.lock().unwrap() += 1;
+        Ok(id)
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn nan_and_infinities_are_refused_at_call_time_naming_the_argument() {
+    let runtime = Runtime::in_memory();
+    let meter = Resilient::new(MeterVendor::default(), &runtime);
+    for (reading, shown) in [
+        (f64::NAN, "NaN"),
+        (f64::INFINITY, "inf"),
+        (f64::NEG_INFINITY, "-inf"),
+    ] {
+        let error = meter.report(1, reading).await.unwrap_err();
+        let Some(seawall::Error::Unrepresentable { reason, .. }) = error.seawall() else {
+            panic!("{error:?}");
+        };
+        assert!(
+            reason.contains("argument `reading`") && reason.contains(shown),
+            "{reason}"
+        );
+        let error = meter.adjust(1, reading).await.unwrap_err();
+        let Some(seawall::Error::IdempotencyKey { reason, .. }) = error.seawall() else {
+            panic!("{error:?}");
+        };
+        assert!(
+            reason.contains("`delta`") && reason.contains(shown),
+            "{reason}"
+        );
+    }
+    assert_eq!(
+        *meter.inner().calls.lock().unwrap(),
+        0,
+        "the vendor was not called"
+    );
+    assert_eq!(
+        runtime.write_ahead_log().depth().await.unwrap(),
+        0,
+        "nothing queued"
+    );
+    // A finite reading is queued as before (the vendor is down), and read
+    // back as the same number.
+    let queued = meter.report(1, 2.5).await.unwrap();
+    assert!(queued.is_queued());
+    let pending = runtime
+        .write_ahead_log()
+        .pending("meter", 10)
+        .await
+        .unwrap();
+    assert_eq!(pending[0].1.arguments["reading"], 2.5);
 }
 
 #[tokio::test(start_paused = true)]

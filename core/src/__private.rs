@@ -134,7 +134,7 @@ impl QueuedArguments {
     #[must_use]
     pub fn arg<T: QueuedArg + ?Sized>(mut self, name: &str, value: &T) -> Self {
         if self.error.is_none() {
-            match serde_json::to_value(value) {
+            match crate::faithful::to_value(value) {
                 Ok(value) => {
                     self.map.insert(name.to_owned(), value);
                 }
@@ -154,6 +154,27 @@ impl QueuedArguments {
             Some(error) => Err(error),
             None => Ok(serde_json::Value::Object(self.map)),
         }
+    }
+
+    /// The arguments of a call of `contract.method`, serialized before the
+    /// call so that one JSON cannot hold faithfully is refused before
+    /// anything happens.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Unrepresentable`](crate::Error::Unrepresentable), naming the
+    /// first argument that has no faithful JSON form.
+    pub fn finish_for(
+        self,
+        contract: &str,
+        method: &str,
+    ) -> Result<serde_json::Value, crate::Error> {
+        self.finish()
+            .map_err(|reason| crate::Error::Unrepresentable {
+                contract: contract.into(),
+                method: method.into(),
+                reason,
+            })
     }
 }
 

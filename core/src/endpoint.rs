@@ -294,7 +294,22 @@ impl Endpoint {
         };
         let result = call(key.clone()).await;
         let outcome = match &result {
-            Ok(value) => serde_json::to_value(value).ok().map(RecordedOutcome::Value),
+            // An answer JSON cannot hold faithfully is not recorded: a
+            // repeat calls the vendor again rather than replay a `null`.
+            Ok(value) => match crate::faithful::to_value(value) {
+                Ok(value) => Some(RecordedOutcome::Value(value)),
+                Err(reason) => {
+                    tracing::warn!(
+                        target: "seawall::idempotency",
+                        contract = %self.contract,
+                        method = %self.method,
+                        %key,
+                        %reason,
+                        "the vendor's answer cannot be recorded faithfully; a repeat will call the vendor again"
+                    );
+                    None
+                }
+            },
             Err(error) if policy.replay_failures() && error.class() == ErrorClass::Permanent => {
                 Some(RecordedOutcome::Failure {
                     class: ErrorClass::Permanent.as_str().to_owned(),

@@ -89,6 +89,21 @@ pub enum Error {
         reason: String,
     },
 
+    /// An argument of a queued write has no faithful JSON form: a NaN or
+    /// infinite float (it would be stored as `null` and fail for good on
+    /// delivery), a map whose keys are not strings or numbers, an integer
+    /// past JSON's range. Refused at call time: the vendor was not called
+    /// and nothing was queued.
+    #[error("{contract}.{method} cannot be queued as called: {reason}; the vendor was not called")]
+    Unrepresentable {
+        /// The contract.
+        contract: Arc<str>,
+        /// The method.
+        method: Arc<str>,
+        /// Which argument, where in it, and what it held.
+        reason: String,
+    },
+
     /// The idempotency store had already recorded this write as failed, and
     /// replays the failure instead of calling the vendor again.
     #[error(
@@ -179,9 +194,9 @@ impl Classify for Error {
             }
             Error::RetriesExhausted { class, .. } => *class,
             Error::RetryAfter { .. } | Error::RetryBudgetExhausted { .. } => ErrorClass::Retryable,
-            Error::IdempotencyKey { .. } | Error::IdempotencyConflict { .. } => {
-                ErrorClass::Permanent
-            }
+            Error::IdempotencyKey { .. }
+            | Error::IdempotencyConflict { .. }
+            | Error::Unrepresentable { .. } => ErrorClass::Permanent,
             Error::IdempotencyInFlight { .. } | Error::Store(_) | Error::NotQueued { .. } => {
                 ErrorClass::Retryable
             }

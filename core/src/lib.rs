@@ -26,6 +26,7 @@ mod classify;
 mod endpoint;
 mod error;
 mod event;
+mod faithful;
 #[cfg(feature = "http")]
 pub mod http;
 pub mod idempotency;

@@ -133,7 +133,7 @@ impl KeyBuilder {
     /// or in another order give another key.
     pub fn part<T: Serialize + ?Sized>(mut self, name: &str, value: &T) -> Self {
         if self.error.is_none() {
-            match serde_json::to_value(value) {
+            match crate::faithful::to_value(value) {
                 Ok(value) => self.parts.push((name.to_owned(), value)),
                 Err(error) => self.error = Some(format!("`{name}`: {error}")),
             }
@@ -146,7 +146,9 @@ impl KeyBuilder {
     /// # Errors
     ///
     /// [`Error::IdempotencyKey`] when a value could not be serialized (for
-    /// example a map whose keys are not strings).
+    /// example a map whose keys are not strings), or holds a float that JSON
+    /// cannot (NaN or infinite: it would be written as `null`, and NaN, +inf
+    /// and −inf would share a key).
     pub fn finish(self) -> Result<IdempotencyKey, Error> {
         if let Some(reason) = self.error {
             return Err(Error::IdempotencyKey {

@@ -447,6 +447,15 @@ fn resilient_method(contract: &Contract, method: &Method, trait_path: &TokenStre
                 };
                 quote_spanned! {ty.span()=> .arg(#text, #value) }
             });
+            // Serialized before anything happens: a value JSON cannot hold
+            // (a NaN float, a map with tuple keys) is refused now, rather
+            // than acknowledged and lost on delivery.
+            let contract_name = &contract.name;
+            let method_name = method.sig.ident.to_string();
+            let method_name = method_name
+                .strip_prefix("r#")
+                .unwrap_or(&method_name)
+                .to_owned();
             let queued = quote_spanned! {output_span=>
                 __seawall_endpoint
                     .queued(
@@ -458,12 +467,17 @@ fn resilient_method(contract: &Contract, method: &Method, trait_path: &TokenStre
             };
             quote! {
                 #(#borrows)*
-                #key
-                let __seawall_arguments = || {
-                    ::seawall::__private::QueuedArguments::new()
-                        #(#parts)*
-                        .finish()
+                let __seawall_arguments = match ::seawall::__private::QueuedArguments::new()
+                    #(#parts)*
+                    .finish_for(#contract_name, #method_name)
+                {
+                    ::core::result::Result::Ok(arguments) => arguments,
+                    ::core::result::Result::Err(error) => {
+                        return ::core::result::Result::Err(::core::convert::From::from(error));
+                    }
                 };
+                #key
+                let __seawall_arguments = move || ::core::result::Result::Ok(__seawall_arguments);
                 #queued
             }
         }
