@@ -457,12 +457,13 @@ async fn drain_until_empty(queue: &Arc<ContractQueue>, mut wait: Duration) {
                     }
                 }
             };
-            failures = 0;
             if let Err(error) = wal
                 .settle_quietly(ticket, &write.contract, status.clone())
                 .await
             {
-                // The write stays pending and is sent again, with its key.
+                // The write stays pending and is sent again, with its key,
+                // after a backoff that keeps growing while settles fail (a
+                // full disk): once per step, never in a tight loop.
                 failures += 1;
                 wait = backoff(failures);
                 tracing::warn!(
@@ -474,6 +475,7 @@ async fn drain_until_empty(queue: &Arc<ContractQueue>, mut wait: Duration) {
                 );
                 break;
             }
+            failures = 0;
             // The event goes out before `settled(ticket)` waiters wake, so
             // whoever waits on the ticket has seen it.
             queue.depth.set(queue.pending() as f64);
