@@ -109,6 +109,7 @@ impl Default for Shared {
 pub struct RuntimeBuilder {
     seed: Option<u64>,
     detector: ChangeDetector,
+    accept_new_store: bool,
 }
 
 impl RuntimeBuilder {
@@ -126,6 +127,16 @@ impl RuntimeBuilder {
         self
     }
 
+    /// Lets [`embedded`](Self::embedded) start on a database file that is
+    /// not the one its directory held before (emptied, re-created or copied
+    /// from elsewhere), which it otherwise refuses with
+    /// [`StoreError::Replaced`]: the writes queued in the old one are then
+    /// given up, knowingly. Use it once, after deciding so.
+    pub fn accept_new_store(mut self) -> Self {
+        self.accept_new_store = true;
+        self
+    }
+
     /// A runtime that keeps all its state in memory, queued writes
     /// included: for tests and demos (see [`Runtime::in_memory`]).
     pub fn in_memory(self) -> Runtime {
@@ -138,18 +149,54 @@ impl RuntimeBuilder {
     /// file readable by their owner only). A new runtime on the same
     /// directory finds it again, and drains the writes left queued.
     ///
+    /// Beside the file, `seawall.id` names the database the directory
+    /// holds: a file that was emptied, deleted or replaced is refused rather
+    /// than silently started on (see [`accept_new_store`](Self::accept_new_store)).
+    /// A record that cannot be decoded is set aside in the log's quarantine
+    /// ([`WriteAheadLog::quarantined`]) and the rest opens as usual.
+    ///
     /// # Errors
     ///
     /// [`StoreError::Embedded`] when the directory or the database cannot
-    /// be created or opened (another process may hold it).
+    /// be created or opened (another process may hold it);
+    /// [`StoreError::Damaged`] when the file is damaged beyond reading
+    /// (opening it never panics); [`StoreError::Replaced`] when it is not
+    /// the database the directory held. Each names the file and what to do.
     pub fn embedded(self, dir: impl AsRef<std::path::Path>) -> Result<Runtime, StoreError> {
-        let backend = Backend::embedded(dir.as_ref())?;
-        let (wal, disk_cache) = match backend.database() {
-            Some(db) => (
-                WriteAheadLog::embedded(db.clone())?,
-                Some(DiskCache::open(db)?),
-            ),
-            None => (WriteAheadLog::memory(), None),
+        let dir = dir.as_ref();
+        let path = dir.join("seawall.redb");
+        let accept_new = self.accept_new_store;
+        // redb can panic on a damaged file; that is an answer about the
+        // file, not a bug to crash on.
+        let opened = std::panic::catch_unwind(|| {
+            let backend = Backend::embedded(dir, accept_new)?;
+            let (wal, disk_cache) = match backend.database() {
+                Some(db) => (
+                    WriteAheadLog::embedded(db.clone())?,
+                    Some(DiskCache::open(db)?),
+                ),
+                None => (WriteAheadLog::memory(), None),
+            };
+            Ok::<_, StoreError>((backend, wal, disk_cache))
+        });
+        let (backend, wal, disk_cache) = match opened {
+            Ok(Ok(opened)) => opened,
+            Ok(Err(StoreError::Embedded(detail))) if !detail.contains(&*path.to_string_lossy()) => {
+                return Err(StoreError::Embedded(format!(
+                    "{}: {detail}",
+                    path.display()
+                )));
+            }
+            Ok(Err(error)) => return Err(error),
+            Err(panic) => {
+                return Err(StoreError::Damaged {
+                    path,
+                    detail: format!(
+                        "reading it failed inside redb: {}",
+                        crate::unwind::message(&panic)
+                    ),
+                });
+            }
         };
         Ok(self.with(backend, wal, disk_cache))
     }
@@ -221,7 +268,11 @@ impl Runtime {
                 contract: contract.to_string(),
             })
             .collect();
-        Health { endpoints, queues }
+        Health {
+            endpoints,
+            queues,
+            quarantined: wal.quarantined_count(),
+        }
     }
 
     /// The queue of `contract`'s writes, created on first use.

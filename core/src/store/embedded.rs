@@ -20,12 +20,31 @@ fn failed(error: impl std::fmt::Display) -> StoreError {
     StoreError::Embedded(error.to_string())
 }
 
+/// The database's identity, written into it once.
+const IDENTITY: TableDefinition<'static, &'static str, &'static str> =
+    TableDefinition::new("seawall_identity");
+
+/// Beside the database: which database this directory holds, so that an
+/// emptied or replaced file is noticed.
+const MANIFEST: &str = "seawall.id";
+
 impl Embedded {
-    pub(crate) fn open(dir: &Path) -> Result<Self, StoreError> {
+    /// Opens (or creates) the database in `dir` and checks it is the one
+    /// the directory held before, unless `accept_new`.
+    pub(crate) fn open(dir: &Path, accept_new: bool) -> Result<Self, StoreError> {
         std::fs::create_dir_all(dir).map_err(|e| failed(format!("{}: {e}", dir.display())))?;
         let path = dir.join(FILE);
-        let db = Database::create(&path).map_err(|e| failed(format!("{}: {e}", path.display())))?;
+        let db = Database::create(&path).map_err(|error| match error {
+            redb::DatabaseError::Storage(redb::StorageError::Corrupted(detail)) => {
+                StoreError::Damaged {
+                    path: path.clone(),
+                    detail,
+                }
+            }
+            error => failed(format!("{}: {error}", path.display())),
+        })?;
         owner_only(dir, &path)?;
+        check_identity(&db, dir, &path, accept_new)?;
         Ok(Self { db: Arc::new(db) })
     }
 
@@ -71,6 +90,116 @@ impl Embedded {
         })
         .await
     }
+}
+
+/// Compares the database's identity with the directory's manifest:
+/// refuses a database that is not the one the manifest names (emptied,
+/// deleted and re-created, or copied from elsewhere); writes the identity
+/// and the manifest for a new database (or one from before identities).
+fn check_identity(
+    db: &Database,
+    dir: &Path,
+    path: &Path,
+    accept_new: bool,
+) -> Result<(), StoreError> {
+    let at = |error: &dyn std::fmt::Display| failed(format!("{}: {error}", path.display()));
+    let stored = {
+        let read = db.begin_read().map_err(|e| at(&e))?;
+        match read.open_table(IDENTITY) {
+            Ok(table) => table
+                .get("database")
+                .map_err(|e| at(&e))?
+                .map(|id| id.value().to_owned()),
+            Err(redb::TableError::TableDoesNotExist(_)) => None,
+            Err(error) => return Err(at(&error)),
+        }
+    };
+    let manifest_path = dir.join(MANIFEST);
+    let manifest = match std::fs::read_to_string(&manifest_path) {
+        Ok(text) => Some(parse_manifest(&text).ok_or_else(|| {
+            failed(format!(
+                "{}: not a seawall manifest (expected {{\"database\": \"<id>\"}}); restore it, or \
+                 delete it to adopt the database file as it is",
+                manifest_path.display()
+            ))
+        })?),
+        Err(error) if error.kind() == std::io::ErrorKind::NotFound => None,
+        Err(error) => return Err(failed(format!("{}: {error}", manifest_path.display()))),
+    };
+    let id = match (stored, manifest) {
+        (Some(id), Some(expected)) if id == expected => return Ok(()),
+        (Some(id), None) => id,
+        (None, None) => write_identity(db, path)?,
+        (found, Some(expected)) => {
+            let detail = match &found {
+                None => format!(
+                    "this directory held seawall database {expected}, but the file holds no \
+                     seawall database now (emptied, or deleted and re-created?)"
+                ),
+                Some(id) => format!(
+                    "this directory held seawall database {expected}, but the file is database \
+                     {id} (copied from elsewhere?)"
+                ),
+            };
+            if !accept_new {
+                return Err(StoreError::Replaced {
+                    path: path.to_owned(),
+                    detail,
+                });
+            }
+            tracing::warn!(
+                target: "seawall::store",
+                path = %path.display(),
+                %detail,
+                "starting on another database, as the runtime was told to"
+            );
+            match found {
+                Some(id) => id,
+                None => write_identity(db, path)?,
+            }
+        }
+    };
+    write_manifest(&manifest_path, &id)
+}
+
+fn parse_manifest(text: &str) -> Option<String> {
+    let value: serde_json::Value = serde_json::from_str(text).ok()?;
+    let id = value.get("database")?.as_str()?;
+    (!id.is_empty()).then(|| id.to_owned())
+}
+
+/// Gives the database an identity of its own.
+fn write_identity(db: &Database, path: &Path) -> Result<String, StoreError> {
+    let at = |error: &dyn std::fmt::Display| failed(format!("{}: {error}", path.display()));
+    let id = format!("{:032x}", rand::random::<u128>());
+    let write = db.begin_write().map_err(|e| at(&e))?;
+    {
+        let mut table = write.open_table(IDENTITY).map_err(|e| at(&e))?;
+        table.insert("database", id.as_str()).map_err(|e| at(&e))?;
+    }
+    write.commit().map_err(|e| at(&e))?;
+    Ok(id)
+}
+
+/// Writes the manifest through a temporary file and a rename, so that a
+/// crash leaves the old manifest or the new one, never half of one.
+fn write_manifest(manifest: &Path, id: &str) -> Result<(), StoreError> {
+    let at = |error: std::io::Error| failed(format!("{}: {error}", manifest.display()));
+    let temporary = manifest.with_extension("id.tmp");
+    let text = serde_json::json!({ "database": id }).to_string();
+    {
+        use std::io::Write;
+        let mut file = std::fs::File::create(&temporary).map_err(at)?;
+        file.write_all(text.as_bytes()).map_err(at)?;
+        file.sync_all().map_err(at)?;
+    }
+    std::fs::rename(&temporary, manifest).map_err(at)?;
+    if let Some(dir) = manifest.parent()
+        && let Ok(dir) = std::fs::File::open(dir)
+    {
+        let _ = dir.sync_all();
+    }
+    Ok(())
 }
 
 /// Queued writes and recorded answers are the application's data: the

@@ -23,6 +23,33 @@ pub enum StoreError {
     /// A record could not be encoded or decoded.
     #[error("a stored record could not be decoded: {0}")]
     Record(String),
+    /// The database file is damaged: reading it failed in a way no retry
+    /// will mend.
+    #[error(
+        "{}: the database is damaged ({detail}); restore it from a backup, or move it aside to \
+         start with an empty one (the writes queued in it are then lost)",
+        path.display()
+    )]
+    Damaged {
+        /// The database file.
+        path: std::path::PathBuf,
+        /// What went wrong reading it.
+        detail: String,
+    },
+    /// The database file is not the one this directory held: it was emptied,
+    /// deleted or replaced by another. Starting on it would silently forget
+    /// the writes queued in the one before.
+    #[error(
+        "{}: {detail}; restore the file that was there, or start with this one knowingly \
+         (`RuntimeBuilder::accept_new_store()`)",
+        path.display()
+    )]
+    Replaced {
+        /// The database file.
+        path: std::path::PathBuf,
+        /// What was expected, and what was found.
+        detail: String,
+    },
 }
 
 /// The backend of a runtime: a key → bytes map per table.
@@ -36,8 +63,8 @@ impl Backend {
         Self::Memory(memory::Memory::default())
     }
 
-    pub(crate) fn embedded(dir: &Path) -> Result<Self, StoreError> {
-        embedded::Embedded::open(dir).map(Self::Embedded)
+    pub(crate) fn embedded(dir: &Path, accept_new: bool) -> Result<Self, StoreError> {
+        embedded::Embedded::open(dir, accept_new).map(Self::Embedded)
     }
 
     pub(crate) async fn get(&self, table: Table, key: &str) -> Result<Option<Vec<u8>>, StoreError> {

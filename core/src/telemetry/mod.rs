@@ -408,6 +408,10 @@ pub struct Health {
     pub endpoints: Vec<EndpointHealth>,
     /// Each contract with queued writes.
     pub queues: Vec<QueueHealth>,
+    /// Stored records of the write-ahead log that could not be decoded and
+    /// were set aside (`WriteAheadLog::quarantined`); anything but zero
+    /// needs an operator.
+    pub quarantined: u64,
 }
 
 /// One contract method's calls since the runtime started.

@@ -7,13 +7,20 @@ use std::sync::mpsc;
 use redb::{Database, ReadableDatabase, ReadableTable, ReadableTableMetadata, TableDefinition};
 use tokio::sync::oneshot;
 
-use super::{DeadLetter, QueuedWrite, Ticket, TicketStatus, record_error};
+use super::{DeadLetter, Quarantined, QueuedWrite, Ticket, TicketStatus, record_error};
 use crate::StoreError;
 
 const ENTRIES: TableDefinition<'static, u64, &'static [u8]> = TableDefinition::new("wal");
 const SETTLED: TableDefinition<'static, u64, &'static [u8]> = TableDefinition::new("wal_settled");
 const DEAD: TableDefinition<'static, u64, &'static [u8]> = TableDefinition::new("wal_dead");
 const META: TableDefinition<'static, &'static str, u64> = TableDefinition::new("wal_meta");
+/// Records that could not be decoded at open, byte for byte, by their
+/// sequence number in the table they came from.
+const QUARANTINE: TableDefinition<'static, u64, &'static [u8]> =
+    TableDefinition::new("wal_quarantine");
+/// Why each quarantined record was set aside, and where it came from.
+const QUARANTINE_WHY: TableDefinition<'static, u64, &'static str> =
+    TableDefinition::new("wal_quarantine_why");
 
 /// The most appends one commit takes at once.
 const BATCH: usize = 4096;
@@ -24,6 +31,24 @@ fn failed(error: impl std::fmt::Display) -> StoreError {
 
 type Append = (Vec<u8>, oneshot::Sender<Result<Ticket, StoreError>>);
 
+/// What opening the log found.
+pub(super) struct Opened {
+    next: u64,
+    pub(super) pending: HashMap<String, u64>,
+    pub(super) dead: HashMap<String, u64>,
+    /// Records in the quarantine, from this open and earlier ones.
+    pub(super) quarantined: u64,
+}
+
+/// The contract a damaged record names, if enough of it is still JSON.
+fn contract_of(bytes: &[u8]) -> Option<String> {
+    let value: serde_json::Value = serde_json::from_slice(bytes).ok()?;
+    let contract = value
+        .get("contract")
+        .or_else(|| value.get("write")?.get("contract"))?;
+    contract.as_str().map(str::to_owned)
+}
+
 pub(super) struct Embedded {
     db: Arc<Database>,
     // Both `Some` until drop, which closes the queue and waits for the
@@ -33,37 +58,80 @@ pub(super) struct Embedded {
 }
 
 impl Embedded {
-    /// Opens the log's tables and counts the pending writes per contract.
     /// Opens the log's tables and counts the pending writes and the dead
-    /// letters per contract.
-    #[allow(clippy::type_complexity)]
-    pub(super) fn open(
-        db: Arc<Database>,
-    ) -> Result<(Self, HashMap<String, u64>, HashMap<String, u64>), StoreError> {
+    /// letters per contract. A record that cannot be decoded (damaged on
+    /// disk, or edited by hand) is moved to the quarantine, byte for byte,
+    /// and the rest open as usual.
+    pub(super) fn open(db: Arc<Database>) -> Result<(Self, Opened), StoreError> {
         let write = db.begin_write().map_err(failed)?;
-        let (next, counts, dead_counts) = {
-            let entries = write.open_table(ENTRIES).map_err(failed)?;
+        let opened = {
+            let mut entries = write.open_table(ENTRIES).map_err(failed)?;
             write.open_table(SETTLED).map_err(failed)?;
-            let dead = write.open_table(DEAD).map_err(failed)?;
+            let mut dead = write.open_table(DEAD).map_err(failed)?;
+            let mut quarantine = write.open_table(QUARANTINE).map_err(failed)?;
+            let mut why = write.open_table(QUARANTINE_WHY).map_err(failed)?;
+            let mut set_aside = Vec::new();
             let mut dead_counts = HashMap::new();
             for letter in dead.iter().map_err(failed)? {
-                let (_, bytes) = letter.map_err(failed)?;
-                let letter: DeadLetter =
-                    serde_json::from_slice(bytes.value()).map_err(record_error)?;
-                *dead_counts.entry(letter.write.contract).or_insert(0) += 1;
+                let (seq, bytes) = letter.map_err(failed)?;
+                match serde_json::from_slice::<DeadLetter>(bytes.value()) {
+                    Ok(letter) => *dead_counts.entry(letter.write.contract).or_insert(0) += 1,
+                    Err(error) => set_aside.push((
+                        "wal_dead",
+                        seq.value(),
+                        bytes.value().to_vec(),
+                        error.to_string(),
+                    )),
+                }
             }
             let meta = write.open_table(META).map_err(failed)?;
             let next = meta.get("next").map_err(failed)?.map_or(1, |v| v.value());
             let mut counts = HashMap::new();
             for entry in entries.iter().map_err(failed)? {
-                let (_, bytes) = entry.map_err(failed)?;
-                let write: QueuedWrite =
-                    serde_json::from_slice(bytes.value()).map_err(record_error)?;
-                *counts.entry(write.contract).or_insert(0) += 1;
+                let (seq, bytes) = entry.map_err(failed)?;
+                match serde_json::from_slice::<QueuedWrite>(bytes.value()) {
+                    Ok(write) => *counts.entry(write.contract).or_insert(0) += 1,
+                    Err(error) => set_aside.push((
+                        "wal",
+                        seq.value(),
+                        bytes.value().to_vec(),
+                        error.to_string(),
+                    )),
+                }
             }
-            (next, counts, dead_counts)
+            for (table, seq, bytes, error) in set_aside {
+                let contract = contract_of(&bytes);
+                let reason = format!(
+                    "table `{table}`, ticket #{seq}{}: the record could not be decoded: {error}",
+                    contract
+                        .as_deref()
+                        .map(|c| format!(", contract `{c}`"))
+                        .unwrap_or_default()
+                );
+                tracing::warn!(
+                    target: "seawall::queue",
+                    table,
+                    ticket = seq,
+                    contract = contract.as_deref(),
+                    %error,
+                    "a stored record could not be decoded; moved to the quarantine (kept byte for byte), the rest of the log goes on"
+                );
+                match table {
+                    "wal" => entries.remove(seq).map_err(failed)?,
+                    _ => dead.remove(seq).map_err(failed)?,
+                };
+                quarantine.insert(seq, bytes.as_slice()).map_err(failed)?;
+                why.insert(seq, reason.as_str()).map_err(failed)?;
+            }
+            Opened {
+                next,
+                pending: counts,
+                dead: dead_counts,
+                quarantined: quarantine.len().map_err(failed)?,
+            }
         };
         write.commit().map_err(failed)?;
+        let next = opened.next;
         let (appends, queue) = mpsc::channel();
         let committer_db = db.clone();
         let committer = std::thread::Builder::new()
@@ -75,7 +143,37 @@ impl Embedded {
             appends: Some(appends),
             committer: Some(committer),
         };
-        Ok((log, counts, dead_counts))
+        Ok((log, opened))
+    }
+
+    /// The records set aside at open, oldest first.
+    pub(super) async fn quarantined(&self, limit: usize) -> Result<Vec<Quarantined>, StoreError> {
+        let db = self.db.clone();
+        blocking(move || {
+            let read = db.begin_read().map_err(failed)?;
+            let records = match read.open_table(QUARANTINE) {
+                Ok(table) => table,
+                Err(redb::TableError::TableDoesNotExist(_)) => return Ok(Vec::new()),
+                Err(error) => return Err(failed(error)),
+            };
+            let why = read.open_table(QUARANTINE_WHY).map_err(failed)?;
+            let mut found = Vec::new();
+            for record in records.iter().map_err(failed)?.take(limit) {
+                let (seq, bytes) = record.map_err(failed)?;
+                let reason = why
+                    .get(seq.value())
+                    .map_err(failed)?
+                    .map(|r| r.value().to_owned())
+                    .unwrap_or_default();
+                found.push(Quarantined {
+                    ticket: Ticket(seq.value()),
+                    reason,
+                    bytes: bytes.value().to_vec(),
+                });
+            }
+            Ok(found)
+        })
+        .await
     }
 
     pub(super) async fn append(&self, bytes: Vec<u8>) -> Result<Ticket, StoreError> {

@@ -121,6 +121,19 @@ pub struct DeadLetter {
     pub at_ms: u64,
 }
 
+/// A stored record that could not be decoded when the log was opened
+/// (damaged on disk, or edited by hand): set aside byte for byte, so that
+/// the rest of the log opens and drains, and an operator can read it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Quarantined {
+    /// The ticket (sequence number) it was stored under.
+    pub ticket: Ticket,
+    /// Where it came from and why it could not be read.
+    pub reason: String,
+    /// The record as it was on disk.
+    pub bytes: Vec<u8>,
+}
+
 pub(crate) fn now_ms() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
@@ -148,12 +161,16 @@ pub struct WriteAheadLog {
     /// Woken on every settle, for [`settled`](Self::settled).
     settles: Notify,
     warned: AtomicBool,
+    /// Records in the quarantine.
+    quarantined: u64,
 }
 
 impl WriteAheadLog {
     pub(crate) fn embedded(db: Arc<redb::Database>) -> Result<Self, StoreError> {
-        let (log, counts, dead) = embedded::Embedded::open(db)?;
-        Ok(Self::with(Log::Embedded(log), counts, dead))
+        let (log, opened) = embedded::Embedded::open(db)?;
+        let mut wal = Self::with(Log::Embedded(log), opened.pending, opened.dead);
+        wal.quarantined = opened.quarantined;
+        Ok(wal)
     }
 
     pub(crate) fn memory() -> Self {
@@ -177,6 +194,27 @@ impl WriteAheadLog {
             dead: Mutex::new(counters(dead)),
             settles: Notify::new(),
             warned: AtomicBool::new(false),
+            quarantined: 0,
+        }
+    }
+
+    /// How many stored records could not be decoded when a log on this
+    /// file was opened, and were set aside (see [`quarantined`](Self::quarantined)).
+    pub fn quarantined_count(&self) -> u64 {
+        self.quarantined
+    }
+
+    /// Up to `limit` of the records set aside because they could not be
+    /// decoded, oldest first, each byte for byte with where it came from and
+    /// why. (They are kept until an operator deals with them.)
+    ///
+    /// # Errors
+    ///
+    /// [`StoreError`] when the log cannot be read.
+    pub async fn quarantined(&self, limit: usize) -> Result<Vec<Quarantined>, StoreError> {
+        match &self.log {
+            Log::Embedded(log) => log.quarantined(limit).await,
+            Log::Memory(_) => Ok(Vec::new()),
         }
     }
 
