@@ -3,12 +3,18 @@ use std::sync::Arc;
 
 use redb::{Database, ReadableDatabase, TableDefinition};
 
+use super::group::GroupCommit;
 use super::{StoreError, Table};
 
 /// State in a redb database file, `seawall.redb` in the runtime's directory.
 pub(crate) struct Embedded {
     db: Arc<Database>,
+    /// Puts, committed together: one fsync per batch.
+    puts: GroupCommit<(Table, String, Vec<u8>), ()>,
 }
+
+/// The most puts one commit takes at once.
+const BATCH: usize = 4096;
 
 const FILE: &str = "seawall.redb";
 
@@ -45,7 +51,22 @@ impl Embedded {
         })?;
         owner_only(dir, &path)?;
         check_identity(&db, dir, &path, accept_new)?;
-        Ok(Self { db: Arc::new(db) })
+        let db = Arc::new(db);
+        let puts = GroupCommit::spawn(
+            "seawall-store",
+            db.clone(),
+            BATCH,
+            |write, puts: &[(Table, String, Vec<u8>)]| {
+                for (table, key, value) in puts {
+                    let mut table = write.open_table(definition(*table)).map_err(failed)?;
+                    table
+                        .insert(key.as_str(), value.as_slice())
+                        .map_err(failed)?;
+                }
+                Ok(vec![(); puts.len()])
+            },
+        )?;
+        Ok(Self { db, puts })
     }
 
     /// The database, for the write-ahead log that shares its file.
@@ -69,26 +90,15 @@ impl Embedded {
         .await
     }
 
-    /// Durable when it returns: redb commits with an fsync by default.
+    /// Durable when it returns: the put is committed (with an fsync) in a
+    /// batch with every other put waiting at the time.
     pub(crate) async fn put(
         &self,
         table: Table,
         key: &str,
         value: Vec<u8>,
     ) -> Result<(), StoreError> {
-        let db = self.db.clone();
-        let key = key.to_owned();
-        blocking(move || {
-            let write = db.begin_write().map_err(failed)?;
-            {
-                let mut table = write.open_table(definition(table)).map_err(failed)?;
-                table
-                    .insert(key.as_str(), value.as_slice())
-                    .map_err(failed)?;
-            }
-            write.commit().map_err(failed)
-        })
-        .await
+        self.puts.submit((table, key.to_owned(), value)).await
     }
 }
 

@@ -9,6 +9,7 @@
 //!   when they return, and run on tokio's blocking pool.
 
 pub(crate) mod embedded;
+pub(crate) mod group;
 pub(crate) mod memory;
 
 use std::path::Path;

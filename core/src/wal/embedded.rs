@@ -2,13 +2,12 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::sync::mpsc;
 
 use redb::{Database, ReadableDatabase, ReadableTable, ReadableTableMetadata, TableDefinition};
-use tokio::sync::oneshot;
 
 use super::{DeadLetter, Quarantined, QueuedWrite, Ticket, TicketStatus, record_error};
 use crate::StoreError;
+use crate::store::group::GroupCommit;
 
 const ENTRIES: TableDefinition<'static, u64, &'static [u8]> = TableDefinition::new("wal");
 const SETTLED: TableDefinition<'static, u64, &'static [u8]> = TableDefinition::new("wal_settled");
@@ -28,8 +27,6 @@ const BATCH: usize = 4096;
 fn failed(error: impl std::fmt::Display) -> StoreError {
     StoreError::Embedded(error.to_string())
 }
-
-type Append = (Vec<u8>, oneshot::Sender<Result<Ticket, StoreError>>);
 
 /// What opening the log found.
 pub(super) struct Opened {
@@ -51,10 +48,9 @@ fn contract_of(bytes: &[u8]) -> Option<String> {
 
 pub(super) struct Embedded {
     db: Arc<Database>,
-    // Both `Some` until drop, which closes the queue and waits for the
-    // committer, so the database file is free when the runtime is gone.
-    appends: Option<mpsc::Sender<Append>>,
-    committer: Option<std::thread::JoinHandle<()>>,
+    /// Appends, committed together: one fsync per batch. Dropped before
+    /// the final commit of `Drop`, so the appends queued are in by then.
+    appends: Option<GroupCommit<Vec<u8>, Ticket>>,
 }
 
 impl Embedded {
@@ -131,17 +127,30 @@ impl Embedded {
             }
         };
         write.commit().map_err(failed)?;
-        let next = opened.next;
-        let (appends, queue) = mpsc::channel();
-        let committer_db = db.clone();
-        let committer = std::thread::Builder::new()
-            .name("seawall-wal".into())
-            .spawn(move || commit_loop(&committer_db, &queue, next))
-            .map_err(failed)?;
+        let mut next = opened.next;
+        // Each batch takes the next sequence numbers. (A batch whose commit
+        // fails leaves a gap in them: tickets are unique, not contiguous.)
+        let appends = GroupCommit::spawn(
+            "seawall-wal",
+            db.clone(),
+            BATCH,
+            move |write, batch: &[Vec<u8>]| {
+                let first = next;
+                next += batch.len() as u64;
+                let mut entries = write.open_table(ENTRIES).map_err(failed)?;
+                for (offset, bytes) in batch.iter().enumerate() {
+                    entries
+                        .insert(first + offset as u64, bytes.as_slice())
+                        .map_err(failed)?;
+                }
+                let mut meta = write.open_table(META).map_err(failed)?;
+                meta.insert("next", next).map_err(failed)?;
+                Ok((first..next).map(Ticket).collect())
+            },
+        )?;
         let log = Self {
             db,
             appends: Some(appends),
-            committer: Some(committer),
         };
         Ok((log, opened))
     }
@@ -177,15 +186,11 @@ impl Embedded {
     }
 
     pub(super) async fn append(&self, bytes: Vec<u8>) -> Result<Ticket, StoreError> {
-        let (done, ticket) = oneshot::channel();
         self.appends
             .as_ref()
             .ok_or_else(|| failed("the write-ahead log is closed"))?
-            .send((bytes, done))
-            .map_err(|_| failed("the write-ahead log's committer has stopped"))?;
-        ticket
+            .submit(bytes)
             .await
-            .map_err(|_| failed("the write-ahead log's committer has stopped"))?
     }
 
     pub(super) async fn pending(
@@ -354,59 +359,12 @@ impl Embedded {
 
 impl Drop for Embedded {
     fn drop(&mut self) {
+        // The committer finishes the appends already queued, then ends.
         drop(self.appends.take());
-        if let Some(committer) = self.committer.take() {
-            // The committer finishes the appends already queued, then ends.
-            let _ = committer.join();
-        }
         // Settles made without an fsync become durable now, so a clean
         // shutdown does not send them again.
         if let Ok(write) = self.db.begin_write() {
             let _ = write.commit();
-        }
-    }
-}
-
-/// The committer: takes every append waiting, commits them together, then
-/// acknowledges each. Ends when the log is dropped.
-fn commit_loop(db: &Database, queue: &mpsc::Receiver<Append>, mut next: u64) {
-    while let Ok(first) = queue.recv() {
-        let mut batch = vec![first];
-        while batch.len() < BATCH {
-            match queue.try_recv() {
-                Ok(append) => batch.push(append),
-                Err(_) => break,
-            }
-        }
-        let result = (|| {
-            let write = db.begin_write().map_err(failed)?;
-            let first_seq = next;
-            {
-                let mut entries = write.open_table(ENTRIES).map_err(failed)?;
-                for (offset, (bytes, _)) in batch.iter().enumerate() {
-                    entries
-                        .insert(first_seq + offset as u64, bytes.as_slice())
-                        .map_err(failed)?;
-                }
-                let mut meta = write.open_table(META).map_err(failed)?;
-                meta.insert("next", first_seq + batch.len() as u64)
-                    .map_err(failed)?;
-            }
-            write.commit().map_err(failed)?;
-            Ok::<u64, StoreError>(first_seq)
-        })();
-        match result {
-            Ok(first_seq) => {
-                next = first_seq + batch.len() as u64;
-                for (offset, (_, done)) in batch.into_iter().enumerate() {
-                    let _ = done.send(Ok(Ticket(first_seq + offset as u64)));
-                }
-            }
-            Err(error) => {
-                for (_, done) in batch {
-                    let _ = done.send(Err(StoreError::Embedded(error.to_string())));
-                }
-            }
         }
     }
 }
