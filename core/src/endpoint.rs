@@ -319,7 +319,9 @@ impl Endpoint {
             Err(_) => None,
         };
         if let Some(outcome) = outcome
-            && let Err(error) = store.record(key.as_str(), fingerprint, outcome).await
+            && let Err(error) = store
+                .record(key.as_str(), fingerprint, outcome, policy.retention())
+                .await
         {
             // The write happened; only the record of it is lost, so the
             // caller still gets the vendor's answer.

@@ -54,8 +54,9 @@ pub use policy::{
 pub use queue::Delivery;
 pub use resilient::Resilient;
 pub use retry::RetryBudget;
-pub use runtime::{Runtime, RuntimeBuilder};
+pub use runtime::{DEFAULT_SETTLED_RETENTION, Runtime, RuntimeBuilder};
 pub use store::StoreError;
+pub use store::sweep::Swept;
 
 #[doc(hidden)]
 pub mod __private;

@@ -1,5 +1,6 @@
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex, Weak};
+use std::time::Duration;
 
 use crate::cache::DiskCache;
 use crate::endpoint::Resolved;
@@ -12,6 +13,7 @@ use crate::telemetry::{
     ChangeDetector, EndpointStats, Health, QueueHealth, Series, breaker_state_code,
 };
 use crate::wal::WriteAheadLog;
+use crate::store::sweep::{Sweeper, Swept, rules as sweep_rules, sweep};
 use crate::{Breaker, BreakerState, Endpoint, Event, Policy, PolicyError};
 
 type Queues = Mutex<BTreeMap<Arc<str>, Arc<ContractQueue>>>;
@@ -46,6 +48,16 @@ struct Shared {
     disk_cache: Option<Arc<DiskCache>>,
     stats: Stats,
     detector: ChangeDetector,
+    /// The embedded database's retention, and its sweeper thread.
+    upkeep: Option<Upkeep>,
+}
+
+/// What keeps an embedded store from growing for ever (see
+/// [`Runtime::sweep`]).
+struct Upkeep {
+    db: Arc<redb::Database>,
+    retention: Duration,
+    _sweeper: Sweeper,
 }
 
 impl Shared {
@@ -55,6 +67,7 @@ impl Shared {
         wal: WriteAheadLog,
         disk_cache: Option<DiskCache>,
         detector: ChangeDetector,
+        upkeep: Option<Upkeep>,
     ) -> Self {
         let subscribers = Arc::new(Subscribers::default());
         let queues = Arc::new(Queues::default());
@@ -88,6 +101,7 @@ impl Shared {
             disk_cache: disk_cache.map(Arc::new),
             stats: Stats::default(),
             detector,
+            upkeep,
         }
     }
 }
@@ -100,6 +114,7 @@ impl Default for Shared {
             WriteAheadLog::memory(),
             None,
             ChangeDetector::new(),
+            None,
         )
     }
 }
@@ -110,7 +125,15 @@ pub struct RuntimeBuilder {
     seed: Option<u64>,
     detector: ChangeDetector,
     accept_new_store: bool,
+    settled_retention: Option<Duration>,
 }
+
+/// How long settled entries of the write-ahead log are kept, unless the
+/// builder says otherwise.
+pub const DEFAULT_SETTLED_RETENTION: Duration = Duration::from_secs(7 * 24 * 3600);
+
+/// How often an embedded runtime sweeps what it no longer needs.
+const SWEEP_EVERY: Duration = Duration::from_secs(3600);
 
 impl RuntimeBuilder {
     /// Draws every jitter from generators derived from `seed`, so a test's
@@ -137,10 +160,19 @@ impl RuntimeBuilder {
         self
     }
 
+    /// How long an embedded runtime keeps the settled entries of its
+    /// write-ahead log (a delivered write's answer, for
+    /// [`WriteAheadLog::status`]) before its sweeper deletes them; 7 days by
+    /// default. Dead letters and quarantined records are never swept.
+    pub fn settled_retention(mut self, retention: Duration) -> Self {
+        self.settled_retention = Some(retention);
+        self
+    }
+
     /// A runtime that keeps all its state in memory, queued writes
     /// included: for tests and demos (see [`Runtime::in_memory`]).
     pub fn in_memory(self) -> Runtime {
-        self.with(Backend::memory(), WriteAheadLog::memory(), None)
+        self.with(Backend::memory(), WriteAheadLog::memory(), None, None)
     }
 
     /// A runtime that keeps its durable state (completed idempotent writes
@@ -198,16 +230,40 @@ impl RuntimeBuilder {
                 });
             }
         };
-        Ok(self.with(backend, wal, disk_cache))
+        let retention = self
+            .settled_retention
+            .unwrap_or(DEFAULT_SETTLED_RETENTION);
+        let upkeep = match backend.database() {
+            Some(db) => Some(Upkeep {
+                _sweeper: Sweeper::start(db.clone(), SWEEP_EVERY, retention)?,
+                db,
+                retention,
+            }),
+            None => None,
+        };
+        Ok(self.with(backend, wal, disk_cache, upkeep))
     }
 
-    fn with(self, backend: Backend, wal: WriteAheadLog, disk_cache: Option<DiskCache>) -> Runtime {
+    fn with(
+        self,
+        backend: Backend,
+        wal: WriteAheadLog,
+        disk_cache: Option<DiskCache>,
+        upkeep: Option<Upkeep>,
+    ) -> Runtime {
         let rng = match self.seed {
             Some(seed) => RngSource::seeded(seed),
             None => RngSource::default(),
         };
         Runtime {
-            shared: Arc::new(Shared::new(rng, backend, wal, disk_cache, self.detector)),
+            shared: Arc::new(Shared::new(
+                rng,
+                backend,
+                wal,
+                disk_cache,
+                self.detector,
+                upkeep,
+            )),
         }
     }
 }
@@ -236,6 +292,27 @@ impl Runtime {
     /// Settings beyond the defaults, such as a seed for jitter.
     pub fn builder() -> RuntimeBuilder {
         RuntimeBuilder::default()
+    }
+
+    /// Deletes what an embedded runtime no longer needs, now: settled
+    /// entries of the write-ahead log older than the retention
+    /// ([`RuntimeBuilder::settled_retention`]), idempotency records past
+    /// their policy's retention, cached answers past `max_stale`. A sweeper
+    /// thread does the same every hour; this is for operators and tests.
+    /// Deletes in transactions of at most 1 000 rows, so queued writes never
+    /// wait long behind it. A runtime in memory has nothing to sweep.
+    ///
+    /// # Errors
+    ///
+    /// [`StoreError`] when the database cannot be read or written.
+    pub async fn sweep(&self) -> Result<Swept, StoreError> {
+        let Some(upkeep) = &self.shared.upkeep else {
+            return Ok(Swept::default());
+        };
+        let (db, retention) = (upkeep.db.clone(), upkeep.retention);
+        tokio::task::spawn_blocking(move || sweep(&db, &sweep_rules(retention)))
+            .await
+            .map_err(|error| StoreError::Embedded(format!("the sweep failed: {error}")))?
     }
 
     /// The write-ahead log of queued writes: their status, dead letters,

@@ -21,7 +21,7 @@ use crate::wal::now_ms;
 
 /// (method, argument hash) → stored_at_ms (8 bytes) ‖ expires_at_ms (8
 /// bytes) ‖ the answer as JSON.
-const ANSWERS: TableDefinition<'static, (&'static str, u128), &'static [u8]> =
+pub(crate) const ANSWERS: TableDefinition<'static, (&'static str, u128), &'static [u8]> =
     TableDefinition::new("cache");
 
 /// How long the writer gathers answers before committing them.
@@ -149,16 +149,15 @@ impl Drop for DiskCache {
 }
 
 /// Deletes the rows that have expired.
+/// Deletes the answers past their `max_stale`, a bounded batch at a time.
 fn sweep(db: &Database) -> Result<(), StoreError> {
-    let now = now_ms();
-    let write = db.begin_write().map_err(failed)?;
-    {
-        let mut table = write.open_table(ANSWERS).map_err(failed)?;
-        table
-            .retain(|_, row| decode(row).is_ok_and(|(_, expires_at, _)| expires_at >= now))
-            .map_err(failed)?;
-    }
-    write.commit().map_err(failed)
+    crate::store::sweep::sweep_answers(db, now_ms()).map(drop)
+}
+
+/// Whether a stored row is past its `max_stale` at `now_ms` (a row that
+/// cannot be read is, too: it can never be served).
+pub(crate) fn expired(row: &[u8], now_ms: u64) -> bool {
+    decode(row).map_or(true, |(_, expires_at, _)| expires_at < now_ms)
 }
 
 fn write_loop(db: &Database, queue: &mpsc::Receiver<Row>) {

@@ -45,6 +45,7 @@ use crate::wal::now_ms;
 mod disk;
 
 pub(crate) use disk::DiskCache;
+pub(crate) use disk::{ANSWERS as ANSWERS_TABLE, expired};
 
 /// A read's answer, with how old it is.
 #[derive(Clone, Debug, PartialEq, Eq)]

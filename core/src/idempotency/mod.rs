@@ -50,7 +50,7 @@
 mod store;
 
 pub use crate::policy::{OnDuplicate, StorePolicy};
-pub(crate) use store::{Begin, IdempotencyStore, RecordedOutcome};
+pub(crate) use store::{Begin, IdempotencyStore, RecordedOutcome, expired};
 
 use std::fmt::Write as _;
 use std::future::Future;

@@ -40,6 +40,29 @@ pub(crate) struct Record {
     /// Milliseconds since the Unix epoch.
     pub(crate) recorded_at: u64,
     pub(crate) outcome: RecordedOutcome,
+    /// When the sweeper may delete it (ms since the epoch): recorded at plus
+    /// the policy's retention. Absent in records written before retention
+    /// was stored, which are kept for [`UNKNOWN_RETENTION_MS`].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) expires_at: Option<u64>,
+}
+
+/// How long a record that does not say when it expires is kept: longer than
+/// any retention a policy would set for a replay.
+const UNKNOWN_RETENTION_MS: u64 = 30 * 24 * 3600 * 1000;
+
+/// Whether the stored record `bytes` is past its retention at `now_ms` (one
+/// that cannot be read never replays, so it is).
+pub(crate) fn expired(bytes: &[u8], now_ms: u64) -> bool {
+    match serde_json::from_slice::<Record>(bytes) {
+        Ok(record) => {
+            let expires_at = record
+                .expires_at
+                .unwrap_or_else(|| record.recorded_at.saturating_add(UNKNOWN_RETENTION_MS));
+            expires_at < now_ms
+        }
+        Err(_) => true,
+    }
 }
 
 /// What a completed operation answered.
@@ -173,11 +196,15 @@ impl IdempotencyStore {
         key: &str,
         fingerprint: &str,
         outcome: RecordedOutcome,
+        retention: std::time::Duration,
     ) -> Result<(), StoreError> {
+        let recorded_at = now_ms();
+        let retention = u64::try_from(retention.as_millis()).unwrap_or(u64::MAX);
         let record = Record {
             fingerprint: fingerprint.to_owned(),
-            recorded_at: now_ms(),
+            recorded_at,
             outcome,
+            expires_at: Some(recorded_at.saturating_add(retention)),
         };
         let bytes = serde_json::to_vec(&record).map_err(|e| StoreError::Record(e.to_string()))?;
         self.backend.put(Table::Idempotency, key, bytes).await

@@ -18,7 +18,7 @@ const BATCH: usize = 4096;
 
 const FILE: &str = "seawall.redb";
 
-fn definition(table: Table) -> TableDefinition<'static, &'static str, &'static [u8]> {
+pub(crate) fn definition(table: Table) -> TableDefinition<'static, &'static str, &'static [u8]> {
     TableDefinition::new(table.name())
 }
 

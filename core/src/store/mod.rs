@@ -10,6 +10,7 @@
 
 pub(crate) mod embedded;
 pub(crate) mod group;
+pub(crate) mod sweep;
 pub(crate) mod memory;
 
 use std::path::Path;

@@ -10,7 +10,8 @@ use crate::StoreError;
 use crate::store::group::GroupCommit;
 
 const ENTRIES: TableDefinition<'static, u64, &'static [u8]> = TableDefinition::new("wal");
-const SETTLED: TableDefinition<'static, u64, &'static [u8]> = TableDefinition::new("wal_settled");
+pub(crate) const SETTLED: TableDefinition<'static, u64, &'static [u8]> =
+    TableDefinition::new("wal_settled");
 const DEAD: TableDefinition<'static, u64, &'static [u8]> = TableDefinition::new("wal_dead");
 const META: TableDefinition<'static, &'static str, u64> = TableDefinition::new("wal_meta");
 /// Records that could not be decoded at open, byte for byte, by their

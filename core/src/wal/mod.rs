@@ -134,6 +134,17 @@ pub struct Quarantined {
     pub bytes: Vec<u8>,
 }
 
+/// The settled entries' table, for the sweeper.
+pub(crate) use embedded::SETTLED as SETTLED_TABLE;
+
+/// When a settled entry was settled, read from its stored status.
+pub(crate) fn settled_at_ms(bytes: &[u8]) -> Option<u64> {
+    match serde_json::from_slice::<TicketStatus>(bytes).ok()? {
+        TicketStatus::Delivered { at_ms, .. } | TicketStatus::Dead { at_ms, .. } => Some(at_ms),
+        TicketStatus::Pending => None,
+    }
+}
+
 pub(crate) fn now_ms() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
