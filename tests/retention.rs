@@ -85,10 +85,7 @@ async fn settled_entries_are_swept_round_after_round_and_the_file_stops_growing(
     eprintln!("{per_round} writes a round; file size after each round's sweep: {sizes:?}");
     // The dead letters stay, every round's.
     let letters = log.dead_letters(10).await.unwrap();
-    assert_eq!(
-        letters.iter().map(|(t, _)| *t).collect::<Vec<_>>(),
-        refused
-    );
+    assert_eq!(letters.iter().map(|(t, _)| *t).collect::<Vec<_>>(), refused);
     // After the first round the file reuses what the sweep freed.
     let settled_size = sizes[1];
     for (round, size) in sizes.iter().enumerate().skip(2) {

@@ -8,12 +8,12 @@ use crate::event::Subscribers;
 use crate::idempotency::IdempotencyStore;
 use crate::queue::{ContractQueue, Drainer};
 use crate::retry::{RetryBudget, RngSource};
+use crate::store::sweep::{Sweeper, Swept, rules as sweep_rules, sweep};
 use crate::store::{Backend, StoreError};
 use crate::telemetry::{
     ChangeDetector, EndpointStats, Health, QueueHealth, Series, breaker_state_code,
 };
 use crate::wal::WriteAheadLog;
-use crate::store::sweep::{Sweeper, Swept, rules as sweep_rules, sweep};
 use crate::{Breaker, BreakerState, Endpoint, Event, Policy, PolicyError};
 
 type Queues = Mutex<BTreeMap<Arc<str>, Arc<ContractQueue>>>;
@@ -230,9 +230,7 @@ impl RuntimeBuilder {
                 });
             }
         };
-        let retention = self
-            .settled_retention
-            .unwrap_or(DEFAULT_SETTLED_RETENTION);
+        let retention = self.settled_retention.unwrap_or(DEFAULT_SETTLED_RETENTION);
         let upkeep = match backend.database() {
             Some(db) => Some(Upkeep {
                 _sweeper: Sweeper::start(db.clone(), SWEEP_EVERY, retention)?,

@@ -10,8 +10,8 @@
 
 pub(crate) mod embedded;
 pub(crate) mod group;
-pub(crate) mod sweep;
 pub(crate) mod memory;
+pub(crate) mod sweep;
 
 use std::path::Path;
 
