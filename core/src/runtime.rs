@@ -55,7 +55,7 @@ struct Shared {
 /// What keeps an embedded store from growing for ever (see
 /// [`Runtime::sweep`]).
 struct Upkeep {
-    db: Arc<redb::Database>,
+    db: Arc<crate::store::handle::DbHandle>,
     retention: Duration,
     _sweeper: Sweeper,
 }
@@ -308,7 +308,7 @@ impl Runtime {
             return Ok(Swept::default());
         };
         let (db, retention) = (upkeep.db.clone(), upkeep.retention);
-        tokio::task::spawn_blocking(move || sweep(&db, &sweep_rules(retention)))
+        tokio::task::spawn_blocking(move || db.run(|db| sweep(db, &sweep_rules(retention))))
             .await
             .map_err(|error| StoreError::Embedded(format!("the sweep failed: {error}")))?
     }
@@ -347,6 +347,11 @@ impl Runtime {
             endpoints,
             queues,
             quarantined: wal.quarantined_count(),
+            store_degraded: self
+                .shared
+                .upkeep
+                .as_ref()
+                .is_some_and(|upkeep| upkeep.db.is_degraded()),
         }
     }
 

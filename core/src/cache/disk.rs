@@ -11,6 +11,8 @@
 //! ever given.
 
 use std::sync::Arc;
+
+use crate::store::handle::DbHandle;
 use std::sync::mpsc;
 use std::time::Duration;
 
@@ -43,7 +45,7 @@ struct Row {
 
 /// The cache table of one embedded runtime, and its writer.
 pub(crate) struct DiskCache {
-    db: Arc<Database>,
+    db: Arc<DbHandle>,
     // Both `Some` until drop, which closes the channel and waits for the
     // writer, so the database file is free when the runtime is gone.
     rows: Option<mpsc::Sender<Row>>,
@@ -51,8 +53,8 @@ pub(crate) struct DiskCache {
 }
 
 impl DiskCache {
-    pub(crate) fn open(db: Arc<Database>) -> Result<Self, StoreError> {
-        sweep(&db)?;
+    pub(crate) fn open(db: Arc<DbHandle>) -> Result<Self, StoreError> {
+        db.run(sweep)?;
         let (rows, queue) = mpsc::channel();
         let writer_db = db.clone();
         let writer = std::thread::Builder::new()
@@ -97,14 +99,16 @@ impl DiskCache {
         let db = self.db.clone();
         let method = method.clone();
         let found = tokio::task::spawn_blocking(move || {
-            let read = db.begin_read().map_err(failed)?;
-            let table = match read.open_table(ANSWERS) {
-                Ok(table) => table,
-                Err(redb::TableError::TableDoesNotExist(_)) => return Ok(None),
-                Err(error) => return Err(failed(error)),
-            };
-            let row = table.get((&*method, key)).map_err(failed)?;
-            Ok(row.map(|row| row.value().to_vec()))
+            db.run(|db| {
+                let read = db.begin_read().map_err(failed)?;
+                let table = match read.open_table(ANSWERS) {
+                    Ok(table) => table,
+                    Err(redb::TableError::TableDoesNotExist(_)) => return Ok(None),
+                    Err(error) => return Err(failed(error)),
+                };
+                let row = table.get((&*method, key)).map_err(failed)?;
+                Ok(row.map(|row| row.value().to_vec()))
+            })
         })
         .await
         .map_err(failed)??;
@@ -160,7 +164,7 @@ pub(crate) fn expired(row: &[u8], now_ms: u64) -> bool {
     decode(row).map_or(true, |(_, expires_at, _)| expires_at < now_ms)
 }
 
-fn write_loop(db: &Database, queue: &mpsc::Receiver<Row>) {
+fn write_loop(db: &DbHandle, queue: &mpsc::Receiver<Row>) {
     let mut last_sweep = std::time::Instant::now();
     while let Ok(first) = queue.recv() {
         let mut batch = vec![first];
@@ -177,7 +181,7 @@ fn write_loop(db: &Database, queue: &mpsc::Receiver<Row>) {
                 }
             }
         }
-        if let Err(error) = commit(db, &batch) {
+        if let Err(error) = db.run(|db| commit(db, &batch)) {
             tracing::warn!(
                 target: "seawall::cache",
                 %error,
@@ -187,7 +191,7 @@ fn write_loop(db: &Database, queue: &mpsc::Receiver<Row>) {
         }
         if last_sweep.elapsed() >= SWEEP_EVERY {
             last_sweep = std::time::Instant::now();
-            if let Err(error) = sweep(db) {
+            if let Err(error) = db.run(sweep) {
                 tracing::warn!(target: "seawall::cache", %error, "could not sweep expired answers");
             }
         }

@@ -276,7 +276,8 @@ mod tests {
     /// A cache over a fresh embedded database, with one row written as it
     /// would be `stored_at_ms`.
     fn disk_with_row(dir: &std::path::Path, stored_at_ms: u64) -> LastKnownGood {
-        let db = Arc::new(redb::Database::create(dir.join("cache.redb")).unwrap());
+        let path = dir.join("cache.redb");
+        let db = crate::store::handle::DbHandle::new(&path, redb::Database::create(&path).unwrap());
         let method: Arc<str> = "crm.account".into();
         {
             let disk = DiskCache::open(db.clone()).unwrap();

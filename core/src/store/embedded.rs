@@ -4,11 +4,12 @@ use std::sync::Arc;
 use redb::{Database, ReadableDatabase, TableDefinition};
 
 use super::group::GroupCommit;
+use super::handle::DbHandle;
 use super::{StoreError, Table};
 
 /// State in a redb database file, `seawall.redb` in the runtime's directory.
 pub(crate) struct Embedded {
-    db: Arc<Database>,
+    db: Arc<DbHandle>,
     /// Puts, committed together: one fsync per batch.
     puts: GroupCommit<(Table, String, Vec<u8>), ()>,
 }
@@ -51,7 +52,7 @@ impl Embedded {
         })?;
         owner_only(dir, &path)?;
         check_identity(&db, dir, &path, accept_new)?;
-        let db = Arc::new(db);
+        let db = DbHandle::new(&path, db);
         let puts = GroupCommit::spawn(
             "seawall-store",
             db.clone(),
@@ -70,7 +71,7 @@ impl Embedded {
     }
 
     /// The database, for the write-ahead log that shares its file.
-    pub(crate) fn database(&self) -> Arc<Database> {
+    pub(crate) fn database(&self) -> Arc<DbHandle> {
         self.db.clone()
     }
 
@@ -78,14 +79,16 @@ impl Embedded {
         let db = self.db.clone();
         let key = key.to_owned();
         blocking(move || {
-            let read = db.begin_read().map_err(failed)?;
-            let table = match read.open_table(definition(table)) {
-                Ok(table) => table,
-                Err(redb::TableError::TableDoesNotExist(_)) => return Ok(None),
-                Err(error) => return Err(failed(error)),
-            };
-            let value = table.get(key.as_str()).map_err(failed)?;
-            Ok(value.map(|guard| guard.value().to_vec()))
+            db.run(|db| {
+                let read = db.begin_read().map_err(failed)?;
+                let table = match read.open_table(definition(table)) {
+                    Ok(table) => table,
+                    Err(redb::TableError::TableDoesNotExist(_)) => return Ok(None),
+                    Err(error) => return Err(failed(error)),
+                };
+                let value = table.get(key.as_str()).map_err(failed)?;
+                Ok(value.map(|guard| guard.value().to_vec()))
+            })
         })
         .await
     }

@@ -11,7 +11,9 @@
 use std::sync::Arc;
 use std::sync::mpsc;
 
-use redb::{Database, WriteTransaction};
+use redb::WriteTransaction;
+
+use super::handle::DbHandle;
 use tokio::sync::oneshot;
 
 use super::StoreError;
@@ -33,7 +35,7 @@ impl<J: Send + 'static, R: Send + 'static> GroupCommit<J, R> {
     /// `apply` or commit fails answers every job in it with the error.
     pub(crate) fn spawn(
         name: &str,
-        db: Arc<Database>,
+        db: Arc<DbHandle>,
         batch: usize,
         mut apply: impl FnMut(&WriteTransaction, &[J]) -> Result<Vec<R>, StoreError> + Send + 'static,
     ) -> Result<Self, StoreError> {
@@ -50,12 +52,12 @@ impl<J: Send + 'static, R: Send + 'static> GroupCommit<J, R> {
                         }
                     }
                     let (jobs, answers): (Vec<J>, Vec<_>) = waiting.into_iter().unzip();
-                    let committed = (|| {
+                    let committed = db.run(|db| {
                         let write = db.begin_write().map_err(failed)?;
                         let results = apply(&write, &jobs)?;
                         write.commit().map_err(failed)?;
                         Ok::<_, StoreError>(results)
-                    })();
+                    });
                     match committed {
                         Ok(results) => {
                             for (answer, result) in answers.into_iter().zip(results) {
@@ -63,7 +65,10 @@ impl<J: Send + 'static, R: Send + 'static> GroupCommit<J, R> {
                             }
                         }
                         Err(error) => {
-                            let error = error.to_string();
+                            let error = match error {
+                                StoreError::Embedded(message) => message,
+                                other => other.to_string(),
+                            };
                             for answer in answers {
                                 let _ = answer.send(Err(StoreError::Embedded(error.clone())));
                             }

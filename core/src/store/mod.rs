@@ -10,6 +10,7 @@
 
 pub(crate) mod embedded;
 pub(crate) mod group;
+pub(crate) mod handle;
 pub(crate) mod memory;
 pub(crate) mod sweep;
 
@@ -92,7 +93,7 @@ impl Backend {
     }
 
     /// The embedded database, if this backend has one.
-    pub(crate) fn database(&self) -> Option<std::sync::Arc<redb::Database>> {
+    pub(crate) fn database(&self) -> Option<std::sync::Arc<handle::DbHandle>> {
         match self {
             Self::Memory(_) => None,
             Self::Embedded(embedded) => Some(embedded.database()),

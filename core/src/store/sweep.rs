@@ -163,7 +163,7 @@ pub(crate) struct Sweeper {
 
 impl Sweeper {
     pub(crate) fn start(
-        db: Arc<Database>,
+        db: Arc<super::handle::DbHandle>,
         every: Duration,
         retention: Duration,
     ) -> Result<Self, StoreError> {
@@ -173,7 +173,7 @@ impl Sweeper {
             .spawn(move || {
                 while let Err(mpsc::RecvTimeoutError::Timeout) = stopped.recv_timeout(every) {
                     let rules = rules(retention);
-                    match sweep(&db, &rules) {
+                    match db.run(|db| sweep(db, &rules)) {
                         Ok(swept) => tracing::debug!(target: "seawall::store", ?swept, "swept"),
                         Err(error) => {
                             tracing::warn!(target: "seawall::store", %error, "could not sweep the store");

@@ -412,6 +412,9 @@ pub struct Health {
     /// were set aside (`WriteAheadLog::quarantined`); anything but zero
     /// needs an operator.
     pub quarantined: u64,
+    /// Whether the embedded store failed to write (a full disk) and has not
+    /// been reopened yet: appends fail at once meanwhile.
+    pub store_degraded: bool,
 }
 
 /// One contract method's calls since the runtime started.

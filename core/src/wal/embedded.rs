@@ -3,6 +3,8 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
+use crate::store::handle::DbHandle;
+
 use redb::{Database, ReadableDatabase, ReadableTable, ReadableTableMetadata, TableDefinition};
 
 use super::{DeadLetter, Quarantined, QueuedWrite, Ticket, TicketStatus, record_error};
@@ -48,7 +50,7 @@ fn contract_of(bytes: &[u8]) -> Option<String> {
 }
 
 pub(super) struct Embedded {
-    db: Arc<Database>,
+    db: Arc<DbHandle>,
     /// Appends, committed together: one fsync per batch. Dropped before
     /// the final commit of `Drop`, so the appends queued are in by then.
     appends: Option<GroupCommit<Vec<u8>, Ticket>>,
@@ -59,7 +61,71 @@ impl Embedded {
     /// letters per contract. A record that cannot be decoded (damaged on
     /// disk, or edited by hand) is moved to the quarantine, byte for byte,
     /// and the rest open as usual.
-    pub(super) fn open(db: Arc<Database>) -> Result<(Self, Opened), StoreError> {
+    pub(super) fn open(db: Arc<DbHandle>) -> Result<(Self, Opened), StoreError> {
+        let opened = db.run(Self::open_tables)?;
+        let mut next = opened.next;
+
+        // Each batch takes the next sequence numbers. (A batch whose commit
+        // fails leaves a gap in them: tickets are unique, not contiguous.)
+        let appends = GroupCommit::spawn(
+            "seawall-wal",
+            db.clone(),
+            BATCH,
+            move |write, batch: &[Vec<u8>]| {
+                let first = next;
+                next += batch.len() as u64;
+                let mut entries = write.open_table(ENTRIES).map_err(failed)?;
+                for (offset, bytes) in batch.iter().enumerate() {
+                    entries
+                        .insert(first + offset as u64, bytes.as_slice())
+                        .map_err(failed)?;
+                }
+                let mut meta = write.open_table(META).map_err(failed)?;
+                meta.insert("next", next).map_err(failed)?;
+                Ok((first..next).map(Ticket).collect())
+            },
+        )?;
+        let log = Self {
+            db,
+            appends: Some(appends),
+        };
+        Ok((log, opened))
+    }
+
+    /// The records set aside at open, oldest first.
+    pub(super) async fn quarantined(&self, limit: usize) -> Result<Vec<Quarantined>, StoreError> {
+        let db = self.db.clone();
+        blocking(move || {
+            db.run(|db| {
+                let read = db.begin_read().map_err(failed)?;
+                let records = match read.open_table(QUARANTINE) {
+                    Ok(table) => table,
+                    Err(redb::TableError::TableDoesNotExist(_)) => return Ok(Vec::new()),
+                    Err(error) => return Err(failed(error)),
+                };
+                let why = read.open_table(QUARANTINE_WHY).map_err(failed)?;
+                let mut found = Vec::new();
+                for record in records.iter().map_err(failed)?.take(limit) {
+                    let (seq, bytes) = record.map_err(failed)?;
+                    let reason = why
+                        .get(seq.value())
+                        .map_err(failed)?
+                        .map(|r| r.value().to_owned())
+                        .unwrap_or_default();
+                    found.push(Quarantined {
+                        ticket: Ticket(seq.value()),
+                        reason,
+                        bytes: bytes.value().to_vec(),
+                    });
+                }
+                Ok(found)
+            })
+        })
+        .await
+    }
+
+    /// The open's one write transaction: counts, quarantine, next ticket.
+    fn open_tables(db: &Database) -> Result<Opened, StoreError> {
         let write = db.begin_write().map_err(failed)?;
         let opened = {
             let mut entries = write.open_table(ENTRIES).map_err(failed)?;
@@ -128,62 +194,7 @@ impl Embedded {
             }
         };
         write.commit().map_err(failed)?;
-        let mut next = opened.next;
-        // Each batch takes the next sequence numbers. (A batch whose commit
-        // fails leaves a gap in them: tickets are unique, not contiguous.)
-        let appends = GroupCommit::spawn(
-            "seawall-wal",
-            db.clone(),
-            BATCH,
-            move |write, batch: &[Vec<u8>]| {
-                let first = next;
-                next += batch.len() as u64;
-                let mut entries = write.open_table(ENTRIES).map_err(failed)?;
-                for (offset, bytes) in batch.iter().enumerate() {
-                    entries
-                        .insert(first + offset as u64, bytes.as_slice())
-                        .map_err(failed)?;
-                }
-                let mut meta = write.open_table(META).map_err(failed)?;
-                meta.insert("next", next).map_err(failed)?;
-                Ok((first..next).map(Ticket).collect())
-            },
-        )?;
-        let log = Self {
-            db,
-            appends: Some(appends),
-        };
-        Ok((log, opened))
-    }
-
-    /// The records set aside at open, oldest first.
-    pub(super) async fn quarantined(&self, limit: usize) -> Result<Vec<Quarantined>, StoreError> {
-        let db = self.db.clone();
-        blocking(move || {
-            let read = db.begin_read().map_err(failed)?;
-            let records = match read.open_table(QUARANTINE) {
-                Ok(table) => table,
-                Err(redb::TableError::TableDoesNotExist(_)) => return Ok(Vec::new()),
-                Err(error) => return Err(failed(error)),
-            };
-            let why = read.open_table(QUARANTINE_WHY).map_err(failed)?;
-            let mut found = Vec::new();
-            for record in records.iter().map_err(failed)?.take(limit) {
-                let (seq, bytes) = record.map_err(failed)?;
-                let reason = why
-                    .get(seq.value())
-                    .map_err(failed)?
-                    .map(|r| r.value().to_owned())
-                    .unwrap_or_default();
-                found.push(Quarantined {
-                    ticket: Ticket(seq.value()),
-                    reason,
-                    bytes: bytes.value().to_vec(),
-                });
-            }
-            Ok(found)
-        })
-        .await
+        Ok(opened)
     }
 
     pub(super) async fn append(&self, bytes: Vec<u8>) -> Result<Ticket, StoreError> {
@@ -202,24 +213,26 @@ impl Embedded {
         let db = self.db.clone();
         let contract = contract.to_owned();
         blocking(move || {
-            let read = db.begin_read().map_err(failed)?;
-            let table = read.open_table(ENTRIES).map_err(failed)?;
-            let mut pending = Vec::new();
-            if limit == 0 {
-                return Ok(pending);
-            }
-            for entry in table.iter().map_err(failed)? {
-                let (seq, bytes) = entry.map_err(failed)?;
-                let write: QueuedWrite =
-                    serde_json::from_slice(bytes.value()).map_err(record_error)?;
-                if write.contract == contract {
-                    pending.push((Ticket(seq.value()), write));
-                    if pending.len() == limit {
-                        break;
+            db.run(|db| {
+                let read = db.begin_read().map_err(failed)?;
+                let table = read.open_table(ENTRIES).map_err(failed)?;
+                let mut pending = Vec::new();
+                if limit == 0 {
+                    return Ok(pending);
+                }
+                for entry in table.iter().map_err(failed)? {
+                    let (seq, bytes) = entry.map_err(failed)?;
+                    let write: QueuedWrite =
+                        serde_json::from_slice(bytes.value()).map_err(record_error)?;
+                    if write.contract == contract {
+                        pending.push((Ticket(seq.value()), write));
+                        if pending.len() == limit {
+                            break;
+                        }
                     }
                 }
-            }
-            Ok(pending)
+                Ok(pending)
+            })
         })
         .await
     }
@@ -227,9 +240,11 @@ impl Embedded {
     pub(super) async fn depth(&self) -> Result<u64, StoreError> {
         let db = self.db.clone();
         blocking(move || {
-            let read = db.begin_read().map_err(failed)?;
-            let table = read.open_table(ENTRIES).map_err(failed)?;
-            table.len().map_err(failed)
+            db.run(|db| {
+                let read = db.begin_read().map_err(failed)?;
+                let table = read.open_table(ENTRIES).map_err(failed)?;
+                table.len().map_err(failed)
+            })
         })
         .await
     }
@@ -237,23 +252,25 @@ impl Embedded {
     pub(super) async fn record_attempt(&self, ticket: Ticket) -> Result<(), StoreError> {
         let db = self.db.clone();
         blocking(move || {
-            let write = db.begin_write().map_err(failed)?;
-            {
-                let mut entries = write.open_table(ENTRIES).map_err(failed)?;
-                let updated = match entries.get(ticket.0).map_err(failed)? {
-                    Some(bytes) => {
-                        let mut queued: QueuedWrite =
-                            serde_json::from_slice(bytes.value()).map_err(record_error)?;
-                        queued.attempts = queued.attempts.saturating_add(1);
-                        Some(serde_json::to_vec(&queued).map_err(record_error)?)
+            db.run(|db| {
+                let write = db.begin_write().map_err(failed)?;
+                {
+                    let mut entries = write.open_table(ENTRIES).map_err(failed)?;
+                    let updated = match entries.get(ticket.0).map_err(failed)? {
+                        Some(bytes) => {
+                            let mut queued: QueuedWrite =
+                                serde_json::from_slice(bytes.value()).map_err(record_error)?;
+                            queued.attempts = queued.attempts.saturating_add(1);
+                            Some(serde_json::to_vec(&queued).map_err(record_error)?)
+                        }
+                        None => None,
+                    };
+                    if let Some(bytes) = updated {
+                        entries.insert(ticket.0, bytes.as_slice()).map_err(failed)?;
                     }
-                    None => None,
-                };
-                if let Some(bytes) = updated {
-                    entries.insert(ticket.0, bytes.as_slice()).map_err(failed)?;
                 }
-            }
-            write.commit().map_err(failed)
+                write.commit().map_err(failed)
+            })
         })
         .await
     }
@@ -270,39 +287,41 @@ impl Embedded {
         let db = self.db.clone();
         let status_bytes = serde_json::to_vec(&status).map_err(record_error)?;
         blocking(move || {
-            let mut write = db.begin_write().map_err(failed)?;
-            if !durable {
-                write
-                    .set_durability(redb::Durability::None)
-                    .map_err(failed)?;
-            }
-            let contract = {
-                let mut entries = write.open_table(ENTRIES).map_err(failed)?;
-                let Some(bytes) = entries.remove(ticket.0).map_err(failed)? else {
-                    return Ok(None);
-                };
-                let queued: QueuedWrite =
-                    serde_json::from_slice(bytes.value()).map_err(record_error)?;
-                drop(bytes);
-                let contract = queued.contract.clone();
-                if let TicketStatus::Dead { error, at_ms } = status {
-                    let letter = DeadLetter {
-                        write: queued,
-                        error,
-                        at_ms,
-                    };
-                    let letter = serde_json::to_vec(&letter).map_err(record_error)?;
-                    let mut dead = write.open_table(DEAD).map_err(failed)?;
-                    dead.insert(ticket.0, letter.as_slice()).map_err(failed)?;
+            db.run(|db| {
+                let mut write = db.begin_write().map_err(failed)?;
+                if !durable {
+                    write
+                        .set_durability(redb::Durability::None)
+                        .map_err(failed)?;
                 }
-                let mut settled = write.open_table(SETTLED).map_err(failed)?;
-                settled
-                    .insert(ticket.0, status_bytes.as_slice())
-                    .map_err(failed)?;
-                contract
-            };
-            write.commit().map_err(failed)?;
-            Ok(Some(contract))
+                let contract = {
+                    let mut entries = write.open_table(ENTRIES).map_err(failed)?;
+                    let Some(bytes) = entries.remove(ticket.0).map_err(failed)? else {
+                        return Ok(None);
+                    };
+                    let queued: QueuedWrite =
+                        serde_json::from_slice(bytes.value()).map_err(record_error)?;
+                    drop(bytes);
+                    let contract = queued.contract.clone();
+                    if let TicketStatus::Dead { error, at_ms } = status {
+                        let letter = DeadLetter {
+                            write: queued,
+                            error,
+                            at_ms,
+                        };
+                        let letter = serde_json::to_vec(&letter).map_err(record_error)?;
+                        let mut dead = write.open_table(DEAD).map_err(failed)?;
+                        dead.insert(ticket.0, letter.as_slice()).map_err(failed)?;
+                    }
+                    let mut settled = write.open_table(SETTLED).map_err(failed)?;
+                    settled
+                        .insert(ticket.0, status_bytes.as_slice())
+                        .map_err(failed)?;
+                    contract
+                };
+                write.commit().map_err(failed)?;
+                Ok(Some(contract))
+            })
         })
         .await
     }
@@ -310,29 +329,32 @@ impl Embedded {
     /// Makes every earlier commit durable: one empty durable commit.
     pub(super) async fn flush(&self) -> Result<(), StoreError> {
         let db = self.db.clone();
-        blocking(move || db.begin_write().map_err(failed)?.commit().map_err(failed)).await
+        blocking(move || db.run(|db| db.begin_write().map_err(failed)?.commit().map_err(failed)))
+            .await
     }
 
     pub(super) async fn status(&self, ticket: Ticket) -> Result<Option<TicketStatus>, StoreError> {
         let db = self.db.clone();
         blocking(move || {
-            let read = db.begin_read().map_err(failed)?;
-            if read
-                .open_table(ENTRIES)
-                .map_err(failed)?
-                .get(ticket.0)
-                .map_err(failed)?
-                .is_some()
-            {
-                return Ok(Some(TicketStatus::Pending));
-            }
-            let settled = read.open_table(SETTLED).map_err(failed)?;
-            match settled.get(ticket.0).map_err(failed)? {
-                Some(bytes) => serde_json::from_slice(bytes.value())
-                    .map(Some)
-                    .map_err(record_error),
-                None => Ok(None),
-            }
+            db.run(|db| {
+                let read = db.begin_read().map_err(failed)?;
+                if read
+                    .open_table(ENTRIES)
+                    .map_err(failed)?
+                    .get(ticket.0)
+                    .map_err(failed)?
+                    .is_some()
+                {
+                    return Ok(Some(TicketStatus::Pending));
+                }
+                let settled = read.open_table(SETTLED).map_err(failed)?;
+                match settled.get(ticket.0).map_err(failed)? {
+                    Some(bytes) => serde_json::from_slice(bytes.value())
+                        .map(Some)
+                        .map_err(record_error),
+                    None => Ok(None),
+                }
+            })
         })
         .await
     }
@@ -343,16 +365,18 @@ impl Embedded {
     ) -> Result<Vec<(Ticket, DeadLetter)>, StoreError> {
         let db = self.db.clone();
         blocking(move || {
-            let read = db.begin_read().map_err(failed)?;
-            let table = read.open_table(DEAD).map_err(failed)?;
-            let mut letters = Vec::new();
-            for entry in table.iter().map_err(failed)?.take(limit) {
-                let (seq, bytes) = entry.map_err(failed)?;
-                let letter: DeadLetter =
-                    serde_json::from_slice(bytes.value()).map_err(record_error)?;
-                letters.push((Ticket(seq.value()), letter));
-            }
-            Ok(letters)
+            db.run(|db| {
+                let read = db.begin_read().map_err(failed)?;
+                let table = read.open_table(DEAD).map_err(failed)?;
+                let mut letters = Vec::new();
+                for entry in table.iter().map_err(failed)?.take(limit) {
+                    let (seq, bytes) = entry.map_err(failed)?;
+                    let letter: DeadLetter =
+                        serde_json::from_slice(bytes.value()).map_err(record_error)?;
+                    letters.push((Ticket(seq.value()), letter));
+                }
+                Ok(letters)
+            })
         })
         .await
     }
@@ -364,9 +388,12 @@ impl Drop for Embedded {
         drop(self.appends.take());
         // Settles made without an fsync become durable now, so a clean
         // shutdown does not send them again.
-        if let Ok(write) = self.db.begin_write() {
-            let _ = write.commit();
-        }
+        let _ = self.db.run(|db| {
+            if let Ok(write) = db.begin_write() {
+                let _ = write.commit();
+            }
+            Ok(())
+        });
     }
 }
 

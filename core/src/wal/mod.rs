@@ -177,7 +177,7 @@ pub struct WriteAheadLog {
 }
 
 impl WriteAheadLog {
-    pub(crate) fn embedded(db: Arc<redb::Database>) -> Result<Self, StoreError> {
+    pub(crate) fn embedded(db: Arc<crate::store::handle::DbHandle>) -> Result<Self, StoreError> {
         let (log, opened) = embedded::Embedded::open(db)?;
         let mut wal = Self::with(Log::Embedded(log), opened.pending, opened.dead);
         wal.quarantined = opened.quarantined;

@@ -1,0 +1,122 @@
+//! A full disk, for real: the runtime's directory on a small tmpfs, filled
+//! until appends fail, then freed. Mounting needs root (CI and developer
+//! machines run as root); elsewhere the test says it was skipped.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Duration;
+
+use seawall::Runtime;
+use seawall::wal::{QueuedWrite, TicketStatus};
+
+/// A tmpfs mounted for the test, unmounted when dropped.
+struct Tmpfs {
+    dir: tempfile::TempDir,
+}
+
+impl Tmpfs {
+    /// `None` when this machine will not mount one (not root, no tmpfs).
+    fn mount(size: &str) -> Option<Self> {
+        let dir = tempfile::tempdir().ok()?;
+        let mounted = Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
+            .arg(dir.path())
+            .status()
+            .ok()?
+            .success();
+        mounted.then_some(Self { dir })
+    }
+
+    fn path(&self) -> &Path {
+        self.dir.path()
+    }
+}
+
+impl Drop for Tmpfs {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg(self.dir.path()).status();
+    }
+}
+
+fn write(n: u64) -> QueuedWrite {
+    QueuedWrite::new(
+        "telephony",
+        "route",
+        format!("key-{n}"),
+        serde_json::json!({ "number": n, "note": "x".repeat(2_000) }),
+    )
+}
+
+/// Fills the disk with a file of `bytes`, to be deleted later.
+fn filler(dir: &Path, bytes: usize) -> PathBuf {
+    let path = dir.join("filler");
+    std::fs::write(&path, vec![7u8; bytes]).unwrap();
+    path
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_disk_fails_appends_fast_and_recovers_without_a_restart() {
+    let Some(disk) = Tmpfs::mount("4m") else {
+        eprintln!("skipped: this machine would not mount a tmpfs (the test needs root)");
+        return;
+    };
+    let data = disk.path().join("data");
+    let filler = filler(disk.path(), 1 << 20);
+    let runtime = Runtime::embedded(&data).unwrap();
+    let log = runtime.write_ahead_log();
+
+    // Queue until the disk is full (bounded: the disk holds far fewer).
+    let mut acknowledged = Vec::new();
+    let mut full = None;
+    for n in 0..200_000 {
+        match log.append(&write(n)).await {
+            Ok(ticket) => acknowledged.push(ticket),
+            Err(error) => {
+                full = Some(error);
+                break;
+            }
+        }
+    }
+    let full = full.expect("the tmpfs fills up");
+    assert!(!acknowledged.is_empty());
+    eprintln!("{} writes acknowledged, then: {full}", acknowledged.len());
+    assert!(runtime.health().store_degraded, "health says so");
+    // While it is full, appends fail at once rather than each waiting on
+    // a disk that cannot take them.
+    let started = std::time::Instant::now();
+    assert!(log.append(&write(1_000_000)).await.is_err());
+    assert!(started.elapsed() < Duration::from_secs(1));
+
+    // Space comes back: within a few probes, without a restart, appends
+    // are durable again.
+    std::fs::remove_file(&filler).unwrap();
+    let mut recovered = None;
+    for attempt in 0..100 {
+        match log.append(&write(2_000_000 + attempt)).await {
+            Ok(ticket) => {
+                recovered = Some(ticket);
+                break;
+            }
+            Err(_) => tokio::time::sleep(Duration::from_millis(100)).await,
+        }
+    }
+    let recovered = recovered.expect("appends work again within 10 s of the space coming back");
+    assert!(!runtime.health().store_degraded);
+
+    // Nothing acknowledged was lost, before or after.
+    for ticket in acknowledged.iter().chain([&recovered]) {
+        assert!(
+            matches!(
+                log.status(*ticket).await.unwrap(),
+                Some(TicketStatus::Pending)
+            ),
+            "ticket {ticket}"
+        );
+    }
+    drop(runtime);
+    let runtime = Runtime::embedded(&data).unwrap();
+    assert_eq!(
+        runtime.write_ahead_log().pending_count("telephony"),
+        acknowledged.len() as u64 + 1
+    );
+}
