@@ -121,7 +121,15 @@ impl<T: serde::Serialize + ?Sized> QueuedAnswer for T {}
 #[derive(Debug, Default)]
 pub struct QueuedArguments {
     map: serde_json::Map<String, serde_json::Value>,
+    redacted: Vec<String>,
     error: Option<String>,
+}
+
+/// A queued call's arguments, ready before the call: the object by name,
+/// and which of them `redact = [..]` names.
+pub struct PreparedArguments {
+    pub(crate) arguments: serde_json::Value,
+    pub(crate) redacted: Vec<String>,
 }
 
 impl QueuedArguments {
@@ -144,16 +152,12 @@ impl QueuedArguments {
         self
     }
 
-    /// The arguments, or why one could not be serialized.
-    ///
-    /// # Errors
-    ///
-    /// The first argument that has no serialized form.
-    pub fn finish(self) -> Result<serde_json::Value, String> {
-        match self.error {
-            Some(error) => Err(error),
-            None => Ok(serde_json::Value::Object(self.map)),
-        }
+    /// Adds an argument that `redact = [..]` names: kept sealed at rest and
+    /// out of every message.
+    #[must_use]
+    pub fn redacted_arg<T: QueuedArg + ?Sized>(mut self, name: &str, value: &T) -> Self {
+        self.redacted.push(name.to_owned());
+        self.arg(name, value)
     }
 
     /// The arguments of a call of `contract.method`, serialized before the
@@ -168,13 +172,18 @@ impl QueuedArguments {
         self,
         contract: &str,
         method: &str,
-    ) -> Result<serde_json::Value, crate::Error> {
-        self.finish()
-            .map_err(|reason| crate::Error::Unrepresentable {
+    ) -> Result<PreparedArguments, crate::Error> {
+        match self.error {
+            Some(reason) => Err(crate::Error::Unrepresentable {
                 contract: contract.into(),
                 method: method.into(),
                 reason,
-            })
+            }),
+            None => Ok(PreparedArguments {
+                arguments: serde_json::Value::Object(self.map),
+                redacted: self.redacted,
+            }),
+        }
     }
 }
 
@@ -182,6 +191,7 @@ impl QueuedArguments {
 #[derive(Debug)]
 pub struct Arguments {
     map: serde_json::Map<String, serde_json::Value>,
+    redacted: Vec<String>,
 }
 
 impl Arguments {
@@ -192,7 +202,10 @@ impl Arguments {
     /// A [`Replayed::Undecodable`] when they are not an object.
     pub fn of(write: &QueuedWrite) -> Result<Self, Replayed> {
         match &write.arguments {
-            serde_json::Value::Object(map) => Ok(Self { map: map.clone() }),
+            serde_json::Value::Object(map) => Ok(Self {
+                map: map.clone(),
+                redacted: write.redacted.clone(),
+            }),
             other => Err(Replayed::Undecodable(format!(
                 "the stored arguments of {}.{} are not an object: {other}",
                 write.contract, write.method
@@ -211,9 +224,17 @@ impl Arguments {
             Replayed::Undecodable(format!("the stored write has no argument `{name}`"))
         })?;
         serde_json::from_value(value).map_err(|error| {
-            Replayed::Undecodable(format!(
-                "the stored argument `{name}` cannot be read: {error}"
-            ))
+            // serde's message quotes the value; a redacted one must not be.
+            if self.redacted.iter().any(|r| r == name) {
+                Replayed::Undecodable(format!(
+                    "the stored argument `{name}` (redacted) cannot be read as the type the \
+                     method takes now"
+                ))
+            } else {
+                Replayed::Undecodable(format!(
+                    "the stored argument `{name}` cannot be read: {error}"
+                ))
+            }
         })
     }
 }

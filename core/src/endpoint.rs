@@ -421,20 +421,28 @@ impl Endpoint {
     /// `call`'s error when it is the vendor's real answer (permanent or
     /// ignored); [`Error::NotQueued`] when the write could be neither
     /// delivered nor queued.
-    pub async fn queued<T, E, Fut, A>(
+    pub async fn queued<T, E, Fut>(
         &self,
         key: IdempotencyKey,
         call: Fut,
-        arguments: A,
+        arguments: crate::__private::PreparedArguments,
     ) -> Result<Delivery<T>, E>
     where
         Fut: Future<Output = Result<Delivery<T>, E>>,
-        A: FnOnce() -> Result<serde_json::Value, String>,
         E: ContractError,
     {
         let Some(queue) = &self.queue else {
             return call.await;
         };
+        // Refused before the vendor is called: once delivered or queued,
+        // it would be too late to say.
+        if let Some(reason) = queue.refusal(&arguments.redacted) {
+            return Err(E::from(Error::Unrepresentable {
+                contract: self.contract.clone(),
+                method: self.method.clone(),
+                reason,
+            }));
+        }
         if queue.pending() > 0 {
             let ahead = "writes of this contract are queued ahead of it";
             let correlation = queue_events_enabled().then(fallback_correlation);
@@ -464,25 +472,26 @@ impl Endpoint {
         }
     }
 
-    async fn enqueue<T, E, A>(
+    async fn enqueue<T, E>(
         &self,
         queue: &Arc<ContractQueue>,
         key: IdempotencyKey,
-        arguments: A,
+        arguments: crate::__private::PreparedArguments,
         why: impl Into<Box<dyn std::error::Error + Send + Sync>>,
         wait: Duration,
         correlation: Option<CorrelationId>,
     ) -> Result<Delivery<T>, E>
     where
-        A: FnOnce() -> Result<serde_json::Value, String>,
         E: ContractError,
     {
         let not_queued = |reason: String, why| E::from(Error::NotQueued { reason, last: why });
-        let arguments = match arguments() {
-            Ok(arguments) => arguments,
-            Err(reason) => return Err(not_queued(reason, why.into())),
-        };
-        let write = QueuedWrite::new(&*self.contract, &*self.method, key.as_str(), arguments);
+        let mut write = QueuedWrite::new(
+            &*self.contract,
+            &*self.method,
+            key.as_str(),
+            arguments.arguments,
+        );
+        write.redacted = arguments.redacted;
         match queue.append(write, wait).await {
             Ok(ticket) => {
                 self.stats.queued();

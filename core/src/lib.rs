@@ -36,6 +36,7 @@ pub mod queue;
 mod resilient;
 pub mod retry;
 mod runtime;
+mod seal;
 mod store;
 pub mod telemetry;
 mod unwind;
@@ -55,6 +56,7 @@ pub use queue::Delivery;
 pub use resilient::Resilient;
 pub use retry::RetryBudget;
 pub use runtime::{DEFAULT_SETTLED_RETENTION, Runtime, RuntimeBuilder};
+pub use seal::SealingKey;
 pub use store::StoreError;
 pub use store::sweep::Swept;
 

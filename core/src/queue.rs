@@ -45,6 +45,7 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::Notify;
 
 use crate::event::{DeadLettered, Delivered, Queued, Subscribers};
+use crate::seal::Sealing;
 use crate::unwind::{self, CatchUnwind};
 use crate::wal::{QueuedWrite, Ticket, TicketStatus, WriteAheadLog, now_ms};
 use crate::{ErrorClass, Event, StoreError};
@@ -164,6 +165,8 @@ pub(crate) struct ContractQueue {
     subscribers: Arc<Subscribers>,
     /// `seawall_queue_depth{contract}`.
     depth: metrics::Gauge,
+    /// How redacted arguments are kept at rest.
+    sealing: Arc<Sealing>,
 }
 
 impl ContractQueue {
@@ -171,6 +174,7 @@ impl ContractQueue {
         contract: Arc<str>,
         wal: &Arc<WriteAheadLog>,
         subscribers: Arc<Subscribers>,
+        sealing: Arc<Sealing>,
     ) -> Self {
         let depth = metrics::gauge!("seawall_queue_depth", "contract" => contract.to_string());
         let pending = wal.counter(&contract);
@@ -184,7 +188,15 @@ impl ContractQueue {
             drainers: Mutex::default(),
             wal: Arc::downgrade(wal),
             subscribers,
+            sealing,
         }
+    }
+
+    /// Why a write with these redacted arguments cannot be queued here
+    /// (a durable log and no sealing key), if it cannot.
+    pub(crate) fn refusal(&self, redacted: &[String]) -> Option<String> {
+        let durable = self.wal.upgrade().is_some_and(|wal| wal.is_durable());
+        self.sealing.refusal(redacted, durable)
     }
 
     /// How many of the contract's writes are waiting.
@@ -218,6 +230,8 @@ impl ContractQueue {
             .wal
             .upgrade()
             .ok_or_else(|| StoreError::Embedded("the runtime's log is closed".into()))?;
+        let mut write = write;
+        self.sealing.seal(&mut write).map_err(StoreError::Record)?;
         let ticket = wal.append(&write).await?;
         self.depth.set(self.pending() as f64);
         tracing::debug!(
@@ -402,7 +416,15 @@ async fn drain_until_empty(queue: &Arc<ContractQueue>, mut wait: Duration) {
         }
         let mut settled = 0;
         for (ticket, write) in batch {
-            let Some(replay) = queue.replay(&write) else {
+            // Redacted arguments are opened in memory only, for delivery;
+            // one that will not open is a dead letter (named, not shown).
+            let mut open = write.clone();
+            if let Err(error) = queue.sealing.unseal(&mut open) {
+                settle_dead(queue, &wal, ticket, write, error).await;
+                settled += 1;
+                continue;
+            }
+            let Some(replay) = queue.replay(&open) else {
                 // No wrapper left to deliver with; the writes stay in the
                 // log for the next one.
                 if queue.stop() {
@@ -494,6 +516,37 @@ async fn drain_until_empty(queue: &Arc<ContractQueue>, mut wait: Duration) {
                 "could not flush settled writes; a crash now would send them again, with their keys"
             );
         }
+    }
+}
+
+/// Settles a write the drain cannot even offer to the vendor as dead.
+async fn settle_dead(
+    queue: &Arc<ContractQueue>,
+    wal: &WriteAheadLog,
+    ticket: Ticket,
+    write: QueuedWrite,
+    error: String,
+) {
+    let status = TicketStatus::Dead {
+        error,
+        at_ms: now_ms(),
+    };
+    match wal
+        .settle_quietly(ticket, &write.contract, status.clone())
+        .await
+    {
+        Ok(()) => {
+            queue.depth.set(queue.pending() as f64);
+            queue.settled(write, ticket, &status);
+            wal.wake_settled();
+        }
+        Err(error) => tracing::warn!(
+            target: "seawall::queue",
+            contract = %queue.contract,
+            %ticket,
+            %error,
+            "could not settle a write whose arguments do not open; it stays queued"
+        ),
     }
 }
 

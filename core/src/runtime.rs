@@ -8,6 +8,7 @@ use crate::event::Subscribers;
 use crate::idempotency::IdempotencyStore;
 use crate::queue::{ContractQueue, Drainer};
 use crate::retry::{RetryBudget, RngSource};
+use crate::seal::{Sealing, SealingKey};
 use crate::store::sweep::{Sweeper, Swept, rules as sweep_rules, sweep};
 use crate::store::{Backend, StoreError};
 use crate::telemetry::{
@@ -50,6 +51,8 @@ struct Shared {
     detector: ChangeDetector,
     /// The embedded database's retention, and its sweeper thread.
     upkeep: Option<Upkeep>,
+    /// How redacted arguments of queued writes are kept at rest.
+    sealing: Arc<Sealing>,
 }
 
 /// What keeps an embedded store from growing for ever (see
@@ -102,6 +105,7 @@ impl Shared {
             stats: Stats::default(),
             detector,
             upkeep,
+            sealing: Arc::default(),
         }
     }
 }
@@ -126,6 +130,9 @@ pub struct RuntimeBuilder {
     detector: ChangeDetector,
     accept_new_store: bool,
     settled_retention: Option<Duration>,
+    sealing_key: Option<SealingKey>,
+    previous_sealing_keys: Vec<SealingKey>,
+    plaintext_redacted: bool,
 }
 
 /// How long settled entries of the write-ahead log are kept, unless the
@@ -157,6 +164,32 @@ impl RuntimeBuilder {
     /// given up, knowingly. Use it once, after deciding so.
     pub fn accept_new_store(mut self) -> Self {
         self.accept_new_store = true;
+        self
+    }
+
+    /// Seals the arguments that `redact = [..]` names in queued writes with
+    /// this key (ChaCha20-Poly1305), so that they are never on disk in
+    /// plaintext; they are opened only in memory, for delivery. Without a
+    /// key, an embedded runtime refuses such writes before calling the
+    /// vendor (see [`plaintext_redacted`](Self::plaintext_redacted)).
+    pub fn sealing_key(mut self, key: SealingKey) -> Self {
+        self.sealing_key = Some(key);
+        self
+    }
+
+    /// A key that sealed writes still queued: they are opened with it, new
+    /// ones sealed with [`sealing_key`](Self::sealing_key). For rotation;
+    /// may be given more than once.
+    pub fn previous_sealing_key(mut self, key: SealingKey) -> Self {
+        self.previous_sealing_keys.push(key);
+        self
+    }
+
+    /// Accepts redacted arguments of queued writes in plaintext on disk,
+    /// when no sealing key is given. A conscious choice: without it, such a
+    /// write is refused.
+    pub fn plaintext_redacted(mut self) -> Self {
+        self.plaintext_redacted = true;
         self
     }
 
@@ -253,15 +286,14 @@ impl RuntimeBuilder {
             Some(seed) => RngSource::seeded(seed),
             None => RngSource::default(),
         };
+        let mut shared = Shared::new(rng, backend, wal, disk_cache, self.detector, upkeep);
+        shared.sealing = Arc::new(Sealing::new(
+            self.sealing_key,
+            self.previous_sealing_keys,
+            self.plaintext_redacted,
+        ));
         Runtime {
-            shared: Arc::new(Shared::new(
-                rng,
-                backend,
-                wal,
-                disk_cache,
-                self.detector,
-                upkeep,
-            )),
+            shared: Arc::new(shared),
         }
     }
 }
@@ -366,6 +398,7 @@ impl Runtime {
             name.clone(),
             &self.shared.wal,
             self.shared.subscribers.clone(),
+            self.shared.sealing.clone(),
         ));
         queues.insert(name, queue.clone());
         queue

@@ -39,7 +39,7 @@ use tokio::sync::Notify;
 use crate::StoreError;
 
 /// A write waiting for its vendor.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, PartialEq, Serialize, Deserialize)]
 pub struct QueuedWrite {
     /// The contract.
     pub contract: String,
@@ -54,6 +54,32 @@ pub struct QueuedWrite {
     /// Delivery attempts made so far by the drain (each may retry, as the
     /// method's policy says).
     pub attempts: u32,
+    /// The arguments `redact = [..]` names: sealed at rest, shown as
+    /// `<redacted>` by `Debug`, never quoted in an error.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub redacted: Vec<String>,
+}
+
+impl std::fmt::Debug for QueuedWrite {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let mut arguments = self.arguments.clone();
+        if let serde_json::Value::Object(map) = &mut arguments {
+            for name in &self.redacted {
+                if let Some(value) = map.get_mut(name) {
+                    *value = serde_json::Value::String("<redacted>".into());
+                }
+            }
+        }
+        f.debug_struct("QueuedWrite")
+            .field("contract", &self.contract)
+            .field("method", &self.method)
+            .field("key", &self.key)
+            .field("arguments", &arguments)
+            .field("enqueued_at_ms", &self.enqueued_at_ms)
+            .field("attempts", &self.attempts)
+            .field("redacted", &self.redacted)
+            .finish()
+    }
 }
 
 impl QueuedWrite {
@@ -71,6 +97,7 @@ impl QueuedWrite {
             arguments,
             enqueued_at_ms: now_ms(),
             attempts: 0,
+            redacted: Vec::new(),
         }
     }
 }

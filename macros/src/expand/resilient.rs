@@ -445,7 +445,14 @@ fn resilient_method(contract: &Contract, method: &Method, trait_path: &TokenStre
                 } else {
                     quote!(&#name)
                 };
-                quote_spanned! {ty.span()=> .arg(#text, #value) }
+                // A redacted argument is sealed at rest and kept out of
+                // every message.
+                let redacted = method.policy.redact.iter().any(|redacted| redacted == name);
+                if redacted {
+                    quote_spanned! {ty.span()=> .redacted_arg(#text, #value) }
+                } else {
+                    quote_spanned! {ty.span()=> .arg(#text, #value) }
+                }
             });
             // Serialized before anything happens: a value JSON cannot hold
             // (a NaN float, a map with tuple keys) is refused now, rather
@@ -477,7 +484,6 @@ fn resilient_method(contract: &Contract, method: &Method, trait_path: &TokenStre
                     }
                 };
                 #key
-                let __seawall_arguments = move || ::core::result::Result::Ok(__seawall_arguments);
                 #queued
             }
         }
