@@ -64,6 +64,13 @@ async fn a_full_disk_fails_appends_fast_and_recovers_without_a_restart() {
     let filler = filler(disk.path(), 1 << 20);
     let runtime = Runtime::embedded(&data).unwrap();
     let log = runtime.write_ahead_log();
+    let changes = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let seen = changes.clone();
+    runtime.subscribe(move |event| {
+        if let seawall::Event::Store(change) = event {
+            seen.lock().unwrap().push(change.degraded);
+        }
+    });
 
     // Queue until the disk is full (bounded: the disk holds far fewer).
     let mut acknowledged = Vec::new();
@@ -102,6 +109,11 @@ async fn a_full_disk_fails_appends_fast_and_recovers_without_a_restart() {
     }
     let recovered = recovered.expect("appends work again within 10 s of the space coming back");
     assert!(!runtime.health().store_degraded);
+    assert_eq!(
+        *changes.lock().unwrap(),
+        [true, false],
+        "subscribers were told it degraded, then recovered"
+    );
 
     // Nothing acknowledged was lost, before or after.
     for ticket in acknowledged.iter().chain([&recovered]) {

@@ -234,3 +234,59 @@ async fn random_damage_to_the_file_never_panics_the_opener() {
 fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
     haystack.windows(needle.len()).position(|w| w == needle)
 }
+
+#[tokio::test]
+async fn writes_of_a_contract_nothing_serves_become_dead_letters_after_the_grace_period() {
+    let dir = tempfile::tempdir().unwrap();
+    let tickets = queue_notes(dir.path(), 3).await;
+
+    // Within the grace period (an hour by default) nothing happens.
+    let runtime = Runtime::embedded(dir.path()).unwrap();
+    assert_eq!(runtime.sweep().await.unwrap().orphaned_writes, 0);
+    assert_eq!(runtime.write_ahead_log().pending_count("notes"), 3);
+    drop(runtime);
+
+    // A contract that is served keeps its writes queued (its vendor is
+    // still down here), grace or not. (Another directory: this runtime's
+    // drain may still be busy when the test ends.)
+    let served = tempfile::tempdir().unwrap();
+    queue_notes(served.path(), 3).await;
+    let runtime = Runtime::builder()
+        .orphan_grace(Duration::ZERO)
+        .embedded(served.path())
+        .unwrap();
+    let notes = Resilient::new(Vendor::default(), &runtime);
+    notes.resume_queued();
+    assert_eq!(runtime.sweep().await.unwrap().orphaned_writes, 0);
+    assert_eq!(runtime.write_ahead_log().dead_count("notes"), 0);
+
+    // After the grace period, with no wrapper of `notes` (the deploy renamed
+    // it), its writes are dead letters, named and reported, not a silent
+    // stall.
+    let runtime = Runtime::builder()
+        .orphan_grace(Duration::ZERO)
+        .embedded(dir.path())
+        .unwrap();
+    let reported = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let seen = reported.clone();
+    runtime.subscribe(move |event| {
+        if let seawall::Event::DeadLetter(letter) = event {
+            seen.lock().unwrap().push(letter.ticket);
+        }
+    });
+    let swept = runtime.sweep().await.unwrap();
+    assert_eq!(swept.orphaned_writes, 3);
+    let log = runtime.write_ahead_log();
+    assert_eq!(log.pending_count("notes"), 0);
+    assert_eq!(*reported.lock().unwrap(), tickets);
+    let letters = log.dead_letters(10).await.unwrap();
+    assert_eq!(letters.len(), 3);
+    assert!(
+        letters[0]
+            .1
+            .error
+            .contains("no wrapper of contract `notes`"),
+        "{}",
+        letters[0].1.error
+    );
+}

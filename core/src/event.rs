@@ -23,6 +23,20 @@ pub enum Event {
     DeadLetter(DeadLettered),
     /// An endpoint's error rate jumped against its own baseline.
     ErrorRateChanged(crate::telemetry::ErrorRateChanged),
+    /// The embedded store failed to write (a full disk) and is degraded, or
+    /// was reopened and accepts writes again.
+    Store(StoreChanged),
+}
+
+/// The embedded store's health changed.
+#[derive(Clone, Debug)]
+pub struct StoreChanged {
+    /// The database file.
+    pub path: std::path::PathBuf,
+    /// Whether it is degraded now (appends fail at once).
+    pub degraded: bool,
+    /// The error that degraded it, or how it recovered.
+    pub detail: String,
 }
 
 /// A write queued in the write-ahead log.

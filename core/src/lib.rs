@@ -47,7 +47,9 @@ pub use cache::Cached;
 pub use classify::{Classify, ErrorClass};
 pub use endpoint::Endpoint;
 pub use error::{ContractError, Error};
-pub use event::{BreakerRateCrossed, BreakerTransition, DeadLettered, Delivered, Event, Queued};
+pub use event::{
+    BreakerRateCrossed, BreakerTransition, DeadLettered, Delivered, Event, Queued, StoreChanged,
+};
 pub use policy::{
     BreakerPolicy, BudgetPolicy, CachePolicy, ClassSet, Jitter, Kind, OnDuplicate, Policy,
     PolicyError, RetryPolicy, StorePolicy, Window,
@@ -55,7 +57,7 @@ pub use policy::{
 pub use queue::Delivery;
 pub use resilient::Resilient;
 pub use retry::RetryBudget;
-pub use runtime::{DEFAULT_SETTLED_RETENTION, Runtime, RuntimeBuilder};
+pub use runtime::{DEFAULT_ORPHAN_GRACE, DEFAULT_SETTLED_RETENTION, Runtime, RuntimeBuilder};
 pub use seal::SealingKey;
 pub use store::StoreError;
 pub use store::sweep::Swept;

@@ -192,6 +192,11 @@ impl ContractQueue {
         }
     }
 
+    /// Whether a wrapper ever offered to deliver this contract's writes.
+    pub(crate) fn has_drainers(&self) -> bool {
+        !self.drainers().is_empty()
+    }
+
     /// Why a write with these redacted arguments cannot be queued here
     /// (a durable log and no sealing key), if it cannot.
     pub(crate) fn refusal(&self, redacted: &[String]) -> Option<String> {
@@ -517,6 +522,58 @@ async fn drain_until_empty(queue: &Arc<ContractQueue>, mut wait: Duration) {
             );
         }
     }
+}
+
+/// Dead-letters the pending writes of every contract that no wrapper has
+/// offered to deliver (`registered` says which have), a batch at a time:
+/// after the grace period, a contract renamed or removed by a deploy would
+/// otherwise keep its writes queued for ever. Returns how many.
+pub(crate) async fn dead_letter_orphans(
+    wal: &WriteAheadLog,
+    registered: impl Fn(&str) -> bool,
+    subscribers: &Subscribers,
+) -> Result<u64, StoreError> {
+    let mut settled = 0;
+    for contract in wal.contracts() {
+        if registered(&contract) {
+            continue;
+        }
+        while wal.pending_count(&contract) > 0 {
+            let batch = wal.pending(&contract, BATCH).await?;
+            if batch.is_empty() {
+                break;
+            }
+            for (ticket, write) in batch {
+                let error = format!(
+                    "no wrapper of contract `{contract}` offered to deliver it within the grace \
+                     period (the contract was renamed or removed?)"
+                );
+                let status = TicketStatus::Dead {
+                    error: error.clone(),
+                    at_ms: now_ms(),
+                };
+                wal.settle_quietly(ticket, &contract, status).await?;
+                tracing::warn!(
+                    target: "seawall::queue",
+                    %contract,
+                    method = %write.method,
+                    %ticket,
+                    "queued write for a contract nothing serves; kept as a dead letter"
+                );
+                subscribers.emit(&Event::DeadLetter(DeadLettered {
+                    contract: contract.as_str().into(),
+                    method: write.method,
+                    ticket,
+                    key: write.key,
+                    error,
+                }));
+                settled += 1;
+            }
+            wal.flush().await?;
+            wal.wake_settled();
+        }
+    }
+    Ok(settled)
 }
 
 /// Settles a write the drain cannot even offer to the vendor as dead.

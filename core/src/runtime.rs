@@ -1,12 +1,12 @@
 use std::collections::BTreeMap;
-use std::sync::{Arc, Mutex, Weak};
+use std::sync::{Arc, Mutex, OnceLock, Weak};
 use std::time::Duration;
 
 use crate::cache::DiskCache;
 use crate::endpoint::Resolved;
 use crate::event::Subscribers;
 use crate::idempotency::IdempotencyStore;
-use crate::queue::{ContractQueue, Drainer};
+use crate::queue::{ContractQueue, Drainer, dead_letter_orphans};
 use crate::retry::{RetryBudget, RngSource};
 use crate::seal::{Sealing, SealingKey};
 use crate::store::sweep::{Sweeper, Swept, rules as sweep_rules, sweep};
@@ -50,7 +50,10 @@ struct Shared {
     stats: Stats,
     detector: ChangeDetector,
     /// The embedded database's retention, and its sweeper thread.
-    upkeep: Option<Upkeep>,
+    upkeep: OnceLock<Upkeep>,
+    /// When it was built, for the orphans' grace period.
+    created: std::time::Instant,
+    orphan_grace: Duration,
     /// How redacted arguments of queued writes are kept at rest.
     sealing: Arc<Sealing>,
 }
@@ -70,7 +73,6 @@ impl Shared {
         wal: WriteAheadLog,
         disk_cache: Option<DiskCache>,
         detector: ChangeDetector,
-        upkeep: Option<Upkeep>,
     ) -> Self {
         let subscribers = Arc::new(Subscribers::default());
         let queues = Arc::new(Queues::default());
@@ -104,7 +106,9 @@ impl Shared {
             disk_cache: disk_cache.map(Arc::new),
             stats: Stats::default(),
             detector,
-            upkeep,
+            upkeep: OnceLock::new(),
+            created: std::time::Instant::now(),
+            orphan_grace: DEFAULT_ORPHAN_GRACE,
             sealing: Arc::default(),
         }
     }
@@ -118,7 +122,6 @@ impl Default for Shared {
             WriteAheadLog::memory(),
             None,
             ChangeDetector::new(),
-            None,
         )
     }
 }
@@ -130,6 +133,7 @@ pub struct RuntimeBuilder {
     detector: ChangeDetector,
     accept_new_store: bool,
     settled_retention: Option<Duration>,
+    orphan_grace: Option<Duration>,
     sealing_key: Option<SealingKey>,
     previous_sealing_keys: Vec<SealingKey>,
     plaintext_redacted: bool,
@@ -138,6 +142,11 @@ pub struct RuntimeBuilder {
 /// How long settled entries of the write-ahead log are kept, unless the
 /// builder says otherwise.
 pub const DEFAULT_SETTLED_RETENTION: Duration = Duration::from_secs(7 * 24 * 3600);
+
+/// How long after start an embedded runtime waits for a wrapper of every
+/// contract with queued writes before dead-lettering the writes of those
+/// nothing serves, unless the builder says otherwise.
+pub const DEFAULT_ORPHAN_GRACE: Duration = Duration::from_secs(3600);
 
 /// How often an embedded runtime sweeps what it no longer needs.
 const SWEEP_EVERY: Duration = Duration::from_secs(3600);
@@ -193,6 +202,15 @@ impl RuntimeBuilder {
         self
     }
 
+    /// How long after start queued writes may wait for a wrapper of their
+    /// contract (its first call, or `resume_queued()`) before the sweeper
+    /// makes them dead letters: a deploy that renamed or removed a contract
+    /// must not leave its writes queued for ever, unseen. 1 hour by default.
+    pub fn orphan_grace(mut self, grace: Duration) -> Self {
+        self.orphan_grace = Some(grace);
+        self
+    }
+
     /// How long an embedded runtime keeps the settled entries of its
     /// write-ahead log (a delivered write's answer, for
     /// [`WriteAheadLog::status`]) before its sweeper deletes them; 7 days by
@@ -205,7 +223,7 @@ impl RuntimeBuilder {
     /// A runtime that keeps all its state in memory, queued writes
     /// included: for tests and demos (see [`Runtime::in_memory`]).
     pub fn in_memory(self) -> Runtime {
-        self.with(Backend::memory(), WriteAheadLog::memory(), None, None)
+        self.with(Backend::memory(), WriteAheadLog::memory(), None)
     }
 
     /// A runtime that keeps its durable state (completed idempotent writes
@@ -264,29 +282,32 @@ impl RuntimeBuilder {
             }
         };
         let retention = self.settled_retention.unwrap_or(DEFAULT_SETTLED_RETENTION);
-        let upkeep = match backend.database() {
-            Some(db) => Some(Upkeep {
-                _sweeper: Sweeper::start(db.clone(), SWEEP_EVERY, retention)?,
+        let db = backend.database();
+        let runtime = self.with(backend, wal, disk_cache);
+        if let Some(db) = db {
+            db.report_to(&runtime.shared.subscribers);
+            let sweeper = Sweeper::start(
+                db.clone(),
+                SWEEP_EVERY,
+                retention,
+                orphan_check(&runtime.shared),
+            )?;
+            let _ = runtime.shared.upkeep.set(Upkeep {
+                _sweeper: sweeper,
                 db,
                 retention,
-            }),
-            None => None,
-        };
-        Ok(self.with(backend, wal, disk_cache, upkeep))
+            });
+        }
+        Ok(runtime)
     }
 
-    fn with(
-        self,
-        backend: Backend,
-        wal: WriteAheadLog,
-        disk_cache: Option<DiskCache>,
-        upkeep: Option<Upkeep>,
-    ) -> Runtime {
+    fn with(self, backend: Backend, wal: WriteAheadLog, disk_cache: Option<DiskCache>) -> Runtime {
         let rng = match self.seed {
             Some(seed) => RngSource::seeded(seed),
             None => RngSource::default(),
         };
-        let mut shared = Shared::new(rng, backend, wal, disk_cache, self.detector, upkeep);
+        let mut shared = Shared::new(rng, backend, wal, disk_cache, self.detector);
+        shared.orphan_grace = self.orphan_grace.unwrap_or(DEFAULT_ORPHAN_GRACE);
         shared.sealing = Arc::new(Sealing::new(
             self.sealing_key,
             self.previous_sealing_keys,
@@ -336,13 +357,24 @@ impl Runtime {
     ///
     /// [`StoreError`] when the database cannot be read or written.
     pub async fn sweep(&self) -> Result<Swept, StoreError> {
-        let Some(upkeep) = &self.shared.upkeep else {
+        let Some(upkeep) = self.shared.upkeep.get() else {
             return Ok(Swept::default());
         };
         let (db, retention) = (upkeep.db.clone(), upkeep.retention);
-        tokio::task::spawn_blocking(move || db.run(|db| sweep(db, &sweep_rules(retention))))
-            .await
-            .map_err(|error| StoreError::Embedded(format!("the sweep failed: {error}")))?
+        let mut swept =
+            tokio::task::spawn_blocking(move || db.run(|db| sweep(db, &sweep_rules(retention))))
+                .await
+                .map_err(|error| StoreError::Embedded(format!("the sweep failed: {error}")))??;
+        if self.shared.created.elapsed() >= self.shared.orphan_grace {
+            let queues = &self.shared.queues;
+            swept.orphaned_writes = dead_letter_orphans(
+                &self.shared.wal,
+                |contract| registered(queues, contract),
+                &self.shared.subscribers,
+            )
+            .await?;
+        }
+        Ok(swept)
     }
 
     /// The write-ahead log of queued writes: their status, dead letters,
@@ -382,7 +414,7 @@ impl Runtime {
             store_degraded: self
                 .shared
                 .upkeep
-                .as_ref()
+                .get()
                 .is_some_and(|upkeep| upkeep.db.is_degraded()),
         }
     }
@@ -557,4 +589,41 @@ impl std::fmt::Debug for Runtime {
             .field("store", &self.shared.idempotency.backend_kind())
             .finish()
     }
+}
+
+/// Whether a wrapper ever offered to deliver `contract`'s writes.
+fn registered(queues: &Queues, contract: &str) -> bool {
+    lock(queues)
+        .get(contract)
+        .is_some_and(|queue| queue.has_drainers())
+}
+
+/// What the sweeper thread runs after each sweep: once the grace period
+/// has passed, the writes of contracts nothing serves become dead letters.
+/// It holds the log, the queues and the subscribers weakly (never the
+/// runtime, whose drop joins the sweeper), and needs the tokio runtime the
+/// runtime was built in to run the log's async operations on.
+fn orphan_check(shared: &Arc<Shared>) -> Option<Box<dyn Fn() + Send>> {
+    let handle = tokio::runtime::Handle::try_current().ok()?;
+    let wal = Arc::downgrade(&shared.wal);
+    let queues = Arc::downgrade(&shared.queues);
+    let subscribers = Arc::downgrade(&shared.subscribers);
+    let (created, grace) = (shared.created, shared.orphan_grace);
+    Some(Box::new(move || {
+        if created.elapsed() < grace {
+            return;
+        }
+        let (Some(wal), Some(queues), Some(subscribers)) =
+            (wal.upgrade(), queues.upgrade(), subscribers.upgrade())
+        else {
+            return;
+        };
+        let check =
+            dead_letter_orphans(&wal, |contract| registered(&queues, contract), &subscribers);
+        let result =
+            std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| handle.block_on(check)));
+        if let Ok(Err(error)) = result {
+            tracing::warn!(target: "seawall::queue", %error, "could not dead-letter the writes of contracts nothing serves");
+        }
+    }))
 }

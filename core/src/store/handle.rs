@@ -14,12 +14,13 @@
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::{Arc, Mutex, OnceLock, RwLock, Weak};
 use std::time::{Duration, Instant};
 
 use redb::Database;
 
 use super::StoreError;
+use crate::event::{Event, StoreChanged, Subscribers};
 
 /// The first wait before reopening a degraded database, doubling per
 /// failed probe up to [`PROBE_CAP`].
@@ -33,6 +34,9 @@ pub(crate) struct DbHandle {
     slot: RwLock<Option<Arc<Database>>>,
     degraded: AtomicBool,
     state: Mutex<Degraded>,
+    /// The runtime's subscribers, told when it degrades and recovers (held
+    /// weakly: the runtime owns this handle).
+    subscribers: OnceLock<Weak<Subscribers>>,
 }
 
 #[derive(Default)]
@@ -51,7 +55,23 @@ impl DbHandle {
             slot: RwLock::new(Some(Arc::new(db))),
             degraded: AtomicBool::new(false),
             state: Mutex::new(Degraded::default()),
+            subscribers: OnceLock::new(),
         })
+    }
+
+    /// Reports degradation and recovery to `subscribers` from now on.
+    pub(crate) fn report_to(&self, subscribers: &Arc<Subscribers>) {
+        let _ = self.subscribers.set(Arc::downgrade(subscribers));
+    }
+
+    fn report(&self, degraded: bool, detail: String) {
+        if let Some(subscribers) = self.subscribers.get().and_then(Weak::upgrade) {
+            subscribers.emit(&Event::Store(StoreChanged {
+                path: self.path.clone(),
+                degraded,
+                detail,
+            }));
+        }
     }
 
     /// Whether the last I/O error has not been recovered from yet.
@@ -100,7 +120,8 @@ impl DbHandle {
 
     fn degrade(&self, error: &StoreError) {
         let mut state = self.state();
-        if !self.degraded.swap(true, Ordering::AcqRel) {
+        let first = !self.degraded.swap(true, Ordering::AcqRel);
+        if first {
             state.cause = error.to_string();
             state.probes = 0;
             state.next_probe = Some(Instant::now() + PROBE_BASE);
@@ -110,6 +131,10 @@ impl DbHandle {
                 %error,
                 "the store failed to write; it is degraded (appends fail at once) until a reopen succeeds"
             );
+        }
+        drop(state);
+        if first {
+            self.report(true, error.to_string());
         }
     }
 
@@ -133,7 +158,10 @@ impl DbHandle {
                     probes = state.probes + 1,
                     "the store was reopened; writes are accepted again"
                 );
+                let probes = state.probes + 1;
                 *state = Degraded::default();
+                drop(state);
+                self.report(false, format!("reopened after {probes} probe(s)"));
                 Ok(())
             }
             Err(error) => {

@@ -30,6 +30,10 @@ pub struct Swept {
     pub idempotency_records: u64,
     /// Cached answers past `max_stale`.
     pub cached_answers: u64,
+    /// Queued writes of contracts no wrapper served within the grace period
+    /// ([`RuntimeBuilder::orphan_grace`](crate::RuntimeBuilder::orphan_grace)),
+    /// made dead letters.
+    pub orphaned_writes: u64,
 }
 
 /// How to tell an expired row, per table.
@@ -93,6 +97,7 @@ pub(crate) fn sweep(db: &Database, rules: &Rules) -> Result<Swept, StoreError> {
         settled: sweep_settled(db, rules.settled_before_ms)?,
         idempotency_records: sweep_records(db, rules.now_ms)?,
         cached_answers: sweep_answers(db, rules.now_ms)?,
+        orphaned_writes: 0,
     })
 }
 
@@ -162,10 +167,13 @@ pub(crate) struct Sweeper {
 }
 
 impl Sweeper {
+    /// `after` runs after each sweep (the orphans' check, which needs the
+    /// runtime's log).
     pub(crate) fn start(
         db: Arc<super::handle::DbHandle>,
         every: Duration,
         retention: Duration,
+        after: Option<Box<dyn Fn() + Send>>,
     ) -> Result<Self, StoreError> {
         let (stop, stopped) = mpsc::channel::<()>();
         let thread = std::thread::Builder::new()
@@ -178,6 +186,9 @@ impl Sweeper {
                         Err(error) => {
                             tracing::warn!(target: "seawall::store", %error, "could not sweep the store");
                         }
+                    }
+                    if let Some(after) = &after {
+                        after();
                     }
                 }
             })
