@@ -348,6 +348,26 @@ async fn a_delivery_that_panics_is_a_dead_letter_and_the_writes_behind_it_go_on(
         .filter(|n| *n == route(11).number)
         .count();
     assert_eq!(elevens, 1);
+
+    // The adapter is fixed: an operator queues the dead letter again, and
+    // it is delivered with its original key.
+    vendor.panic_on.lock().unwrap().clear();
+    let original_key = log.dead_letters(1).await.unwrap()[0].1.write.key.clone();
+    let again = runtime
+        .retry_dead_letter(tickets[1])
+        .await
+        .unwrap()
+        .expect("a dead letter");
+    let status = log.settled(again).await.unwrap().unwrap();
+    assert!(
+        matches!(status, TicketStatus::Delivered { .. }),
+        "{status:?}"
+    );
+    let (key, number) = vendor.received().last().cloned().unwrap();
+    assert_eq!((key, number), (original_key, route(11).number));
+    assert!(log.dead_letters(10).await.unwrap().is_empty());
+    assert_eq!(log.dead_count("telephony"), 0);
+    assert_eq!(runtime.retry_dead_letter(tickets[1]).await.unwrap(), None);
 }
 
 #[tokio::test(start_paused = true)]

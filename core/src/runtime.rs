@@ -14,6 +14,7 @@ use crate::store::{Backend, StoreError};
 use crate::telemetry::{
     ChangeDetector, EndpointStats, Health, QueueHealth, Series, breaker_state_code,
 };
+use crate::wal::Ticket;
 use crate::wal::WriteAheadLog;
 use crate::{Breaker, BreakerState, Endpoint, Event, Policy, PolicyError};
 
@@ -375,6 +376,31 @@ impl Runtime {
             .await?;
         }
         Ok(swept)
+    }
+
+    /// Queues a dead letter again, once its cause is fixed (the adapter
+    /// that panicked on it, the key that could not open it, the vendor's
+    /// reason to refuse it): it goes to the back of its contract's queue
+    /// with its original idempotency key and arguments (still sealed) and a
+    /// fresh attempt count, the drain delivers it, and the dead letter is
+    /// forgotten. Answers the new ticket, or `None` when `ticket` is not a
+    /// dead letter. (Queued first, forgotten second: a crash in between
+    /// leaves both, never neither.)
+    ///
+    /// # Errors
+    ///
+    /// [`StoreError`] when the log cannot be read or written.
+    pub async fn retry_dead_letter(&self, ticket: Ticket) -> Result<Option<Ticket>, StoreError> {
+        let wal = &self.shared.wal;
+        let Some(letter) = wal.dead_letter(ticket).await? else {
+            return Ok(None);
+        };
+        let mut write = letter.write;
+        write.attempts = 0;
+        let contract = write.contract.clone();
+        let queued = self.queue(&contract).append(write, Duration::ZERO).await?;
+        wal.remove_dead(ticket, &contract).await?;
+        Ok(Some(queued))
     }
 
     /// The write-ahead log of queued writes: their status, dead letters,

@@ -131,6 +131,9 @@ impl Sealing {
             let Some(value) = write.arguments.get_mut(&name) else {
                 continue;
             };
+            if value.get(SEALED).is_some() {
+                continue; // sealed already (a dead letter queued again)
+            }
             let plain = serde_json::to_vec(value).map_err(|e| e.to_string())?;
             let nonce: [u8; 12] = rand::random();
             let sealed = key
@@ -235,6 +238,11 @@ mod tests {
         let mut again = write();
         sealing.seal(&mut again).unwrap();
         assert_ne!(again.arguments["card"], stored.arguments["card"]);
+        // A sealed write sealed again (a dead letter queued again) is left
+        // as it is, and still opens.
+        let mut resealed = stored.clone();
+        sealing.seal(&mut resealed).unwrap();
+        assert_eq!(resealed.arguments, stored.arguments);
     }
 
     #[test]

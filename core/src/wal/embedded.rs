@@ -92,6 +92,42 @@ impl Embedded {
         Ok((log, opened))
     }
 
+    pub(super) async fn dead_letter(
+        &self,
+        ticket: Ticket,
+    ) -> Result<Option<DeadLetter>, StoreError> {
+        let db = self.db.clone();
+        blocking(move || {
+            db.run(|db| {
+                let read = db.begin_read().map_err(failed)?;
+                let dead = read.open_table(DEAD).map_err(failed)?;
+                match dead.get(ticket.0).map_err(failed)? {
+                    Some(bytes) => serde_json::from_slice(bytes.value())
+                        .map(Some)
+                        .map_err(record_error),
+                    None => Ok(None),
+                }
+            })
+        })
+        .await
+    }
+
+    pub(super) async fn remove_dead(&self, ticket: Ticket) -> Result<bool, StoreError> {
+        let db = self.db.clone();
+        blocking(move || {
+            db.run(|db| {
+                let write = db.begin_write().map_err(failed)?;
+                let removed = {
+                    let mut dead = write.open_table(DEAD).map_err(failed)?;
+                    dead.remove(ticket.0).map_err(failed)?.is_some()
+                };
+                write.commit().map_err(failed)?;
+                Ok(removed)
+            })
+        })
+        .await
+    }
+
     /// The records set aside at open, oldest first.
     pub(super) async fn quarantined(&self, limit: usize) -> Result<Vec<Quarantined>, StoreError> {
         let db = self.db.clone();

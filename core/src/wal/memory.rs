@@ -79,6 +79,14 @@ impl Memory {
         state.settled.get(&ticket.0).cloned()
     }
 
+    pub(super) fn dead_letter(&self, ticket: Ticket) -> Option<DeadLetter> {
+        self.state().dead.get(&ticket.0).cloned()
+    }
+
+    pub(super) fn remove_dead(&self, ticket: Ticket) -> bool {
+        self.state().dead.remove(&ticket.0).is_some()
+    }
+
     pub(super) fn dead_letters(&self, limit: usize) -> Vec<(Ticket, DeadLetter)> {
         self.state()
             .dead

@@ -512,6 +512,41 @@ impl WriteAheadLog {
         }
     }
 
+    /// The dead letter kept under `ticket`, if any.
+    ///
+    /// # Errors
+    ///
+    /// [`StoreError`] when the log cannot be read.
+    pub async fn dead_letter(&self, ticket: Ticket) -> Result<Option<DeadLetter>, StoreError> {
+        match &self.log {
+            Log::Embedded(log) => log.dead_letter(ticket).await,
+            Log::Memory(log) => Ok(log.dead_letter(ticket)),
+        }
+    }
+
+    /// Forgets the dead letter under `ticket` (after it was queued again);
+    /// whether there was one.
+    pub(crate) async fn remove_dead(
+        &self,
+        ticket: Ticket,
+        contract: &str,
+    ) -> Result<bool, StoreError> {
+        let removed = match &self.log {
+            Log::Embedded(log) => log.remove_dead(ticket).await?,
+            Log::Memory(log) => log.remove_dead(ticket),
+        };
+        if removed
+            && let Some(counter) = self
+                .dead
+                .lock()
+                .unwrap_or_else(|poisoned| poisoned.into_inner())
+                .get(contract)
+        {
+            decrement(counter);
+        }
+        Ok(removed)
+    }
+
     /// The dead letters, oldest first, at most `limit`.
     ///
     /// # Errors
