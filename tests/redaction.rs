@@ -67,6 +67,21 @@ mod v2 {
 use v1::Payments as _;
 use v2::Payments as _;
 
+/// The first queued charge's ticket.
+async fn first_pending(runtime: &Runtime) -> seawall::wal::Ticket {
+    let log = runtime.write_ahead_log();
+    log.pending("payments", 1).await.unwrap()[0].0
+}
+
+/// Waits (10 s at most) for `ticket` to settle.
+async fn settled(runtime: &Runtime, ticket: seawall::wal::Ticket) -> Option<TicketStatus> {
+    let settled = runtime.write_ahead_log().settled(ticket);
+    tokio::time::timeout(Duration::from_secs(10), settled)
+        .await
+        .expect("settled within 10 s")
+        .unwrap()
+}
+
 fn key(id: &str, byte: u8) -> SealingKey {
     SealingKey::new(id, [byte; 32])
 }
@@ -118,13 +133,7 @@ async fn a_redacted_argument_is_sealed_on_disk_and_opened_only_for_delivery() {
     processor.up.store(true, Ordering::SeqCst);
     let payments = Resilient::new(processor.clone(), &runtime);
     payments.resume_queued();
-    let status = tokio::time::timeout(
-        Duration::from_secs(10),
-        runtime.write_ahead_log().settled(ticket),
-    )
-    .await
-    .expect("delivered within 10 s")
-    .unwrap();
+    let status = settled(&runtime, ticket).await;
     assert!(
         matches!(status, Some(TicketStatus::Delivered { .. })),
         "{status:?}"
@@ -191,13 +200,9 @@ async fn a_rotated_key_opens_old_writes_and_a_missing_one_is_named_not_shown() {
     let processor = v1::Processor::default();
     processor.up.store(true, Ordering::SeqCst);
     let payments = Resilient::new(processor.clone(), &runtime);
+    let ticket = first_pending(&runtime).await;
     payments.resume_queued();
-    let log = runtime.write_ahead_log();
-    let ticket = log.pending("payments", 1).await.unwrap()[0].0;
-    let status = tokio::time::timeout(Duration::from_secs(10), log.settled(ticket))
-        .await
-        .unwrap()
-        .unwrap();
+    let status = settled(&runtime, ticket).await;
     assert!(matches!(status, Some(TicketStatus::Delivered { .. })));
     assert_eq!(*processor.charged.lock().unwrap(), [CARD]);
 
@@ -208,13 +213,10 @@ async fn a_rotated_key_opens_old_writes_and_a_missing_one_is_named_not_shown() {
         .embedded(lost.path())
         .unwrap();
     let payments = Resilient::new(v1::Processor::default(), &runtime);
+    let ticket = first_pending(&runtime).await;
     payments.resume_queued();
     let log = runtime.write_ahead_log();
-    let ticket = log.pending("payments", 1).await.unwrap()[0].0;
-    let status = tokio::time::timeout(Duration::from_secs(10), log.settled(ticket))
-        .await
-        .unwrap()
-        .unwrap();
+    let status = settled(&runtime, ticket).await;
     let Some(TicketStatus::Dead { error, .. }) = status else {
         panic!("{status:?}");
     };
@@ -241,13 +243,9 @@ async fn a_dead_letter_after_a_type_change_does_not_quote_the_redacted_value() {
         .embedded(dir.path())
         .unwrap();
     let payments = Resilient::new(v2::Processor, &runtime);
+    let ticket = first_pending(&runtime).await;
     payments.resume_queued();
-    let log = runtime.write_ahead_log();
-    let ticket = log.pending("payments", 1).await.unwrap()[0].0;
-    let status = tokio::time::timeout(Duration::from_secs(10), log.settled(ticket))
-        .await
-        .unwrap()
-        .unwrap();
+    let status = settled(&runtime, ticket).await;
     let Some(TicketStatus::Dead { error, .. }) = status else {
         panic!("{status:?}");
     };
