@@ -50,6 +50,7 @@ impl Histogram {
     }
 
     /// Records one value: two relaxed atomic operations.
+    #[inline]
     pub(crate) fn record(&self, nanos: u64) {
         self.buckets[index(nanos)].fetch_add(1, Relaxed);
         if nanos > self.max.load(Relaxed) {

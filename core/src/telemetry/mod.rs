@@ -55,6 +55,7 @@ use crate::{BreakerState, ErrorClass, Event};
 
 /// The clock attempts are timed with: quanta's TSC clock, calibrated once
 /// per process, read raw (no scaling until a duration is needed).
+#[inline]
 pub(crate) fn clock() -> &'static quanta::Clock {
     static CLOCK: std::sync::OnceLock<quanta::Clock> = std::sync::OnceLock::new();
     CLOCK.get_or_init(quanta::Clock::new)
@@ -218,6 +219,7 @@ impl EndpointStats {
     /// Records one attempt that reached the vendor. Successes are not
     /// counted on their own: they are the histogram's count less the
     /// failures, which saves the success path an atomic add.
+    #[inline]
     pub(crate) fn attempt(&self, outcome: Outcome, nanos: u64) {
         let index = outcome.index();
         if outcome != Outcome::Success {
