@@ -391,7 +391,7 @@ async fn drain_until_empty(queue: &Arc<ContractQueue>, mut wait: Duration) {
             }
         }
         wait = Duration::ZERO;
-        let Some(wal) = queue.wal.upgrade() else {
+        let Some(mut wal) = queue.wal.upgrade() else {
             queue.draining.store(false, Ordering::Release);
             return;
         };
@@ -437,7 +437,19 @@ async fn drain_until_empty(queue: &Arc<ContractQueue>, mut wait: Duration) {
                 }
                 return;
             };
-            let status = match CatchUnwind::new(replay).await {
+            // The log is let go while the vendor is called (which may take
+            // seconds): a runtime dropped meanwhile closes its file now,
+            // not after the call.
+            drop(wal);
+            let replayed = CatchUnwind::new(replay).await;
+            wal = match queue.wal.upgrade() {
+                Some(wal) => wal,
+                None => {
+                    queue.draining.store(false, Ordering::Release);
+                    return;
+                }
+            };
+            let status = match replayed {
                 // A bug in the adapter for this input, not an outage:
                 // waiting would only hold back every write behind it.
                 Err(panic) => {
