@@ -177,7 +177,7 @@ impl QueuedArguments {
             Some(reason) => Err(crate::Error::Unrepresentable {
                 contract: contract.into(),
                 method: method.into(),
-                reason,
+                reason: reason.into(),
             }),
             None => Ok(PreparedArguments {
                 arguments: serde_json::Value::Object(self.map),

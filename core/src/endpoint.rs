@@ -440,7 +440,7 @@ impl Endpoint {
             return Err(E::from(Error::Unrepresentable {
                 contract: self.contract.clone(),
                 method: self.method.clone(),
-                reason,
+                reason: reason.into(),
             }));
         }
         if queue.pending() > 0 {

@@ -100,8 +100,10 @@ pub enum Error {
         contract: Arc<str>,
         /// The method.
         method: Arc<str>,
-        /// Which argument, where in it, and what it held.
-        reason: String,
+        /// Which argument, where in it, and what it held. (An `Arc<str>`,
+        /// like the names: it keeps `Error` at 56 bytes, which every
+        /// call's future carries.)
+        reason: Arc<str>,
     },
 
     /// The idempotency store had already recorded this write as failed, and
@@ -268,5 +270,18 @@ mod tests {
             "{forced}"
         );
         assert!(exhausted.source().is_some());
+    }
+}
+
+#[cfg(test)]
+mod size {
+    /// Every call's future carries a `Result<T, E>` whose `E` holds an
+    /// `Error`: a variant that grows it past 56 bytes (two variants at the
+    /// largest size cost the enum a separate tag) made the success path
+    /// 35 instructions longer, measured with callgrind. Box or `Arc` the
+    /// fields of a new variant instead.
+    #[test]
+    fn the_error_stays_at_56_bytes() {
+        assert_eq!(std::mem::size_of::<super::Error>(), 56);
     }
 }

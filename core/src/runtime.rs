@@ -274,7 +274,7 @@ impl RuntimeBuilder {
             Ok(Err(error)) => return Err(error),
             Err(panic) => {
                 return Err(StoreError::Damaged {
-                    path,
+                    path: path.into_boxed_path(),
                     detail: format!(
                         "reading it failed inside redb: {}",
                         crate::unwind::message(&panic)

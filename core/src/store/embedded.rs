@@ -44,7 +44,7 @@ impl Embedded {
         let db = Database::create(&path).map_err(|error| match error {
             redb::DatabaseError::Storage(redb::StorageError::Corrupted(detail)) => {
                 StoreError::Damaged {
-                    path: path.clone(),
+                    path: path.clone().into_boxed_path(),
                     detail,
                 }
             }
@@ -156,7 +156,7 @@ fn check_identity(
             };
             if !accept_new {
                 return Err(StoreError::Replaced {
-                    path: path.to_owned(),
+                    path: path.into(),
                     detail,
                 });
             }

@@ -34,8 +34,9 @@ pub enum StoreError {
         path.display()
     )]
     Damaged {
-        /// The database file.
-        path: std::path::PathBuf,
+        /// The database file. (Boxed, as in `Replaced`, to keep
+        /// `seawall::Error`, which every call's future carries, at 56 bytes.)
+        path: Box<std::path::Path>,
         /// What went wrong reading it.
         detail: String,
     },
@@ -49,7 +50,7 @@ pub enum StoreError {
     )]
     Replaced {
         /// The database file.
-        path: std::path::PathBuf,
+        path: Box<std::path::Path>,
         /// What was expected, and what was found.
         detail: String,
     },
