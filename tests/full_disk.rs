@@ -132,3 +132,86 @@ async fn a_full_disk_fails_appends_fast_and_recovers_without_a_restart() {
         acknowledged.len() as u64 + 1
     );
 }
+
+#[seawall::contract(name = "notes")]
+pub trait Notes {
+    #[integration(write, timeout = "1s", idempotent, fallback = queue)]
+    async fn add(&self, text: &str) -> Result<seawall::Delivery<()>, support::VendorError>;
+}
+
+mod support;
+
+/// A vendor that is down until `up`, then counts the deliveries it takes.
+#[derive(Clone, Default)]
+struct Counting {
+    up: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    taken: std::sync::Arc<std::sync::atomic::AtomicU32>,
+}
+
+impl Notes for Counting {
+    async fn add(&self, _text: &str) -> Result<seawall::Delivery<()>, support::VendorError> {
+        if !self.up.load(std::sync::atomic::Ordering::SeqCst) {
+            return Err(support::VendorError::status(503));
+        }
+        self.taken.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        Ok(seawall::Delivery::Done(()))
+    }
+}
+
+/// Fills what is left of the disk (bounded by the tmpfs's size).
+fn fill(dir: &Path) -> PathBuf {
+    use std::io::Write;
+    let path = dir.join("rest");
+    let mut file = std::fs::File::create(&path).unwrap();
+    let chunk = vec![1u8; 64 << 10];
+    while file.write_all(&chunk).is_ok() {}
+    let _ = file.sync_all();
+    path
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_delivered_write_that_cannot_be_settled_is_resent_once_per_growing_backoff_step() {
+    let Some(disk) = Tmpfs::mount("4m") else {
+        eprintln!("skipped: this machine would not mount a tmpfs (the test needs root)");
+        return;
+    };
+    let data = disk.path().join("data");
+    let runtime = Runtime::embedded(&data).unwrap();
+    let vendor = Counting::default();
+    let notes = seawall::Resilient::new(vendor.clone(), &runtime);
+    let ticket = notes
+        .add("call back")
+        .await
+        .unwrap()
+        .ticket()
+        .expect("queued");
+    // The disk fills up before the drain comes back (its first wait is 1 s),
+    // then the vendor recovers: each delivery succeeds, each settle fails.
+    let rest = fill(disk.path());
+    vendor.up.store(true, std::sync::atomic::Ordering::SeqCst);
+    tokio::time::sleep(Duration::from_millis(6_500)).await;
+    let taken = vendor.taken.load(std::sync::atomic::Ordering::SeqCst);
+    // Backoff 1 s, 2 s, 4 s: deliveries near 1, 2 and 4 s; a backoff that
+    // restarted at 1 s before each settle would have sent it six times.
+    assert!(
+        (1..=3).contains(&taken),
+        "{taken} deliveries in 6.5 s of settles failing"
+    );
+    // Space comes back: the next step delivers again (same key) and settles.
+    std::fs::remove_file(rest).unwrap();
+    let status = tokio::time::timeout(
+        Duration::from_secs(15),
+        runtime.write_ahead_log().settled(ticket),
+    )
+    .await
+    .expect("settled once space is back")
+    .unwrap();
+    assert!(
+        matches!(status, Some(TicketStatus::Delivered { .. })),
+        "{status:?}"
+    );
+    eprintln!(
+        "{} deliveries in all, {taken} while settles failed",
+        vendor.taken.load(std::sync::atomic::Ordering::SeqCst)
+    );
+}

@@ -409,8 +409,10 @@ async fn a_stored_write_that_no_longer_fits_the_contract_is_a_dead_letter_not_a_
     assert_eq!(log.dead_letters(10).await.unwrap().len(), 2);
 }
 
-#[tokio::test]
-async fn writes_queued_before_a_restart_are_delivered_by_the_next_runtime() {
+/// Three routing writes queued by an embedded runtime in a fresh directory
+/// while the vendor was down; that runtime is closed, the vendor is back up
+/// and has forgotten what it saw.
+async fn queued_before_a_restart() -> (tempfile::TempDir, Vendor, Vec<Ticket>) {
     let dir = tempfile::tempdir().unwrap();
     let vendor = Vendor::default();
     vendor.set_down(true);
@@ -426,6 +428,12 @@ async fn writes_queued_before_a_restart_are_delivered_by_the_next_runtime() {
     };
     vendor.set_down(false);
     vendor.received.lock().unwrap().clear();
+    (dir, vendor, tickets)
+}
+
+#[tokio::test]
+async fn writes_queued_before_a_restart_are_delivered_by_the_next_runtime() {
+    let (dir, vendor, tickets) = queued_before_a_restart().await;
 
     let runtime = Runtime::embedded(dir.path()).unwrap();
     let log = runtime.write_ahead_log();
@@ -447,20 +455,7 @@ async fn writes_queued_before_a_restart_are_delivered_by_the_next_runtime() {
 
 #[tokio::test]
 async fn resume_queued_starts_the_leftovers_at_start_up_without_a_call() {
-    let dir = tempfile::tempdir().unwrap();
-    let vendor = Vendor::default();
-    vendor.set_down(true);
-    let tickets = {
-        let runtime = Runtime::embedded(dir.path()).unwrap();
-        let telephony = Resilient::new(vendor.clone(), &runtime);
-        let mut tickets = Vec::new();
-        for n in 0..3 {
-            tickets.push(ticket(&telephony.route(&route(n), 1).await.unwrap()));
-        }
-        tickets
-    };
-    vendor.set_down(false);
-    vendor.received.lock().unwrap().clear();
+    let (dir, vendor, tickets) = queued_before_a_restart().await;
 
     let runtime = Runtime::embedded(dir.path()).unwrap();
     let log = runtime.write_ahead_log();

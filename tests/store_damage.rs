@@ -227,7 +227,6 @@ async fn random_damage_to_the_file_never_panics_the_opener() {
             }
         }
     }
-    assert_eq!(opened + refused, 12);
     eprintln!("random damage: {opened} opened, {refused} refused with an error naming the file");
 }
 

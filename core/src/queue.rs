@@ -383,6 +383,11 @@ async fn drain(mut guard: Cancelled, wait: Duration) {
 
 async fn drain_until_empty(queue: &Arc<ContractQueue>, mut wait: Duration) {
     let mut failures = 0;
+    // Flushes that failed in a row: their settles were not durable (a full
+    // disk), so a reopened store may hand the same writes back. Their own
+    // count, reset only by a flush that succeeds, keeps the resends to one
+    // per growing step even though each settle itself seemed to work.
+    let mut unflushed = 0;
     loop {
         if !wait.is_zero() {
             tokio::select! {
@@ -523,15 +528,21 @@ async fn drain_until_empty(queue: &Arc<ContractQueue>, mut wait: Duration) {
             settled += 1;
         }
         // One fsync for the batch's settles.
-        if settled > 0
-            && let Err(error) = wal.flush().await
-        {
-            tracing::warn!(
-                target: "seawall::queue",
-                contract = %queue.contract,
-                %error,
-                "could not flush settled writes; a crash now would send them again, with their keys"
-            );
+        if settled > 0 {
+            match wal.flush().await {
+                Ok(()) => unflushed = 0,
+                Err(error) => {
+                    unflushed += 1;
+                    wait = wait.max(backoff(unflushed));
+                    tracing::warn!(
+                        target: "seawall::queue",
+                        contract = %queue.contract,
+                        %error,
+                        ?wait,
+                        "could not flush settled writes; they may be sent again, with their keys, after the wait"
+                    );
+                }
+            }
         }
     }
 }

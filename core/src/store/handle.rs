@@ -203,13 +203,10 @@ impl DbHandle {
 }
 
 /// Whether an error means the database must be reopened before it can
-/// write again: an I/O error, or redb's refusal after one.
+/// write again: redb's `StorageError::Io` ("I/O error: ..."), or its refusal
+/// after one ("Previous I/O error occurred ..."). The store's errors reach
+/// here as text (each module flattens redb's errors with the file or table
+/// it was working on), so this reads redb's own wording.
 fn needs_reopen(error: &StoreError) -> bool {
-    let StoreError::Embedded(message) = error else {
-        return false;
-    };
-    message.contains("Previous I/O error")
-        || message.contains("No space left")
-        || message.contains("I/O error")
-        || message.contains("os error")
+    matches!(error, StoreError::Embedded(message) if message.contains("I/O error"))
 }

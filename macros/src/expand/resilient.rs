@@ -3,6 +3,7 @@
 
 use proc_macro2::{Literal, TokenStream, TokenTree};
 use quote::{format_ident, quote, quote_spanned};
+use syn::ext::IdentExt;
 use syn::parse_quote;
 use syn::spanned::Spanned;
 
@@ -69,8 +70,7 @@ fn endpoint_table(contract: &Contract) -> TokenStream {
     let builds = contract.methods.iter().map(|method| {
         let ident = &method.sig.ident;
         let name = &contract.name;
-        let method_name = ident.to_string();
-        let method_name = method_name.strip_prefix("r#").unwrap_or(&method_name);
+        let method_name = ident.unraw().to_string();
         let policy = policy(&method.policy.policy);
         quote! {
             #ident: ::seawall::__private::endpoint(__seawall_runtime, #name, #method_name, #policy)
@@ -438,8 +438,7 @@ fn resilient_method(contract: &Contract, method: &Method, trait_path: &TokenStre
     let body = match &method.queued {
         Some(_) => {
             let parts = names.iter().zip(&arguments.types).map(|(name, ty)| {
-                let text = name.to_string();
-                let text = text.strip_prefix("r#").unwrap_or(&text).to_owned();
+                let text = name.unraw().to_string();
                 let value = if is_shared_ref(ty) {
                     quote!(#name)
                 } else {
@@ -447,8 +446,7 @@ fn resilient_method(contract: &Contract, method: &Method, trait_path: &TokenStre
                 };
                 // A redacted argument is sealed at rest and kept out of
                 // every message.
-                let redacted = method.policy.redact.iter().any(|redacted| redacted == name);
-                if redacted {
+                if is_redacted(method, name) {
                     quote_spanned! {ty.span()=> .redacted_arg(#text, #value) }
                 } else {
                     quote_spanned! {ty.span()=> .arg(#text, #value) }
@@ -458,11 +456,7 @@ fn resilient_method(contract: &Contract, method: &Method, trait_path: &TokenStre
             // (a NaN float, a map with tuple keys) is refused now, rather
             // than acknowledged and lost on delivery.
             let contract_name = &contract.name;
-            let method_name = method.sig.ident.to_string();
-            let method_name = method_name
-                .strip_prefix("r#")
-                .unwrap_or(&method_name)
-                .to_owned();
+            let method_name = method.sig.ident.unraw().to_string();
             let queued = quote_spanned! {output_span=>
                 __seawall_endpoint
                     .queued(
@@ -550,20 +544,20 @@ fn resilient_method(contract: &Contract, method: &Method, trait_path: &TokenStre
     }
 }
 
+/// Whether `redact = [..]` names the argument `name`.
+fn is_redacted(method: &Method, name: &syn::Ident) -> bool {
+    method.policy.redact.iter().any(|redacted| redacted == name)
+}
+
 /// A `debug` event (target `seawall::args`) with each argument's `Debug`
 /// (`<not Debug>` when it has none), `<redacted>` for those named in
 /// `redact = [..]`. Built only when something records it.
 fn arguments_event(contract: &Contract, method: &Method, names: &[syn::Ident]) -> TokenStream {
     let contract_name = &contract.name;
-    let method_name = method.sig.ident.to_string();
-    let method_name = method_name
-        .strip_prefix("r#")
-        .unwrap_or(&method_name)
-        .to_owned();
+    let method_name = method.sig.ident.unraw().to_string();
     let fields = names.iter().map(|name| {
-        let text = name.to_string();
-        let field = format!("arg.{}", text.strip_prefix("r#").unwrap_or(&text));
-        if method.policy.redact.iter().any(|redacted| redacted == name) {
+        let field = format!("arg.{}", name.unraw());
+        if is_redacted(method, name) {
             quote!(#field = "<redacted>")
         } else {
             quote! {
@@ -598,11 +592,7 @@ fn dispatch(contract: &Contract, trait_path: &TokenStream, bounds: &TokenStream)
         .filter(|method| method.queued.is_some())
         .map(|method| {
             let ident = &method.sig.ident;
-            let method_name = ident.to_string();
-            let method_name = method_name
-                .strip_prefix("r#")
-                .unwrap_or(&method_name)
-                .to_owned();
+            let method_name = ident.unraw().to_string();
             let mut sig = method.sig.clone();
             let arguments = arguments(method, &mut sig);
             let reads = arguments
@@ -611,8 +601,7 @@ fn dispatch(contract: &Contract, trait_path: &TokenStream, bounds: &TokenStream)
                 .zip(&arguments.types)
                 .enumerate()
                 .map(|(index, (name, ty))| {
-                    let text = name.to_string();
-                    let text = text.strip_prefix("r#").unwrap_or(&text).to_owned();
+                    let text = name.unraw().to_string();
                     let owned = format_ident!("__seawall_owned_{}", index);
                     // What is kept in the log: the value itself, or for an
                     // argument by reference what it borrows from.
@@ -782,14 +771,12 @@ fn key(
     names: &[syn::Ident],
 ) -> TokenStream {
     let contract_name = &contract.name;
-    let method_name = method.sig.ident.to_string();
-    let method_name = method_name.strip_prefix("r#").unwrap_or(&method_name);
+    let method_name = method.sig.ident.unraw().to_string();
     let parts: Vec<TokenStream> = match values {
         KeyValues::AllArguments => names
             .iter()
             .map(|name| {
-                let text = name.to_string();
-                let text = text.strip_prefix("r#").unwrap_or(&text).to_owned();
+                let text = name.unraw().to_string();
                 quote_spanned! {name.span()=>
                     .part(#text, ::seawall::__private::key_part(&#name))
                 }
