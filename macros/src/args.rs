@@ -1,18 +1,24 @@
 //! The attributes' grammar, parsed with darling: unknown keys are errors with
-//! a "did you mean" suggestion, and a key given twice is an error.
+//! a "did you mean" suggestion, and a key given twice is an error. Each
+//! argument struct is declared through `keys!`, which also records where
+//! each of its keys was written (see `spans`).
 
 use darling::FromMeta;
 use darling::util::{Flag, Override, SpannedValue};
 
-/// `#[contract(...)]`.
-#[derive(Debug, Default, FromMeta)]
-pub(crate) struct ContractArgs {
-    pub(crate) name: Option<SpannedValue<String>>,
-    pub(crate) retry_budget: Option<SpannedValue<BudgetArgs>>,
-    pub(crate) idempotency_header: Option<SpannedValue<String>>,
-    /// `mock`: also generate `Mock<Trait>`, a test double.
-    #[darling(default)]
-    pub(crate) mock: MockFlag,
+use crate::spans::{keys, no_keys};
+
+keys! {
+    /// `#[contract(...)]`.
+    #[derive(Debug, Default, FromMeta)]
+    pub(crate) struct ContractArgs {
+        pub(crate) name: Option<SpannedValue<String>>,
+        pub(crate) retry_budget: Option<SpannedValue<BudgetArgs>>,
+        pub(crate) idempotency_header: Option<SpannedValue<String>>,
+        /// `mock`: also generate `Mock<Trait>`, a test double.
+        #[darling(default)]
+        pub(crate) mock: MockFlag,
+    }
 }
 
 /// `mock`, a flag; given a value, it says so.
@@ -38,41 +44,61 @@ impl FromMeta for MockFlag {
     }
 }
 
-/// `retry_budget(ratio = 0.1, max = 10, min_per_second = 10)` or
-/// `retry_budget(off)`.
-#[derive(Debug, Default, FromMeta)]
-pub(crate) struct BudgetArgs {
-    pub(crate) off: darling::util::Flag,
-    pub(crate) ratio: Option<SpannedValue<f64>>,
-    pub(crate) max: Option<SpannedValue<u32>>,
-    pub(crate) min_per_second: Option<u32>,
+keys! {
+    /// `retry_budget(ratio = 0.1, max = 10, min_per_second = 10)` or
+    /// `retry_budget(off)`.
+    #[derive(Debug, Default, FromMeta)]
+    pub(crate) struct BudgetArgs {
+        pub(crate) off: darling::util::Flag,
+        pub(crate) ratio: Option<SpannedValue<f64>>,
+        pub(crate) max: Option<SpannedValue<u32>>,
+        pub(crate) min_per_second: Option<u32>,
+    }
 }
 
-/// `#[integration(...)]`.
-#[derive(Debug, FromMeta)]
-pub(crate) struct IntegrationArgs {
-    pub(crate) read: Flag,
-    pub(crate) write: Flag,
-    pub(crate) timeout: Option<SpannedValue<DurationText>>,
-    pub(crate) deadline: Option<SpannedValue<DurationText>>,
-    pub(crate) retry: Option<SpannedValue<Override<RetryArgs>>>,
-    pub(crate) breaker: Option<SpannedValue<Override<BreakerArgs>>>,
-    pub(crate) idempotent: Option<SpannedValue<Override<IdempotentArgs>>>,
-    pub(crate) fallback: Option<SpannedValue<FallbackArg>>,
-    /// `redact = [token, card]`: arguments never recorded.
-    pub(crate) redact: Option<SpannedValue<KeyPaths>>,
+keys! {
+    /// `#[integration(...)]`.
+    #[derive(Debug, FromMeta)]
+    pub(crate) struct IntegrationArgs {
+        pub(crate) read: Flag,
+        pub(crate) write: Flag,
+        pub(crate) timeout: Option<SpannedValue<DurationText>>,
+        pub(crate) deadline: Option<SpannedValue<DurationText>>,
+        pub(crate) retry: Option<SpannedValue<Override<RetryArgs>>>,
+        pub(crate) breaker: Option<SpannedValue<Override<BreakerArgs>>>,
+        pub(crate) idempotent: Option<SpannedValue<Override<IdempotentArgs>>>,
+        pub(crate) fallback: Option<SpannedValue<FallbackArg>>,
+        /// `redact = [token, card]`: arguments never recorded.
+        pub(crate) redact: Option<SpannedValue<KeyPaths>>,
+    }
 }
 
 /// `fallback = cache(max_stale = "1h", capacity = 10000)`,
 /// `fallback = queue` or `fallback = with(path::to::function)`.
 #[derive(Clone, Debug)]
 pub(crate) enum FallbackArg {
-    Cache {
-        max_stale: Option<SpannedValue<DurationText>>,
-        capacity: Option<SpannedValue<u64>>,
-    },
+    Cache(CacheArgs),
     Queue,
     With(syn::Path),
+}
+
+keys! {
+    /// `cache(max_stale = "1h", capacity = 10000)`, parsed with the rest of
+    /// `fallback`.
+    #[derive(Clone, Debug, Default)]
+    pub(crate) struct CacheArgs {
+        pub(crate) max_stale: Option<SpannedValue<DurationText>>,
+        pub(crate) capacity: Option<SpannedValue<u64>>,
+    }
+}
+
+impl crate::spans::KeySpans for FallbackArg {
+    fn key_spans(&self, path: &str, spans: &mut crate::spans::Spans) {
+        match self {
+            Self::Cache(cache) => cache.key_spans(path, spans),
+            Self::Queue | Self::With(_) => {}
+        }
+    }
 }
 
 impl FromMeta for FallbackArg {
@@ -176,21 +202,23 @@ impl FromMeta for FallbackArg {
                 .with_span(expr),
             );
         }
-        errors.finish_with(Self::Cache {
+        errors.finish_with(Self::Cache(CacheArgs {
             max_stale,
             capacity,
-        })
+        }))
     }
 }
 
-/// `idempotent` (every argument) or `idempotent(key = [id, invoice.number])`.
-#[derive(Debug, Default, FromMeta)]
-pub(crate) struct IdempotentArgs {
-    pub(crate) key: Option<SpannedValue<KeyPaths>>,
-    pub(crate) store: darling::util::Flag,
-    pub(crate) retention: Option<SpannedValue<DurationText>>,
-    pub(crate) replay_failures: Option<SpannedValue<bool>>,
-    pub(crate) concurrent: Option<SpannedValue<ConcurrentArg>>,
+keys! {
+    /// `idempotent` (every argument) or `idempotent(key = [id, invoice.number])`.
+    #[derive(Debug, Default, FromMeta)]
+    pub(crate) struct IdempotentArgs {
+        pub(crate) key: Option<SpannedValue<KeyPaths>>,
+        pub(crate) store: darling::util::Flag,
+        pub(crate) retention: Option<SpannedValue<DurationText>>,
+        pub(crate) replay_failures: Option<SpannedValue<bool>>,
+        pub(crate) concurrent: Option<SpannedValue<ConcurrentArg>>,
+    }
 }
 
 /// `concurrent = "wait" | "reject"`.
@@ -267,15 +295,17 @@ fn key_path(expr: &syn::Expr) -> Option<(syn::Ident, String)> {
     }
 }
 
-/// `retry` or `retry(...)`.
-#[derive(Debug, Default, FromMeta)]
-pub(crate) struct RetryArgs {
-    pub(crate) attempts: Option<SpannedValue<u32>>,
-    pub(crate) base: Option<SpannedValue<DurationText>>,
-    pub(crate) cap: Option<SpannedValue<DurationText>>,
-    pub(crate) jitter: Option<JitterArg>,
-    pub(crate) max_elapsed: Option<SpannedValue<DurationText>>,
-    pub(crate) on: Option<SpannedValue<ClassList>>,
+keys! {
+    /// `retry` or `retry(...)`.
+    #[derive(Debug, Default, FromMeta)]
+    pub(crate) struct RetryArgs {
+        pub(crate) attempts: Option<SpannedValue<u32>>,
+        pub(crate) base: Option<SpannedValue<DurationText>>,
+        pub(crate) cap: Option<SpannedValue<DurationText>>,
+        pub(crate) jitter: Option<JitterArg>,
+        pub(crate) max_elapsed: Option<SpannedValue<DurationText>>,
+        pub(crate) on: Option<SpannedValue<ClassList>>,
+    }
 }
 
 /// `jitter = "full" | "equal" | "decorrelated" | "none"`.
@@ -288,21 +318,23 @@ pub(crate) enum JitterArg {
     None,
 }
 
-/// `breaker` or `breaker(...)`.
-#[derive(Debug, Default, FromMeta)]
-pub(crate) struct BreakerArgs {
-    pub(crate) failure_rate: Option<SpannedValue<f64>>,
-    pub(crate) window: Option<SpannedValue<WindowArg>>,
-    pub(crate) min_calls: Option<SpannedValue<u32>>,
-    pub(crate) consecutive_failures: Option<SpannedValue<u32>>,
-    pub(crate) open_for: Option<SpannedValue<DurationText>>,
-    pub(crate) open_for_max: Option<SpannedValue<DurationText>>,
-    pub(crate) probes: Option<SpannedValue<u32>>,
-    pub(crate) half_open_max: Option<SpannedValue<DurationText>>,
-    pub(crate) slow: Option<SpannedValue<DurationText>>,
-    pub(crate) slow_rate: Option<SpannedValue<f64>>,
-    pub(crate) failure_classes: Option<SpannedValue<ClassList>>,
-    pub(crate) name: Option<SpannedValue<String>>,
+keys! {
+    /// `breaker` or `breaker(...)`.
+    #[derive(Debug, Default, FromMeta)]
+    pub(crate) struct BreakerArgs {
+        pub(crate) failure_rate: Option<SpannedValue<f64>>,
+        pub(crate) window: Option<SpannedValue<WindowArg>>,
+        pub(crate) min_calls: Option<SpannedValue<u32>>,
+        pub(crate) consecutive_failures: Option<SpannedValue<u32>>,
+        pub(crate) open_for: Option<SpannedValue<DurationText>>,
+        pub(crate) open_for_max: Option<SpannedValue<DurationText>>,
+        pub(crate) probes: Option<SpannedValue<u32>>,
+        pub(crate) half_open_max: Option<SpannedValue<DurationText>>,
+        pub(crate) slow: Option<SpannedValue<DurationText>>,
+        pub(crate) slow_rate: Option<SpannedValue<f64>>,
+        pub(crate) failure_classes: Option<SpannedValue<ClassList>>,
+        pub(crate) name: Option<SpannedValue<String>>,
+    }
 }
 
 /// `window = 20` (the last 20 calls) or `window = "30s"` (the calls of the
@@ -368,3 +400,12 @@ impl FromMeta for ClassList {
 /// checked in `validate`, so a bad duration is reported together with every
 /// other mistake in the attribute.
 pub(crate) type DurationText = String;
+
+no_keys!(
+    MockFlag,
+    JitterArg,
+    ConcurrentArg,
+    KeyPaths,
+    WindowArg,
+    ClassList
+);

@@ -9,6 +9,9 @@
 
 #![forbid(unsafe_code)]
 
+// First: `args` declares its structs through the macros in here.
+mod spans;
+
 mod args;
 mod expand;
 mod fallback;

@@ -3,26 +3,28 @@
 //! The rules of a valid policy live in `seawall-policy`, shared with the
 //! runtime: this module builds the policy the attribute describes (every
 //! value explicit, defaults from `seawall-policy`), asks it for its
-//! violations, and reports each at the tokens of the key it is about. What
-//! only the attribute syntax can get wrong (a missing `timeout`, `read` and
-//! `write` together, a duration that does not parse, an unknown class name,
-//! a key path that is not an argument) is checked here. Every mistake is
-//! reported in the same build.
+//! violations (`Policy::violations`, and `Policy::argument_violations`
+//! with the method's arguments), and reports each at the tokens of the key
+//! it is about, found through `spans`. What only the attribute syntax can
+//! get wrong (a missing `timeout`, `read` and `write` together, a duration
+//! that does not parse, an unknown class name, an idempotency key value
+//! that is not an argument) is checked here. Every mistake is reported in
+//! the same build.
 
-use std::collections::HashMap;
 use std::time::Duration;
 
 use darling::util::{Override, SpannedValue};
 use proc_macro2::Span;
 use seawall_policy::{
     BreakerPolicy, BudgetPolicy, CachePolicy, ClassSet, ErrorClass, Field, Jitter, Kind,
-    OnDuplicate, Policy, PolicyError, RetryPolicy, StorePolicy,
+    OnDuplicate, Policy, PolicyError, Redact, RetryPolicy, StorePolicy,
 };
 
 use crate::args::{
     BreakerArgs, BudgetArgs, ClassList, ConcurrentArg, ContractArgs, DurationText, FallbackArg,
     IntegrationArgs, JitterArg, KeyPath, RetryArgs, WindowArg,
 };
+use crate::spans::Spans;
 
 /// A method's checked policy, and what the expander needs beyond it.
 #[derive(Debug)]
@@ -52,42 +54,17 @@ pub(crate) struct ContractSettings {
     pub(crate) header: String,
 }
 
-/// Where each key was written, so a violation can point at it.
-#[derive(Default)]
-struct Spans(HashMap<Field, Span>);
-
-impl Spans {
-    fn note<T>(&mut self, field: Field, value: Option<&SpannedValue<T>>) {
-        if let Some(value) = value {
-            self.0.insert(field, value.span());
-        }
-    }
-
-    /// The key's own tokens, else the key it is nested in, else `fallback`.
-    fn of(&self, field: Field, fallback: Span) -> Span {
-        let mut field = Some(field);
-        while let Some(current) = field {
-            if let Some(span) = self.0.get(&current) {
-                return *span;
-            }
-            field = current.parent();
-        }
-        fallback
-    }
-}
-
 /// Checks `#[contract(...)]`'s settings, once for all its methods.
 pub(crate) fn contract(
     args: &ContractArgs,
     errors: &mut darling::error::Accumulator,
 ) -> ContractSettings {
-    let mut spans = Spans::default();
-    let budget = budget(args.retry_budget.as_ref(), &mut spans, errors);
+    let spans = Spans::of_args(args);
+    let budget = budget(args.retry_budget.as_ref(), errors);
     let header = args.idempotency_header.as_ref().map_or_else(
         || seawall_policy::DEFAULT_IDEMPOTENCY_HEADER.to_owned(),
         |h| (**h).clone(),
     );
-    spans.note(Field::IdempotencyHeader, args.idempotency_header.as_ref());
     // The contract's keys are checked on a policy that holds only them.
     let mut probe =
         Policy::new(Kind::Read, Duration::from_secs(1)).with_idempotency_header(&header);
@@ -103,7 +80,6 @@ pub(crate) fn contract(
 
 fn budget(
     args: Option<&SpannedValue<BudgetArgs>>,
-    spans: &mut Spans,
     errors: &mut darling::error::Accumulator,
 ) -> Option<BudgetPolicy> {
     let Some(args) = args else {
@@ -118,8 +94,6 @@ fn budget(
         }
         return None;
     }
-    spans.note(Field::BudgetRatio, args.ratio.as_ref());
-    spans.note(Field::BudgetMax, args.max.as_ref());
     let mut budget = BudgetPolicy::new();
     if let Some(ratio) = &args.ratio {
         budget = budget.with_ratio(**ratio);
@@ -133,14 +107,16 @@ fn budget(
     Some(budget)
 }
 
-/// Checks one `#[integration(...)]`; `attr` spans the attribute's name.
+/// Checks one `#[integration(...)]` of the method `sig`; `attr` spans the
+/// attribute's name.
 pub(crate) fn integration(
     args: IntegrationArgs,
     attr: Span,
+    sig: &syn::Signature,
     contract: &ContractSettings,
 ) -> darling::Result<MethodPolicy> {
     let mut errors = darling::Error::accumulator();
-    let mut spans = Spans::default();
+    let spans = Spans::of_args(&args);
 
     let kind = match (args.read.is_present(), args.write.is_present()) {
         (true, false) => Some(Kind::Read),
@@ -166,7 +142,6 @@ pub(crate) fn integration(
         }
     };
 
-    spans.note(Field::Timeout, args.timeout.as_ref());
     let timeout = match &args.timeout {
         Some(timeout) => duration(timeout, &mut errors),
         None => {
@@ -187,7 +162,6 @@ pub(crate) fn integration(
         timeout.unwrap_or(Duration::from_nanos(1)),
     );
 
-    spans.note(Field::Deadline, args.deadline.as_ref());
     if let Some(deadline) = args
         .deadline
         .as_ref()
@@ -196,11 +170,10 @@ pub(crate) fn integration(
         policy = policy.with_deadline(deadline);
     }
 
-    spans.note(Field::Retry, args.retry.as_ref());
     if let Some(retry) = &args.retry {
         let retry = match &**retry {
-            Override::Inherit => retry_policy(&RetryArgs::default(), &mut spans, &mut errors),
-            Override::Explicit(explicit) => retry_policy(explicit, &mut spans, &mut errors),
+            Override::Inherit => retry_policy(&RetryArgs::default(), &mut errors),
+            Override::Explicit(explicit) => retry_policy(explicit, &mut errors),
         };
         policy = policy.with_retry(retry);
     }
@@ -209,21 +182,19 @@ pub(crate) fn integration(
         None => policy.without_retry_budget(),
     };
 
-    spans.note(Field::Breaker, args.breaker.as_ref());
     if let Some(breaker) = &args.breaker {
         let breaker = match &**breaker {
-            Override::Inherit => breaker_policy(&BreakerArgs::default(), &mut spans, &mut errors),
-            Override::Explicit(explicit) => breaker_policy(explicit, &mut spans, &mut errors),
+            Override::Inherit => breaker_policy(&BreakerArgs::default(), &mut errors),
+            Override::Explicit(explicit) => breaker_policy(explicit, &mut errors),
         };
         policy = policy.with_breaker(breaker);
     }
 
-    spans.note(Field::Idempotent, args.idempotent.as_ref());
     let mut key = None;
     if let Some(idempotent) = &args.idempotent {
         let (values, store) = match &**idempotent {
             Override::Inherit => (KeyValues::AllArguments, None),
-            Override::Explicit(explicit) => idempotent_policy(explicit, &mut spans, &mut errors),
+            Override::Explicit(explicit) => idempotent_policy(explicit, &mut errors),
         };
         key = Some(values);
         policy = policy
@@ -234,50 +205,40 @@ pub(crate) fn integration(
         }
     }
 
-    spans.note(Field::Fallback, args.fallback.as_ref());
     let mut custom_fallback = None;
     if let Some(fallback) = &args.fallback {
         match &**fallback {
             FallbackArg::With(path) => custom_fallback = Some(path.clone()),
             FallbackArg::Queue => policy = policy.with_queue_fallback(),
-            FallbackArg::Cache { .. } => {}
+            FallbackArg::Cache(_) => {}
         }
     }
     if let Some(fallback) = &args.fallback
-        && let FallbackArg::Cache {
-            max_stale,
-            capacity,
-        } = &**fallback
+        && let FallbackArg::Cache(args) = &**fallback
+        && let Some(max_stale) = args
+            .max_stale
+            .as_ref()
+            .and_then(|m| duration(m, &mut errors))
     {
-        spans.note(Field::FallbackMaxStale, max_stale.as_ref());
-        spans.note(Field::FallbackCapacity, capacity.as_ref());
-        if let Some(max_stale) = max_stale.as_ref().and_then(|m| duration(m, &mut errors)) {
-            let mut cache = CachePolicy::new(max_stale);
-            if let Some(capacity) = capacity {
-                cache = cache.with_capacity(**capacity);
-            }
-            policy = policy.with_cache_fallback(cache);
+        let mut cache = CachePolicy::new(max_stale);
+        if let Some(capacity) = &args.capacity {
+            cache = cache.with_capacity(**capacity);
         }
+        policy = policy.with_cache_fallback(cache);
     }
 
-    let mut redact = Vec::new();
-    if let Some(names) = &args.redact {
-        for path in &names.0 {
-            if path.name.contains('.') {
-                errors.push(
-                    darling::Error::custom(format!(
-                        "`redact` names whole arguments: write `{}`",
-                        path.root
-                    ))
-                    .with_span(&path.expr),
-                );
-            } else {
-                redact.push(path.root.clone());
-            }
-        }
-    }
+    let redacted: &[KeyPath] = args.redact.as_ref().map_or(&[], |names| &names.0);
+    policy = policy.with_redact(Redact::new(redacted.iter().map(|path| path.name.clone())));
 
-    for violation in policy.violations() {
+    let method = sig.ident.to_string();
+    let arguments = argument_names(sig);
+    let arguments: Vec<&str> = arguments.iter().map(String::as_str).collect();
+    let mut violations = policy.violations();
+    if let Some(KeyValues::Paths(paths)) = &key {
+        violations.extend(key_violations(paths, &method, &arguments));
+    }
+    violations.extend(policy.argument_violations(&method, &arguments));
+    for violation in violations {
         let field = violation.field();
         if field.is_contract_level() {
             continue; // reported once, on the contract
@@ -297,7 +258,16 @@ pub(crate) fn integration(
         if stand_in || guessed {
             continue;
         }
-        let at = spans.of(field, attr);
+        // A rule about one entry of a list points at the entry.
+        let entries = match (field, &key) {
+            (Field::Redact, _) => redacted,
+            (Field::IdempotentKey, Some(KeyValues::Paths(paths))) => paths.as_slice(),
+            _ => &[],
+        };
+        let at = match violation.entry().and_then(|entry| entries.get(entry)) {
+            Some(path) => path.root.span(),
+            None => spans.of(field, attr),
+        };
         errors.push(darling::Error::custom(violation.to_string()).with_span(&at));
     }
 
@@ -306,20 +276,45 @@ pub(crate) fn integration(
         policy,
         key,
         custom_fallback,
-        redact,
+        redact: redacted.iter().map(|path| path.root.clone()).collect(),
     })
 }
 
-fn retry_policy(
-    args: &RetryArgs,
-    spans: &mut Spans,
-    errors: &mut darling::error::Accumulator,
-) -> RetryPolicy {
-    spans.note(Field::RetryAttempts, args.attempts.as_ref());
-    spans.note(Field::RetryBase, args.base.as_ref());
-    spans.note(Field::RetryCap, args.cap.as_ref());
-    spans.note(Field::RetryMaxElapsed, args.max_elapsed.as_ref());
-    spans.note(Field::RetryOn, args.on.as_ref());
+/// The names of the method's arguments, in order (without the receiver).
+fn argument_names(sig: &syn::Signature) -> Vec<String> {
+    sig.inputs
+        .iter()
+        .filter_map(|input| match input {
+            syn::FnArg::Typed(typed) => match &*typed.pat {
+                syn::Pat::Ident(pat) => Some(pat.ident.to_string()),
+                _ => None,
+            },
+            syn::FnArg::Receiver(_) => None,
+        })
+        .collect()
+}
+
+/// Every value of an idempotency key starts from an argument. (The key is
+/// the macro's, not the policy's: the generated code derives it.)
+fn key_violations(paths: &[KeyPath], method: &str, arguments: &[&str]) -> Vec<PolicyError> {
+    paths
+        .iter()
+        .enumerate()
+        .filter(|(_, path)| !arguments.iter().any(|argument| path.root == argument))
+        .map(|(entry, path)| PolicyError::NotAnArgument {
+            field: Field::IdempotentKey,
+            name: path.name.clone(),
+            entry,
+            method: method.to_owned(),
+            arguments: arguments
+                .iter()
+                .map(|&argument| argument.to_owned())
+                .collect(),
+        })
+        .collect()
+}
+
+fn retry_policy(args: &RetryArgs, errors: &mut darling::error::Accumulator) -> RetryPolicy {
     let defaults = RetryPolicy::default();
     let mut retry = RetryPolicy::new(
         args.attempts
@@ -350,21 +345,7 @@ fn retry_policy(
     retry
 }
 
-fn breaker_policy(
-    args: &BreakerArgs,
-    spans: &mut Spans,
-    errors: &mut darling::error::Accumulator,
-) -> BreakerPolicy {
-    spans.note(Field::BreakerFailureRate, args.failure_rate.as_ref());
-    spans.note(Field::BreakerWindow, args.window.as_ref());
-    spans.note(Field::BreakerMinCalls, args.min_calls.as_ref());
-    spans.note(Field::BreakerOpenFor, args.open_for.as_ref());
-    spans.note(Field::BreakerOpenForMax, args.open_for_max.as_ref());
-    spans.note(Field::BreakerProbes, args.probes.as_ref());
-    spans.note(Field::BreakerHalfOpenMax, args.half_open_max.as_ref());
-    spans.note(Field::BreakerSlow, args.slow.as_ref());
-    spans.note(Field::BreakerSlowRate, args.slow_rate.as_ref());
-    spans.note(Field::BreakerFailureClasses, args.failure_classes.as_ref());
+fn breaker_policy(args: &BreakerArgs, errors: &mut darling::error::Accumulator) -> BreakerPolicy {
     let mut breaker = BreakerPolicy::new();
     if let Some(rate) = &args.failure_rate {
         breaker = breaker.with_failure_rate(**rate);
@@ -410,14 +391,6 @@ fn breaker_policy(
         breaker = breaker.with_slow(slow);
     }
     if let Some(rate) = &args.slow_rate {
-        if args.slow.is_none() {
-            errors.push(
-                darling::Error::custom(
-                    "`slow_rate` needs `slow`, the duration from which a call counts as slow",
-                )
-                .with_span(&rate.span()),
-            );
-        }
         breaker = breaker.with_slow_rate(**rate);
     }
     if let Some(set) = args
@@ -428,12 +401,6 @@ fn breaker_policy(
         breaker = breaker.with_failure_classes(set);
     }
     if let Some(name) = &args.name {
-        if name.trim().is_empty() {
-            errors.push(
-                darling::Error::custom("a breaker `name` must not be empty")
-                    .with_span(&name.span()),
-            );
-        }
         breaker = breaker.with_name((**name).clone());
     }
     breaker
@@ -441,7 +408,6 @@ fn breaker_policy(
 
 fn idempotent_policy(
     args: &crate::args::IdempotentArgs,
-    spans: &mut Spans,
     errors: &mut darling::error::Accumulator,
 ) -> (KeyValues, Option<StorePolicy>) {
     let values = match &args.key {
@@ -459,7 +425,6 @@ fn idempotent_policy(
         Some(paths) => KeyValues::Paths(paths.0.clone()),
         None => KeyValues::AllArguments,
     };
-    spans.note(Field::StoreRetention, args.retention.as_ref());
     if !args.store.is_present() {
         let options = [
             args.retention.as_ref().map(SpannedValue::span),

@@ -29,19 +29,20 @@ pub enum Window {
 /// reported after `half_open_max` are treated as failed.
 #[derive(Clone, Debug)]
 pub struct BreakerPolicy {
-    failure_rate: f64,
-    window: Window,
+    pub(crate) failure_rate: f64,
+    pub(crate) window: Window,
     /// `None`: the window's size, up to [`DEFAULT_MIN_CALLS`].
-    min_calls: Option<u32>,
-    consecutive_failures: Option<u32>,
-    open_for: Duration,
-    open_for_max: Option<Duration>,
-    probes: u32,
-    half_open_max: Duration,
-    slow: Option<Duration>,
-    slow_rate: f64,
-    failure_classes: ClassSet,
-    name: Option<String>,
+    pub(crate) min_calls: Option<u32>,
+    pub(crate) consecutive_failures: Option<u32>,
+    pub(crate) open_for: Duration,
+    pub(crate) open_for_max: Option<Duration>,
+    pub(crate) probes: u32,
+    pub(crate) half_open_max: Duration,
+    pub(crate) slow: Option<Duration>,
+    /// `None`: [`DEFAULT_SLOW_RATE`]. Set, it needs `slow`.
+    pub(crate) slow_rate: Option<f64>,
+    pub(crate) failure_classes: ClassSet,
+    pub(crate) name: Option<String>,
 }
 
 /// The default size of a count window, in calls (attempts).
@@ -53,6 +54,10 @@ pub const DEFAULT_MIN_CALLS: u32 = 100;
 
 /// The default run of consecutive failed calls that opens a breaker.
 pub const DEFAULT_CONSECUTIVE_FAILURES: u32 = 10;
+
+/// The default share of slow calls that opens a breaker, once `slow` says
+/// which calls are slow.
+pub const DEFAULT_SLOW_RATE: f64 = 0.5;
 
 impl BreakerPolicy {
     /// The defaults: `failure_rate` 0.5 over a window of the last 100 calls,
@@ -72,7 +77,7 @@ impl BreakerPolicy {
             probes: 1,
             half_open_max: Duration::from_secs(60),
             slow: None,
-            slow_rate: 0.5,
+            slow_rate: None,
             failure_classes: ClassSet::FAILURES,
             name: None,
         }
@@ -144,9 +149,10 @@ impl BreakerPolicy {
         self
     }
 
-    /// The share of slow calls, in `(0, 1]`, at which the breaker opens.
+    /// The share of slow calls, in `(0, 1]`, at which the breaker opens
+    /// (it needs [`with_slow`](Self::with_slow)).
     pub const fn with_slow_rate(mut self, rate: f64) -> Self {
-        self.slow_rate = rate;
+        self.slow_rate = Some(rate);
         self
     }
 
@@ -156,7 +162,8 @@ impl BreakerPolicy {
         self
     }
 
-    /// Shares one breaker among every endpoint that names it.
+    /// Shares one breaker among every endpoint that names it (a name must
+    /// not be empty).
     pub fn with_name(mut self, name: impl Into<String>) -> Self {
         self.name = Some(name.into());
         self
@@ -212,9 +219,13 @@ impl BreakerPolicy {
         self.slow
     }
 
-    /// The share of slow calls at which the breaker opens.
+    /// The share of slow calls at which the breaker opens
+    /// ([`DEFAULT_SLOW_RATE`] unless set).
     pub const fn slow_rate(&self) -> f64 {
-        self.slow_rate
+        match self.slow_rate {
+            Some(rate) => rate,
+            None => DEFAULT_SLOW_RATE,
+        }
     }
 
     /// Which error classes count as failures.
@@ -241,7 +252,10 @@ impl BreakerPolicy {
     /// Every rule this breaker policy breaks.
     pub fn check(&self, errors: &mut Vec<PolicyError>) {
         check_rate(Field::BreakerFailureRate, self.failure_rate, errors);
-        check_rate(Field::BreakerSlowRate, self.slow_rate, errors);
+        if self.slow_rate.is_some() && self.slow.is_none() {
+            errors.push(PolicyError::SlowRateWithoutSlow);
+        }
+        check_rate(Field::BreakerSlowRate, self.slow_rate(), errors);
         let window = match self.window {
             Window::Calls(0) => {
                 errors.push(PolicyError::Window);
@@ -277,11 +291,18 @@ impl BreakerPolicy {
         if self.failure_classes.contains(ErrorClass::Ignored) || self.failure_classes.is_empty() {
             errors.push(PolicyError::FailureClasses);
         }
+        if self
+            .name
+            .as_deref()
+            .is_some_and(|name| name.trim().is_empty())
+        {
+            errors.push(PolicyError::EmptyBreakerName);
+        }
     }
 }
 
-/// Equal when they behave alike: an unset `min_calls` equals the value it
-/// stands for.
+/// Equal when they behave alike: an unset `min_calls` or `slow_rate` equals
+/// the value it stands for.
 impl PartialEq for BreakerPolicy {
     fn eq(&self, other: &Self) -> bool {
         self.failure_rate == other.failure_rate
@@ -293,7 +314,7 @@ impl PartialEq for BreakerPolicy {
             && self.probes == other.probes
             && self.half_open_max == other.half_open_max
             && self.slow == other.slow
-            && self.slow_rate == other.slow_rate
+            && self.slow_rate() == other.slow_rate()
             && self.failure_classes == other.failure_classes
             && self.name == other.name
     }

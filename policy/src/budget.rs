@@ -9,9 +9,9 @@ use crate::{Field, MAX_BUDGET_TOKENS, PolicyError, check_rate};
 /// therefore about `ratio` of its successful calls, whatever `attempts` says.
 #[derive(Clone, Debug, PartialEq)]
 pub struct BudgetPolicy {
-    ratio: f64,
-    max: u32,
-    min_per_second: u32,
+    pub(crate) ratio: f64,
+    pub(crate) max: u32,
+    pub(crate) min_per_second: u32,
 }
 
 impl BudgetPolicy {

@@ -6,8 +6,8 @@ use crate::{Field, PolicyError, check_duration};
 /// cannot answer.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct CachePolicy {
-    max_stale: Duration,
-    capacity: u64,
+    pub(crate) max_stale: Duration,
+    pub(crate) capacity: u64,
 }
 
 impl CachePolicy {

@@ -44,12 +44,18 @@ pub enum Field {
     BreakerSlowRate,
     /// `breaker(failure_classes)`.
     BreakerFailureClasses,
+    /// `breaker(name)`.
+    BreakerName,
+    /// The contract's `retry_budget` as a whole.
+    RetryBudget,
     /// The contract's `retry_budget(ratio)`.
     BudgetRatio,
     /// The contract's `retry_budget(max)`.
     BudgetMax,
     /// `idempotent` as a whole.
     Idempotent,
+    /// `idempotent(key)`.
+    IdempotentKey,
     /// `idempotent(retention)`.
     StoreRetention,
     /// The contract's `idempotency_header`.
@@ -60,9 +66,47 @@ pub enum Field {
     FallbackMaxStale,
     /// `fallback = cache(capacity)`.
     FallbackCapacity,
+    /// `redact`.
+    Redact,
 }
 
 impl Field {
+    /// Every field, in the order of the enum (which is the order a policy's
+    /// keys are checked in).
+    pub const ALL: [Self; 31] = [
+        Self::Timeout,
+        Self::Deadline,
+        Self::Retry,
+        Self::RetryAttempts,
+        Self::RetryBase,
+        Self::RetryCap,
+        Self::RetryMaxElapsed,
+        Self::RetryOn,
+        Self::Breaker,
+        Self::BreakerFailureRate,
+        Self::BreakerWindow,
+        Self::BreakerMinCalls,
+        Self::BreakerOpenFor,
+        Self::BreakerOpenForMax,
+        Self::BreakerProbes,
+        Self::BreakerHalfOpenMax,
+        Self::BreakerSlow,
+        Self::BreakerSlowRate,
+        Self::BreakerFailureClasses,
+        Self::BreakerName,
+        Self::RetryBudget,
+        Self::BudgetRatio,
+        Self::BudgetMax,
+        Self::Idempotent,
+        Self::IdempotentKey,
+        Self::StoreRetention,
+        Self::IdempotencyHeader,
+        Self::Fallback,
+        Self::FallbackMaxStale,
+        Self::FallbackCapacity,
+        Self::Redact,
+    ];
+
     /// The key as a policy writes it.
     pub const fn key(self) -> &'static str {
         match self {
@@ -85,14 +129,18 @@ impl Field {
             Self::BreakerSlow => "slow",
             Self::BreakerSlowRate => "slow_rate",
             Self::BreakerFailureClasses => "failure_classes",
+            Self::BreakerName => "name",
+            Self::RetryBudget => "retry_budget",
             Self::BudgetRatio => "ratio",
             Self::BudgetMax => "max",
             Self::Idempotent => "idempotent",
+            Self::IdempotentKey => "key",
             Self::StoreRetention => "retention",
             Self::IdempotencyHeader => "idempotency_header",
             Self::Fallback => "fallback",
             Self::FallbackMaxStale => "max_stale",
             Self::FallbackCapacity => "capacity",
+            Self::Redact => "redact",
         }
     }
 
@@ -113,10 +161,31 @@ impl Field {
             | Self::BreakerHalfOpenMax
             | Self::BreakerSlow
             | Self::BreakerSlowRate
-            | Self::BreakerFailureClasses => Some(Self::Breaker),
-            Self::StoreRetention => Some(Self::Idempotent),
+            | Self::BreakerFailureClasses
+            | Self::BreakerName => Some(Self::Breaker),
+            Self::BudgetRatio | Self::BudgetMax => Some(Self::RetryBudget),
+            Self::IdempotentKey | Self::StoreRetention => Some(Self::Idempotent),
             Self::FallbackMaxStale | Self::FallbackCapacity => Some(Self::Fallback),
-            _ => None,
+            Self::Timeout
+            | Self::Deadline
+            | Self::Retry
+            | Self::Breaker
+            | Self::RetryBudget
+            | Self::Idempotent
+            | Self::IdempotencyHeader
+            | Self::Fallback
+            | Self::Redact => None,
+        }
+    }
+
+    /// The key's path from the top of its attribute, each key it is nested
+    /// in first: `retry.attempts`, `breaker.slow_rate`, `timeout`,
+    /// `retry_budget.ratio` (of the contract). The macro finds where a key
+    /// was written by this path.
+    pub fn path(self) -> String {
+        match self.parent() {
+            Some(parent) => format!("{}.{}", parent.path(), self.key()),
+            None => self.key().to_owned(),
         }
     }
 
@@ -124,10 +193,24 @@ impl Field {
     pub const fn is_contract_level(self) -> bool {
         matches!(
             self,
-            Self::BudgetRatio | Self::BudgetMax | Self::IdempotencyHeader
+            Self::RetryBudget | Self::BudgetRatio | Self::BudgetMax | Self::IdempotencyHeader
         )
     }
 }
+
+// `ALL` lists every field in the order of the enum. (A field added last and
+// left out of `ALL` is not caught here; the macro's test that every field's
+// key is found where it is written is.)
+const _: () = {
+    let mut i = 0;
+    while i < Field::ALL.len() {
+        assert!(
+            Field::ALL[i] as usize == i,
+            "`Field::ALL` is in the order of the enum"
+        );
+        i += 1;
+    }
+};
 
 /// A rule of seawall's that a policy breaks. The message says what to
 /// write instead; [`field`](Self::field) says which key it is about.
@@ -217,6 +300,12 @@ pub enum PolicyError {
          \"permanent\" (an ignored error is never recorded, so it cannot count as a failure)"
     )]
     FailureClasses,
+    /// `slow_rate` set without `slow`.
+    #[error("`slow_rate` needs `slow`, the duration from which a call counts as slow")]
+    SlowRateWithoutSlow,
+    /// A breaker `name` that is empty or only whitespace.
+    #[error("a breaker `name` must not be empty")]
+    EmptyBreakerName,
     /// A retry budget of more than [`MAX_BUDGET_TOKENS`].
     #[error("a retry budget holds at most {MAX_BUDGET_TOKENS} tokens, not {0}")]
     BudgetMax(u32),
@@ -271,6 +360,47 @@ pub enum PolicyError {
         /// How the worst case adds up.
         how: String,
     },
+    /// A field path (`card.number`) in `redact`, which names whole
+    /// arguments.
+    #[error("`redact` names whole arguments: write `{}`", root(path))]
+    RedactPath {
+        /// The path as written.
+        path: String,
+        /// Its place in the list, from 0.
+        entry: usize,
+    },
+    /// A name in a list of arguments (`redact`, an idempotency `key`) that
+    /// is not an argument of the method.
+    #[error(
+        "`{}` is not an argument of `{method}`: {}",
+        root(name),
+        known(arguments)
+    )]
+    NotAnArgument {
+        /// The list: [`Field::Redact`] or [`Field::IdempotentKey`].
+        field: Field,
+        /// The name as written (for a key, its argument is what is checked).
+        name: String,
+        /// Its place in the list, from 0.
+        entry: usize,
+        /// The method's name.
+        method: String,
+        /// The method's arguments, in order.
+        arguments: Vec<String>,
+    },
+}
+
+/// `card` of `card.number`.
+fn root(path: &str) -> &str {
+    path.split('.').next().unwrap_or(path)
+}
+
+fn known(arguments: &[String]) -> String {
+    if arguments.is_empty() {
+        "the method has no arguments".to_owned()
+    } else {
+        format!("its arguments are `{}`", arguments.join("`, `"))
+    }
 }
 
 fn attempts_message(attempts: u32) -> String {
@@ -300,6 +430,10 @@ impl PolicyError {
             Self::OpenForMax { .. } => Field::BreakerOpenForMax,
             Self::HalfOpenMax { .. } => Field::BreakerHalfOpenMax,
             Self::FailureClasses => Field::BreakerFailureClasses,
+            Self::SlowRateWithoutSlow => Field::BreakerSlowRate,
+            Self::EmptyBreakerName => Field::BreakerName,
+            Self::RedactPath { .. } => Field::Redact,
+            Self::NotAnArgument { field, .. } => *field,
             Self::BudgetMax(_) => Field::BudgetMax,
             Self::Header(_) => Field::IdempotencyHeader,
             Self::RetriedWriteWithoutKey => Field::Retry,
@@ -307,5 +441,52 @@ impl PolicyError {
             Self::CacheOnWrite | Self::QueueOnRead | Self::QueueWithoutKey => Field::Fallback,
             Self::CacheCapacity => Field::FallbackCapacity,
         }
+    }
+
+    /// Which entry of a list key (`redact = [..]`, `key = [..]`) the rule
+    /// is about, counting from 0; `None` for a rule about a whole key.
+    pub fn entry(&self) -> Option<usize> {
+        match self {
+            Self::RedactPath { entry, .. } | Self::NotAnArgument { entry, .. } => Some(*entry),
+            _ => None,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_path_names_the_keys_a_field_is_nested_in() {
+        assert_eq!(Field::Timeout.path(), "timeout");
+        assert_eq!(Field::RetryAttempts.path(), "retry.attempts");
+        assert_eq!(Field::BreakerSlowRate.path(), "breaker.slow_rate");
+        assert_eq!(Field::BudgetRatio.path(), "retry_budget.ratio");
+        assert_eq!(Field::FallbackMaxStale.path(), "fallback.max_stale");
+        assert_eq!(Field::IdempotentKey.path(), "idempotent.key");
+        let mut paths: Vec<String> = Field::ALL.iter().map(|field| field.path()).collect();
+        paths.sort();
+        paths.dedup();
+        assert_eq!(paths.len(), Field::ALL.len(), "one path per field");
+    }
+
+    #[test]
+    fn a_key_is_reported_as_not_an_argument_by_the_argument_it_starts_from() {
+        let error = PolicyError::NotAnArgument {
+            field: Field::IdempotentKey,
+            name: "invoce.number".to_owned(),
+            entry: 2,
+            method: "create".to_owned(),
+            arguments: vec!["invoice".to_owned()],
+        };
+        assert_eq!(
+            error.to_string(),
+            "`invoce` is not an argument of `create`: its arguments are `invoice`"
+        );
+        assert_eq!(
+            (error.field(), error.entry()),
+            (Field::IdempotentKey, Some(2))
+        );
     }
 }

@@ -10,6 +10,9 @@
 //!
 //! This crate holds no runtime logic and depends on nothing heavier than
 //! `humantime` (durations in messages). Users name it through `seawall`.
+//! With the feature `tokens` (for `seawall-macros`), `Policy::to_tokens`
+//! writes a checked policy as the Rust code that builds it, beside the
+//! types so that no key or variant can be left out.
 //!
 //! ```
 //! use std::time::Duration;
@@ -32,19 +35,24 @@ mod cache;
 mod class;
 mod error;
 mod method;
+mod redact;
 mod retry;
 mod store;
+#[cfg(feature = "tokens")]
+mod tokens;
 
 use std::time::Duration;
 
 pub use breaker::{
-    BreakerPolicy, DEFAULT_CONSECUTIVE_FAILURES, DEFAULT_MIN_CALLS, DEFAULT_WINDOW, Window,
+    BreakerPolicy, DEFAULT_CONSECUTIVE_FAILURES, DEFAULT_MIN_CALLS, DEFAULT_SLOW_RATE,
+    DEFAULT_WINDOW, Window,
 };
 pub use budget::BudgetPolicy;
 pub use cache::CachePolicy;
 pub use class::{ClassSet, ErrorClass};
 pub use error::{Field, PolicyError};
 pub use method::{Kind, Policy};
+pub use redact::Redact;
 pub use retry::{Jitter, RetryPolicy, backoff_ceiling};
 pub use store::{OnDuplicate, StorePolicy};
 

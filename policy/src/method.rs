@@ -3,7 +3,7 @@ use std::time::Duration;
 
 use crate::{
     BreakerPolicy, BudgetPolicy, CachePolicy, DEFAULT_IDEMPOTENCY_HEADER, Field, PolicyError,
-    RetryPolicy, StorePolicy, check_duration, show,
+    Redact, RetryPolicy, StorePolicy, check_duration, show,
 };
 
 /// Whether a method reads from or writes to the vendor.
@@ -18,17 +18,18 @@ pub enum Kind {
 /// The whole policy of one contract method.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Policy {
-    kind: Kind,
-    timeout: Duration,
-    deadline: Option<Duration>,
-    retry: RetryPolicy,
-    breaker: Option<BreakerPolicy>,
-    budget: Option<BudgetPolicy>,
-    idempotency_header: Cow<'static, str>,
-    store: Option<StorePolicy>,
-    idempotent: bool,
-    cache: Option<CachePolicy>,
-    queue: bool,
+    pub(crate) kind: Kind,
+    pub(crate) timeout: Duration,
+    pub(crate) deadline: Option<Duration>,
+    pub(crate) retry: RetryPolicy,
+    pub(crate) breaker: Option<BreakerPolicy>,
+    pub(crate) budget: Option<BudgetPolicy>,
+    pub(crate) idempotency_header: Cow<'static, str>,
+    pub(crate) store: Option<StorePolicy>,
+    pub(crate) idempotent: bool,
+    pub(crate) cache: Option<CachePolicy>,
+    pub(crate) queue: bool,
+    pub(crate) redact: Redact,
 }
 
 impl Policy {
@@ -47,6 +48,7 @@ impl Policy {
             idempotent: false,
             cache: None,
             queue: false,
+            redact: Redact::none(),
         }
     }
 
@@ -190,6 +192,18 @@ impl Policy {
         self.queue
     }
 
+    /// Never records the values of these arguments (`redact = [..]`):
+    /// `with_redact(["card_number"])`.
+    pub fn with_redact(mut self, redact: impl Into<Redact>) -> Self {
+        self.redact = redact.into();
+        self
+    }
+
+    /// See [`with_redact`](Self::with_redact).
+    pub const fn redact(&self) -> &Redact {
+        &self.redact
+    }
+
     /// Every rule this policy breaks, in the order of its keys. The macro
     /// reports them all at once, each at its key.
     pub fn violations(&self) -> Vec<PolicyError> {
@@ -241,6 +255,18 @@ impl Policy {
                 });
             }
         }
+        self.redact.check(&mut errors);
+        errors
+    }
+
+    /// Every rule this policy breaks about the arguments of the method it
+    /// is for, named `method` and taking `arguments` (in order, without
+    /// the receiver): each name in `redact` is one of them. The macro knows
+    /// the arguments at compile time; other callers pass them when they
+    /// have them. [`violations`](Self::violations) checks the rest.
+    pub fn argument_violations(&self, method: &str, arguments: &[&str]) -> Vec<PolicyError> {
+        let mut errors = Vec::new();
+        self.redact.check_arguments(method, arguments, &mut errors);
         errors
     }
 
@@ -409,6 +435,87 @@ mod tests {
             BreakerPolicy::new().with_window(3).window(),
             Window::Calls(3)
         ));
+    }
+
+    #[test]
+    fn slow_rate_needs_slow() {
+        let error = read()
+            .with_breaker(BreakerPolicy::new().with_slow_rate(0.9))
+            .validate()
+            .unwrap_err();
+        assert_eq!(error, PolicyError::SlowRateWithoutSlow);
+        assert_eq!(error.field(), Field::BreakerSlowRate);
+        assert_eq!(
+            error.to_string(),
+            "`slow_rate` needs `slow`, the duration from which a call counts as slow"
+        );
+        let slow = BreakerPolicy::new().with_slow(MS * 50);
+        assert_eq!(read().with_breaker(slow.clone()).validate(), Ok(()));
+        assert_eq!(
+            read().with_breaker(slow.with_slow_rate(0.9)).validate(),
+            Ok(())
+        );
+        assert_eq!(BreakerPolicy::new().slow_rate(), crate::DEFAULT_SLOW_RATE);
+    }
+
+    #[test]
+    fn a_breaker_name_is_not_empty() {
+        for name in ["", "  "] {
+            let error = read()
+                .with_breaker(BreakerPolicy::new().with_name(name))
+                .validate()
+                .unwrap_err();
+            assert_eq!(error, PolicyError::EmptyBreakerName);
+            assert_eq!(error.field(), Field::BreakerName);
+            assert_eq!(error.to_string(), "a breaker `name` must not be empty");
+        }
+        assert_eq!(
+            read()
+                .with_breaker(BreakerPolicy::new().with_name("payments"))
+                .validate(),
+            Ok(())
+        );
+    }
+
+    #[test]
+    fn redact_names_whole_arguments_of_the_method() {
+        let policy = Policy::new(Kind::Write, MS).with_redact(["card_numbr", "card.number", "cvc"]);
+        // On its own: a field path is refused, at its entry.
+        let errors = policy.violations();
+        assert_eq!(
+            errors,
+            [PolicyError::RedactPath {
+                path: "card.number".to_owned(),
+                entry: 1
+            }]
+        );
+        assert_eq!(errors[0].field(), Field::Redact);
+        assert_eq!(errors[0].entry(), Some(1));
+        assert_eq!(
+            errors[0].to_string(),
+            "`redact` names whole arguments: write `card`"
+        );
+        // Against the arguments: a name that is not one is refused; the
+        // field path is left to the rule above.
+        let errors = policy.argument_violations("charge", &["card_number", "cvc", "cents"]);
+        assert_eq!(errors.len(), 1, "{errors:?}");
+        assert_eq!(errors[0].field(), Field::Redact);
+        assert_eq!(errors[0].entry(), Some(0));
+        assert_eq!(
+            errors[0].to_string(),
+            "`card_numbr` is not an argument of `charge`: its arguments are `card_number`, \
+             `cvc`, `cents`"
+        );
+        let none = Policy::new(Kind::Write, MS).with_redact(["token"]);
+        assert_eq!(
+            none.argument_violations("ping", &[])[0].to_string(),
+            "`token` is not an argument of `ping`: the method has no arguments"
+        );
+        let fine = Policy::new(Kind::Write, MS).with_redact(["cvc"]);
+        assert_eq!(fine.validate(), Ok(()));
+        assert!(fine.argument_violations("charge", &["cvc"]).is_empty());
+        assert!(fine.redact().contains("cvc"));
+        assert!(read().redact().is_empty());
     }
 
     #[test]

@@ -30,12 +30,12 @@ pub enum Jitter {
 /// How many attempts one logical call may make, and how far apart.
 #[derive(Clone, Debug, PartialEq)]
 pub struct RetryPolicy {
-    attempts: u32,
-    base: Duration,
-    cap: Duration,
-    jitter: Jitter,
-    max_elapsed: Option<Duration>,
-    on: ClassSet,
+    pub(crate) attempts: u32,
+    pub(crate) base: Duration,
+    pub(crate) cap: Duration,
+    pub(crate) jitter: Jitter,
+    pub(crate) max_elapsed: Option<Duration>,
+    pub(crate) on: ClassSet,
 }
 
 impl RetryPolicy {

@@ -15,9 +15,9 @@ pub enum OnDuplicate {
 /// How a write uses the idempotency store.
 #[derive(Clone, Debug, PartialEq)]
 pub struct StorePolicy {
-    retention: Duration,
-    replay_failures: bool,
-    on_duplicate: OnDuplicate,
+    pub(crate) retention: Duration,
+    pub(crate) replay_failures: bool,
+    pub(crate) on_duplicate: OnDuplicate,
 }
 
 impl StorePolicy {

@@ -14,6 +14,13 @@ use crate::args::{ContractArgs, IntegrationArgs};
 use crate::fallback;
 use crate::validate::{self, ContractSettings, MethodPolicy};
 
+/// The path generated code names the runtime's private items by (the
+/// facade's `__private` module). The one place it is written for the
+/// policies, which `seawall-policy` emits under it.
+pub(crate) fn private() -> TokenStream {
+    quote::quote!(::seawall::__private)
+}
+
 /// A contract method that passed every check.
 pub(crate) struct Method {
     pub(crate) sig: syn::Signature,
@@ -145,11 +152,7 @@ fn check_method(method: &syn::TraitItemFn, settings: &ContractSettings) -> darli
             );
             None
         }
-        (Some(attr), None) => errors
-            .handle(parse_policy(attr, settings))
-            .inspect(|policy| {
-                check_key(policy, sig, &mut errors);
-            }),
+        (Some(attr), None) => errors.handle(parse_policy(attr, sig, settings)),
     };
 
     if sig.asyncness.is_none() {
@@ -329,49 +332,9 @@ fn delivery_answer(output: &syn::Type) -> Option<syn::Type> {
     }
 }
 
-/// Every value of an idempotency key, and every name in `redact`, is an
-/// argument of the method.
-fn check_key(
-    policy: &MethodPolicy,
-    sig: &syn::Signature,
-    errors: &mut darling::error::Accumulator,
-) {
-    let roots: Vec<&syn::Ident> = match &policy.key {
-        Some(validate::KeyValues::Paths(paths)) => paths.iter().map(|p| &p.root).collect(),
-        _ => Vec::new(),
-    };
-    let roots = roots.into_iter().chain(policy.redact.iter());
-    let arguments: Vec<String> = sig
-        .inputs
-        .iter()
-        .filter_map(|input| match input {
-            syn::FnArg::Typed(typed) => match &*typed.pat {
-                syn::Pat::Ident(pat) => Some(pat.ident.to_string()),
-                _ => None,
-            },
-            syn::FnArg::Receiver(_) => None,
-        })
-        .collect();
-    for root in roots {
-        if !arguments.iter().any(|argument| root == argument) {
-            let known = if arguments.is_empty() {
-                "the method has no arguments".to_owned()
-            } else {
-                format!("its arguments are `{}`", arguments.join("`, `"))
-            };
-            errors.push(
-                darling::Error::custom(format!(
-                    "`{}` is not an argument of `{}`: {known}",
-                    root, sig.ident
-                ))
-                .with_span(root),
-            );
-        }
-    }
-}
-
 fn parse_policy(
     attr: &syn::Attribute,
+    sig: &syn::Signature,
     settings: &ContractSettings,
 ) -> darling::Result<MethodPolicy> {
     let list = match &attr.meta {
@@ -392,7 +355,7 @@ fn parse_policy(
         .segments
         .last()
         .map_or_else(|| attr.span(), |segment| segment.ident.span());
-    validate::integration(args, name, settings)
+    validate::integration(args, name, sig, settings)
 }
 
 /// Whether a return type names `Result` (possibly through a path such as

@@ -1,14 +1,13 @@
 //! The kept trait (with `Send` futures), the per-method endpoint table, and
 //! `impl Trait for ::seawall::Resilient<I>`.
 
-use proc_macro2::{Literal, TokenStream, TokenTree};
+use proc_macro2::{TokenStream, TokenTree};
 use quote::{format_ident, quote, quote_spanned};
 use syn::ext::IdentExt;
 use syn::parse_quote;
 use syn::spanned::Spanned;
 
 use super::{Contract, Method};
-use seawall_policy::{ClassSet, ErrorClass, Jitter, Kind, OnDuplicate, Policy, Window};
 
 use crate::validate::KeyValues;
 
@@ -71,7 +70,7 @@ fn endpoint_table(contract: &Contract) -> TokenStream {
         let ident = &method.sig.ident;
         let name = &contract.name;
         let method_name = ident.unraw().to_string();
-        let policy = policy(&method.policy.policy);
+        let policy = method.policy.policy.to_tokens(&super::private());
         quote! {
             #ident: ::seawall::__private::endpoint(__seawall_runtime, #name, #method_name, #policy)
         }
@@ -86,152 +85,6 @@ fn endpoint_table(contract: &Contract) -> TokenStream {
             }
         }
     }
-}
-
-fn duration(duration: std::time::Duration) -> TokenStream {
-    let nanos = Literal::u64_suffixed(duration.as_nanos() as u64);
-    quote!(::seawall::__private::Duration::from_nanos(#nanos))
-}
-
-fn classes(set: ClassSet) -> TokenStream {
-    let classes = set.iter().map(|class| match class {
-        ErrorClass::Retryable => quote!(::seawall::__private::ErrorClass::Retryable),
-        ErrorClass::VendorFault => quote!(::seawall::__private::ErrorClass::VendorFault),
-        ErrorClass::Permanent => quote!(::seawall::__private::ErrorClass::Permanent),
-        _ => quote!(::seawall::__private::ErrorClass::Ignored),
-    });
-    quote!(::seawall::__private::ClassSet::of([#(#classes),*]))
-}
-
-/// The checked policy as code: every value explicit, so the generated
-/// policy never depends on a default that could drift.
-fn policy(policy: &Policy) -> TokenStream {
-    let kind = match policy.kind() {
-        Kind::Write => quote!(::seawall::__private::Kind::Write),
-        _ => quote!(::seawall::__private::Kind::Read),
-    };
-    let timeout = duration(policy.timeout());
-    let mut tokens = quote!(::seawall::__private::Policy::new(#kind, #timeout));
-    if let Some(deadline) = policy.deadline() {
-        let deadline = duration(deadline);
-        tokens.extend(quote!(.with_deadline(#deadline)));
-    }
-    let retry = policy.retry();
-    if retry.attempts() > 1 {
-        let attempts = Literal::u32_suffixed(retry.attempts());
-        let base = duration(retry.base());
-        let cap = duration(retry.cap());
-        let jitter = match retry.jitter() {
-            Jitter::Equal => quote!(Equal),
-            Jitter::Decorrelated => quote!(Decorrelated),
-            Jitter::None => quote!(None),
-            _ => quote!(Full),
-        };
-        let on = classes(retry.retry_on());
-        let max_elapsed = retry.max_elapsed().map(|max| {
-            let max = duration(max);
-            quote!(.with_max_elapsed(#max))
-        });
-        tokens.extend(quote! {
-            .with_retry(::seawall::__private::RetryPolicy::new(#attempts)
-                .with_base(#base)
-                .with_cap(#cap)
-                .with_jitter(::seawall::__private::Jitter::#jitter)
-                .with_retry_on(#on)
-                #max_elapsed)
-        });
-        tokens.extend(match policy.retry_budget() {
-            Some(budget) => {
-                let ratio = Literal::f64_suffixed(budget.ratio());
-                let max = Literal::u32_suffixed(budget.max());
-                let min_per_second = Literal::u32_suffixed(budget.min_per_second());
-                quote! {
-                    .with_retry_budget(::seawall::__private::BudgetPolicy::new()
-                        .with_ratio(#ratio)
-                        .with_max(#max)
-                        .with_min_per_second(#min_per_second))
-                }
-            }
-            None => quote!(.without_retry_budget()),
-        });
-    }
-    if let Some(breaker) = policy.breaker() {
-        let rate = Literal::f64_suffixed(breaker.failure_rate());
-        let window = match breaker.window() {
-            Window::Time(span) => {
-                let span = duration(span);
-                quote!(.with_time_window(#span))
-            }
-            Window::Calls(calls) => {
-                let calls = Literal::u32_suffixed(calls);
-                quote!(.with_window(#calls))
-            }
-        };
-        let min_calls = Literal::u32_suffixed(breaker.min_calls());
-        let consecutive = Literal::u32_suffixed(breaker.consecutive_failures().unwrap_or(0));
-        let open_for = duration(breaker.open_for());
-        let open_for_max = breaker.open_for_max().map(|max| {
-            let max = duration(max);
-            quote!(.with_open_for_max(#max))
-        });
-        let probes = Literal::u32_suffixed(breaker.probes());
-        let half_open_max = duration(breaker.half_open_max());
-        let slow = breaker.slow().map(|slow| {
-            let slow = duration(slow);
-            quote!(.with_slow(#slow))
-        });
-        let slow_rate = Literal::f64_suffixed(breaker.slow_rate());
-        let failure_classes = classes(breaker.failure_classes());
-        let name = breaker.name().map(|name| quote!(.with_name(#name)));
-        tokens.extend(quote! {
-            .with_breaker(::seawall::__private::BreakerPolicy::new()
-                .with_failure_rate(#rate)
-                #window
-                .with_min_calls(#min_calls)
-                .with_consecutive_failures(#consecutive)
-                .with_open_for(#open_for)
-                #open_for_max
-                .with_probes(#probes)
-                .with_half_open_max(#half_open_max)
-                #slow
-                .with_slow_rate(#slow_rate)
-                .with_failure_classes(#failure_classes)
-                #name)
-        });
-    }
-    if policy.has_idempotency_key() {
-        tokens.extend(quote!(.with_idempotency_key()));
-        let header = policy.idempotency_header();
-        if header != seawall_policy::DEFAULT_IDEMPOTENCY_HEADER {
-            tokens.extend(quote!(.with_idempotency_header(#header)));
-        }
-    }
-    if let Some(cache) = policy.cache_fallback() {
-        let max_stale = duration(cache.max_stale());
-        let capacity = Literal::u64_suffixed(cache.capacity());
-        tokens.extend(quote! {
-            .with_cache_fallback(::seawall::__private::CachePolicy::new(#max_stale)
-                .with_capacity(#capacity))
-        });
-    }
-    if policy.queue_fallback() {
-        tokens.extend(quote!(.with_queue_fallback()));
-    }
-    if let Some(store) = policy.idempotency_store() {
-        let retention = duration(store.retention());
-        let replay = store.replay_failures();
-        let on_duplicate = match store.on_duplicate() {
-            OnDuplicate::Reject => quote!(Reject),
-            _ => quote!(Wait),
-        };
-        tokens.extend(quote! {
-            .with_idempotency_store(::seawall::__private::StorePolicy::new()
-                .with_retention(#retention)
-                .with_replay_failures(#replay)
-                .with_on_duplicate(::seawall::__private::OnDuplicate::#on_duplicate))
-        });
-    }
-    tokens
 }
 
 fn queues(contract: &Contract) -> bool {
