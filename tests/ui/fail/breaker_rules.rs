@@ -9,6 +9,9 @@ pub trait Vendor {
 
     #[integration(read, timeout = "2m", breaker(window = 1.5))]
     async fn contacts(&self) -> Result<(), seawall::Error>;
+
+    #[integration(read, timeout = "1s", breaker(name = " "))]
+    async fn deals(&self) -> Result<(), seawall::Error>;
 }
 
 fn main() {}
