@@ -198,9 +198,10 @@ impl Field {
     }
 }
 
-// `ALL` lists every field in the order of the enum. (A field added last and
-// left out of `ALL` is not caught here; the macro's test that every field's
-// key is found where it is written is.)
+// `ALL` lists every field in the order of the enum. A field added in the
+// middle and left out of `ALL` fails here; one added last does not, so add
+// each new field to `ALL` (the macro's test then checks that it is found
+// where its key is written).
 const _: () = {
     let mut i = 0;
     while i < Field::ALL.len() {
