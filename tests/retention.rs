@@ -123,7 +123,9 @@ async fn recent_entries_are_kept() {
 
 #[contract(name = "billing")]
 pub trait Billing {
-    #[integration(write, timeout = "1s", idempotent(store, retention = "20ms"))]
+    // Long enough for ten embedded writes and the repeat even while the
+    // round test beside it keeps the disk busy (20 ms was not).
+    #[integration(write, timeout = "1s", idempotent(store, retention = "500ms"))]
     async fn charge(&self, invoice: u32) -> Result<u32, VendorError>;
 
     #[integration(read, timeout = "1s", fallback = cache(max_stale = "20ms"))]
@@ -163,7 +165,7 @@ async fn idempotency_records_and_cached_answers_past_their_retention_are_swept()
     // The cached answer reached the disk (the runtime waited for its
     // writer when it closed); open again and let both retentions pass.
     let runtime = Runtime::embedded(dir.path()).unwrap();
-    age(MS * 30).await;
+    age(MS * 520).await;
     let swept = runtime.sweep().await.unwrap();
     assert_eq!(swept.idempotency_records, 10);
     assert_eq!(swept.cached_answers, 1);

@@ -102,10 +102,11 @@ async fn a_restart_finds_the_log_as_it_was_and_continues_its_sequence() {
 }
 
 fn write_with_time(seen: &QueuedWrite, n: u64) -> QueuedWrite {
-    QueuedWrite {
-        enqueued_at_ms: seen.enqueued_at_ms,
-        ..write("telephony", n)
-    }
+    // `QueuedWrite` is non-exhaustive: built with `new`, then its public
+    // fields set.
+    let mut write = write("telephony", n);
+    write.enqueued_at_ms = seen.enqueued_at_ms;
+    write
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -30,6 +30,7 @@ pub enum Event {
 
 /// The embedded store's health changed.
 #[derive(Clone, Debug)]
+#[non_exhaustive]
 pub struct StoreChanged {
     /// The database file.
     pub path: std::path::PathBuf,
@@ -41,6 +42,7 @@ pub struct StoreChanged {
 
 /// A write queued in the write-ahead log.
 #[derive(Clone, Debug)]
+#[non_exhaustive]
 pub struct Queued {
     /// The contract.
     pub contract: Arc<str>,
@@ -54,6 +56,7 @@ pub struct Queued {
 
 /// A queued write, delivered.
 #[derive(Clone, Debug)]
+#[non_exhaustive]
 pub struct Delivered {
     /// The contract.
     pub contract: Arc<str>,
@@ -69,6 +72,7 @@ pub struct Delivered {
 
 /// A queued write the vendor refused for good.
 #[derive(Clone, Debug)]
+#[non_exhaustive]
 pub struct DeadLettered {
     /// The contract.
     pub contract: Arc<str>,
@@ -84,6 +88,7 @@ pub struct DeadLettered {
 
 /// A metrics-only breaker's rate reaching its threshold.
 #[derive(Clone, Debug)]
+#[non_exhaustive]
 pub struct BreakerRateCrossed {
     /// The breaker's name.
     pub breaker: Arc<str>,
@@ -97,6 +102,7 @@ pub struct BreakerRateCrossed {
 
 /// A circuit breaker's change of state.
 #[derive(Clone, Debug)]
+#[non_exhaustive]
 pub struct BreakerTransition {
     /// The breaker's name.
     pub breaker: Arc<str>,

@@ -115,6 +115,7 @@ type HeaderHook = Arc<dyn Fn(&mut HeaderMap) + Send + Sync>;
 
 /// One of the three timeouts a [`ClientBuilder`] sets.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
 pub enum TimeoutSetting {
     /// [`ClientBuilder::connect_timeout`].
     Connect,

@@ -142,6 +142,7 @@ pub enum Outcome {
 
 /// A breaker's refusal to let a call through.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct Rejected {
     /// How long until the breaker lets a call through again: while open,
     /// until it half-opens; while half-open with every probe out, until
@@ -155,6 +156,7 @@ pub struct Rejected {
 /// Closed, open or metrics-only, the counts are the window's; half-open,
 /// they are the probes' that have reported.
 #[derive(Clone, Debug, PartialEq, serde::Serialize)]
+#[non_exhaustive]
 pub struct BreakerMetrics {
     /// The breaker's name.
     pub name: String,

@@ -23,6 +23,7 @@ pub(crate) const BATCH: usize = 1_000;
 
 /// What one sweep deleted.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct Swept {
     /// Settled entries of the write-ahead log past the retention.
     pub settled: u64,

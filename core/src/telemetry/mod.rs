@@ -386,6 +386,7 @@ impl EndpointStats {
 /// An endpoint's error rate jumped against its own baseline (see
 /// [`ChangeDetector`]).
 #[derive(Clone, Debug)]
+#[non_exhaustive]
 pub struct ErrorRateChanged {
     /// The contract.
     pub contract: Arc<str>,
@@ -404,6 +405,7 @@ pub struct ErrorRateChanged {
 /// What [`Runtime::health`](crate::Runtime::health) returns: every endpoint
 /// and every contract queue, as they are now. Serializes to JSON.
 #[derive(Clone, Debug, Serialize)]
+#[non_exhaustive]
 pub struct Health {
     /// Each contract method of every contract a wrapper has served, by
     /// contract then method (methods not called yet show zeros).
@@ -421,6 +423,7 @@ pub struct Health {
 
 /// One contract method's calls since the runtime started.
 #[derive(Clone, Debug, Serialize)]
+#[non_exhaustive]
 pub struct EndpointHealth {
     /// The contract.
     pub contract: String,
@@ -459,6 +462,7 @@ pub struct EndpointHealth {
 
 /// Attempts by outcome.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+#[non_exhaustive]
 pub struct Outcomes {
     /// Answered.
     pub success: u64,
@@ -478,6 +482,7 @@ pub struct Outcomes {
 
 /// Failure rates by class, as shares of attempts.
 #[derive(Clone, Debug, Default, PartialEq, Serialize)]
+#[non_exhaustive]
 pub struct ErrorRates {
     /// Retryable failures.
     pub retryable: f64,
@@ -492,6 +497,7 @@ pub struct ErrorRates {
 /// Latency percentiles, in milliseconds, within 3.1 % (the histogram's
 /// bucket width); `None` before the first attempt.
 #[derive(Clone, Debug, Default, PartialEq, Serialize)]
+#[non_exhaustive]
 pub struct Latency {
     /// Attempts measured.
     pub count: u64,
@@ -507,6 +513,7 @@ pub struct Latency {
 
 /// One contract's write-ahead-log queue.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[non_exhaustive]
 pub struct QueueHealth {
     /// The contract.
     pub contract: String,

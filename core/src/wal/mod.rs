@@ -40,6 +40,7 @@ use crate::StoreError;
 
 /// A write waiting for its vendor.
 #[derive(Clone, PartialEq, Serialize, Deserialize)]
+#[non_exhaustive]
 pub struct QueuedWrite {
     /// The contract.
     pub contract: String,
@@ -139,6 +140,7 @@ pub enum TicketStatus {
 /// A write the vendor refused for good, kept so that nothing is dropped
 /// silently: an operator can read it, fix the cause and send it again.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[non_exhaustive]
 pub struct DeadLetter {
     /// The write, as it was queued.
     pub write: QueuedWrite,
@@ -152,6 +154,7 @@ pub struct DeadLetter {
 /// (damaged on disk, or edited by hand): set aside byte for byte, so that
 /// the rest of the log opens and drains, and an operator can read it.
 #[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct Quarantined {
     /// The ticket (sequence number) it was stored under.
     pub ticket: Ticket,

@@ -4,6 +4,8 @@
 pub(crate) mod classify;
 mod mock;
 mod resilient;
+#[cfg(test)]
+mod snapshots;
 
 use darling::FromMeta;
 use darling::ast::NestedMeta;
