@@ -27,10 +27,12 @@ mod endpoint;
 mod error;
 mod event;
 mod faithful;
+mod fallback;
 #[cfg(feature = "http")]
 pub mod http;
 pub mod idempotency;
 pub mod mock;
+mod pipeline;
 pub mod policy;
 pub mod queue;
 mod resilient;
@@ -39,6 +41,7 @@ mod runtime;
 mod seal;
 mod store;
 pub mod telemetry;
+mod timeout;
 mod unwind;
 pub mod wal;
 
@@ -63,4 +66,4 @@ pub use store::StoreError;
 pub use store::sweep::Swept;
 
 #[doc(hidden)]
-pub mod __private;
+pub mod __private_v1;

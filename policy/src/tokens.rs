@@ -23,7 +23,7 @@ use crate::{
 
 impl Policy {
     /// The expression that builds this policy, naming the policy types
-    /// through `root` (such as `::seawall::__private`, which must hold
+    /// through `root` (such as `::seawall::__private_v1`, which must hold
     /// `Policy`, `Kind`, `Duration`, `RetryPolicy`, `Jitter`, `ClassSet`,
     /// `ErrorClass`, `BudgetPolicy`, `BreakerPolicy`, `CachePolicy`,
     /// `StorePolicy` and `OnDuplicate`).
@@ -34,8 +34,8 @@ impl Policy {
     /// use seawall_policy::{Kind, Policy};
     ///
     /// let policy = Policy::new(Kind::Read, Duration::from_secs(1));
-    /// let code = policy.to_tokens(&quote!(::seawall::__private)).to_string();
-    /// assert!(code.starts_with(":: seawall :: __private :: Policy :: new"), "{code}");
+    /// let code = policy.to_tokens(&quote!(::seawall::__private_v1)).to_string();
+    /// assert!(code.starts_with(":: seawall :: __private_v1 :: Policy :: new"), "{code}");
     /// ```
     pub fn to_tokens(&self, root: &TokenStream) -> TokenStream {
         let Self {

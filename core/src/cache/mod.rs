@@ -43,6 +43,7 @@ use crate::policy::CachePolicy;
 use crate::wal::now_ms;
 
 mod disk;
+pub(crate) mod stage;
 
 pub(crate) use disk::DiskCache;
 pub(crate) use disk::{ANSWERS as ANSWERS_TABLE, expired};

@@ -47,6 +47,7 @@
 //! # Ok::<(), seawall_core::Error>(())
 //! ```
 
+pub(crate) mod stage;
 mod store;
 
 pub use crate::policy::{OnDuplicate, StorePolicy};
@@ -248,8 +249,40 @@ pub(crate) fn current_header() -> Option<(Arc<str>, IdempotencyKey)> {
         .ok()
 }
 
-pub(crate) fn scope<F: Future>(context: CallContext, future: F) -> impl Future<Output = F::Output> {
-    CALL.scope(context, future)
+/// `attempt`, run with `key` as the task's idempotency context when there
+/// is one (a keyed write), as it is otherwise.
+#[inline]
+pub(crate) fn keyed<F: Future>(key: Option<&CallContext>, attempt: F) -> Keyed<F> {
+    match key {
+        None => Keyed::Plain { attempt },
+        Some(context) => Keyed::Scoped {
+            attempt: CALL.scope(context.clone(), attempt),
+        },
+    }
+}
+
+pin_project_lite::pin_project! {
+    /// The future of [`keyed`].
+    #[project = KeyedProjection]
+    pub(crate) enum Keyed<F> {
+        Plain { #[pin] attempt: F },
+        Scoped { #[pin] attempt: tokio::task::futures::TaskLocalFuture<CallContext, F> },
+    }
+}
+
+impl<F: Future> Future for Keyed<F> {
+    type Output = F::Output;
+
+    #[inline]
+    fn poll(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<F::Output> {
+        match self.project() {
+            KeyedProjection::Plain { attempt } => attempt.poll(cx),
+            KeyedProjection::Scoped { attempt } => attempt.poll(cx),
+        }
+    }
 }
 
 #[cfg(test)]
@@ -349,7 +382,7 @@ mod tests {
             key: key.clone(),
             header: DEFAULT_HEADER.into(),
         };
-        let seen = scope(context, async { current_key() }).await;
+        let seen = keyed(Some(&context), async { current_key() }).await;
         assert_eq!(seen, Some(key));
         assert_eq!(current_key(), None);
     }

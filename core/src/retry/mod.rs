@@ -14,6 +14,7 @@
 mod backoff;
 mod budget;
 mod rng;
+pub(crate) mod stage;
 
 pub use backoff::Backoff;
 pub use budget::RetryBudget;

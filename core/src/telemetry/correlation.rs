@@ -95,31 +95,6 @@ std::thread_local! {
     /// generated yet. Set around each poll of a scoped future (as tokio's
     /// task-locals are), so it follows the task, not the thread.
     static CURRENT: Cell<Option<u128>> = const { Cell::new(None) };
-    /// The correlation id of the last call on this thread that failed, for
-    /// the event of the fallback that follows it in the same poll.
-    static FAILED: Cell<Option<u128>> = const { Cell::new(None) };
-}
-
-/// Notes that the call with correlation id `id` (0: never made) failed.
-/// One thread-local write, on the error path only.
-pub(crate) fn note_failed(id: u128) {
-    FAILED.with(|failed| failed.set(Some(id)));
-}
-
-/// Forgets any earlier failed call's id, before a call whose fallback
-/// reads it.
-pub(crate) fn clear_failed() {
-    FAILED.with(|failed| failed.set(None));
-}
-
-/// The id of the call that just failed (made now if it never was), or,
-/// when no pipeline noted one, the current scope's or a new one.
-pub(crate) fn take_failed() -> CorrelationId {
-    match FAILED.with(Cell::take) {
-        Some(id) if id != 0 => CorrelationId(id),
-        Some(_) => CorrelationId::generate(),
-        None => current().unwrap_or_else(CorrelationId::generate),
-    }
 }
 
 /// Restores the enclosing scope when a poll ends, even by panic.

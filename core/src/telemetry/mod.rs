@@ -29,6 +29,7 @@
 //! | `seawall_breaker_state` | gauge | `breaker` | 0 closed, 1 half-open, 2 open, 3 forced open, 4 disabled, 5 metrics-only |
 //! | `seawall_queue_depth` | gauge | `contract` | writes waiting in the write-ahead log |
 
+mod call;
 mod correlation;
 mod detector;
 mod histogram;
@@ -39,13 +40,12 @@ use std::time::Duration;
 
 use serde::Serialize;
 
+pub(crate) use call::{CallTrace, attempt as attempt_seen};
 pub use correlation::{
     CorrelationId, Scoped, current as current_correlation, scope as correlation_scope,
 };
 pub(crate) use correlation::{
-    clear_failed as clear_failed_correlation, for_call as correlation_for_call,
-    note_failed as note_failed_correlation, polled_in as polled_in_correlation,
-    take_failed as take_failed_correlation,
+    for_call as correlation_for_call, polled_in as polled_in_correlation,
 };
 pub use detector::ChangeDetector;
 

@@ -17,10 +17,10 @@ use crate::fallback;
 use crate::validate::{self, ContractSettings, MethodPolicy};
 
 /// The path generated code names the runtime's private items by (the
-/// facade's `__private` module). The one place it is written for the
+/// facade's `__private_v1` module). The one place it is written for the
 /// policies, which `seawall-policy` emits under it.
 pub(crate) fn private() -> TokenStream {
-    quote::quote!(::seawall::__private)
+    quote::quote!(::seawall::__private_v1)
 }
 
 /// A contract method that passed every check.
@@ -448,8 +448,8 @@ mod tests {
             .replace(' ', "");
         for expected in [
             "RetryPolicy::new(3u32)",
-            ".with_base(::seawall::__private::Duration::from_nanos(100000000u64))",
-            ".with_cap(::seawall::__private::Duration::from_nanos(5000000000u64))",
+            ".with_base(::seawall::__private_v1::Duration::from_nanos(100000000u64))",
+            ".with_cap(::seawall::__private_v1::Duration::from_nanos(5000000000u64))",
             ".with_failure_rate(0.5f64)",
             ".with_window(100u32)",
             ".with_min_calls(100u32)",

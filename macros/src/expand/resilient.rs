@@ -59,7 +59,7 @@ pub(super) fn future_sig(method: &Method, sig: &syn::Signature) -> syn::Signatur
     let mut sig = sig.clone();
     sig.asyncness = None;
     sig.output = parse_quote! {
-        -> impl ::seawall::__private::Future<Output = #output> + ::seawall::__private::Send
+        -> impl ::seawall::__private_v1::Future<Output = #output> + ::seawall::__private_v1::Send
     };
     sig
 }
@@ -72,14 +72,14 @@ fn endpoint_table(contract: &Contract) -> TokenStream {
         let method_name = ident.unraw().to_string();
         let policy = method.policy.policy.to_tokens(&super::private());
         quote! {
-            #ident: ::seawall::__private::endpoint(__seawall_runtime, #name, #method_name, #policy)
+            #ident: ::seawall::__private_v1::endpoint(__seawall_runtime, #name, #method_name, #policy)
         }
     });
     quote! {
         struct __SeawallEndpoints {
-            #( #fields: ::seawall::__private::Endpoint, )*
+            #( #fields: ::seawall::__private_v1::Endpoint, )*
         }
-        impl ::seawall::__private::ContractEndpoints for __SeawallEndpoints {
+        impl ::seawall::__private_v1::ContractEndpoints for __SeawallEndpoints {
             fn build(__seawall_runtime: &::seawall::Runtime) -> Self {
                 Self { #( #builds, )* }
             }
@@ -120,9 +120,9 @@ fn resilient_impl(contract: &Contract) -> TokenStream {
     // A drain delivers queued writes from a task of its own, through the
     // wrapper: the adapter must be shareable and own its data.
     let bounds = if queues(contract) {
-        quote!(::seawall::__private::Send + ::seawall::__private::Sync + 'static)
+        quote!(::seawall::__private_v1::Send + ::seawall::__private_v1::Sync + 'static)
     } else {
-        quote!(::seawall::__private::Sync)
+        quote!(::seawall::__private_v1::Sync)
     };
     generics.params.push(parse_quote! {
         __SeawallInner: #trait_ident #trait_args + #bounds
@@ -207,11 +207,11 @@ fn arguments(method: &Method, sig: &mut syn::Signature) -> Arguments {
                     let borrowed = format_ident!("__seawall_borrowed_{}", index);
                     arguments.borrows.push(quote!(let #borrowed = &#name;));
                     quote_spanned! {typed.ty.span()=>
-                        ::seawall::__private::RetryArg::for_attempt(#borrowed)
+                        ::seawall::__private_v1::RetryArg::for_attempt(#borrowed)
                     }
                 } else {
                     quote_spanned! {typed.ty.span()=>
-                        ::seawall::__private::RetryArg::for_attempt(&#name)
+                        ::seawall::__private_v1::RetryArg::for_attempt(&#name)
                     }
                 }
             } else {
@@ -223,10 +223,18 @@ fn arguments(method: &Method, sig: &mut syn::Signature) -> Arguments {
     arguments
 }
 
-/// The pipeline of one call, given `__seawall_endpoint`, `__seawall_inner`,
-/// the arguments by name and `__seawall_key` (for a keyed write): an
-/// expression of the method's `Result`.
-fn pipeline(method: &Method, arguments: &Arguments, trait_path: &TokenStream) -> TokenStream {
+/// The call handed to the runtime, given `__seawall_endpoint`,
+/// `__seawall_inner`, the arguments by name and what was read from them
+/// (`__seawall_key`, `__seawall_fingerprint`, `__seawall_cache_key`,
+/// `__seawall_arguments`, each only when the policy needs it): an
+/// expression of the method's `Result`. A re-issued queued write (`replay`)
+/// is neither queued again nor answered by `with(..)`.
+fn run(
+    method: &Method,
+    arguments: &Arguments,
+    trait_path: &TokenStream,
+    replay: bool,
+) -> TokenStream {
     let ident = &method.sig.ident;
     let type_args: Vec<_> = method
         .sig
@@ -241,37 +249,141 @@ fn pipeline(method: &Method, arguments: &Arguments, trait_path: &TokenStream) ->
         .collect();
     let turbofish =
         (!type_args.is_empty() && !arguments.impl_trait).then(|| quote!(::<#(#type_args),*>));
+    let policy = &method.policy.policy;
     // Spanned at the return type, so an error type that cannot carry
-    // seawall's errors is reported there, not inside generated code.
+    // seawall's errors, or an answer a fallback cannot keep, is reported
+    // there, not inside generated code.
     let output_span = method.output.span();
-    let keyed = method.policy.key.is_some();
-    let call = match (copies(method), keyed) {
-        (true, false) => quote_spanned!(output_span=> call),
-        (false, false) => quote_spanned!(output_span=> call_once),
-        (true, true) => quote_spanned!(output_span=> call_keyed),
-        (false, true) => quote_spanned!(output_span=> call_once_keyed),
-    };
-    let key_arg = keyed.then(|| quote!(__seawall_key,));
     let passed = &arguments.passed;
     let attempt = quote!(move || #trait_path::#ident #turbofish(__seawall_inner, #(#passed),*));
-    if method.policy.policy.idempotency_store().is_some() {
-        let fingerprint = fingerprint(method, &arguments.names);
-        let stored_call = quote_spanned! {output_span=>
-            __seawall_endpoint
-                .stored(__seawall_key, &__seawall_fingerprint, move |__seawall_key| {
-                    __seawall_endpoint.#call(__seawall_key, #attempt)
-                })
-                .await
-        };
-        quote! {
-            #fingerprint
-            #stored_call
-        }
+    let attempts = if copies(method) {
+        quote!(::seawall::__private_v1::each(#attempt))
     } else {
-        quote_spanned! {output_span=>
-            __seawall_endpoint.#call(#key_arg #attempt).await
+        quote!(::seawall::__private_v1::once(#attempt))
+    };
+    let answer = if policy.cache_fallback().is_some() {
+        if returns_cached(&method.output) {
+            quote_spanned!(output_span=> ::seawall::__private_v1::cached())
+        } else {
+            quote_spanned!(output_span=> ::seawall::__private_v1::cached_plain())
         }
+    } else if method.queued.is_some() {
+        quote!(::seawall::__private_v1::queued())
+    } else {
+        quote!(::seawall::__private_v1::Plain)
+    };
+    let stored = policy.idempotency_store().is_some();
+    let record = if stored {
+        quote_spanned!(output_span=> ::seawall::__private_v1::stored())
+    } else {
+        quote!(::seawall::__private_v1::NotStored)
+    };
+    let some = |present: bool, name: TokenStream| {
+        if present {
+            quote!(::core::option::Option::Some(#name))
+        } else {
+            quote!(::core::option::Option::None)
+        }
+    };
+    let key = some(method.policy.key.is_some(), quote!(__seawall_key));
+    let fingerprint = some(stored, quote!(__seawall_fingerprint));
+    let cache_key = some(
+        policy.cache_fallback().is_some(),
+        quote!(__seawall_cache_key),
+    );
+    let queued = some(
+        method.queued.is_some() && !replay,
+        quote!(__seawall_arguments),
+    );
+    let fallback = match &method.policy.custom_fallback {
+        Some(path) if !replay => {
+            let names = &arguments.names;
+            let output = &method.output;
+            // Spanned at the path, so a function of the wrong shape is
+            // reported there.
+            let answer = quote_spanned! {path.span()=>
+                #path(#(&#names,)* __seawall_error)
+            };
+            quote!(::seawall::__private_v1::With(|__seawall_error| -> #output { #answer }))
+        }
+        _ => quote!(::seawall::__private_v1::NoFallback),
+    };
+    // The whole call spanned at the return type: a bound the error type
+    // misses is reported there.
+    quote_spanned! {output_span=>
+        ::seawall::__private_v1::run(__seawall_endpoint, ::seawall::__private_v1::Call {
+            attempts: #attempts,
+            answer: #answer,
+            record: #record,
+            key: #key,
+            fingerprint: #fingerprint,
+            cache_key: #cache_key,
+            queued: #queued,
+            fallback: #fallback,
+        })
+        .await
     }
+}
+
+/// What the stages read from the arguments, before the call: the queued
+/// write's arguments (serialized now, so that a value JSON cannot hold is
+/// refused before anything happens), the idempotency key, the payload's
+/// fingerprint, the cache key. Each a `let` that returns the error early.
+fn reads(contract: &Contract, method: &Method, arguments: &Arguments, replay: bool) -> TokenStream {
+    let names = &arguments.names;
+    let policy = &method.policy.policy;
+    let mut reads = TokenStream::new();
+    if method.queued.is_some() && !replay {
+        let parts = names.iter().zip(&arguments.types).map(|(name, ty)| {
+            let text = name.unraw().to_string();
+            let value = if is_shared_ref(ty) {
+                quote!(#name)
+            } else {
+                quote!(&#name)
+            };
+            // A redacted argument is sealed at rest and kept out of every
+            // message.
+            if is_redacted(method, name) {
+                quote_spanned! {ty.span()=> .redacted_arg(#text, #value) }
+            } else {
+                quote_spanned! {ty.span()=> .arg(#text, #value) }
+            }
+        });
+        let contract_name = &contract.name;
+        let method_name = method.sig.ident.unraw().to_string();
+        reads.extend(quote! {
+            let __seawall_arguments = match ::seawall::__private_v1::QueuedArguments::new()
+                #(#parts)*
+                .finish_for(#contract_name, #method_name)
+            {
+                ::core::result::Result::Ok(arguments) => arguments,
+                ::core::result::Result::Err(error) => {
+                    return ::core::result::Result::Err(::core::convert::From::from(error));
+                }
+            };
+        });
+    }
+    if !replay && let Some(values) = &method.policy.key {
+        reads.extend(key(contract, method, values, names));
+    }
+    if policy.idempotency_store().is_some() {
+        reads.extend(fingerprint(method, names));
+    }
+    if policy.cache_fallback().is_some() {
+        // The cache keeps one answer per set of arguments: hash them (each
+        // checked for `Hash` where it was written).
+        let parts = names.iter().map(|name| {
+            quote_spanned! {name.span()=>
+                ::seawall::__private_v1::cache_key_part(&mut __seawall_hasher, &#name);
+            }
+        });
+        reads.extend(quote! {
+            let mut __seawall_hasher = ::seawall::__private_v1::KeyHasher::new();
+            #(#parts)*
+            let __seawall_cache_key = __seawall_hasher.finish();
+        });
+    }
+    reads
 }
 
 fn resilient_method(contract: &Contract, method: &Method, trait_path: &TokenStream) -> TokenStream {
@@ -281,108 +393,8 @@ fn resilient_method(contract: &Contract, method: &Method, trait_path: &TokenStre
     let names = &arguments.names;
     let borrows = &arguments.borrows;
     let sig = future_sig(method, &sig);
-    let output_span = method.output.span();
-    let key = method
-        .policy
-        .key
-        .as_ref()
-        .map(|values| key(contract, method, values, names));
-    let run = pipeline(method, &arguments, trait_path);
-    let body = match &method.queued {
-        Some(_) => {
-            let parts = names.iter().zip(&arguments.types).map(|(name, ty)| {
-                let text = name.unraw().to_string();
-                let value = if is_shared_ref(ty) {
-                    quote!(#name)
-                } else {
-                    quote!(&#name)
-                };
-                // A redacted argument is sealed at rest and kept out of
-                // every message.
-                if is_redacted(method, name) {
-                    quote_spanned! {ty.span()=> .redacted_arg(#text, #value) }
-                } else {
-                    quote_spanned! {ty.span()=> .arg(#text, #value) }
-                }
-            });
-            // Serialized before anything happens: a value JSON cannot hold
-            // (a NaN float, a map with tuple keys) is refused now, rather
-            // than acknowledged and lost on delivery.
-            let contract_name = &contract.name;
-            let method_name = method.sig.ident.unraw().to_string();
-            let queued = quote_spanned! {output_span=>
-                __seawall_endpoint
-                    .queued(
-                        ::core::clone::Clone::clone(&__seawall_key),
-                        async { #run },
-                        __seawall_arguments,
-                    )
-                    .await
-            };
-            quote! {
-                #(#borrows)*
-                let __seawall_arguments = match ::seawall::__private::QueuedArguments::new()
-                    #(#parts)*
-                    .finish_for(#contract_name, #method_name)
-                {
-                    ::core::result::Result::Ok(arguments) => arguments,
-                    ::core::result::Result::Err(error) => {
-                        return ::core::result::Result::Err(::core::convert::From::from(error));
-                    }
-                };
-                #key
-                #queued
-            }
-        }
-        None => quote! {
-            #key
-            #run
-        },
-    };
-    let body = match method.policy.policy.cache_fallback() {
-        None => body,
-        Some(_) => {
-            // The cache keeps one answer per set of arguments: hash them
-            // (each checked for `Hash` where it was written) before the call.
-            let parts = names.iter().map(|name| {
-                quote_spanned! {name.span()=>
-                    ::seawall::__private::cache_key_part(&mut __seawall_hasher, &#name);
-                }
-            });
-            let cached = if returns_cached(&method.output) {
-                quote_spanned!(output_span=> cached)
-            } else {
-                quote_spanned!(output_span=> cached_plain)
-            };
-            let serve = quote_spanned! {output_span=>
-                __seawall_endpoint.#cached(__seawall_cache_key, async move { #body }).await
-            };
-            quote! {
-                let mut __seawall_hasher = ::seawall::__private::KeyHasher::new();
-                #(#parts)*
-                let __seawall_cache_key = __seawall_hasher.finish();
-                #serve
-            }
-        }
-    };
-    let body = match &method.policy.custom_fallback {
-        None => body,
-        Some(path) => {
-            // Spanned at the path, so a function of the wrong shape is
-            // reported there.
-            let answer = quote_spanned! {path.span()=>
-                #path(#(&#names,)* __seawall_error)
-            };
-            quote! {
-                #(#borrows)*
-                let __seawall_result = async { #body }.await;
-                match __seawall_result {
-                    ::core::result::Result::Ok(value) => ::core::result::Result::Ok(value),
-                    ::core::result::Result::Err(__seawall_error) => #answer,
-                }
-            }
-        }
-    };
+    let reads = reads(contract, method, &arguments, false);
+    let run = run(method, &arguments, trait_path, false);
     let endpoints = endpoints(contract, &quote!(self));
     let arguments_event = arguments_event(contract, method, names);
     quote! {
@@ -391,7 +403,9 @@ fn resilient_method(contract: &Contract, method: &Method, trait_path: &TokenStre
             let __seawall_inner = ::seawall::Resilient::inner(self);
             async move {
                 #arguments_event
-                #body
+                #(#borrows)*
+                #reads
+                #run
             }
         }
     }
@@ -416,14 +430,14 @@ fn arguments_event(contract: &Contract, method: &Method, names: &[syn::Ident]) -
             quote! {
                 #field = ?{
                     #[allow(unused_imports)]
-                    use ::seawall::__private::{ViaDebug as _, ViaOpaque as _};
-                    (&&::seawall::__private::DebugArg(&#name)).traced()
+                    use ::seawall::__private_v1::{ViaDebug as _, ViaOpaque as _};
+                    (&&::seawall::__private_v1::DebugArg(&#name)).traced()
                 }
             }
         }
     });
     quote! {
-        ::seawall::__private::tracing::debug!(
+        ::seawall::__private_v1::tracing::debug!(
             target: "seawall::args",
             contract = #contract_name,
             method = #method_name,
@@ -498,14 +512,15 @@ fn dispatch(contract: &Contract, trait_path: &TokenStream, bounds: &TokenStream)
                     }
                 });
             let borrows = &arguments.borrows;
-            let run = pipeline(method, &arguments, trait_path);
+            let read_for_stages = self::reads(contract, method, &arguments, true);
+            let run = run(method, &arguments, trait_path, true);
             // Spanned at the answer type, so one that cannot be kept with
             // its ticket is reported there.
             let replayed = match &method.queued {
                 Some(answer) => quote_spanned! {answer.span()=>
-                    ::seawall::__private::replayed(__seawall_endpoint, __seawall_result)
+                    ::seawall::__private_v1::replayed(__seawall_endpoint, __seawall_result)
                 },
-                None => quote!(::seawall::__private::replayed(
+                None => quote!(::seawall::__private_v1::replayed(
                     __seawall_endpoint,
                     __seawall_result
                 )),
@@ -516,8 +531,14 @@ fn dispatch(contract: &Contract, trait_path: &TokenStream, bounds: &TokenStream)
                     #(#reads)*
                     #(#borrows)*
                     let __seawall_key =
-                        ::seawall::__private::IdempotencyKey::from_stored(&__seawall_write.key);
-                    let __seawall_result = async { #run }.await;
+                        ::seawall::__private_v1::IdempotencyKey::from_stored(&__seawall_write.key);
+                    // An async block of its own: a fingerprint that cannot
+                    // be made returns its error from it, as from a call.
+                    let __seawall_result = async {
+                        #read_for_stages
+                        #run
+                    }
+                    .await;
                     #replayed
                 }
             }
@@ -525,20 +546,20 @@ fn dispatch(contract: &Contract, trait_path: &TokenStream, bounds: &TokenStream)
     quote! {
         fn __seawall_dispatch<'__seawall, __SeawallInner>(
             __seawall_this: &'__seawall ::seawall::Resilient<__SeawallInner>,
-            __seawall_write: &'__seawall ::seawall::__private::QueuedWrite,
-        ) -> ::seawall::__private::BoxFuture<'__seawall, ::seawall::__private::Replayed>
+            __seawall_write: &'__seawall ::seawall::__private_v1::QueuedWrite,
+        ) -> ::seawall::__private_v1::BoxFuture<'__seawall, ::seawall::__private_v1::Replayed>
         where
             __SeawallInner: #trait_ident + #bounds,
         {
             ::std::boxed::Box::pin(async move {
                 let __seawall_inner = ::seawall::Resilient::inner(__seawall_this);
-                let mut __seawall_args = match ::seawall::__private::Arguments::of(__seawall_write) {
+                let mut __seawall_args = match ::seawall::__private_v1::Arguments::of(__seawall_write) {
                     ::core::result::Result::Ok(arguments) => arguments,
                     ::core::result::Result::Err(undecodable) => return undecodable,
                 };
                 match __seawall_write.method.as_str() {
                     #( #arms )*
-                    _ => ::seawall::__private::unknown_method(__seawall_write),
+                    _ => ::seawall::__private_v1::unknown_method(__seawall_write),
                 }
             })
         }
@@ -597,11 +618,11 @@ fn fingerprint(method: &Method, names: &[syn::Ident]) -> TokenStream {
     let parts = names.iter().map(|name| {
         let text = name.to_string();
         quote_spanned! {name.span()=>
-            .part(#text, ::seawall::__private::key_part(&#name))
+            .part(#text, ::seawall::__private_v1::key_part(&#name))
         }
     });
     quote! {
-        let __seawall_fingerprint = match ::seawall::__private::IdempotencyKey::builder(
+        let __seawall_fingerprint = match ::seawall::__private_v1::IdempotencyKey::builder(
             "seawall-fingerprint",
             #method_name,
         )
@@ -631,7 +652,7 @@ fn key(
             .map(|name| {
                 let text = name.unraw().to_string();
                 quote_spanned! {name.span()=>
-                    .part(#text, ::seawall::__private::key_part(&#name))
+                    .part(#text, ::seawall::__private_v1::key_part(&#name))
                 }
             })
             .collect(),
@@ -641,13 +662,13 @@ fn key(
                 let text = &path.name;
                 let expr = &path.expr;
                 quote_spanned! {path.root.span()=>
-                    .part(#text, ::seawall::__private::key_part(&#expr))
+                    .part(#text, ::seawall::__private_v1::key_part(&#expr))
                 }
             })
             .collect(),
     };
     quote! {
-        let __seawall_key = match ::seawall::__private::IdempotencyKey::builder(#contract_name, #method_name)
+        let __seawall_key = match ::seawall::__private_v1::IdempotencyKey::builder(#contract_name, #method_name)
             #(#parts)*
             .finish()
         {

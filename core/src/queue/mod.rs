@@ -35,6 +35,8 @@
 //! settle re-sends the write with the same key on restart, which a vendor
 //! (or the idempotency store) that honours keys turns into one effect.
 
+pub(crate) mod stage;
+
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};

@@ -1,0 +1,242 @@
+//! The call pipeline: the stages every call of a contract method passes,
+//! composed by the runtime in one order.
+//!
+//! ```text
+//! deadline                       the call's whole time (timeout.rs)
+//! └─ fallback                    with(..) · cache · queue (fallback.rs, cache/stage.rs, queue/stage.rs)
+//!    └─ idempotency              idempotent(store) (idempotency/stage.rs)
+//!       └─ retry + budget        attempts, backoff, Retry-After (retry/stage.rs)
+//!          └─ breaker            admission, outcome (breaker/mod.rs, `admit`)
+//!             └─ attempt timeout (timeout.rs)
+//!                └─ adapter
+//! ```
+//!
+//! **Why the runtime, not the generated code, composes them.** The macro
+//! describes a call — its endpoint (the checked policy and the state it
+//! resolved), what it read from its arguments (idempotency key,
+//! fingerprint, cache key, the arguments a queued write keeps), how its
+//! answer looks to the fallbacks, and how to make an attempt — in one
+//! [`Call`], and hands it to [`run`]. Which stages run, and in what order,
+//! is decided here, once, so a new stage is a new module and a few lines
+//! in `run`, not a change to every expansion. The stages share the call's
+//! span and correlation id by argument, not through thread-locals.
+//!
+//! A stage the policy does not configure costs a branch: the success path
+//! of a call with only a timeout, a breaker and retries allocates nothing
+//! and reads no clock it does not need (see BENCHMARKS.md).
+
+use std::future::Future;
+
+use crate::__private_v1::PreparedArguments;
+use crate::ContractError;
+use crate::endpoint::Endpoint;
+use crate::fallback::{Answer, Fallback};
+use crate::idempotency::stage::{Record, RecordOps};
+use crate::idempotency::{CallContext, IdempotencyKey};
+use crate::telemetry::CallTrace;
+use crate::timeout::Deadline;
+
+/// One call, as the generated code describes it.
+///
+/// `attempts` makes each attempt (`None` when it can make no more: a call
+/// whose arguments move into its single attempt); `answer` and `record`
+/// say how the fallbacks and the idempotency store see the answer; the
+/// `Option`s are what was read from the arguments for the stages that
+/// need it; `fallback` is `with(..)`'s function, if any.
+pub struct Call<F, A, S, B> {
+    /// Makes each attempt.
+    pub attempts: F,
+    /// How the fallbacks see the answer ([`Plain`](crate::fallback::Plain)
+    /// without `cache` or `queue`).
+    pub answer: A,
+    /// How the idempotency store sees the answer
+    /// ([`NotStored`](crate::idempotency::stage::NotStored) without
+    /// `idempotent(store)`).
+    pub record: S,
+    /// The idempotency key, for a keyed write.
+    pub key: Option<IdempotencyKey>,
+    /// The whole payload's fingerprint, for `idempotent(store)`.
+    pub fingerprint: Option<String>,
+    /// The hash of the arguments, for `fallback = cache(..)`.
+    pub cache_key: Option<u128>,
+    /// The arguments a queued write keeps, for `fallback = queue`; `None`
+    /// when the drain re-issues a queued write (which is not queued again).
+    pub queued: Option<PreparedArguments>,
+    /// `fallback = with(..)`.
+    pub fallback: B,
+}
+
+/// Runs one call of `endpoint`'s method through every stage its policy
+/// configures.
+///
+/// # Errors
+///
+/// The adapter's error, or one of seawall's (as `E::from`), as each stage
+/// documents; a `with(..)` fallback may turn any of them into an answer.
+pub fn run<T, E, F, Fut, A, S, B>(
+    endpoint: &Endpoint,
+    call: Call<F, A, S, B>,
+) -> impl Future<Output = Result<T, E>>
+where
+    F: FnMut() -> Option<Fut>,
+    Fut: Future<Output = Result<T, E>>,
+    A: Answer<T>,
+    S: Record<T>,
+    B: Fallback<T, E>,
+    E: ContractError,
+{
+    // Not an `async fn`: its future would keep `call` and the parts taken
+    // out of it, twice the space.
+    let Call {
+        attempts,
+        answer: answer_shape,
+        record,
+        key,
+        fingerprint,
+        cache_key,
+        queued,
+        fallback,
+    } = call;
+    async move {
+        let deadline = Deadline::start(&endpoint.policy);
+        let cache = endpoint.cache.as_ref().zip(cache_key);
+        let mut queue = match (&endpoint.queue, queued, &key) {
+            (Some(queue), Some(arguments), Some(key)) => Some((queue, arguments, key)),
+            _ => None,
+        };
+        use crate::queue::stage;
+        if let Some((queue, arguments, _)) = &queue
+            && let Some(refused) = stage::refusal(endpoint, queue, arguments)
+        {
+            return fallback.answer(refused);
+        }
+        if let Some((queue, arguments, key)) =
+            queue.take_if(|(queue, _, _)| stage::behind_others(queue))
+        {
+            let ahead = "writes of this contract are queued ahead of it";
+            let correlation = || {
+                crate::telemetry::current_correlation()
+                    .unwrap_or_else(crate::telemetry::CorrelationId::generate)
+            };
+            // Boxed: the log's append is a large future that only a
+            // write that queues needs, kept out of every call's own.
+            let ticket = Box::pin(stage::enqueue(
+                endpoint,
+                queue,
+                key,
+                arguments,
+                ahead,
+                std::time::Duration::ZERO,
+                correlation,
+            ))
+            .await;
+            return match queued_answer(&answer_shape, ticket) {
+                Ok(answer) => Ok(answer),
+                Err(error) => fallback.answer(error),
+            };
+        }
+        // The call's span, from here: a write queued behind others makes
+        // no call.
+        let mut trace = CallTrace::start(&endpoint.contract, &endpoint.method);
+        let context = key.as_ref().map(|key| endpoint.key_context(key.clone()));
+        let result = guarded(
+            record.ops(),
+            endpoint,
+            deadline,
+            &mut trace,
+            context.as_ref(),
+            fingerprint.as_deref(),
+            attempts,
+        )
+        .await;
+        let result = match (result, cache, queue) {
+            (Ok(answer), Some((cache, cache_key)), _) => {
+                crate::cache::stage::keep(&answer_shape, cache, cache_key, &answer);
+                Ok(answer)
+            }
+            (Err(error), Some((cache, cache_key)), _) => {
+                // Boxed: the cache's read (from disk, perhaps) is only for
+                // a failed read.
+                Box::pin(crate::cache::stage::serve_stale(
+                    &answer_shape,
+                    endpoint,
+                    cache,
+                    cache_key,
+                    error,
+                    || trace.correlation_id(),
+                ))
+                .await
+            }
+            (Err(error), None, Some((queue, arguments, key))) if stage::covers(&error) => {
+                let wait = stage::wait_after(endpoint, &error);
+                // Boxed, as above.
+                let ticket = Box::pin(stage::enqueue(
+                    endpoint,
+                    queue,
+                    key,
+                    arguments,
+                    error,
+                    wait,
+                    || trace.correlation_id(),
+                ))
+                .await;
+                queued_answer(&answer_shape, ticket)
+            }
+            (result, _, _) => result,
+        };
+        match result {
+            Ok(answer) => Ok(answer),
+            Err(error) => fallback.answer(error),
+        }
+    }
+}
+
+/// A queued write's answer from its ticket.
+fn queued_answer<T, E: ContractError, A: Answer<T>>(
+    shape: &A,
+    ticket: Result<crate::wal::Ticket, E>,
+) -> Result<T, E> {
+    let ticket = ticket?;
+    shape.queued(ticket).ok_or_else(|| {
+        E::from(crate::Error::NotQueued {
+            reason: "the method's answer cannot carry a ticket".into(),
+            last: "queued by a method that does not return `Delivery`".into(),
+        })
+    })
+}
+
+/// The stages inside the fallbacks: idempotency, then retries (and within
+/// them the breaker and the attempt timeout).
+async fn guarded<T, E, F, Fut>(
+    record: Option<&RecordOps<T>>,
+    endpoint: &Endpoint,
+    deadline: Deadline,
+    trace: &mut CallTrace,
+    context: Option<&CallContext>,
+    fingerprint: Option<&str>,
+    attempts: F,
+) -> Result<T, E>
+where
+    F: FnMut() -> Option<Fut>,
+    Fut: Future<Output = Result<T, E>>,
+    E: ContractError,
+{
+    // Each arm builds the retry stage's future where it is awaited: bound
+    // to a local first, it would take space of its own in this future
+    // beside the awaited copy.
+    match (record, context, fingerprint) {
+        (Some(record), Some(keyed), Some(fingerprint)) => {
+            // Boxed: the store's claim and record are large futures that
+            // only a write with `idempotent(store)` needs (and it does I/O).
+            Box::pin(crate::idempotency::stage::run(
+                record,
+                endpoint,
+                &keyed.key,
+                fingerprint,
+                crate::retry::stage::run(endpoint, deadline, context, trace, attempts),
+            ))
+            .await
+        }
+        _ => crate::retry::stage::run(endpoint, deadline, context, trace, attempts).await,
+    }
+}
