@@ -154,11 +154,9 @@ pub struct QueuedArguments {
 }
 
 /// A queued call's arguments, ready before the call: the object by name,
-/// and which of them `redact = [..]` names.
-pub struct PreparedArguments {
-    pub(crate) arguments: serde_json::Value,
-    pub(crate) redacted: Vec<String>,
-}
+/// and which of them `redact = [..]` names. (Boxed: a call's future keeps
+/// it until it knows whether the write is queued.)
+pub struct PreparedArguments(pub(crate) Box<(serde_json::Value, Vec<String>)>);
 
 impl QueuedArguments {
     /// No arguments yet.
@@ -207,10 +205,10 @@ impl QueuedArguments {
                 method: method.into(),
                 reason: reason.into(),
             }),
-            None => Ok(PreparedArguments {
-                arguments: serde_json::Value::Object(self.map),
-                redacted: self.redacted,
-            }),
+            None => Ok(PreparedArguments(Box::new((
+                serde_json::Value::Object(self.map),
+                self.redacted,
+            )))),
         }
     }
 }

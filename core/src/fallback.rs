@@ -184,6 +184,11 @@ pub fn queued<T>() -> QueueShape<T> {
 pub trait Fallback<T, E> {
     /// The answer for `error`.
     fn answer(self, error: E) -> Result<T, E>;
+
+    /// Whether every error stands (no fallback at all).
+    fn passes_through(&self) -> bool {
+        false
+    }
 }
 
 /// No `fallback = with(..)`: the error stands.
@@ -194,6 +199,11 @@ impl<T, E> Fallback<T, E> for NoFallback {
     #[inline]
     fn answer(self, error: E) -> Result<T, E> {
         Err(error)
+    }
+
+    #[inline]
+    fn passes_through(&self) -> bool {
+        true
     }
 }
 

@@ -31,8 +31,8 @@ use crate::__private_v1::PreparedArguments;
 use crate::ContractError;
 use crate::endpoint::Endpoint;
 use crate::fallback::{Answer, Fallback};
-use crate::idempotency::stage::{Record, RecordOps};
-use crate::idempotency::{CallContext, IdempotencyKey};
+use crate::idempotency::IdempotencyKey;
+use crate::idempotency::stage::Record;
 use crate::telemetry::CallTrace;
 use crate::timeout::Deadline;
 
@@ -73,6 +73,11 @@ pub struct Call<F, A, S, B> {
 ///
 /// The adapter's error, or one of seawall's (as `E::from`), as each stage
 /// documents; a `with(..)` fallback may turn any of them into an answer.
+#[allow(
+    clippy::manual_async_fn,
+    reason = "an `async fn` keeps its arguments twice in its future (as arguments and as locals)"
+)]
+#[inline]
 pub fn run<T, E, F, Fut, A, S, B>(
     endpoint: &Endpoint,
     call: Call<F, A, S, B>,
@@ -85,8 +90,65 @@ where
     B: Fallback<T, E>,
     E: ContractError,
 {
-    // Not an `async fn`: its future would keep `call` and the parts taken
-    // out of it, twice the space.
+    // A call that only retries (with its breaker and timeouts) or reads
+    // through a cache runs in this future; one that needs a key, the store,
+    // a queue or `with(..)` runs in a boxed one, so that their state never
+    // weighs on the others. (One async block, not an enum of two futures:
+    // the block is built where it is awaited, an enum's variant would be
+    // copied there.)
+    async move {
+        let lean = call.key.is_none()
+            && call.queued.is_none()
+            && call.record.ops().is_none()
+            && call.fallback.passes_through();
+        if !lean {
+            return Box::pin(full(endpoint, call)).await;
+        }
+        let deadline = Deadline::start(&endpoint.policy);
+        let mut trace = CallTrace::start(&endpoint.contract, &endpoint.method);
+        let result =
+            crate::retry::stage::run(endpoint, deadline, &mut trace, call.attempts, |attempt| {
+                attempt
+            })
+            .await;
+        match (&endpoint.cache, call.cache_key) {
+            (Some(cache), Some(key)) => match result {
+                Ok(answer) => {
+                    crate::cache::stage::keep(&call.answer, cache, key, &answer);
+                    Ok(answer)
+                }
+                // Boxed: the cache's read (from disk, perhaps) is only for
+                // a failed read.
+                Err(error) => {
+                    Box::pin(crate::cache::stage::serve_stale(
+                        &call.answer,
+                        endpoint,
+                        cache,
+                        key,
+                        error,
+                        || trace.correlation_id(),
+                    ))
+                    .await
+                }
+            },
+            _ => result,
+        }
+    }
+}
+
+/// A call with any of the other stages.
+fn full<T, E, F, Fut, A, S, B>(
+    endpoint: &Endpoint,
+    call: Call<F, A, S, B>,
+) -> impl Future<Output = Result<T, E>>
+where
+    F: FnMut() -> Option<Fut>,
+    Fut: Future<Output = Result<T, E>>,
+    A: Answer<T>,
+    S: Record<T>,
+    B: Fallback<T, E>,
+    E: ContractError,
+{
     let Call {
         attempts,
         answer: answer_shape,
@@ -99,9 +161,12 @@ where
     } = call;
     async move {
         let deadline = Deadline::start(&endpoint.policy);
+        // The key travels as the attempts' task-local context, and names a
+        // queued write.
+        let context = key.map(|key| endpoint.key_context(key));
         let cache = endpoint.cache.as_ref().zip(cache_key);
-        let mut queue = match (&endpoint.queue, queued, &key) {
-            (Some(queue), Some(arguments), Some(key)) => Some((queue, arguments, key)),
+        let mut queue = match (&endpoint.queue, queued, &context) {
+            (Some(queue), Some(arguments), Some(context)) => Some((queue, arguments, &context.key)),
             _ => None,
         };
         use crate::queue::stage;
@@ -118,8 +183,8 @@ where
                 crate::telemetry::current_correlation()
                     .unwrap_or_else(crate::telemetry::CorrelationId::generate)
             };
-            // Boxed: the log's append is a large future that only a
-            // write that queues needs, kept out of every call's own.
+            // Boxed: the log's append is a large future that only a write
+            // that queues needs, kept out of every call's own.
             let ticket = Box::pin(stage::enqueue(
                 endpoint,
                 queue,
@@ -138,17 +203,34 @@ where
         // The call's span, from here: a write queued behind others makes
         // no call.
         let mut trace = CallTrace::start(&endpoint.contract, &endpoint.method);
-        let context = key.as_ref().map(|key| endpoint.key_context(key.clone()));
-        let result = guarded(
-            record.ops(),
-            endpoint,
-            deadline,
-            &mut trace,
-            context.as_ref(),
-            fingerprint.as_deref(),
-            attempts,
-        )
-        .await;
+        // The idempotency stage, then the retry stage (and within it the
+        // breaker and the attempt timeout). The retry stage's future is
+        // built where it is awaited: bound to a local first, it would take
+        // space of its own in this future beside the awaited copy.
+        let result = match (record.ops(), &context, fingerprint.as_deref()) {
+            (Some(ops), Some(keyed), Some(fingerprint)) => {
+                // Boxed: the store's claim and record are large futures
+                // that only a write with `idempotent(store)` needs (and it
+                // does I/O).
+                Box::pin(crate::idempotency::stage::run(
+                    ops,
+                    endpoint,
+                    &keyed.key,
+                    fingerprint,
+                    crate::retry::stage::run(endpoint, deadline, &mut trace, attempts, |attempt| {
+                        crate::idempotency::keyed(Some(keyed), attempt)
+                    }),
+                ))
+                .await
+            }
+            _ => {
+                let context = context.as_ref();
+                crate::retry::stage::run(endpoint, deadline, &mut trace, attempts, |attempt| {
+                    crate::idempotency::keyed(context, attempt)
+                })
+                .await
+            }
+        };
         let result = match (result, cache, queue) {
             (Ok(answer), Some((cache, cache_key)), _) => {
                 crate::cache::stage::keep(&answer_shape, cache, cache_key, &answer);
@@ -203,40 +285,4 @@ fn queued_answer<T, E: ContractError, A: Answer<T>>(
             last: "queued by a method that does not return `Delivery`".into(),
         })
     })
-}
-
-/// The stages inside the fallbacks: idempotency, then retries (and within
-/// them the breaker and the attempt timeout).
-async fn guarded<T, E, F, Fut>(
-    record: Option<&RecordOps<T>>,
-    endpoint: &Endpoint,
-    deadline: Deadline,
-    trace: &mut CallTrace,
-    context: Option<&CallContext>,
-    fingerprint: Option<&str>,
-    attempts: F,
-) -> Result<T, E>
-where
-    F: FnMut() -> Option<Fut>,
-    Fut: Future<Output = Result<T, E>>,
-    E: ContractError,
-{
-    // Each arm builds the retry stage's future where it is awaited: bound
-    // to a local first, it would take space of its own in this future
-    // beside the awaited copy.
-    match (record, context, fingerprint) {
-        (Some(record), Some(keyed), Some(fingerprint)) => {
-            // Boxed: the store's claim and record are large futures that
-            // only a write with `idempotent(store)` needs (and it does I/O).
-            Box::pin(crate::idempotency::stage::run(
-                record,
-                endpoint,
-                &keyed.key,
-                fingerprint,
-                crate::retry::stage::run(endpoint, deadline, context, trace, attempts),
-            ))
-            .await
-        }
-        _ => crate::retry::stage::run(endpoint, deadline, context, trace, attempts).await,
-    }
 }

@@ -217,23 +217,6 @@ fn ppm(rate: f64) -> u64 {
 /// as of now.
 const LONGEST_TIMER: Duration = Duration::from_secs(365 * 24 * 3600);
 
-/// The breaker stage's admission, for the retry stage: a permit to record
-/// the attempt's outcome on (`None` when the method has no breaker), or the
-/// rejection's `retry_in`.
-#[inline]
-pub(crate) fn admit(breaker: Option<&Breaker>) -> Result<Option<Permit<'_>>, Option<Duration>> {
-    match breaker {
-        None => Ok(None),
-        Some(breaker) => match breaker.admit_closed() {
-            Some(permit) => Ok(Some(permit)),
-            None => match breaker.try_acquire() {
-                Ok(permit) => Ok(Some(permit)),
-                Err(rejected) => Err(rejected.retry_in),
-            },
-        },
-    }
-}
-
 impl Breaker {
     /// A closed breaker.
     ///

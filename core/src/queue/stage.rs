@@ -23,7 +23,7 @@ pub(crate) fn refusal<E: ContractError>(
     queue: &ContractQueue,
     arguments: &PreparedArguments,
 ) -> Option<E> {
-    let reason = queue.refusal(&arguments.redacted)?;
+    let reason = queue.refusal(&arguments.0.1)?;
     Some(E::from(Error::Unrepresentable {
         contract: endpoint.contract.clone(),
         method: endpoint.method.clone(),
@@ -65,13 +65,14 @@ pub(crate) async fn enqueue<E: ContractError>(
     wait: Duration,
     correlation: impl FnOnce() -> CorrelationId,
 ) -> Result<Ticket, E> {
+    let (arguments, redacted) = *arguments.0;
     let mut write = QueuedWrite::new(
         &*endpoint.contract,
         &*endpoint.method,
         key.as_str(),
-        arguments.arguments,
+        arguments,
     );
-    write.redacted = arguments.redacted;
+    write.redacted = redacted;
     match queue.append(write, wait).await {
         Ok(ticket) => {
             endpoint.stats.queued();

@@ -16,7 +16,7 @@ pub(crate) struct CallTrace {
 
 impl CallTrace {
     /// The trace of a call of `contract.method` starting now.
-    #[inline]
+    #[inline(always)]
     pub(crate) fn start(contract: &str, method: &str) -> Self {
         let span = tracing::info_span!(
             target: "seawall::call",

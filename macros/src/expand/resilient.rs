@@ -397,7 +397,10 @@ fn resilient_method(contract: &Contract, method: &Method, trait_path: &TokenStre
     let run = run(method, &arguments, trait_path, false);
     let endpoints = endpoints(contract, &quote!(self));
     let arguments_event = arguments_event(contract, method, names);
+    // Inlined: the async block is then built where the caller awaits it,
+    // not built and copied there.
     quote! {
+        #[inline]
         #sig {
             let __seawall_endpoint = &#endpoints.#ident;
             let __seawall_inner = ::seawall::Resilient::inner(self);
