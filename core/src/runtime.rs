@@ -11,6 +11,7 @@ use crate::retry::{RetryBudget, RngSource};
 use crate::seal::{Sealing, SealingKey};
 use crate::store::sweep::{Sweeper, Swept, rules as sweep_rules, sweep};
 use crate::store::{Backend, StoreError};
+use crate::telemetry::metrics;
 use crate::telemetry::{
     ChangeDetector, EndpointStats, Health, QueueHealth, Series, breaker_state_code,
 };

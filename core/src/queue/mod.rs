@@ -48,6 +48,7 @@ use tokio::sync::Notify;
 
 use crate::event::{DeadLettered, Delivered, Queued, Subscribers};
 use crate::seal::Sealing;
+use crate::telemetry::metrics;
 use crate::unwind::{self, CatchUnwind};
 use crate::wal::{QueuedWrite, Ticket, TicketStatus, WriteAheadLog, now_ms};
 use crate::{ErrorClass, Event, StoreError};
