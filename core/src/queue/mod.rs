@@ -196,6 +196,7 @@ impl ContractQueue {
     }
 
     /// Whether a wrapper ever offered to deliver this contract's writes.
+    #[cfg(feature = "embedded")]
     pub(crate) fn has_drainers(&self) -> bool {
         !self.drainers().is_empty()
     }
@@ -554,6 +555,7 @@ async fn drain_until_empty(queue: &Arc<ContractQueue>, mut wait: Duration) {
 /// offered to deliver (`registered` says which have), a batch at a time:
 /// after the grace period, a contract renamed or removed by a deploy would
 /// otherwise keep its writes queued for ever. Returns how many.
+#[cfg(feature = "embedded")]
 pub(crate) async fn dead_letter_orphans(
     wal: &WriteAheadLog,
     registered: impl Fn(&str) -> bool,
