@@ -31,6 +31,7 @@ mod fallback;
 #[cfg(feature = "http")]
 pub mod http;
 pub mod idempotency;
+#[cfg(feature = "mock")]
 pub mod mock;
 mod pipeline;
 pub mod policy;

@@ -115,8 +115,11 @@ impl Sealing {
     /// No key yet; redacted arguments in plaintext at rest if `plaintext`.
     pub(crate) fn new(plaintext: bool) -> Self {
         Self {
+            #[cfg(feature = "sealing")]
+            current: None,
+            #[cfg(feature = "sealing")]
+            previous: Vec::new(),
             plaintext,
-            ..Self::default()
         }
     }
 
