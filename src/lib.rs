@@ -60,6 +60,14 @@ pub use seawall_core::*;
 pub use seawall_macros::{Classify, contract, integration};
 
 // The README's examples compile (and run, unless marked `no_run`) as doc tests.
-#[cfg(doctest)]
+// They use the default features.
+#[cfg(all(
+    doctest,
+    feature = "http",
+    feature = "embedded",
+    feature = "metrics",
+    feature = "mock",
+    feature = "sealing"
+))]
 #[doc = include_str!("../README.md")]
 pub struct ReadmeDoctests;

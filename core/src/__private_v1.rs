@@ -16,13 +16,20 @@ pub use std::time::Duration;
 
 pub use tracing;
 
+/// `#[contract(mock)]` emits its test double inside `mock_items! { .. }`:
+/// with the `mock` feature the items stand as they are; without it, one
+/// error says which feature the double needs (instead of one per path into
+/// a `seawall::mock` that is not there).
+pub use crate::__seawall_mock_items as mock_items;
 pub use crate::cache::KeyHasher;
 pub use crate::fallback::{
     Answer, Fallback, NoFallback, Plain, With, cached, cached_plain, queued,
 };
 pub use crate::idempotency::stage::{NotStored, Record, RecordOps, Stored, stored};
 pub use crate::idempotency::{IdempotencyKey, OnDuplicate, StorePolicy};
+#[cfg(feature = "mock")]
 pub use crate::mock::generated::{MockOutput, MockRecord, MockShow, MockShowAny, MockShowDebug};
+
 pub use crate::pipeline::{Call, run};
 pub use crate::queue::Replayed;
 pub use crate::resilient::{ContractEndpoints, Dispatch};
@@ -340,4 +347,24 @@ impl std::fmt::Debug for Opaque {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str("<not Debug>")
     }
+}
+
+#[cfg(feature = "mock")]
+#[doc(hidden)]
+#[macro_export]
+macro_rules! __seawall_mock_items {
+    ($($items:tt)*) => { $($items)* };
+}
+
+#[cfg(not(feature = "mock"))]
+#[doc(hidden)]
+#[macro_export]
+macro_rules! __seawall_mock_items {
+    ($($items:tt)*) => {
+        ::core::compile_error!(::core::concat!(
+            "`#[contract(mock)]` needs seawall's `mock` feature (a default one): enable it, ",
+            "e.g. `seawall = { version = \"..\", features = [\"mock\"] }`, in the ",
+            "`[dev-dependencies]` if only tests use the double"
+        ));
+    };
 }

@@ -31,6 +31,7 @@ mod fallback;
 #[cfg(feature = "http")]
 pub mod http;
 pub mod idempotency;
+#[cfg(feature = "mock")]
 pub mod mock;
 mod pipeline;
 pub mod policy;
@@ -61,9 +62,10 @@ pub use queue::Delivery;
 pub use resilient::Resilient;
 pub use retry::RetryBudget;
 pub use runtime::{DEFAULT_ORPHAN_GRACE, DEFAULT_SETTLED_RETENTION, Runtime, RuntimeBuilder};
+#[cfg(feature = "sealing")]
 pub use seal::SealingKey;
 pub use store::StoreError;
-pub use store::sweep::Swept;
+pub use store::Swept;
 
 #[doc(hidden)]
 pub mod __private_v1;

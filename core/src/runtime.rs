@@ -1,16 +1,24 @@
 use std::collections::BTreeMap;
-use std::sync::{Arc, Mutex, OnceLock, Weak};
+#[cfg(feature = "embedded")]
+use std::sync::OnceLock;
+use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
 
 use crate::cache::DiskCache;
 use crate::endpoint::Resolved;
 use crate::event::Subscribers;
 use crate::idempotency::IdempotencyStore;
-use crate::queue::{ContractQueue, Drainer, dead_letter_orphans};
+#[cfg(feature = "embedded")]
+use crate::queue::dead_letter_orphans;
+use crate::queue::{ContractQueue, Drainer};
 use crate::retry::{RetryBudget, RngSource};
-use crate::seal::{Sealing, SealingKey};
-use crate::store::sweep::{Sweeper, Swept, rules as sweep_rules, sweep};
-use crate::store::{Backend, StoreError};
+use crate::seal::Sealing;
+#[cfg(feature = "sealing")]
+use crate::seal::SealingKey;
+#[cfg(feature = "embedded")]
+use crate::store::sweep::{Sweeper, rules as sweep_rules, sweep};
+use crate::store::{Backend, StoreError, Swept};
+use crate::telemetry::metrics;
 use crate::telemetry::{
     ChangeDetector, EndpointStats, Health, QueueHealth, Series, breaker_state_code,
 };
@@ -51,9 +59,12 @@ struct Shared {
     stats: Stats,
     detector: ChangeDetector,
     /// The embedded database's retention, and its sweeper thread.
+    #[cfg(feature = "embedded")]
     upkeep: OnceLock<Upkeep>,
     /// When it was built, for the orphans' grace period.
+    #[cfg(feature = "embedded")]
     created: std::time::Instant,
+    #[cfg(feature = "embedded")]
     orphan_grace: Duration,
     /// How redacted arguments of queued writes are kept at rest.
     sealing: Arc<Sealing>,
@@ -61,6 +72,7 @@ struct Shared {
 
 /// What keeps an embedded store from growing for ever (see
 /// [`Runtime::sweep`]).
+#[cfg(feature = "embedded")]
 struct Upkeep {
     db: Arc<crate::store::handle::DbHandle>,
     retention: Duration,
@@ -107,8 +119,11 @@ impl Shared {
             disk_cache: disk_cache.map(Arc::new),
             stats: Stats::default(),
             detector,
+            #[cfg(feature = "embedded")]
             upkeep: OnceLock::new(),
+            #[cfg(feature = "embedded")]
             created: std::time::Instant::now(),
+            #[cfg(feature = "embedded")]
             orphan_grace: DEFAULT_ORPHAN_GRACE,
             sealing: Arc::default(),
         }
@@ -132,10 +147,15 @@ impl Default for Shared {
 pub struct RuntimeBuilder {
     seed: Option<u64>,
     detector: ChangeDetector,
+    #[cfg(feature = "embedded")]
     accept_new_store: bool,
+    #[cfg(feature = "embedded")]
     settled_retention: Option<Duration>,
+    #[cfg(feature = "embedded")]
     orphan_grace: Option<Duration>,
+    #[cfg(feature = "sealing")]
     sealing_key: Option<SealingKey>,
+    #[cfg(feature = "sealing")]
     previous_sealing_keys: Vec<SealingKey>,
     plaintext_redacted: bool,
 }
@@ -150,6 +170,7 @@ pub const DEFAULT_SETTLED_RETENTION: Duration = Duration::from_secs(7 * 24 * 360
 pub const DEFAULT_ORPHAN_GRACE: Duration = Duration::from_secs(3600);
 
 /// How often an embedded runtime sweeps what it no longer needs.
+#[cfg(feature = "embedded")]
 const SWEEP_EVERY: Duration = Duration::from_secs(3600);
 
 impl RuntimeBuilder {
@@ -172,6 +193,7 @@ impl RuntimeBuilder {
     /// from elsewhere), which it otherwise refuses with
     /// [`StoreError::Replaced`]: the writes queued in the old one are then
     /// given up, knowingly. Use it once, after deciding so.
+    #[cfg(feature = "embedded")]
     pub fn accept_new_store(mut self) -> Self {
         self.accept_new_store = true;
         self
@@ -182,6 +204,7 @@ impl RuntimeBuilder {
     /// plaintext; they are opened only in memory, for delivery. Without a
     /// key, an embedded runtime refuses such writes before calling the
     /// vendor (see [`plaintext_redacted`](Self::plaintext_redacted)).
+    #[cfg(feature = "sealing")]
     pub fn sealing_key(mut self, key: SealingKey) -> Self {
         self.sealing_key = Some(key);
         self
@@ -190,6 +213,7 @@ impl RuntimeBuilder {
     /// A key that sealed writes still queued: they are opened with it, new
     /// ones sealed with [`sealing_key`](Self::sealing_key). For rotation;
     /// may be given more than once.
+    #[cfg(feature = "sealing")]
     pub fn previous_sealing_key(mut self, key: SealingKey) -> Self {
         self.previous_sealing_keys.push(key);
         self
@@ -207,6 +231,7 @@ impl RuntimeBuilder {
     /// contract (its first call, or `resume_queued()`) before the sweeper
     /// makes them dead letters: a deploy that renamed or removed a contract
     /// must not leave its writes queued for ever, unseen. 1 hour by default.
+    #[cfg(feature = "embedded")]
     pub fn orphan_grace(mut self, grace: Duration) -> Self {
         self.orphan_grace = Some(grace);
         self
@@ -216,6 +241,7 @@ impl RuntimeBuilder {
     /// write-ahead log (a delivered write's answer, for
     /// [`WriteAheadLog::status`]) before its sweeper deletes them; 7 days by
     /// default. Dead letters and quarantined records are never swept.
+    #[cfg(feature = "embedded")]
     pub fn settled_retention(mut self, retention: Duration) -> Self {
         self.settled_retention = Some(retention);
         self
@@ -246,6 +272,7 @@ impl RuntimeBuilder {
     /// [`StoreError::Damaged`] when the file is damaged beyond reading
     /// (opening it never panics); [`StoreError::Replaced`] when it is not
     /// the database the directory held. Each names the file and what to do.
+    #[cfg(feature = "embedded")]
     pub fn embedded(self, dir: impl AsRef<std::path::Path>) -> Result<Runtime, StoreError> {
         let dir = dir.as_ref();
         let path = dir.join("seawall.redb");
@@ -308,12 +335,14 @@ impl RuntimeBuilder {
             None => RngSource::default(),
         };
         let mut shared = Shared::new(rng, backend, wal, disk_cache, self.detector);
-        shared.orphan_grace = self.orphan_grace.unwrap_or(DEFAULT_ORPHAN_GRACE);
-        shared.sealing = Arc::new(Sealing::new(
-            self.sealing_key,
-            self.previous_sealing_keys,
-            self.plaintext_redacted,
-        ));
+        #[cfg(feature = "embedded")]
+        {
+            shared.orphan_grace = self.orphan_grace.unwrap_or(DEFAULT_ORPHAN_GRACE);
+        }
+        let sealing = Sealing::new(self.plaintext_redacted);
+        #[cfg(feature = "sealing")]
+        let sealing = sealing.with_keys(self.sealing_key, self.previous_sealing_keys);
+        shared.sealing = Arc::new(sealing);
         Runtime {
             shared: Arc::new(shared),
         }
@@ -337,6 +366,7 @@ impl Runtime {
     /// # Errors
     ///
     /// As [`RuntimeBuilder::embedded`].
+    #[cfg(feature = "embedded")]
     pub fn embedded(dir: impl AsRef<std::path::Path>) -> Result<Self, StoreError> {
         Self::builder().embedded(dir)
     }
@@ -358,6 +388,14 @@ impl Runtime {
     ///
     /// [`StoreError`] when the database cannot be read or written.
     pub async fn sweep(&self) -> Result<Swept, StoreError> {
+        #[cfg(not(feature = "embedded"))]
+        return Ok(Swept::default());
+        #[cfg(feature = "embedded")]
+        self.sweep_embedded().await
+    }
+
+    #[cfg(feature = "embedded")]
+    async fn sweep_embedded(&self) -> Result<Swept, StoreError> {
         let Some(upkeep) = self.shared.upkeep.get() else {
             return Ok(Swept::default());
         };
@@ -437,11 +475,14 @@ impl Runtime {
             endpoints,
             queues,
             quarantined: wal.quarantined_count(),
+            #[cfg(feature = "embedded")]
             store_degraded: self
                 .shared
                 .upkeep
                 .get()
                 .is_some_and(|upkeep| upkeep.db.is_degraded()),
+            #[cfg(not(feature = "embedded"))]
+            store_degraded: false,
         }
     }
 
@@ -618,6 +659,7 @@ impl std::fmt::Debug for Runtime {
 }
 
 /// Whether a wrapper ever offered to deliver `contract`'s writes.
+#[cfg(feature = "embedded")]
 fn registered(queues: &Queues, contract: &str) -> bool {
     lock(queues)
         .get(contract)
@@ -629,6 +671,7 @@ fn registered(queues: &Queues, contract: &str) -> bool {
 /// It holds the log, the queues and the subscribers weakly (never the
 /// runtime, whose drop joins the sweeper), and needs the tokio runtime the
 /// runtime was built in to run the log's async operations on.
+#[cfg(feature = "embedded")]
 fn orphan_check(shared: &Arc<Shared>) -> Option<Box<dyn Fn() + Send>> {
     let handle = tokio::runtime::Handle::try_current().ok()?;
     let wal = Arc::downgrade(&shared.wal);

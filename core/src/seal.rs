@@ -20,10 +20,19 @@
 //! with the old one. Once they have drained (`depth()` is 0, or after the
 //! settled retention for dead letters you still want to read), drop the old
 //! key.
+//!
+//! Sealing needs the `sealing` feature (a default one). Without it there is
+//! no key to give: a durable log refuses redacted arguments unless
+//! plaintext is accepted, and a write sealed by an earlier build becomes a
+//! dead letter (its argument cannot be opened) instead of being delivered.
 
+#[cfg(feature = "sealing")]
 use chacha20poly1305::aead::{Aead, KeyInit, Payload};
+#[cfg(feature = "sealing")]
 use chacha20poly1305::{ChaCha20Poly1305, Key, Nonce};
-use serde_json::{Value, json};
+use serde_json::Value;
+#[cfg(feature = "sealing")]
+use serde_json::json;
 
 use crate::wal::QueuedWrite;
 
@@ -32,12 +41,14 @@ const SEALED: &str = "$seawall_sealed";
 
 /// A 256-bit key for sealing redacted arguments, with the id that sealed
 /// values carry. Its `Debug` shows the id only.
+#[cfg(feature = "sealing")]
 #[derive(Clone)]
 pub struct SealingKey {
     id: String,
     cipher: ChaCha20Poly1305,
 }
 
+#[cfg(feature = "sealing")]
 impl SealingKey {
     /// A key from its 32 bytes (keep them in your secret store, never in
     /// code), named `id` (a short, non-secret name such as `"2026-11"`).
@@ -54,6 +65,7 @@ impl SealingKey {
     }
 }
 
+#[cfg(feature = "sealing")]
 impl std::fmt::Debug for SealingKey {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("SealingKey")
@@ -65,11 +77,14 @@ impl std::fmt::Debug for SealingKey {
 /// How a runtime keeps redacted arguments at rest.
 #[derive(Clone, Debug, Default)]
 pub(crate) struct Sealing {
+    #[cfg(feature = "sealing")]
     current: Option<SealingKey>,
+    #[cfg(feature = "sealing")]
     previous: Vec<SealingKey>,
     plaintext: bool,
 }
 
+#[cfg(feature = "sealing")]
 fn aad(write: &QueuedWrite, name: &str) -> Vec<u8> {
     [
         write.contract.as_bytes(),
@@ -80,10 +95,12 @@ fn aad(write: &QueuedWrite, name: &str) -> Vec<u8> {
     .join(&0u8)
 }
 
+#[cfg(feature = "sealing")]
 fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
+#[cfg(feature = "sealing")]
 fn unhex(text: &str) -> Option<Vec<u8>> {
     if !text.len().is_multiple_of(2) {
         return None;
@@ -95,33 +112,59 @@ fn unhex(text: &str) -> Option<Vec<u8>> {
 }
 
 impl Sealing {
-    pub(crate) fn new(
-        current: Option<SealingKey>,
-        previous: Vec<SealingKey>,
-        plaintext: bool,
-    ) -> Self {
+    /// No key yet; redacted arguments in plaintext at rest if `plaintext`.
+    pub(crate) fn new(plaintext: bool) -> Self {
+        Self {
+            #[cfg(feature = "sealing")]
+            current: None,
+            #[cfg(feature = "sealing")]
+            previous: Vec::new(),
+            plaintext,
+        }
+    }
+
+    /// Seals with `current`, opens with it or one of `previous`.
+    #[cfg(feature = "sealing")]
+    pub(crate) fn with_keys(self, current: Option<SealingKey>, previous: Vec<SealingKey>) -> Self {
         Self {
             current,
             previous,
-            plaintext,
+            ..self
         }
+    }
+
+    #[cfg(feature = "sealing")]
+    fn has_key(&self) -> bool {
+        self.current.is_some()
+    }
+
+    #[cfg(not(feature = "sealing"))]
+    #[allow(clippy::unused_self)]
+    fn has_key(&self) -> bool {
+        false
     }
 
     /// Why a write with these redacted arguments cannot be queued on a log
     /// that is (or is not) `durable`; `None` when it can.
     pub(crate) fn refusal(&self, redacted: &[String], durable: bool) -> Option<String> {
         let name = redacted.first()?;
-        (durable && self.current.is_none() && !self.plaintext).then(|| {
+        (durable && !self.has_key() && !self.plaintext).then(|| {
+            #[cfg(feature = "sealing")]
+            let how = "give one with `RuntimeBuilder::sealing_key(..)`";
+            #[cfg(not(feature = "sealing"))]
+            let how = "build seawall with its `sealing` feature and give one with \
+                       `RuntimeBuilder::sealing_key(..)`";
             format!(
                 "argument `{name}` is redacted, and this runtime has no key to seal it at rest: \
-                 give one with `RuntimeBuilder::sealing_key(..)`, or accept it in plaintext on \
-                 disk with `RuntimeBuilder::plaintext_redacted()`"
+                 {how}, or accept it in plaintext on disk with \
+                 `RuntimeBuilder::plaintext_redacted()`"
             )
         })
     }
 
     /// Seals the redacted arguments of `write` in place (with no key, as
     /// allowed by [`refusal`](Self::refusal), they stay as they are).
+    #[cfg(feature = "sealing")]
     pub(crate) fn seal(&self, write: &mut QueuedWrite) -> Result<(), String> {
         let Some(key) = &self.current else {
             return Ok(());
@@ -152,6 +195,14 @@ impl Sealing {
         Ok(())
     }
 
+    /// Without the `sealing` feature there is no key: redacted arguments
+    /// stay as they are (as allowed by [`refusal`](Self::refusal)).
+    #[cfg(not(feature = "sealing"))]
+    #[allow(clippy::unnecessary_wraps, clippy::unused_self)]
+    pub(crate) fn seal(&self, _write: &mut QueuedWrite) -> Result<(), String> {
+        Ok(())
+    }
+
     /// Opens the sealed arguments of `write` in place, for delivery.
     ///
     /// # Errors
@@ -160,13 +211,26 @@ impl Sealing {
     /// value that was altered), naming the argument but never its value.
     pub(crate) fn unseal(&self, write: &mut QueuedWrite) -> Result<(), String> {
         for name in write.redacted.clone() {
+            #[cfg(feature = "sealing")]
             let aad = aad(write, &name);
+            #[cfg(not(feature = "sealing"))]
+            let aad = Vec::new();
             let Some(value) = write.arguments.get_mut(&name) else {
                 continue;
             };
             let Some(sealed) = value.get(SEALED) else {
                 continue; // queued in plaintext, as allowed
             };
+            *value = self.open(&aad, &name, sealed)?;
+        }
+        Ok(())
+    }
+
+    /// The value sealed in `sealed`: the argument `name` of the write whose
+    /// associated data is `aad`.
+    #[cfg(feature = "sealing")]
+    fn open(&self, aad: &[u8], name: &str, sealed: &Value) -> Result<Value, String> {
+        {
             let field = |f: &str| sealed.get(f).and_then(Value::as_str).map(str::to_owned);
             let damaged = || format!("the sealed argument `{name}` is damaged");
             let id = field("key").ok_or_else(damaged)?;
@@ -188,23 +252,25 @@ impl Sealing {
                 })?;
             let plain = key
                 .cipher
-                .decrypt(
-                    Nonce::from_slice(&nonce),
-                    Payload {
-                        msg: &data,
-                        aad: &aad,
-                    },
-                )
+                .decrypt(Nonce::from_slice(&nonce), Payload { msg: &data, aad })
                 .map_err(|_| {
                     format!("the sealed argument `{name}` does not open with key `{id}` (altered?)")
                 })?;
-            *value = serde_json::from_slice(&plain).map_err(|_| damaged())?;
+            serde_json::from_slice(&plain).map_err(|_| damaged())
         }
-        Ok(())
+    }
+
+    #[cfg(not(feature = "sealing"))]
+    #[allow(clippy::unused_self)]
+    fn open(&self, _aad: &[u8], name: &str, _sealed: &Value) -> Result<Value, String> {
+        Err(format!(
+            "argument `{name}` is sealed, and this build of seawall cannot open it: build it with \
+             its `sealing` feature and give the key with `RuntimeBuilder::sealing_key(..)`"
+        ))
     }
 }
 
-#[cfg(test)]
+#[cfg(all(test, feature = "sealing"))]
 mod tests {
     use super::*;
 
@@ -220,7 +286,7 @@ mod tests {
     }
 
     fn sealing(id: &str, byte: u8) -> Sealing {
-        Sealing::new(Some(SealingKey::new(id, [byte; 32])), Vec::new(), false)
+        Sealing::new(false).with_keys(Some(SealingKey::new(id, [byte; 32])), Vec::new())
     }
 
     #[test]
@@ -250,10 +316,9 @@ mod tests {
         let old = sealing("2026-10", 1);
         let mut stored = write();
         old.seal(&mut stored).unwrap();
-        let rotated = Sealing::new(
+        let rotated = Sealing::new(false).with_keys(
             Some(SealingKey::new("2026-11", [2; 32])),
             vec![SealingKey::new("2026-10", [1; 32])],
-            false,
         );
         let mut opened = stored.clone();
         rotated.unseal(&mut opened).unwrap();
@@ -303,7 +368,7 @@ mod tests {
             "in memory, nothing is at rest"
         );
         assert_eq!(none.refusal(&[], true), None, "nothing redacted");
-        let plaintext = Sealing::new(None, Vec::new(), true);
+        let plaintext = Sealing::new(true);
         assert_eq!(plaintext.refusal(&redacted, true), None);
         assert!(format!("{:?}", SealingKey::new("k", [9; 32])).contains("\"k\""));
     }

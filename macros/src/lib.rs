@@ -29,7 +29,9 @@ use proc_macro::TokenStream;
 /// Options: `name = "salesforce"` names the contract in breaker names,
 /// errors and telemetry (default: the trait's name); `mock` also generates
 /// `Mock<Trait>`, a test double that implements the trait over
-/// `seawall::mock` (scripted answers, faults, recorded calls).
+/// `seawall::mock` (scripted answers, faults, recorded calls); it needs
+/// seawall's `mock` feature (a default one), and without it is one error
+/// saying so.
 ///
 /// See the `seawall` crate's documentation for the policy keys.
 #[proc_macro_attribute]

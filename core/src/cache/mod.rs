@@ -21,11 +21,11 @@
 //! 2⁻⁶⁴ per pair). With an in-memory runtime, storing a success costs one
 //! clone of the answer and one map insert; nothing is serialized.
 //!
-//! With an embedded runtime, answers are also kept on disk, so a restarted
-//! process can serve them while the vendor is still down: a success is
-//! serialized and handed to a writer thread (at most once a second per
-//! key), which commits what it gathers every 100 ms; a miss in memory on
-//! the failure path reads the disk. The argument hash is stable for one
+//! With an embedded runtime (the `embedded` feature), answers are also kept
+//! on disk, so a restarted process can serve them while the vendor is still
+//! down: a success is serialized and handed to a writer thread (at most once
+//! a second per key), which commits what it gathers every 100 ms; a miss in
+//! memory on the failure path reads the disk. The argument hash is stable for one
 //! build of your program; a new compiler or a changed `Hash` implementation
 //! may change it, which costs misses, not wrong answers.
 
@@ -42,11 +42,35 @@ use tokio::time::Instant;
 use crate::policy::CachePolicy;
 use crate::wal::now_ms;
 
+#[cfg(feature = "embedded")]
 mod disk;
 pub(crate) mod stage;
 
+#[cfg(feature = "embedded")]
 pub(crate) use disk::DiskCache;
+#[cfg(feature = "embedded")]
 pub(crate) use disk::{ANSWERS as ANSWERS_TABLE, expired};
+
+/// Without the `embedded` feature there is no disk: a type without values,
+/// so every `Option<Arc<DiskCache>>` is `None` and the in-memory cache works
+/// as it does on an in-memory runtime.
+#[cfg(not(feature = "embedded"))]
+pub(crate) enum DiskCache {}
+
+#[cfg(not(feature = "embedded"))]
+impl DiskCache {
+    pub(crate) fn put(&self, _: &Arc<str>, _: u128, _: u64, _: Duration, _: Vec<u8>) {
+        match *self {}
+    }
+
+    pub(crate) async fn get(
+        &self,
+        _: &Arc<str>,
+        _: u128,
+    ) -> Result<Option<(u64, Vec<u8>)>, crate::StoreError> {
+        match *self {}
+    }
+}
 
 /// A read's answer, with how old it is.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -270,7 +294,7 @@ impl LastKnownGood {
     }
 }
 
-#[cfg(test)]
+#[cfg(all(test, feature = "embedded"))]
 mod tests {
     use super::*;
 

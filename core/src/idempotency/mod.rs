@@ -51,7 +51,9 @@ pub(crate) mod stage;
 mod store;
 
 pub use crate::policy::{OnDuplicate, StorePolicy};
-pub(crate) use store::{Begin, IdempotencyStore, RecordedOutcome, expired};
+#[cfg(feature = "embedded")]
+pub(crate) use store::expired;
+pub(crate) use store::{Begin, IdempotencyStore, RecordedOutcome};
 
 use std::fmt::Write as _;
 use std::future::Future;

@@ -49,10 +49,12 @@ pub(crate) struct Record {
 
 /// How long a record that does not say when it expires is kept: longer than
 /// any retention a policy would set for a replay.
+#[cfg(feature = "embedded")]
 const UNKNOWN_RETENTION_MS: u64 = 30 * 24 * 3600 * 1000;
 
 /// Whether the stored record `bytes` is past its retention at `now_ms` (one
-/// that cannot be read never replays, so it is).
+/// that cannot be read never replays, so it is). For the sweeper.
+#[cfg(feature = "embedded")]
 pub(crate) fn expired(bytes: &[u8], now_ms: u64) -> bool {
     match serde_json::from_slice::<Record>(bytes) {
         Ok(record) => {

@@ -48,6 +48,7 @@ use tokio::sync::Notify;
 
 use crate::event::{DeadLettered, Delivered, Queued, Subscribers};
 use crate::seal::Sealing;
+use crate::telemetry::metrics;
 use crate::unwind::{self, CatchUnwind};
 use crate::wal::{QueuedWrite, Ticket, TicketStatus, WriteAheadLog, now_ms};
 use crate::{ErrorClass, Event, StoreError};
@@ -195,6 +196,7 @@ impl ContractQueue {
     }
 
     /// Whether a wrapper ever offered to deliver this contract's writes.
+    #[cfg(feature = "embedded")]
     pub(crate) fn has_drainers(&self) -> bool {
         !self.drainers().is_empty()
     }
@@ -553,6 +555,7 @@ async fn drain_until_empty(queue: &Arc<ContractQueue>, mut wait: Duration) {
 /// offered to deliver (`registered` says which have), a batch at a time:
 /// after the grace period, a contract renamed or removed by a deploy would
 /// otherwise keep its writes queued for ever. Returns how many.
+#[cfg(feature = "embedded")]
 pub(crate) async fn dead_letter_orphans(
     wal: &WriteAheadLog,
     registered: impl Fn(&str) -> bool,

@@ -4,16 +4,21 @@
 //!
 //! - [`memory`]: a map in the process, gone when it ends. For tests and for
 //!   services that can afford to forget.
-//! - [`embedded`]: a [redb](https://docs.rs/redb) database file on this
-//!   machine: ACID, crash-safe, survives restarts. Its writes are durable
-//!   when they return, and run on tokio's blocking pool.
+//! - `embedded` (the `embedded` feature): a [redb](https://docs.rs/redb)
+//!   database file on this machine: ACID, crash-safe, survives restarts. Its
+//!   writes are durable when they return, and run on tokio's blocking pool.
 
+#[cfg(feature = "embedded")]
 pub(crate) mod embedded;
+#[cfg(feature = "embedded")]
 pub(crate) mod group;
+#[cfg(feature = "embedded")]
 pub(crate) mod handle;
 pub(crate) mod memory;
+#[cfg(feature = "embedded")]
 pub(crate) mod sweep;
 
+#[cfg(feature = "embedded")]
 use std::path::Path;
 
 /// Why the state store failed.
@@ -56,9 +61,26 @@ pub enum StoreError {
     },
 }
 
+/// What one sweep deleted.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Swept {
+    /// Settled entries of the write-ahead log past the retention.
+    pub settled: u64,
+    /// Idempotency records past their retention.
+    pub idempotency_records: u64,
+    /// Cached answers past `max_stale`.
+    pub cached_answers: u64,
+    /// Queued writes of contracts no wrapper served within the grace period
+    /// ([`RuntimeBuilder::orphan_grace`](crate::RuntimeBuilder::orphan_grace)),
+    /// made dead letters.
+    pub orphaned_writes: u64,
+}
+
 /// The backend of a runtime: a key → bytes map per table.
 pub(crate) enum Backend {
     Memory(memory::Memory),
+    #[cfg(feature = "embedded")]
     Embedded(embedded::Embedded),
 }
 
@@ -67,6 +89,7 @@ impl Backend {
         Self::Memory(memory::Memory::default())
     }
 
+    #[cfg(feature = "embedded")]
     pub(crate) fn embedded(dir: &Path, accept_new: bool) -> Result<Self, StoreError> {
         embedded::Embedded::open(dir, accept_new).map(Self::Embedded)
     }
@@ -74,6 +97,7 @@ impl Backend {
     pub(crate) async fn get(&self, table: Table, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
         match self {
             Self::Memory(memory) => Ok(memory.get(table, key)),
+            #[cfg(feature = "embedded")]
             Self::Embedded(embedded) => embedded.get(table, key).await,
         }
     }
@@ -89,11 +113,13 @@ impl Backend {
                 memory.put(table, key, value);
                 Ok(())
             }
+            #[cfg(feature = "embedded")]
             Self::Embedded(embedded) => embedded.put(table, key, value).await,
         }
     }
 
     /// The embedded database, if this backend has one.
+    #[cfg(feature = "embedded")]
     pub(crate) fn database(&self) -> Option<std::sync::Arc<handle::DbHandle>> {
         match self {
             Self::Memory(_) => None,
@@ -104,6 +130,7 @@ impl Backend {
     pub(crate) fn kind(&self) -> &'static str {
         match self {
             Self::Memory(_) => "memory",
+            #[cfg(feature = "embedded")]
             Self::Embedded(_) => "embedded",
         }
     }
@@ -117,6 +144,7 @@ pub(crate) enum Table {
 }
 
 impl Table {
+    #[cfg(feature = "embedded")]
     pub(crate) const fn name(self) -> &'static str {
         match self {
             Self::Idempotency => "idempotency",

@@ -21,21 +21,7 @@ use super::StoreError;
 /// The most rows one delete transaction takes.
 pub(crate) const BATCH: usize = 1_000;
 
-/// What one sweep deleted.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-#[non_exhaustive]
-pub struct Swept {
-    /// Settled entries of the write-ahead log past the retention.
-    pub settled: u64,
-    /// Idempotency records past their retention.
-    pub idempotency_records: u64,
-    /// Cached answers past `max_stale`.
-    pub cached_answers: u64,
-    /// Queued writes of contracts no wrapper served within the grace period
-    /// ([`RuntimeBuilder::orphan_grace`](crate::RuntimeBuilder::orphan_grace)),
-    /// made dead letters.
-    pub orphaned_writes: u64,
-}
+pub(crate) use super::Swept;
 
 /// How to tell an expired row, per table.
 pub(crate) struct Rules {

@@ -12,10 +12,11 @@
 //! spans and events are skipped by `tracing`'s own level check when nothing
 //! listens. Snapshots merge the counters off the hot path.
 //!
-//! **Metrics** (install a recorder, such as
+//! **Metrics**, with the `metrics` feature (a default one; without it these
+//! series are not emitted). Install a recorder, such as
 //! `metrics-exporter-prometheus`, before the first call of a wrapper: each
 //! endpoint resolves its handles once, and registers only the series its
-//! policy can move):
+//! policy can move.
 //!
 //! | name | kind | labels | what |
 //! |---|---|---|---|
@@ -33,6 +34,7 @@ mod call;
 mod correlation;
 mod detector;
 mod histogram;
+pub(crate) mod metrics;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};

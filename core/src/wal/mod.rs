@@ -12,7 +12,7 @@
 //! settle entries as delivered or dead, and report. Draining is the
 //! runtime's work (see the README's "Queued writes").
 //!
-//! **Where it lives.** On [`Runtime::embedded`](crate::Runtime::embedded)
+//! **Where it lives.** On `Runtime::embedded` (the `embedded` feature)
 //! the log is in the redb file next to the idempotency store, and an append
 //! is on disk before it is acknowledged. On
 //! [`Runtime::in_memory`](crate::Runtime::in_memory) it is a map in the
@@ -25,6 +25,7 @@
 //! at that moment, writes them in one transaction, commits once, and then
 //! acknowledges them all. A burst of queued writes shares its fsyncs.
 
+#[cfg(feature = "embedded")]
 mod embedded;
 mod memory;
 
@@ -165,9 +166,11 @@ pub struct Quarantined {
 }
 
 /// The settled entries' table, for the sweeper.
+#[cfg(feature = "embedded")]
 pub(crate) use embedded::SETTLED as SETTLED_TABLE;
 
 /// When a settled entry was settled, read from its stored status.
+#[cfg(feature = "embedded")]
 pub(crate) fn settled_at_ms(bytes: &[u8]) -> Option<u64> {
     match serde_json::from_slice::<TicketStatus>(bytes).ok()? {
         TicketStatus::Delivered { at_ms, .. } | TicketStatus::Dead { at_ms, .. } => Some(at_ms),
@@ -181,11 +184,13 @@ pub(crate) fn now_ms() -> u64 {
         .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
 }
 
+#[cfg(feature = "embedded")]
 fn record_error(error: impl std::fmt::Display) -> StoreError {
     StoreError::Record(error.to_string())
 }
 
 enum Log {
+    #[cfg(feature = "embedded")]
     Embedded(embedded::Embedded),
     Memory(memory::Memory),
 }
@@ -207,6 +212,7 @@ pub struct WriteAheadLog {
 }
 
 impl WriteAheadLog {
+    #[cfg(feature = "embedded")]
     pub(crate) fn embedded(db: Arc<crate::store::handle::DbHandle>) -> Result<Self, StoreError> {
         let (log, opened) = embedded::Embedded::open(db)?;
         let mut wal = Self::with(Log::Embedded(log), opened.pending, opened.dead);
@@ -252,8 +258,10 @@ impl WriteAheadLog {
     /// # Errors
     ///
     /// [`StoreError`] when the log cannot be read.
+    #[cfg_attr(not(feature = "embedded"), allow(unused_variables))]
     pub async fn quarantined(&self, limit: usize) -> Result<Vec<Quarantined>, StoreError> {
         match &self.log {
+            #[cfg(feature = "embedded")]
             Log::Embedded(log) => log.quarantined(limit).await,
             Log::Memory(_) => Ok(Vec::new()),
         }
@@ -262,7 +270,11 @@ impl WriteAheadLog {
     /// Whether an acknowledged append survives the process (embedded), or
     /// not (in memory).
     pub fn is_durable(&self) -> bool {
-        matches!(self.log, Log::Embedded(_))
+        match self.log {
+            #[cfg(feature = "embedded")]
+            Log::Embedded(_) => true,
+            Log::Memory(_) => false,
+        }
     }
 
     /// The live count of `contract`'s pending writes.
@@ -340,6 +352,7 @@ impl WriteAheadLog {
 
     async fn append_uncounted(&self, write: &QueuedWrite) -> Result<Ticket, StoreError> {
         let ticket = match &self.log {
+            #[cfg(feature = "embedded")]
             Log::Embedded(log) => {
                 let bytes = serde_json::to_vec(write).map_err(record_error)?;
                 log.append(bytes).await?
@@ -371,6 +384,7 @@ impl WriteAheadLog {
         limit: usize,
     ) -> Result<Vec<(Ticket, QueuedWrite)>, StoreError> {
         match &self.log {
+            #[cfg(feature = "embedded")]
             Log::Embedded(log) => log.pending(contract, limit).await,
             Log::Memory(log) => Ok(log.pending(contract, limit)),
         }
@@ -384,6 +398,7 @@ impl WriteAheadLog {
     /// [`StoreError`] when the log cannot be read.
     pub async fn depth(&self) -> Result<u64, StoreError> {
         match &self.log {
+            #[cfg(feature = "embedded")]
             Log::Embedded(log) => log.depth().await,
             Log::Memory(log) => Ok(log.depth()),
         }
@@ -396,6 +411,7 @@ impl WriteAheadLog {
     /// [`StoreError`] when the log cannot be written.
     pub async fn record_attempt(&self, ticket: Ticket) -> Result<(), StoreError> {
         match &self.log {
+            #[cfg(feature = "embedded")]
             Log::Embedded(log) => log.record_attempt(ticket).await,
             Log::Memory(log) => {
                 log.record_attempt(ticket);
@@ -415,6 +431,7 @@ impl WriteAheadLog {
     pub async fn settle(&self, ticket: Ticket, status: TicketStatus) -> Result<(), StoreError> {
         let dead = matches!(status, TicketStatus::Dead { .. });
         let contract = match &self.log {
+            #[cfg(feature = "embedded")]
             Log::Embedded(log) => log.settle(ticket, status, true).await?,
             Log::Memory(log) => log.settle(ticket, status),
         };
@@ -449,6 +466,7 @@ impl WriteAheadLog {
         decrement(&counter);
         let dead = matches!(status, TicketStatus::Dead { .. });
         let settled = match &self.log {
+            #[cfg(feature = "embedded")]
             Log::Embedded(log) => log.settle(ticket, status, false).await,
             Log::Memory(log) => Ok(log.settle(ticket, status)),
         };
@@ -478,6 +496,7 @@ impl WriteAheadLog {
     /// Makes every earlier settle durable.
     pub(crate) async fn flush(&self) -> Result<(), StoreError> {
         match &self.log {
+            #[cfg(feature = "embedded")]
             Log::Embedded(log) => log.flush().await,
             Log::Memory(_) => Ok(()),
         }
@@ -490,6 +509,7 @@ impl WriteAheadLog {
     /// [`StoreError`] when the log cannot be read.
     pub async fn status(&self, ticket: Ticket) -> Result<Option<TicketStatus>, StoreError> {
         match &self.log {
+            #[cfg(feature = "embedded")]
             Log::Embedded(log) => log.status(ticket).await,
             Log::Memory(log) => Ok(log.status(ticket)),
         }
@@ -522,6 +542,7 @@ impl WriteAheadLog {
     /// [`StoreError`] when the log cannot be read.
     pub async fn dead_letter(&self, ticket: Ticket) -> Result<Option<DeadLetter>, StoreError> {
         match &self.log {
+            #[cfg(feature = "embedded")]
             Log::Embedded(log) => log.dead_letter(ticket).await,
             Log::Memory(log) => Ok(log.dead_letter(ticket)),
         }
@@ -535,6 +556,7 @@ impl WriteAheadLog {
         contract: &str,
     ) -> Result<bool, StoreError> {
         let removed = match &self.log {
+            #[cfg(feature = "embedded")]
             Log::Embedded(log) => log.remove_dead(ticket).await?,
             Log::Memory(log) => log.remove_dead(ticket),
         };
@@ -560,6 +582,7 @@ impl WriteAheadLog {
         limit: usize,
     ) -> Result<Vec<(Ticket, DeadLetter)>, StoreError> {
         match &self.log {
+            #[cfg(feature = "embedded")]
             Log::Embedded(log) => log.dead_letters(limit).await,
             Log::Memory(log) => Ok(log.dead_letters(limit)),
         }

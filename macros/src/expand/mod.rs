@@ -60,7 +60,12 @@ pub(crate) fn contract(args: TokenStream, item: TokenStream) -> TokenStream {
         Ok(contract) => {
             let mut tokens = resilient::expand(&contract);
             if contract.mock {
-                tokens.extend(mock::expand(&contract));
+                // Through the facade, so that a build without its `mock`
+                // feature reports that, once, instead of every missing path.
+                let double = mock::expand(&contract);
+                tokens.extend(quote::quote! {
+                    ::seawall::__private_v1::mock_items! { #double }
+                });
             }
             tokens
         }
