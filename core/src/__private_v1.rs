@@ -30,7 +30,7 @@ pub use crate::idempotency::{IdempotencyKey, OnDuplicate, StorePolicy};
 #[cfg(feature = "mock")]
 pub use crate::mock::generated::{MockOutput, MockRecord, MockShow, MockShowAny, MockShowDebug};
 
-pub use crate::pipeline::{Call, run};
+pub use crate::pipeline::{Call, NoReads, Read, Reads, run};
 pub use crate::queue::Replayed;
 pub use crate::resilient::{ContractEndpoints, Dispatch};
 pub use crate::wal::QueuedWrite;

@@ -12,7 +12,7 @@ use crate::cache::{DiskCache, LastKnownGood};
 use crate::idempotency::{CallContext, IdempotencyKey, IdempotencyStore};
 use crate::queue::ContractQueue;
 use crate::retry::{Backoff, RetryBudget, RngSource};
-use crate::telemetry::{CallTrace, EndpointStats, Outcome as Seen};
+use crate::telemetry::EndpointStats;
 use crate::{ContractError, Error, Policy};
 
 /// One contract method's share of the runtime: its policy, its breaker and
@@ -142,10 +142,7 @@ impl Endpoint {
                 attempts: crate::__private_v1::each(attempt),
                 answer: crate::fallback::Plain,
                 record: crate::idempotency::stage::NotStored,
-                key: None,
-                fingerprint: None,
-                cache_key: None,
-                queued: None,
+                reads: crate::pipeline::NoReads,
                 fallback: crate::fallback::NoFallback,
             },
         )
@@ -166,21 +163,6 @@ impl Endpoint {
             key,
             header: self.key_header.clone(),
         }
-    }
-
-    /// Records one attempt (see [`telemetry::call`](crate::telemetry)).
-    #[inline]
-    pub(crate) fn observe(&self, trace: &CallTrace, seen: Seen, attempt: u32, nanos: u64) {
-        crate::telemetry::attempt_seen(
-            &self.stats,
-            trace,
-            &self.contract,
-            &self.method,
-            self.breaker.as_deref(),
-            seen,
-            attempt,
-            nanos,
-        );
     }
 
     #[cold]

@@ -43,7 +43,7 @@ use crate::timeout::Deadline;
 /// say how the fallbacks and the idempotency store see the answer; the
 /// `Option`s are what was read from the arguments for the stages that
 /// need it; `fallback` is `with(..)`'s function, if any.
-pub struct Call<F, A, S, B> {
+pub struct Call<F, A, S, R, B> {
     /// Makes each attempt.
     pub attempts: F,
     /// How the fallbacks see the answer ([`Plain`](crate::fallback::Plain)
@@ -53,6 +53,39 @@ pub struct Call<F, A, S, B> {
     /// ([`NotStored`](crate::idempotency::stage::NotStored) without
     /// `idempotent(store)`).
     pub record: S,
+    /// What was read from the arguments: [`NoReads`] when the policy needs
+    /// nothing of them, else a [`Read`].
+    pub reads: R,
+    /// `fallback = with(..)`.
+    pub fallback: B,
+}
+
+/// What a call read from its arguments, for the stages that need it.
+pub trait Reads {
+    /// Whether the call read nothing (known when it is compiled, so a call
+    /// that reads nothing carries no space for it and tests nothing).
+    const NOTHING: bool = false;
+
+    /// What was read.
+    fn into_read(self) -> Read;
+}
+
+/// A call whose policy needs nothing of its arguments.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct NoReads;
+
+impl Reads for NoReads {
+    const NOTHING: bool = true;
+
+    #[inline]
+    fn into_read(self) -> Read {
+        Read::default()
+    }
+}
+
+/// What a call read from its arguments.
+#[derive(Default)]
+pub struct Read {
     /// The idempotency key, for a keyed write.
     pub key: Option<IdempotencyKey>,
     /// The whole payload's fingerprint, for `idempotent(store)`.
@@ -62,8 +95,13 @@ pub struct Call<F, A, S, B> {
     /// The arguments a queued write keeps, for `fallback = queue`; `None`
     /// when the drain re-issues a queued write (which is not queued again).
     pub queued: Option<PreparedArguments>,
-    /// `fallback = with(..)`.
-    pub fallback: B,
+}
+
+impl Reads for Read {
+    #[inline]
+    fn into_read(self) -> Read {
+        self
+    }
 }
 
 /// Runs one call of `endpoint`'s method through every stage its policy
@@ -78,15 +116,16 @@ pub struct Call<F, A, S, B> {
     reason = "an `async fn` keeps its arguments twice in its future (as arguments and as locals)"
 )]
 #[inline]
-pub fn run<T, E, F, Fut, A, S, B>(
+pub fn run<T, E, F, Fut, A, S, R, B>(
     endpoint: &Endpoint,
-    call: Call<F, A, S, B>,
+    mut call: Call<F, A, S, R, B>,
 ) -> impl Future<Output = Result<T, E>>
 where
     F: FnMut() -> Option<Fut>,
     Fut: Future<Output = Result<T, E>>,
     A: Answer<T>,
     S: Record<T>,
+    R: Reads,
     B: Fallback<T, E>,
     E: ContractError,
 {
@@ -97,29 +136,43 @@ where
     // the block is built where it is awaited, an enum's variant would be
     // copied there.)
     async move {
-        let lean = call.key.is_none()
-            && call.queued.is_none()
-            && call.record.ops().is_none()
-            && call.fallback.passes_through();
-        if !lean {
-            return Box::pin(full(endpoint, call)).await;
-        }
+        // The call's parts are used where they were captured: bound to
+        // locals, they would take space of their own in this future.
+        let plain = call.record.ops().is_none() && call.fallback.passes_through();
+        // The cache key as two words: a `u128` would align this part of
+        // the future to 16 bytes, with padding to match.
+        let cache_key: Option<[u64; 2]> = if R::NOTHING && plain {
+            None
+        } else {
+            let read = call.reads.into_read();
+            if !plain || read.key.is_some() || read.queued.is_some() {
+                let full = full(
+                    endpoint,
+                    call.attempts,
+                    call.answer,
+                    call.record,
+                    read,
+                    call.fallback,
+                );
+                return Box::pin(full).await;
+            }
+            read.cache_key.map(|key| [(key >> 64) as u64, key as u64])
+        };
         let deadline = Deadline::start(&endpoint.policy);
         let mut trace = CallTrace::start(&endpoint.contract, &endpoint.method);
         let result =
-            crate::retry::stage::run(endpoint, deadline, &mut trace, call.attempts, |attempt| {
-                attempt
-            })
-            .await;
-        match (&endpoint.cache, call.cache_key) {
-            (Some(cache), Some(key)) => match result {
-                Ok(answer) => {
-                    crate::cache::stage::keep(&call.answer, cache, key, &answer);
-                    Ok(answer)
+            crate::retry::stage::run!(endpoint, deadline, &mut trace, call.attempts, |a| a);
+        match (&endpoint.cache, cache_key) {
+            (Some(cache), Some([high, low])) => match result {
+                Ok(value) => {
+                    let key = (u128::from(high) << 64) | u128::from(low);
+                    crate::cache::stage::keep(&call.answer, cache, key, &value);
+                    Ok(value)
                 }
                 // Boxed: the cache's read (from disk, perhaps) is only for
                 // a failed read.
                 Err(error) => {
+                    let key = (u128::from(high) << 64) | u128::from(low);
                     Box::pin(crate::cache::stage::serve_stale(
                         &call.answer,
                         endpoint,
@@ -139,7 +192,11 @@ where
 /// A call with any of the other stages.
 fn full<T, E, F, Fut, A, S, B>(
     endpoint: &Endpoint,
-    call: Call<F, A, S, B>,
+    mut attempts: F,
+    answer_shape: A,
+    record: S,
+    read: Read,
+    fallback: B,
 ) -> impl Future<Output = Result<T, E>>
 where
     F: FnMut() -> Option<Fut>,
@@ -149,16 +206,12 @@ where
     B: Fallback<T, E>,
     E: ContractError,
 {
-    let Call {
-        attempts,
-        answer: answer_shape,
-        record,
+    let Read {
         key,
         fingerprint,
         cache_key,
         queued,
-        fallback,
-    } = call;
+    } = read;
     async move {
         let deadline = Deadline::start(&endpoint.policy);
         // The key travels as the attempts' task-local context, and names a
@@ -217,18 +270,23 @@ where
                     endpoint,
                     &keyed.key,
                     fingerprint,
-                    crate::retry::stage::run(endpoint, deadline, &mut trace, attempts, |attempt| {
-                        crate::idempotency::keyed(Some(keyed), attempt)
-                    }),
+                    async {
+                        crate::retry::stage::run!(
+                            endpoint,
+                            deadline,
+                            &mut trace,
+                            attempts,
+                            |attempt| { crate::idempotency::keyed(Some(keyed), attempt) }
+                        )
+                    },
                 ))
                 .await
             }
             _ => {
                 let context = context.as_ref();
-                crate::retry::stage::run(endpoint, deadline, &mut trace, attempts, |attempt| {
+                crate::retry::stage::run!(endpoint, deadline, &mut trace, attempts, |attempt| {
                     crate::idempotency::keyed(context, attempt)
                 })
-                .await
             }
         };
         let result = match (result, cache, queue) {

@@ -2,7 +2,7 @@
 //! every attempt's polls), its correlation id, and the event of each
 //! attempt.
 
-use crate::telemetry::{EndpointStats, Outcome};
+use crate::telemetry::Outcome;
 
 /// The call's span and correlation id, made when the call starts and handed
 /// from stage to stage: the retry stage polls each attempt in them, and a
@@ -50,32 +50,24 @@ impl CallTrace {
     }
 }
 
-/// Records one attempt of `contract.method`, which took `nanos`: counts,
-/// latency, the change detector, and an `info` event (target
-/// `seawall::attempt`) in the call's span for whoever listens.
-#[allow(clippy::too_many_arguments)]
-pub(crate) fn attempt(
-    stats: &EndpointStats,
-    trace: &CallTrace,
-    contract: &str,
-    method: &str,
-    breaker: Option<&crate::Breaker>,
-    seen: Outcome,
-    attempt: u32,
-    nanos: u64,
-) {
-    stats.attempt(seen, nanos);
-    let failed = seen != Outcome::Success;
-    let _in_call = trace.span.enter();
-    tracing::info!(
-        target: "seawall::attempt",
-        contract = %contract,
-        method = %method,
-        attempt,
-        outcome = seen.as_str(),
-        "error.type" = failed.then(|| seen.as_str()),
-        duration_ms = nanos as f64 / 1e6,
-        breaker = breaker.map(|b| b.state().as_str()),
-        "attempt"
-    );
+impl crate::endpoint::Endpoint {
+    /// Records one attempt of this method, which took `nanos`: counts,
+    /// latency, the change detector, and an `info` event (target
+    /// `seawall::attempt`) in the call's span for whoever listens.
+    pub(crate) fn observe(&self, trace: &CallTrace, seen: Outcome, attempt: u32, nanos: u64) {
+        self.stats.attempt(seen, nanos);
+        let failed = seen != Outcome::Success;
+        let _in_call = trace.span.enter();
+        tracing::info!(
+            target: "seawall::attempt",
+            contract = %self.contract,
+            method = %self.method,
+            attempt,
+            outcome = seen.as_str(),
+            "error.type" = failed.then(|| seen.as_str()),
+            duration_ms = nanos as f64 / 1e6,
+            breaker = self.breaker.as_ref().map(|b| b.state().as_str()),
+            "attempt"
+        );
+    }
 }

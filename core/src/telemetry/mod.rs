@@ -42,7 +42,7 @@ use std::time::Duration;
 
 use serde::Serialize;
 
-pub(crate) use call::{CallTrace, attempt as attempt_seen};
+pub(crate) use call::CallTrace;
 pub use correlation::{
     CorrelationId, Scoped, current as current_correlation, scope as correlation_scope,
 };

@@ -285,16 +285,25 @@ fn run(
             quote!(::core::option::Option::None)
         }
     };
-    let key = some(method.policy.key.is_some(), quote!(__seawall_key));
-    let fingerprint = some(stored, quote!(__seawall_fingerprint));
-    let cache_key = some(
-        policy.cache_fallback().is_some(),
-        quote!(__seawall_cache_key),
-    );
-    let queued = some(
-        method.queued.is_some() && !replay,
-        quote!(__seawall_arguments),
-    );
+    let keyed = method.policy.key.is_some();
+    let cached = policy.cache_fallback().is_some();
+    let queues = method.queued.is_some() && !replay;
+    let reads = if keyed || stored || cached || queues {
+        let key = some(keyed, quote!(__seawall_key));
+        let fingerprint = some(stored, quote!(__seawall_fingerprint));
+        let cache_key = some(cached, quote!(__seawall_cache_key));
+        let queued = some(queues, quote!(__seawall_arguments));
+        quote! {
+            ::seawall::__private_v1::Read {
+                key: #key,
+                fingerprint: #fingerprint,
+                cache_key: #cache_key,
+                queued: #queued,
+            }
+        }
+    } else {
+        quote!(::seawall::__private_v1::NoReads)
+    };
     let fallback = match &method.policy.custom_fallback {
         Some(path) if !replay => {
             let names = &arguments.names;
@@ -315,10 +324,7 @@ fn run(
             attempts: #attempts,
             answer: #answer,
             record: #record,
-            key: #key,
-            fingerprint: #fingerprint,
-            cache_key: #cache_key,
-            queued: #queued,
+            reads: #reads,
             fallback: #fallback,
         })
         .await
