@@ -1,3 +1,6 @@
+//! seawall's errors ([`Error`](crate::Error)) and what a contract's own error
+//! type must offer to carry them ([`ContractError`](crate::ContractError)).
+
 use std::error::Error as StdError;
 use std::sync::Arc;
 use std::time::Duration;

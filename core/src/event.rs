@@ -1,3 +1,7 @@
+//! Events the runtime reports to subscribers (`Runtime::subscribe`): breaker
+//! transitions and rates, queued, delivered and dead-lettered writes, store
+//! changes.
+
 use std::sync::{Arc, RwLock};
 
 use crate::BreakerState;

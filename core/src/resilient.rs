@@ -1,3 +1,7 @@
+//! The wrapper users call, [`Resilient`](crate::Resilient): an adapter, the
+//! runtime it shares, and its contracts' endpoint tables, built once and read
+//! without a lock.
+
 use std::any::{Any, TypeId};
 use std::sync::{Arc, OnceLock, Weak};
 

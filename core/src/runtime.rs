@@ -1,3 +1,8 @@
+//! The runtime: the state every wrapper of a process shares (breakers by
+//! name, retry budgets, stores, the write-ahead log, counters), how it is
+//! built (`Runtime::in_memory`, `Runtime::embedded`, `Runtime::builder`) and
+//! how it resolves a method's policy into an [`Endpoint`](crate::Endpoint).
+
 use std::collections::BTreeMap;
 #[cfg(feature = "embedded")]
 use std::sync::OnceLock;

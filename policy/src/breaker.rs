@@ -1,3 +1,6 @@
+//! The circuit breaker's policy: its window, thresholds, open time and
+//! probes, with their defaults and rules.
+
 use std::time::Duration;
 
 use crate::{ClassSet, ErrorClass, Field, MAX_PROBES, PolicyError, check_duration, check_rate};

@@ -1,3 +1,5 @@
+//! The retry budget's policy: ratio, ceiling and floor.
+
 use crate::{Field, MAX_BUDGET_TOKENS, PolicyError, check_rate};
 
 /// How many retries an integration may add on top of its calls.

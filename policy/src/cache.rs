@@ -1,3 +1,6 @@
+//! The last-known-good cache's policy: how stale an answer may be served,
+//! and how many are kept.
+
 use std::time::Duration;
 
 use crate::{Field, PolicyError, check_duration};

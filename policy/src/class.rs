@@ -1,3 +1,5 @@
+//! Error classes (how a failure is treated) and sets of them.
+
 /// What a failed attempt means for the retry loop and the circuit breaker.
 ///
 /// | class | retried (by default) | counts against the breaker (by default) |

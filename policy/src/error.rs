@@ -1,3 +1,6 @@
+//! What can be wrong with a policy ([`PolicyError`]) and which key it names
+//! ([`Field`]), so the macro reports it at that key's tokens.
+
 use std::time::Duration;
 
 use crate::{MAX_ATTEMPTS, MAX_BUDGET_TOKENS, MAX_DURATION, MAX_PROBES, show};

@@ -1,3 +1,6 @@
+//! A method's whole policy ([`Policy`]): its kind, timeouts and every
+//! optional key, and the rules that look across them.
+
 use std::borrow::Cow;
 use std::time::Duration;
 

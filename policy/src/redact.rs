@@ -1,3 +1,6 @@
+//! `redact = [..]`: the arguments kept out of every message and sealed at
+//! rest, and its rules.
+
 use crate::{Field, PolicyError};
 
 /// `redact = [token, card]`: the arguments of a method whose values are

@@ -1,3 +1,6 @@
+//! The retry policy: attempts, backoff, jitter, which classes are retried
+//! and `max_elapsed`.
+
 use std::time::Duration;
 
 use crate::{ClassSet, ErrorClass, Field, MAX_ATTEMPTS, PolicyError, check_duration};

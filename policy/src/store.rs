@@ -1,3 +1,6 @@
+//! The idempotency store's policy: retention, replayed failures, and what
+//! a duplicate in flight does.
+
 use std::time::Duration;
 
 use crate::{Field, PolicyError, check_duration};

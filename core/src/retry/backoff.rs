@@ -1,3 +1,6 @@
+//! The delay before each retry: exponential from `base` to `cap`, with
+//! jitter so that clients that failed together do not retry together.
+
 use std::time::Duration;
 
 use rand::{Rng, RngExt};

@@ -1,3 +1,7 @@
+//! The retry budget: successes earn tokens and retries spend them, so the
+//! load retries add to a struggling vendor is bounded per integration, not
+//! per call.
+
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering::AcqRel, Ordering::Acquire, Ordering::Relaxed};
 use tokio::time::Instant;

@@ -1,3 +1,6 @@
+//! Where a call's jitter comes from: the thread's generator, or a seeded one
+//! per call so tests draw the same delays on every run without a shared lock.
+
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 
 use rand::SeedableRng;

@@ -1,3 +1,6 @@
+//! The embedded (redb) idempotency store: claims and recorded outcomes on
+//! disk, written through the group commit.
+
 use std::path::Path;
 use std::sync::Arc;
 

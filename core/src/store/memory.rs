@@ -1,3 +1,6 @@
+//! The in-memory idempotency store: the same semantics as the embedded one,
+//! for `Runtime::in_memory` and tests.
+
 use std::collections::HashMap;
 use std::sync::Mutex;
 
