@@ -160,8 +160,7 @@ where
         };
         let deadline = Deadline::start(&endpoint.policy);
         let mut trace = CallTrace::start(&endpoint.contract, &endpoint.method);
-        let result =
-            crate::retry::stage::run!(endpoint, deadline, &mut trace, call.attempts, |a| a);
+        let result = crate::retry::stage::run!(endpoint, deadline, trace, call.attempts, |a| a);
         match (&endpoint.cache, cache_key) {
             (Some(cache), Some([high, low])) => match result {
                 Ok(value) => {
@@ -271,20 +270,16 @@ where
                     &keyed.key,
                     fingerprint,
                     async {
-                        crate::retry::stage::run!(
-                            endpoint,
-                            deadline,
-                            &mut trace,
-                            attempts,
-                            |attempt| { crate::idempotency::keyed(Some(keyed), attempt) }
-                        )
+                        crate::retry::stage::run!(endpoint, deadline, trace, attempts, |attempt| {
+                            crate::idempotency::keyed(Some(keyed), attempt)
+                        })
                     },
                 ))
                 .await
             }
             _ => {
                 let context = context.as_ref();
-                crate::retry::stage::run!(endpoint, deadline, &mut trace, attempts, |attempt| {
+                crate::retry::stage::run!(endpoint, deadline, trace, attempts, |attempt| {
                     crate::idempotency::keyed(context, attempt)
                 })
             }

@@ -59,13 +59,12 @@ pub(crate) fn retry_after<E: ContractError>(
 /// in, its own state and drop) — a third of what the whole stack adds to a
 /// call (BENCHMARKS.md).
 macro_rules! run {
-    ($endpoint:expr, $deadline:expr, $trace:expr, $next_attempt:expr, $wrap:expr $(,)?) => {
+    ($endpoint:expr, $deadline:expr, $trace:ident, $next_attempt:expr, $wrap:expr $(,)?) => {
         'retry: {
             #[allow(unused_imports)]
             use $crate::Classify as _;
             let endpoint: &$crate::endpoint::Endpoint = $endpoint;
             let deadline: $crate::timeout::Deadline = $deadline;
-            let trace: &mut $crate::telemetry::CallTrace = $trace;
             // Borrowed where it is: moved into a local, it would take
             // space of its own beside the place it came from.
             let next_attempt = &mut $next_attempt;
@@ -104,8 +103,8 @@ macro_rules! run {
                 let answer = $crate::timeout::within(
                     limit,
                     timer,
-                    &trace.span,
-                    &mut trace.correlation,
+                    &$trace.span,
+                    &mut $trace.correlation,
                     wrap(call),
                 )
                 .await;
@@ -115,7 +114,7 @@ macro_rules! run {
                 }
                 let failed = match answer {
                     $crate::timeout::Attempt::Answered(Ok(value)) => {
-                        endpoint.observe(trace, $crate::telemetry::Outcome::Success, attempts, elapsed);
+                        endpoint.observe(&$trace, $crate::telemetry::Outcome::Success, attempts, elapsed);
                         $crate::retry::stage::record(permit, $crate::breaker::Outcome::Success);
                         if let Some(budget) = &endpoint.budget {
                             budget.deposit();
@@ -124,7 +123,7 @@ macro_rules! run {
                     }
                     $crate::timeout::Attempt::Answered(Err(error)) => {
                         let class = error.class();
-                        endpoint.observe(trace, $crate::telemetry::Outcome::Error(class), attempts, elapsed);
+                        endpoint.observe(&$trace, $crate::telemetry::Outcome::Error(class), attempts, elapsed);
                         $crate::retry::stage::record_error(permit, class);
                         if !retry.retry_on().contains(class) {
                             break 'retry Err(error);
@@ -136,7 +135,7 @@ macro_rules! run {
                         // event; never retried: the panic goes on to the caller as it
                         // was raised.
                         endpoint.observe(
-                            trace,
+                            &$trace,
                             $crate::telemetry::Outcome::Error($crate::ErrorClass::VendorFault),
                             attempts,
                             elapsed,
@@ -145,7 +144,7 @@ macro_rules! run {
                         ::std::panic::resume_unwind(panic);
                     }
                     $crate::timeout::Attempt::TimedOut => {
-                        endpoint.observe(trace, $crate::telemetry::Outcome::Timeout, attempts, elapsed);
+                        endpoint.observe(&$trace, $crate::telemetry::Outcome::Timeout, attempts, elapsed);
                         $crate::retry::stage::record(permit, $crate::breaker::Outcome::Failure);
                         if limited_by_deadline {
                             break 'retry Err(endpoint.deadline_exceeded(attempts));
