@@ -27,7 +27,7 @@
 
 use std::future::Future;
 
-use crate::__private_v1::PreparedArguments;
+use crate::__private_v1::args::PreparedArguments;
 use crate::ContractError;
 use crate::endpoint::Endpoint;
 use crate::fallback::{Answer, Fallback};

@@ -23,7 +23,7 @@ use crate::{
 
 impl Policy {
     /// The expression that builds this policy, naming the policy types
-    /// through `root` (such as `::seawall::__private_v1`, which must hold
+    /// through `root` (such as `::seawall::__private_v1::policy`, which must hold
     /// `Policy`, `Kind`, `Duration`, `RetryPolicy`, `Jitter`, `ClassSet`,
     /// `ErrorClass`, `BudgetPolicy`, `BreakerPolicy`, `CachePolicy`,
     /// `StorePolicy` and `OnDuplicate`).

@@ -8,7 +8,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::__private_v1::PreparedArguments;
+use crate::__private_v1::args::PreparedArguments;
 use crate::endpoint::Endpoint;
 use crate::idempotency::IdempotencyKey;
 use crate::queue::ContractQueue;

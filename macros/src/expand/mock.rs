@@ -54,8 +54,8 @@ pub(super) fn expand(contract: &Contract) -> TokenStream {
                 #name,
                 |__seawall_args: &#args| {
                     #[allow(unused_imports)]
-                    use ::seawall::__private_v1::{MockShowAny as _, MockShowDebug as _};
-                    (&::seawall::__private_v1::MockShow(__seawall_args)).mock_show()
+                    use ::seawall::__private_v1::mock::{MockShowAny as _, MockShowDebug as _};
+                    (&::seawall::__private_v1::mock::MockShow(__seawall_args)).mock_show()
                 },
             )
         }
@@ -232,10 +232,10 @@ fn recorded(
             // Spanned at the type, so one without an owned form is reported
             // there.
             let owned = quote_spanned! {elem.span()=>
-                <#elem as ::seawall::__private_v1::MockRecord>::Owned
+                <#elem as ::seawall::__private_v1::mock::MockRecord>::Owned
             };
             let value = quote_spanned! {elem.span()=>
-                <#elem as ::seawall::__private_v1::MockRecord>::mock_record(&*#name)
+                <#elem as ::seawall::__private_v1::mock::MockRecord>::mock_record(&*#name)
             };
             (owned, value)
         }
@@ -269,8 +269,8 @@ fn result_types(output: &syn::Type) -> (TokenStream, TokenStream) {
         return (quote!(#ok), quote!(#err));
     }
     (
-        quote!(<#output as ::seawall::__private_v1::MockOutput>::Ok),
-        quote!(<#output as ::seawall::__private_v1::MockOutput>::Err),
+        quote!(<#output as ::seawall::__private_v1::mock::MockOutput>::Ok),
+        quote!(<#output as ::seawall::__private_v1::mock::MockOutput>::Err),
     )
 }
 

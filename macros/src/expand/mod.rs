@@ -20,7 +20,7 @@ use crate::validate::{self, ContractSettings, MethodPolicy};
 /// facade's `__private_v1` module). The one place it is written for the
 /// policies, which `seawall-policy` emits under it.
 pub(crate) fn private() -> TokenStream {
-    quote::quote!(::seawall::__private_v1)
+    quote::quote!(::seawall::__private_v1::policy)
 }
 
 /// A contract method that passed every check.
@@ -64,7 +64,7 @@ pub(crate) fn contract(args: TokenStream, item: TokenStream) -> TokenStream {
                 // feature reports that, once, instead of every missing path.
                 let double = mock::expand(&contract);
                 tokens.extend(quote::quote! {
-                    ::seawall::__private_v1::mock_items! { #double }
+                    ::seawall::__private_v1::mock::items! { #double }
                 });
             }
             tokens
@@ -453,8 +453,8 @@ mod tests {
             .replace(' ', "");
         for expected in [
             "RetryPolicy::new(3u32)",
-            ".with_base(::seawall::__private_v1::Duration::from_nanos(100000000u64))",
-            ".with_cap(::seawall::__private_v1::Duration::from_nanos(5000000000u64))",
+            ".with_base(::seawall::__private_v1::policy::Duration::from_nanos(100000000u64))",
+            ".with_cap(::seawall::__private_v1::policy::Duration::from_nanos(5000000000u64))",
             ".with_failure_rate(0.5f64)",
             ".with_window(100u32)",
             ".with_min_calls(100u32)",

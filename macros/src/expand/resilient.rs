@@ -59,7 +59,7 @@ pub(super) fn future_sig(method: &Method, sig: &syn::Signature) -> syn::Signatur
     let mut sig = sig.clone();
     sig.asyncness = None;
     sig.output = parse_quote! {
-        -> impl ::seawall::__private_v1::Future<Output = #output> + ::seawall::__private_v1::Send
+        -> impl ::seawall::__private_v1::rt::Future<Output = #output> + ::seawall::__private_v1::rt::Send
     };
     sig
 }
@@ -120,9 +120,9 @@ fn resilient_impl(contract: &Contract) -> TokenStream {
     // A drain delivers queued writes from a task of its own, through the
     // wrapper: the adapter must be shareable and own its data.
     let bounds = if queues(contract) {
-        quote!(::seawall::__private_v1::Send + ::seawall::__private_v1::Sync + 'static)
+        quote!(::seawall::__private_v1::rt::Send + ::seawall::__private_v1::rt::Sync + 'static)
     } else {
-        quote!(::seawall::__private_v1::Sync)
+        quote!(::seawall::__private_v1::rt::Sync)
     };
     generics.params.push(parse_quote! {
         __SeawallInner: #trait_ident #trait_args + #bounds
@@ -207,11 +207,11 @@ fn arguments(method: &Method, sig: &mut syn::Signature) -> Arguments {
                     let borrowed = format_ident!("__seawall_borrowed_{}", index);
                     arguments.borrows.push(quote!(let #borrowed = &#name;));
                     quote_spanned! {typed.ty.span()=>
-                        ::seawall::__private_v1::RetryArg::for_attempt(#borrowed)
+                        ::seawall::__private_v1::args::RetryArg::for_attempt(#borrowed)
                     }
                 } else {
                     quote_spanned! {typed.ty.span()=>
-                        ::seawall::__private_v1::RetryArg::for_attempt(&#name)
+                        ::seawall::__private_v1::args::RetryArg::for_attempt(&#name)
                     }
                 }
             } else {
@@ -263,20 +263,20 @@ fn run(
     };
     let answer = if policy.cache_fallback().is_some() {
         if returns_cached(&method.output) {
-            quote_spanned!(output_span=> ::seawall::__private_v1::cached())
+            quote_spanned!(output_span=> ::seawall::__private_v1::shape::cached())
         } else {
-            quote_spanned!(output_span=> ::seawall::__private_v1::cached_plain())
+            quote_spanned!(output_span=> ::seawall::__private_v1::shape::cached_plain())
         }
     } else if method.queued.is_some() {
-        quote!(::seawall::__private_v1::queued())
+        quote!(::seawall::__private_v1::shape::queued())
     } else {
-        quote!(::seawall::__private_v1::Plain)
+        quote!(::seawall::__private_v1::shape::Plain)
     };
     let stored = policy.idempotency_store().is_some();
     let record = if stored {
-        quote_spanned!(output_span=> ::seawall::__private_v1::stored())
+        quote_spanned!(output_span=> ::seawall::__private_v1::shape::stored())
     } else {
-        quote!(::seawall::__private_v1::NotStored)
+        quote!(::seawall::__private_v1::shape::NotStored)
     };
     let some = |present: bool, name: TokenStream| {
         if present {
@@ -313,9 +313,9 @@ fn run(
             let answer = quote_spanned! {path.span()=>
                 #path(#(&#names,)* __seawall_error)
             };
-            quote!(::seawall::__private_v1::With(|__seawall_error| -> #output { #answer }))
+            quote!(::seawall::__private_v1::shape::With(|__seawall_error| -> #output { #answer }))
         }
-        _ => quote!(::seawall::__private_v1::NoFallback),
+        _ => quote!(::seawall::__private_v1::shape::NoFallback),
     };
     // The whole call spanned at the return type: a bound the error type
     // misses is reported there.
@@ -358,7 +358,7 @@ fn reads(contract: &Contract, method: &Method, arguments: &Arguments, replay: bo
         let contract_name = &contract.name;
         let method_name = method.sig.ident.unraw().to_string();
         reads.extend(quote! {
-            let __seawall_arguments = match ::seawall::__private_v1::QueuedArguments::new()
+            let __seawall_arguments = match ::seawall::__private_v1::args::QueuedArguments::new()
                 #(#parts)*
                 .finish_for(#contract_name, #method_name)
             {
@@ -380,11 +380,11 @@ fn reads(contract: &Contract, method: &Method, arguments: &Arguments, replay: bo
         // checked for `Hash` where it was written).
         let parts = names.iter().map(|name| {
             quote_spanned! {name.span()=>
-                ::seawall::__private_v1::cache_key_part(&mut __seawall_hasher, &#name);
+                ::seawall::__private_v1::args::cache_key_part(&mut __seawall_hasher, &#name);
             }
         });
         reads.extend(quote! {
-            let mut __seawall_hasher = ::seawall::__private_v1::KeyHasher::new();
+            let mut __seawall_hasher = ::seawall::__private_v1::args::KeyHasher::new();
             #(#parts)*
             let __seawall_cache_key = __seawall_hasher.finish();
         });
@@ -439,14 +439,14 @@ fn arguments_event(contract: &Contract, method: &Method, names: &[syn::Ident]) -
             quote! {
                 #field = ?{
                     #[allow(unused_imports)]
-                    use ::seawall::__private_v1::{ViaDebug as _, ViaOpaque as _};
-                    (&&::seawall::__private_v1::DebugArg(&#name)).traced()
+                    use ::seawall::__private_v1::args::{ViaDebug as _, ViaOpaque as _};
+                    (&&::seawall::__private_v1::args::DebugArg(&#name)).traced()
                 }
             }
         }
     });
     quote! {
-        ::seawall::__private_v1::tracing::debug!(
+        ::seawall::__private_v1::rt::tracing::debug!(
             target: "seawall::args",
             contract = #contract_name,
             method = #method_name,
@@ -527,9 +527,9 @@ fn dispatch(contract: &Contract, trait_path: &TokenStream, bounds: &TokenStream)
             // its ticket is reported there.
             let replayed = match &method.queued {
                 Some(answer) => quote_spanned! {answer.span()=>
-                    ::seawall::__private_v1::replayed(__seawall_endpoint, __seawall_result)
+                    ::seawall::__private_v1::replay::replayed(__seawall_endpoint, __seawall_result)
                 },
-                None => quote!(::seawall::__private_v1::replayed(
+                None => quote!(::seawall::__private_v1::replay::replayed(
                     __seawall_endpoint,
                     __seawall_result
                 )),
@@ -540,7 +540,7 @@ fn dispatch(contract: &Contract, trait_path: &TokenStream, bounds: &TokenStream)
                     #(#reads)*
                     #(#borrows)*
                     let __seawall_key =
-                        ::seawall::__private_v1::IdempotencyKey::from_stored(&__seawall_write.key);
+                        ::seawall::__private_v1::args::IdempotencyKey::from_stored(&__seawall_write.key);
                     // An async block of its own: a fingerprint that cannot
                     // be made returns its error from it, as from a call.
                     let __seawall_result = async {
@@ -555,20 +555,20 @@ fn dispatch(contract: &Contract, trait_path: &TokenStream, bounds: &TokenStream)
     quote! {
         fn __seawall_dispatch<'__seawall, __SeawallInner>(
             __seawall_this: &'__seawall ::seawall::Resilient<__SeawallInner>,
-            __seawall_write: &'__seawall ::seawall::__private_v1::QueuedWrite,
-        ) -> ::seawall::__private_v1::BoxFuture<'__seawall, ::seawall::__private_v1::Replayed>
+            __seawall_write: &'__seawall ::seawall::__private_v1::replay::QueuedWrite,
+        ) -> ::seawall::__private_v1::replay::BoxFuture<'__seawall, ::seawall::__private_v1::replay::Replayed>
         where
             __SeawallInner: #trait_ident + #bounds,
         {
             ::std::boxed::Box::pin(async move {
                 let __seawall_inner = ::seawall::Resilient::inner(__seawall_this);
-                let mut __seawall_args = match ::seawall::__private_v1::Arguments::of(__seawall_write) {
+                let mut __seawall_args = match ::seawall::__private_v1::replay::Arguments::of(__seawall_write) {
                     ::core::result::Result::Ok(arguments) => arguments,
                     ::core::result::Result::Err(undecodable) => return undecodable,
                 };
                 match __seawall_write.method.as_str() {
                     #( #arms )*
-                    _ => ::seawall::__private_v1::unknown_method(__seawall_write),
+                    _ => ::seawall::__private_v1::replay::unknown_method(__seawall_write),
                 }
             })
         }
@@ -627,11 +627,11 @@ fn fingerprint(method: &Method, names: &[syn::Ident]) -> TokenStream {
     let parts = names.iter().map(|name| {
         let text = name.to_string();
         quote_spanned! {name.span()=>
-            .part(#text, ::seawall::__private_v1::key_part(&#name))
+            .part(#text, ::seawall::__private_v1::args::key_part(&#name))
         }
     });
     quote! {
-        let __seawall_fingerprint = match ::seawall::__private_v1::IdempotencyKey::builder(
+        let __seawall_fingerprint = match ::seawall::__private_v1::args::IdempotencyKey::builder(
             "seawall-fingerprint",
             #method_name,
         )
@@ -661,7 +661,7 @@ fn key(
             .map(|name| {
                 let text = name.unraw().to_string();
                 quote_spanned! {name.span()=>
-                    .part(#text, ::seawall::__private_v1::key_part(&#name))
+                    .part(#text, ::seawall::__private_v1::args::key_part(&#name))
                 }
             })
             .collect(),
@@ -671,13 +671,13 @@ fn key(
                 let text = &path.name;
                 let expr = &path.expr;
                 quote_spanned! {path.root.span()=>
-                    .part(#text, ::seawall::__private_v1::key_part(&#expr))
+                    .part(#text, ::seawall::__private_v1::args::key_part(&#expr))
                 }
             })
             .collect(),
     };
     quote! {
-        let __seawall_key = match ::seawall::__private_v1::IdempotencyKey::builder(#contract_name, #method_name)
+        let __seawall_key = match ::seawall::__private_v1::args::IdempotencyKey::builder(#contract_name, #method_name)
             #(#parts)*
             .finish()
         {

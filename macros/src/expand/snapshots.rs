@@ -48,13 +48,13 @@ fn pretty(tokens: TokenStream) -> String {
     // `mock` feature); its items are shown pretty-printed after the rest.
     let (wrapped, items): (Vec<_>, Vec<_>) = file.items.into_iter().partition(|item| {
         matches!(item, syn::Item::Macro(m)
-            if m.mac.path.segments.last().is_some_and(|s| s.ident == "mock_items"))
+            if m.mac.path.segments.last().is_some_and(|s| s.ident == "items"))
     });
     let mut out = prettyplease::unparse(&syn::File { items, ..file });
     for item in wrapped {
         let syn::Item::Macro(m) = item else { continue };
         let inner: syn::File = syn::parse2(m.mac.tokens).expect("mock_items! holds items");
-        out.push_str("::seawall::__private_v1::mock_items! {\n");
+        out.push_str("::seawall::__private_v1::mock::items! {\n");
         out.push_str(&prettyplease::unparse(&inner));
         out.push_str("}\n");
     }
