@@ -412,6 +412,7 @@ async fn a_stored_write_that_no_longer_fits_the_contract_is_a_dead_letter_not_a_
 /// Three routing writes queued by an embedded runtime in a fresh directory
 /// while the vendor was down; that runtime is closed, the vendor is back up
 /// and has forgotten what it saw.
+#[cfg(feature = "embedded")]
 async fn queued_before_a_restart() -> (tempfile::TempDir, Vendor, Vec<Ticket>) {
     let dir = tempfile::tempdir().unwrap();
     let vendor = Vendor::default();
@@ -431,6 +432,8 @@ async fn queued_before_a_restart() -> (tempfile::TempDir, Vendor, Vec<Ticket>) {
     (dir, vendor, tickets)
 }
 
+// A restart needs the durable log.
+#[cfg(feature = "embedded")]
 #[tokio::test]
 async fn writes_queued_before_a_restart_are_delivered_by_the_next_runtime() {
     let (dir, vendor, tickets) = queued_before_a_restart().await;
@@ -453,6 +456,8 @@ async fn writes_queued_before_a_restart_are_delivered_by_the_next_runtime() {
     );
 }
 
+// A restart needs the durable log.
+#[cfg(feature = "embedded")]
 #[tokio::test]
 async fn resume_queued_starts_the_leftovers_at_start_up_without_a_call() {
     let (dir, vendor, tickets) = queued_before_a_restart().await;
