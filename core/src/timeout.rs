@@ -187,6 +187,8 @@ mod tests {
     /// A future that is never ready and spends the task's whole cooperative
     /// budget on every poll (as a loop over an always-ready channel does).
     /// With a timer polled inside the budget, it would never time out.
+    // On the real clock: the paused clock only advances while the runtime
+    // is idle, and this task never lets it be. Bounded by the 10 s guard.
     #[tokio::test(flavor = "current_thread")]
     async fn a_timeout_fires_when_the_attempt_has_used_up_the_task_budget() {
         let spender = async {

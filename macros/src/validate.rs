@@ -301,15 +301,8 @@ fn key_violations(paths: &[KeyPath], method: &str, arguments: &[&str]) -> Vec<Po
         .iter()
         .enumerate()
         .filter(|(_, path)| !arguments.iter().any(|argument| path.root == argument))
-        .map(|(entry, path)| PolicyError::NotAnArgument {
-            field: Field::IdempotentKey,
-            name: path.name.clone(),
-            entry,
-            method: method.to_owned(),
-            arguments: arguments
-                .iter()
-                .map(|&argument| argument.to_owned())
-                .collect(),
+        .map(|(entry, path)| {
+            PolicyError::not_an_argument(Field::IdempotentKey, &path.name, entry, method, arguments)
         })
         .collect()
 }

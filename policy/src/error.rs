@@ -421,6 +421,27 @@ fn attempts_message(attempts: u32) -> String {
 }
 
 impl PolicyError {
+    /// A name in the list `field` (entry `entry`) that is none of
+    /// `method`'s `arguments`.
+    pub fn not_an_argument(
+        field: Field,
+        name: &str,
+        entry: usize,
+        method: &str,
+        arguments: &[&str],
+    ) -> Self {
+        Self::NotAnArgument {
+            field,
+            name: name.to_owned(),
+            entry,
+            method: method.to_owned(),
+            arguments: arguments
+                .iter()
+                .map(|&argument| argument.to_owned())
+                .collect(),
+        }
+    }
+
     /// The key the rule is about.
     pub fn field(&self) -> Field {
         match self {

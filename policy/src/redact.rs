@@ -68,16 +68,13 @@ impl Redact {
     pub fn check_arguments(&self, method: &str, arguments: &[&str], errors: &mut Vec<PolicyError>) {
         for (entry, name) in self.names.iter().enumerate() {
             if !name.contains('.') && !arguments.contains(&name.as_str()) {
-                errors.push(PolicyError::NotAnArgument {
-                    field: Field::Redact,
-                    name: name.clone(),
+                errors.push(PolicyError::not_an_argument(
+                    Field::Redact,
+                    name,
                     entry,
-                    method: method.to_owned(),
-                    arguments: arguments
-                        .iter()
-                        .map(|&argument| argument.to_owned())
-                        .collect(),
-                });
+                    method,
+                    arguments,
+                ));
             }
         }
     }
