@@ -30,6 +30,19 @@ pub enum Event {
     /// The embedded store failed to write (a full disk) and is degraded, or
     /// was reopened and accepts writes again.
     Store(StoreChanged),
+    /// The fleet's store (Redis) stopped answering, and the runtime runs on
+    /// local state; or it answers again.
+    Fleet(FleetChanged),
+}
+
+/// The fleet store's availability changed.
+#[derive(Clone, Debug)]
+#[non_exhaustive]
+pub struct FleetChanged {
+    /// Whether it answers now.
+    pub available: bool,
+    /// The error that made it unavailable, or how it came back.
+    pub detail: String,
 }
 
 /// The embedded store's health changed.

@@ -28,6 +28,8 @@ mod error;
 mod event;
 mod faithful;
 mod fallback;
+#[cfg(feature = "redis")]
+pub mod fleet;
 #[cfg(feature = "http")]
 pub mod http;
 pub mod idempotency;
@@ -52,7 +54,8 @@ pub use classify::{Classify, ErrorClass};
 pub use endpoint::Endpoint;
 pub use error::{ContractError, Error};
 pub use event::{
-    BreakerRateCrossed, BreakerTransition, DeadLettered, Delivered, Event, Queued, StoreChanged,
+    BreakerRateCrossed, BreakerTransition, DeadLettered, Delivered, Event, FleetChanged, Queued,
+    StoreChanged,
 };
 pub use policy::{
     BreakerPolicy, BudgetPolicy, CachePolicy, ClassSet, Jitter, Kind, OnDuplicate, Policy,

@@ -73,6 +73,9 @@ struct Shared {
     orphan_grace: Duration,
     /// How redacted arguments of queued writes are kept at rest.
     sealing: Arc<Sealing>,
+    /// The fleet this runtime shares breakers with, if any.
+    #[cfg(feature = "redis")]
+    fleet: Option<Arc<crate::fleet::Fleet>>,
 }
 
 /// What keeps an embedded store from growing for ever (see
@@ -131,6 +134,8 @@ impl Shared {
             #[cfg(feature = "embedded")]
             orphan_grace: DEFAULT_ORPHAN_GRACE,
             sealing: Arc::default(),
+            #[cfg(feature = "redis")]
+            fleet: None,
         }
     }
 }
@@ -163,6 +168,8 @@ pub struct RuntimeBuilder {
     #[cfg(feature = "sealing")]
     previous_sealing_keys: Vec<SealingKey>,
     plaintext_redacted: bool,
+    #[cfg(feature = "redis")]
+    redis: Option<crate::fleet::Redis>,
 }
 
 /// How long settled entries of the write-ahead log are kept, unless the
@@ -249,6 +256,20 @@ impl RuntimeBuilder {
     #[cfg(feature = "embedded")]
     pub fn settled_retention(mut self, retention: Duration) -> Self {
         self.settled_retention = Some(retention);
+        self
+    }
+
+    /// Shares state with every replica that names the same Redis server and
+    /// prefix: each circuit breaker's decisions are the fleet's (see
+    /// [`fleet`](crate::fleet)). Applies to the runtime built next, in
+    /// memory or embedded; nothing connects until the first breaker syncs,
+    /// and while Redis cannot be reached everything runs on local state.
+    ///
+    /// Shared breakers sync from a task on the tokio runtime that builds
+    /// their endpoint: build wrappers inside one.
+    #[cfg(feature = "redis")]
+    pub fn redis(mut self, redis: crate::fleet::Redis) -> Self {
+        self.redis = Some(redis);
         self
     }
 
@@ -348,6 +369,17 @@ impl RuntimeBuilder {
         #[cfg(feature = "sealing")]
         let sealing = sealing.with_keys(self.sealing_key, self.previous_sealing_keys);
         shared.sealing = Arc::new(sealing);
+        #[cfg(feature = "redis")]
+        {
+            shared.fleet = self.redis.map(|redis| {
+                let replica = format!("{:016x}", rand::random::<u64>());
+                Arc::new(crate::fleet::Fleet::new(
+                    redis,
+                    shared.subscribers.clone(),
+                    replica,
+                ))
+            });
+        }
         Runtime {
             shared: Arc::new(shared),
         }
@@ -488,6 +520,10 @@ impl Runtime {
                 .is_some_and(|upkeep| upkeep.db.is_degraded()),
             #[cfg(not(feature = "embedded"))]
             store_degraded: false,
+            #[cfg(feature = "redis")]
+            fleet: self.shared.fleet.as_ref().map(|fleet| fleet.health()),
+            #[cfg(not(feature = "redis"))]
+            fleet: None,
         }
     }
 
@@ -580,6 +616,10 @@ impl Runtime {
                             self.shared.subscribers.clone(),
                         )?);
                         breaker.wake_when_due();
+                        #[cfg(feature = "redis")]
+                        if let Some(fleet) = &self.shared.fleet {
+                            crate::fleet::breaker::share(fleet, &breaker);
+                        }
                         // The gauge exists from the start, not from the
                         // first transition.
                         metrics::gauge!("seawall_breaker_state", "breaker" => name.to_string())

@@ -3,6 +3,8 @@
 
 #![allow(dead_code)]
 
+pub mod redis;
+
 use seawall::{Classify, ErrorClass};
 
 #[derive(Debug, thiserror::Error)]

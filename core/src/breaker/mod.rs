@@ -65,8 +65,11 @@
 //! # Ok::<(), seawall_core::PolicyError>(())
 //! ```
 
+mod fleet;
 mod state;
 mod window;
+
+pub(crate) use fleet::{FleetLink, FleetState, Report, Seen};
 
 use std::sync::atomic::{
     AtomicBool, AtomicU32, AtomicU64, Ordering::AcqRel, Ordering::Acquire, Ordering::Relaxed,
@@ -207,6 +210,8 @@ pub struct Breaker {
     /// Itself, for the timers that settle an expired open or half-open
     /// period (set by the runtime, which holds breakers in an `Arc`).
     this: OnceLock<Weak<Breaker>>,
+    /// Set when the breaker is shared by a fleet (see [`fleet`]).
+    fleet: OnceLock<FleetLink>,
 }
 
 fn ppm(rate: f64) -> u64 {
@@ -252,6 +257,7 @@ impl Breaker {
             base: Instant::now(),
             subscribers,
             this: OnceLock::new(),
+            fleet: OnceLock::new(),
         })
     }
 
@@ -379,7 +385,14 @@ impl Breaker {
                 },
                 _ => {
                     let admitted = word.admitted();
-                    if admitted >= u64::from(self.policy.probes()) {
+                    if admitted >= self.probe_cap() {
+                        // Shared by a fleet that governs it: the fleet's
+                        // probes are elsewhere, or not granted yet.
+                        if let Some(wait) = self.wants_probe() {
+                            return Err(Rejected {
+                                retry_in: Some(wait),
+                            });
+                        }
                         // Every probe is out; settling judged the period if
                         // `half_open_max` had passed.
                         let left = self.half_open_ends(word).saturating_sub(self.elapsed());
@@ -466,6 +479,7 @@ impl Breaker {
     }
 
     fn set(&self, kind: u64, reset_window: bool, ms: u64) {
+        self.let_go_of_fleet();
         let mut word = Word(self.state.load(Acquire));
         loop {
             if reset_window {
@@ -542,7 +556,12 @@ impl Breaker {
                 OPEN if now >= ms(word.ms()) => {
                     self.transition(word, word.next(HALF_OPEN, 0, 0), None)
                 }
-                HALF_OPEN if word.admitted() > 0 && now >= self.half_open_ends(word) => {
+                // The fleet judges its own half-open periods.
+                HALF_OPEN
+                    if word.admitted() > 0
+                        && now >= self.half_open_ends(word)
+                        && self.governed().is_none() =>
+                {
                     let probes = ProbeTally::unpack(self.probe_tally.load(Acquire), word.epoch());
                     let outstanding = word.admitted().saturating_sub(probes.done);
                     let judged = Tally {
@@ -652,6 +671,11 @@ impl Breaker {
         }) else {
             return;
         };
+        if let Some(link) = self.governed() {
+            // The fleet judges the probes: the next sync reports this one.
+            link.nudge.notify_one();
+            return;
+        }
         let previous = ProbeTally::unpack(previous, epoch);
         if previous.done + 1 < probes {
             return;
@@ -699,6 +723,13 @@ impl Breaker {
                 self.announce(from.state(), to.state(), why);
                 if to.kind() == OPEN {
                     self.wake_at(ms(to.ms()));
+                    // Opened on this replica's own window: tell the fleet
+                    // now rather than at the next tick.
+                    if let Some(link) = self.fleet.get()
+                        && !link.governs()
+                    {
+                        link.nudge.notify_one();
+                    }
                 }
                 Ok(())
             }

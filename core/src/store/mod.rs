@@ -28,6 +28,10 @@ pub enum StoreError {
     /// The embedded database could not be opened, read or written.
     #[error("embedded store: {0}")]
     Embedded(String),
+    /// The fleet's Redis server could not be reached, did not answer within
+    /// the store timeout, or refused a command.
+    #[error("redis: {0}")]
+    Redis(String),
     /// A record could not be encoded or decoded.
     #[error("a stored record could not be decoded: {0}")]
     Record(String),

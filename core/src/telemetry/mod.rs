@@ -421,6 +421,24 @@ pub struct Health {
     /// Whether the embedded store failed to write (a full disk) and has not
     /// been reopened yet: appends fail at once meanwhile.
     pub store_degraded: bool,
+    /// The fleet store, when the runtime shares state with a fleet
+    /// ([`RuntimeBuilder::redis`](crate::RuntimeBuilder::redis)).
+    pub fleet: Option<FleetHealth>,
+}
+
+/// Whether the fleet's store answers.
+#[derive(Clone, Debug, Serialize)]
+#[non_exhaustive]
+pub struct FleetHealth {
+    /// Which store: `"redis"`.
+    pub backend: &'static str,
+    /// Whether its last command succeeded. While it does not, breakers run
+    /// on local state.
+    pub available: bool,
+    /// The last error, if any.
+    pub last_error: Option<String>,
+    /// This replica's name in the fleet.
+    pub replica: String,
 }
 
 /// One contract method's calls since the runtime started.

@@ -1,0 +1,223 @@
+//! Fleet-wide state on Redis: what several replicas of a service share so
+//! that they act as one client of a vendor.
+//!
+//! Chosen on the builder ([`RuntimeBuilder::redis`](crate::RuntimeBuilder::redis))
+//! and used by every contract of that runtime:
+//!
+//! - **Breakers** ([`breaker`]): each replica keeps its local breaker as the
+//!   fast path (no round trip per call); a background task per breaker sends
+//!   the local tally to Redis every [`sync_every`](Redis::sync_every) in one
+//!   atomic script and takes on the fleet's state. The fleet opens on the
+//!   fleet's counts, and grants `probes` half-open probes for the whole
+//!   fleet.
+//! - **When Redis is away** (unreachable, slow, restarted, emptied): every
+//!   breaker runs on its local state, a warning and an
+//!   [`Event::Fleet`](crate::Event::Fleet) say so,
+//!   [`Health::fleet`](crate::telemetry::Health::fleet) shows it, and the
+//!   state resynchronises at the first sync that succeeds.
+//!
+//! Every command is bounded by [`store_timeout`](Redis::store_timeout); the
+//! connection is a [`redis::aio::ConnectionManager`], which reconnects by
+//! itself.
+
+pub(crate) mod breaker;
+
+use std::sync::atomic::{AtomicBool, Ordering::AcqRel, Ordering::Acquire};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use tokio::sync::OnceCell;
+
+use crate::event::{Event, FleetChanged, Subscribers};
+use crate::store::StoreError;
+
+/// Where and how a runtime shares its state with the rest of its fleet.
+///
+/// ```
+/// use std::time::Duration;
+/// let redis = seawall_core::fleet::Redis::new("redis://127.0.0.1:6379/")?
+///     .prefix("billing")
+///     .sync_every(Duration::from_millis(250));
+/// # Ok::<(), seawall_core::StoreError>(())
+/// ```
+#[derive(Clone, Debug)]
+pub struct Redis {
+    client: redis::Client,
+    prefix: String,
+    sync_every: Duration,
+    store_timeout: Duration,
+}
+
+/// How often a shared breaker syncs with the fleet, unless set.
+pub const DEFAULT_SYNC_EVERY: Duration = Duration::from_millis(250);
+
+/// How long one Redis command may take before it counts as failed, unless
+/// set.
+pub const DEFAULT_STORE_TIMEOUT: Duration = Duration::from_millis(200);
+
+impl Redis {
+    /// A Redis server by URL (`redis://host:port/db`, `rediss://` for TLS
+    /// when the `redis` crate's TLS feature is enabled).
+    ///
+    /// # Errors
+    ///
+    /// [`StoreError::Redis`] when the URL cannot be parsed. Nothing is
+    /// connected yet: the runtime connects in the background, and runs on
+    /// local state until it can.
+    pub fn new(url: &str) -> Result<Self, StoreError> {
+        let client = redis::Client::open(url)
+            .map_err(|e| StoreError::Redis(format!("{url}: not a Redis URL: {e}")))?;
+        Ok(Self {
+            client,
+            prefix: "seawall".to_owned(),
+            sync_every: DEFAULT_SYNC_EVERY,
+            store_timeout: DEFAULT_STORE_TIMEOUT,
+        })
+    }
+
+    /// The prefix of every key this runtime writes (`seawall` by default).
+    /// Replicas share state only when they use the same prefix: give each
+    /// service (and each test) its own.
+    pub fn prefix(mut self, prefix: impl Into<String>) -> Self {
+        self.prefix = prefix.into();
+        self
+    }
+
+    /// How often each shared breaker exchanges its tally with the fleet:
+    /// the longest a replica goes on calling after the fleet opened (250 ms
+    /// by default). One round trip per breaker per interval, whatever the
+    /// traffic. At least 10 ms.
+    pub fn sync_every(mut self, every: Duration) -> Self {
+        self.sync_every = every.max(Duration::from_millis(10));
+        self
+    }
+
+    /// How long one Redis command may take (200 ms by default). A command
+    /// past it counts as Redis being away.
+    pub fn store_timeout(mut self, timeout: Duration) -> Self {
+        self.store_timeout = timeout.max(Duration::from_millis(1));
+        self
+    }
+}
+
+/// The runtime's link to Redis: one connection manager, shared by every
+/// sync task, and whether Redis answered last time.
+pub(crate) struct Fleet {
+    config: Redis,
+    connection: OnceCell<ConnectionManager>,
+    /// Whether the last command failed.
+    away: AtomicBool,
+    last_error: Mutex<Option<String>>,
+    subscribers: Arc<Subscribers>,
+    /// This replica's name in the fleet's tallies.
+    pub(crate) replica: String,
+}
+
+impl Fleet {
+    pub(crate) fn new(config: Redis, subscribers: Arc<Subscribers>, replica: String) -> Self {
+        Self {
+            config,
+            connection: OnceCell::new(),
+            away: AtomicBool::new(false),
+            last_error: Mutex::new(None),
+            subscribers,
+            replica,
+        }
+    }
+
+    pub(crate) fn sync_every(&self) -> Duration {
+        self.config.sync_every
+    }
+
+    /// A key of this runtime's fleet. `{..}` holds the part that keeps one
+    /// object's keys in one Redis Cluster slot.
+    pub(crate) fn key(&self, kind: &str, name: &str, part: &str) -> String {
+        format!("{}:{{{kind}:{name}}}:{part}", self.config.prefix)
+    }
+
+    async fn connection(&self) -> Result<ConnectionManager, StoreError> {
+        let timeout = self.config.store_timeout;
+        self.connection
+            .get_or_try_init(|| async {
+                let config = ConnectionManagerConfig::new()
+                    .set_connection_timeout(Some(timeout))
+                    .set_response_timeout(Some(timeout))
+                    .set_number_of_retries(2)
+                    .set_max_delay(Duration::from_millis(500));
+                ConnectionManager::new_with_config(self.config.client.clone(), config)
+                    .await
+                    .map_err(|e| self.error(&e.to_string()))
+            })
+            .await
+            .cloned()
+    }
+
+    fn error(&self, detail: &str) -> StoreError {
+        let info = self.config.client.get_connection_info();
+        StoreError::Redis(format!("{:?}: {detail}", info.addr()))
+    }
+
+    /// Runs one command (or script) against Redis within the store timeout,
+    /// and notes whether Redis answered.
+    pub(crate) async fn run<T, F, Fut>(&self, command: F) -> Result<T, StoreError>
+    where
+        F: FnOnce(ConnectionManager) -> Fut,
+        Fut: Future<Output = redis::RedisResult<T>>,
+    {
+        let timeout = self.config.store_timeout;
+        let answer = tokio::time::timeout(timeout, async {
+            let connection = self.connection().await?;
+            command(connection)
+                .await
+                .map_err(|e| self.error(&e.to_string()))
+        })
+        .await
+        .unwrap_or_else(|_| Err(self.error(&format!("no answer within {timeout:?}"))));
+        match &answer {
+            Ok(_) => self.back(),
+            Err(error) => self.lost(error),
+        }
+        answer
+    }
+
+    fn lost(&self, error: &StoreError) {
+        let detail = error.to_string();
+        *self.last_error.lock().unwrap_or_else(|p| p.into_inner()) = Some(detail.clone());
+        if !self.away.swap(true, AcqRel) {
+            tracing::warn!(
+                target: "seawall::fleet",
+                error = %detail,
+                "Redis is away: breakers run on local state until it answers"
+            );
+            self.subscribers.emit(&Event::Fleet(FleetChanged {
+                available: false,
+                detail,
+            }));
+        }
+    }
+
+    fn back(&self) {
+        if self.away.swap(false, AcqRel) {
+            tracing::info!(target: "seawall::fleet", "Redis answers again: fleet state resumes");
+            self.subscribers.emit(&Event::Fleet(FleetChanged {
+                available: true,
+                detail: "Redis answered".to_owned(),
+            }));
+        }
+    }
+
+    /// The fleet's health, for [`Health::fleet`](crate::telemetry::Health::fleet).
+    pub(crate) fn health(&self) -> crate::telemetry::FleetHealth {
+        crate::telemetry::FleetHealth {
+            backend: "redis",
+            available: !self.away.load(Acquire),
+            last_error: self
+                .last_error
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .clone(),
+            replica: self.replica.clone(),
+        }
+    }
+}
