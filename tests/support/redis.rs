@@ -13,18 +13,34 @@ use std::time::{Duration, Instant};
 
 pub const SHARED: &str = "redis://127.0.0.1:6379/";
 
-/// Sends one inline command and returns the first line of the answer.
+/// Sends one inline command and returns its answer (RESP, lines joined by
+/// `\n`: `+OK`, or `$1\n1` for a bulk string).
 pub fn command(port: u16, line: &str) -> std::io::Result<String> {
     let mut stream = TcpStream::connect(("127.0.0.1", port))?;
     stream.set_read_timeout(Some(Duration::from_secs(2)))?;
     stream.write_all(format!("{line}\r\n").as_bytes())?;
+    let mut answer = Vec::new();
     let mut buffer = [0u8; 512];
-    let read = stream.read(&mut buffer)?;
-    Ok(String::from_utf8_lossy(&buffer[..read])
+    // A bulk string may come in two pieces: read until a complete answer
+    // (its last line ended) and a short silence.
+    loop {
+        match stream.read(&mut buffer) {
+            Ok(0) => break,
+            Ok(read) => answer.extend_from_slice(&buffer[..read]),
+            Err(error) if answer.is_empty() => return Err(error),
+            Err(_) => break,
+        }
+        let text = String::from_utf8_lossy(&answer);
+        let complete = !text.starts_with('$') || text.lines().count() >= 2 || text == "$-1\r\n";
+        if complete && answer.ends_with(b"\r\n") {
+            break;
+        }
+        stream.set_read_timeout(Some(Duration::from_millis(200)))?;
+    }
+    Ok(String::from_utf8_lossy(&answer)
         .lines()
-        .next()
-        .unwrap_or("")
-        .to_owned())
+        .collect::<Vec<_>>()
+        .join("\n"))
 }
 
 /// The shared server's URL, or `None` (with a note on stderr) when it does

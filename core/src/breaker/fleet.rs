@@ -54,6 +54,9 @@ pub(crate) enum FleetState {
 pub(crate) struct Seen {
     pub(crate) state: FleetState,
     pub(crate) epoch: u64,
+    /// The epoch the fleet's state began at: another one means the store
+    /// lost it (emptied, or restarted without persistence).
+    pub(crate) born: u64,
 }
 
 /// What a replica tells the fleet at a sync.
@@ -82,6 +85,8 @@ pub(crate) struct FleetLink {
     governs: AtomicBool,
     /// The fleet epoch last taken on (0: none yet).
     epoch: AtomicU64,
+    /// The `born` of the fleet state last seen (0: none yet).
+    born: AtomicU64,
     /// Probes the fleet granted this replica in its half-open period.
     granted: AtomicU64,
     /// Calls refused for want of a probe since the last sync.
@@ -98,6 +103,7 @@ impl FleetLink {
         Self {
             governs: AtomicBool::new(false),
             epoch: AtomicU64::new(0),
+            born: AtomicU64::new(0),
             granted: AtomicU64::new(0),
             want: AtomicU64::new(0),
             every,
@@ -197,7 +203,16 @@ impl Breaker {
         let Some(link) = self.fleet.get() else {
             return;
         };
+        let born = link.born.swap(seen.born, AcqRel);
         let previous = link.epoch.swap(seen.epoch, AcqRel);
+        if born != 0 && born != seen.born {
+            // The store lost the fleet's state: what this replica holds is
+            // the best knowledge left. Keep it, as local state; the next
+            // sync reports it and the fleet decides afresh.
+            link.granted.store(0, Release);
+            link.governs.store(false, Release);
+            return;
+        }
         let new_epoch = previous != seen.epoch;
         if new_epoch {
             link.granted.store(0, Release);

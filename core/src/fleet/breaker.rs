@@ -27,7 +27,10 @@
 //!   duration) or closed with every tally dropped.
 //!
 //! The epoch starts at Redis's clock in milliseconds and grows by one per
-//! transition, so a state that was flushed never reuses an old epoch.
+//! transition, so a state that was flushed never reuses an old epoch. `born`
+//! (the epoch the state started at) tells replicas that the fleet's memory
+//! was lost (Redis emptied or restarted without persistence): they then keep
+//! their own state instead of taking a fresh "closed" for a recovery.
 
 use std::sync::{Arc, Weak};
 use std::time::Duration;
@@ -52,15 +55,17 @@ local open_for, open_max = tonumber(ARGV[16]), tonumber(ARGV[17])
 local probes, half_open_max = tonumber(ARGV[18]), tonumber(ARGV[19])
 local stale, ttl = tonumber(ARGV[20]), tonumber(ARGV[21])
 
-local s = redis.call('HMGET', KEYS[1], 'kind', 'epoch', 'until', 'since', 'reopens', 'granted')
+local s = redis.call('HMGET', KEYS[1], 'kind', 'epoch', 'until', 'since', 'reopens', 'granted', 'born')
 local kind = tonumber(s[1]) or 0
 local epoch = tonumber(s[2])
 local until_ms = tonumber(s[3]) or 0
 local since = tonumber(s[4]) or 0
 local reopens = tonumber(s[5]) or 0
 local granted = tonumber(s[6]) or 0
-if not epoch then
+local born = tonumber(s[7])
+if not epoch or not born then
   epoch = now
+  born = now
   kind = 0
 end
 
@@ -155,11 +160,11 @@ if kind == 2 then
   end
 end
 
-redis.call('HSET', KEYS[1], 'kind', kind, 'epoch', epoch, 'until', until_ms, 'since', since, 'reopens', reopens, 'granted', granted)
+redis.call('HSET', KEYS[1], 'kind', kind, 'epoch', epoch, 'until', until_ms, 'since', since, 'reopens', reopens, 'granted', granted, 'born', born)
 for i = 1, 3 do redis.call('PEXPIRE', KEYS[i], ttl) end
 local left = 0
 if kind == 1 then left = math.max(until_ms - now, 0) end
-return { kind, epoch, left, mine }
+return { kind, epoch, left, mine, born }
 "#;
 
 /// How long the fleet keeps a breaker's keys after the last sync of any
@@ -268,7 +273,7 @@ pub(crate) async fn sync_once(
         .arg(ms(policy.half_open_max()))
         .arg(stale)
         .arg(ms(KEYS_TTL));
-    let (kind, epoch, left, granted): (u64, u64, u64, u64) = fleet
+    let (kind, epoch, left, granted, born): (u64, u64, u64, u64, u64) = fleet
         .run(|mut connection| async move { invocation.invoke_async(&mut connection).await })
         .await?;
     let state = match kind {
@@ -278,5 +283,5 @@ pub(crate) async fn sync_once(
         2 => FleetState::HalfOpen { granted },
         _ => FleetState::Closed,
     };
-    Ok(Seen { state, epoch })
+    Ok(Seen { state, epoch, born })
 }
