@@ -100,3 +100,42 @@ fn a_successful_resilient_call_allocates_nothing() {
     });
     assert_eq!(allocations, 0);
 }
+
+/// The same call with its breaker shared by a fleet through Redis: the
+/// sync runs beside the calls, and the call itself still allocates nothing.
+#[cfg(feature = "redis")]
+#[test]
+fn a_successful_call_through_a_fleet_shared_breaker_allocates_nothing() {
+    let Some(url) = support::redis::shared("a_successful_call_through_a_fleet_shared_breaker")
+    else {
+        return;
+    };
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let redis = seawall::fleet::Redis::new(url)
+        .unwrap()
+        .prefix(support::redis::prefix("allocations"));
+    let seawall = Runtime::builder().redis(redis).in_memory();
+    let vendor = Resilient::new(Fast, &seawall);
+    runtime.block_on(async {
+        vendor.get("warm").await.unwrap();
+        // Long enough for the first syncs: the breaker is linked and the
+        // connection open.
+        tokio::time::sleep(std::time::Duration::from_millis(600)).await;
+    });
+    let health = seawall.health().fleet.expect("a fleet runtime");
+    assert!(
+        health.available && health.last_error.is_none(),
+        "{health:?}"
+    );
+    let allocations = allocations_in(|| {
+        runtime.block_on(async {
+            for _ in 0..1_000 {
+                vendor.get("id").await.unwrap();
+            }
+        });
+    });
+    assert_eq!(allocations, 0);
+}

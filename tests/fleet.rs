@@ -273,3 +273,31 @@ async fn half_open_lets_one_probe_through_for_the_whole_fleet_then_everyone_clos
         replica.vendor.get(3).await.expect("closed again");
     }
 }
+
+/// Redis is spoken to from the fleet's own thread: replicas whose tokio
+/// runtime has no I/O driver (time only) share their breaker all the same.
+#[test]
+fn replicas_on_a_runtime_without_io_share_their_breaker() {
+    let Some(url) = redis::shared("replicas_on_a_runtime_without_io") else {
+        return;
+    };
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_time()
+        .build()
+        .expect("a runtime");
+    runtime.block_on(async {
+        let replicas = fleet(url, "no-io", 3);
+        for replica in &replicas {
+            replica.vendor.get(0).await.expect("up");
+        }
+        tokio::time::sleep(SYNC * 4).await;
+        for replica in &replicas[..2] {
+            replica.path.down.store(true, Ordering::SeqCst);
+            replica.call_until_refused(50).await;
+        }
+        assert!(
+            within(20, || replicas[2].state() == BreakerState::Open).await,
+            "the fleet did not open the third replica"
+        );
+    });
+}

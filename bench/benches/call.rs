@@ -66,6 +66,22 @@ fn bench(c: &mut Criterion) {
     let on_disk = Resilient::new(Fast, &embedded);
     runtime.block_on(on_disk.cached(0)).expect("warm-up");
 
+    // The full stack with its breaker shared by a fleet through Redis on
+    // 127.0.0.1:6379, when it answers: the sync task runs beside the calls
+    // (one round trip per 250 ms), the call path stays local.
+    let fleet = redis_answers().then(|| {
+        let redis = seawall::fleet::Redis::new("redis://127.0.0.1:6379/")
+            .expect("a Redis URL")
+            .prefix(format!("seawall-bench:{:x}", rand::random::<u64>()));
+        let fleet = Runtime::builder().redis(redis).in_memory();
+        let shared = Resilient::new(Fast, &fleet);
+        runtime.block_on(async {
+            shared.full(0).await.expect("warm-up");
+            tokio::time::sleep(std::time::Duration::from_millis(600)).await;
+        });
+        (fleet, shared)
+    });
+
     let mut group = c.benchmark_group("one successful call");
     // Times `iterations` calls made one after another on the runtime.
     macro_rules! calls {
@@ -97,6 +113,14 @@ fn bench(c: &mut Criterion) {
         "resilient: timeout + retry + breaker + cache, embedded runtime",
         |i| on_disk.cached(black_box(i % 1_000))
     );
+    if let Some((_, shared)) = &fleet {
+        calls!(
+            "resilient: timeout + retry + breaker, Redis-shared breaker",
+            |i| shared.full(black_box(i))
+        );
+    } else {
+        eprintln!("no Redis on 127.0.0.1:6379: the Redis-shared breaker is not measured");
+    }
     // The full pipeline again, with a typical subscriber: `tracing`'s fmt
     // layer at INFO, writing every span and event (formatted) to a sink.
     let subscriber = tracing_subscriber::fmt()
@@ -110,6 +134,17 @@ fn bench(c: &mut Criterion) {
         );
     });
     group.finish();
+}
+
+fn redis_answers() -> bool {
+    use std::io::{Read, Write};
+    let Ok(mut stream) = std::net::TcpStream::connect("127.0.0.1:6379") else {
+        return false;
+    };
+    let mut answer = [0u8; 7];
+    stream.write_all(b"PING\r\n").is_ok()
+        && stream.read_exact(&mut answer).is_ok()
+        && &answer == b"+PONG\r\n"
 }
 
 criterion_group!(benches, bench);

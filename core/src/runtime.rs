@@ -265,8 +265,9 @@ impl RuntimeBuilder {
     /// memory or embedded; nothing connects until the first breaker syncs,
     /// and while Redis cannot be reached everything runs on local state.
     ///
-    /// Shared breakers sync from a task on the tokio runtime that builds
-    /// their endpoint: build wrappers inside one.
+    /// Everything that talks to Redis runs on a thread of the runtime's own
+    /// (named `seawall-fleet`), so it works from any tokio runtime, also one
+    /// without an I/O driver.
     #[cfg(feature = "redis")]
     pub fn redis(mut self, redis: crate::fleet::Redis) -> Self {
         self.redis = Some(redis);
@@ -371,13 +372,20 @@ impl RuntimeBuilder {
         shared.sealing = Arc::new(sealing);
         #[cfg(feature = "redis")]
         {
-            shared.fleet = self.redis.map(|redis| {
+            let subscribers = shared.subscribers.clone();
+            shared.fleet = self.redis.and_then(|redis| {
                 let replica = format!("{:016x}", rand::random::<u64>());
-                Arc::new(crate::fleet::Fleet::new(
-                    redis,
-                    shared.subscribers.clone(),
-                    replica,
-                ))
+                match crate::fleet::Fleet::new(redis, subscribers, replica) {
+                    Ok(fleet) => Some(Arc::new(fleet)),
+                    Err(error) => {
+                        tracing::error!(
+                            target: "seawall::fleet",
+                            %error,
+                            "the fleet could not start: this runtime's state stays local"
+                        );
+                        None
+                    }
+                }
             });
         }
         Runtime {

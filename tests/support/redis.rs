@@ -53,13 +53,19 @@ pub fn shared(test: &str) -> Option<&'static str> {
                 std::env::var_os("SEAWALL_REQUIRE_REDIS").is_none(),
                 "SEAWALL_REQUIRE_REDIS is set but Redis on 127.0.0.1:6379 does not answer: {other:?}"
             );
-            eprintln!(
+            skipped(&format!(
                 "SKIPPED {test}: no Redis on 127.0.0.1:6379 ({other:?}). Start one \
                  (`redis-server --daemonize yes`) and run `cargo test --workspace` again."
-            );
+            ));
             None
         }
     }
+}
+
+/// Says a test was skipped where `cargo test` shows it: straight to the
+/// process's stderr, past the test harness's capture of `eprintln!`.
+fn skipped(line: &str) {
+    let _ = writeln!(std::io::stderr(), "{line}");
 }
 
 /// A key prefix no other test run uses.
@@ -89,7 +95,10 @@ impl Private {
                     std::env::var_os("SEAWALL_REQUIRE_REDIS").is_none(),
                     "SEAWALL_REQUIRE_REDIS is set but redis-server could not start: {error}"
                 );
-                eprintln!("SKIPPED {test}: redis-server could not start ({error})");
+                skipped(&format!(
+                    "SKIPPED {test}: redis-server could not start ({error}); install it \
+                     (`apt-get install redis-server`) and run `cargo test --workspace` again."
+                ));
                 None
             }
         }

@@ -175,24 +175,15 @@ fn ms(duration: Duration) -> u64 {
     u64::try_from(duration.as_millis()).unwrap_or(u64::MAX)
 }
 
-/// Starts the sync task of a breaker shared by `fleet`, if a tokio runtime
-/// is running (else the breaker stays local, and says so).
+/// Starts the sync task of a breaker shared by `fleet`, on the fleet's
+/// thread.
 pub(crate) fn share(fleet: &Arc<Fleet>, breaker: &Arc<Breaker>) {
-    let Ok(runtime) = tokio::runtime::Handle::try_current() else {
-        tracing::warn!(
-            target: "seawall::fleet",
-            breaker = %breaker.name(),
-            "built outside a tokio runtime: this breaker stays local to the replica"
-        );
-        return;
-    };
     let every = fleet.sync_every();
     if breaker.link_to_fleet(every).is_none() {
         return;
     }
-    let fleet = Arc::downgrade(fleet);
-    let breaker = Arc::downgrade(breaker);
-    runtime.spawn(sync_loop(fleet, breaker, every));
+    let task = sync_loop(Arc::downgrade(fleet), Arc::downgrade(breaker), every);
+    fleet.spawn(task);
 }
 
 async fn sync_loop(fleet: Weak<Fleet>, breaker: Weak<Breaker>, every: Duration) {
@@ -247,34 +238,42 @@ pub(crate) async fn sync_once(
     let open_for = ms(policy.open_duration(0)).max(1);
     let open_max = ms(policy.open_duration(u32::MAX)).max(open_for);
     let stale = ms(fleet.sync_every()).saturating_mul(8).max(2_000);
-    let mut invocation = script.prepare_invoke();
-    for key in &keys {
-        invocation.key(key);
-    }
-    invocation
-        .arg(&fleet.replica)
-        .arg(report.epoch)
-        .arg(report.calls)
-        .arg(report.failures)
-        .arg(report.slow)
-        .arg(report.run)
-        .arg(report.want)
-        .arg(report.probes_admitted)
-        .arg(report.probes_done)
-        .arg(report.probe_failures)
-        .arg(report.probe_slow)
-        .arg(ppm(policy.failure_rate()))
-        .arg(slow_ppm)
-        .arg(policy.min_calls())
-        .arg(policy.consecutive_failures().map_or(0, u64::from))
-        .arg(open_for)
-        .arg(open_max)
-        .arg(policy.probes())
-        .arg(ms(policy.half_open_max()))
-        .arg(stale)
-        .arg(ms(KEYS_TTL));
+    let args = [
+        report.epoch,
+        report.calls,
+        report.failures,
+        report.slow,
+        report.run,
+        report.want,
+        report.probes_admitted,
+        report.probes_done,
+        report.probe_failures,
+        report.probe_slow,
+        ppm(policy.failure_rate()),
+        slow_ppm,
+        u64::from(policy.min_calls()),
+        policy.consecutive_failures().map_or(0, u64::from),
+        open_for,
+        open_max,
+        u64::from(policy.probes()),
+        ms(policy.half_open_max()),
+        stale,
+        ms(KEYS_TTL),
+    ];
+    let replica = fleet.replica.clone();
+    let script = script.clone();
     let (kind, epoch, left, granted, born): (u64, u64, u64, u64, u64) = fleet
-        .run(|mut connection| async move { invocation.invoke_async(&mut connection).await })
+        .run(move |mut connection| async move {
+            let mut invocation = script.prepare_invoke();
+            for key in &keys {
+                invocation.key(key);
+            }
+            invocation.arg(&replica);
+            for arg in args {
+                invocation.arg(arg);
+            }
+            invocation.invoke_async(&mut connection).await
+        })
         .await?;
     let state = match kind {
         1 => FleetState::Open {

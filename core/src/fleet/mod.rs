@@ -103,9 +103,19 @@ impl Redis {
 
 /// The runtime's link to Redis: one connection manager, shared by every
 /// sync task, and whether Redis answered last time.
+///
+/// Everything that touches Redis runs on the fleet's own thread (a
+/// current-thread tokio runtime with I/O and time): sync tasks and every
+/// command, whatever runtime the caller is on. So a caller's runtime needs
+/// no I/O driver, wrappers may be built outside a runtime, and a caller on a
+/// paused test clock does not see a store timeout fire before Redis could
+/// answer.
 pub(crate) struct Fleet {
     config: Redis,
-    connection: OnceCell<ConnectionManager>,
+    handle: tokio::runtime::Handle,
+    /// Ends the fleet's thread when the fleet is dropped.
+    _stop: tokio::sync::oneshot::Sender<()>,
+    connection: Arc<OnceCell<ConnectionManager>>,
     /// Whether the last command failed.
     away: AtomicBool,
     last_error: Mutex<Option<String>>,
@@ -114,16 +124,52 @@ pub(crate) struct Fleet {
     pub(crate) replica: String,
 }
 
+fn error(client: &redis::Client, detail: &str) -> StoreError {
+    StoreError::Redis(format!(
+        "{:?}: {detail}",
+        client.get_connection_info().addr()
+    ))
+}
+
 impl Fleet {
-    pub(crate) fn new(config: Redis, subscribers: Arc<Subscribers>, replica: String) -> Self {
-        Self {
+    /// # Errors
+    ///
+    /// [`StoreError::Redis`] when the fleet's thread cannot be started.
+    pub(crate) fn new(
+        config: Redis,
+        subscribers: Arc<Subscribers>,
+        replica: String,
+    ) -> Result<Self, StoreError> {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .map_err(|e| StoreError::Redis(format!("the fleet's runtime: {e}")))?;
+        let handle = runtime.handle().clone();
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        std::thread::Builder::new()
+            .name("seawall-fleet".to_owned())
+            .spawn(move || {
+                let _ = runtime.block_on(stopped);
+            })
+            .map_err(|e| StoreError::Redis(format!("the fleet's thread: {e}")))?;
+        Ok(Self {
             config,
-            connection: OnceCell::new(),
+            handle,
+            _stop: stop,
+            connection: Arc::new(OnceCell::new()),
             away: AtomicBool::new(false),
             last_error: Mutex::new(None),
             subscribers,
             replica,
-        }
+        })
+    }
+
+    /// Runs `task` on the fleet's thread.
+    pub(crate) fn spawn<F>(&self, task: F)
+    where
+        F: Future<Output = ()> + Send + 'static,
+    {
+        self.handle.spawn(task);
     }
 
     pub(crate) fn sync_every(&self) -> Duration {
@@ -136,44 +182,48 @@ impl Fleet {
         format!("{}:{{{kind}:{name}}}:{part}", self.config.prefix)
     }
 
-    async fn connection(&self) -> Result<ConnectionManager, StoreError> {
-        let timeout = self.config.store_timeout;
-        self.connection
-            .get_or_try_init(|| async {
-                let config = ConnectionManagerConfig::new()
-                    .set_connection_timeout(Some(timeout))
-                    .set_response_timeout(Some(timeout))
-                    .set_number_of_retries(2)
-                    .set_max_delay(Duration::from_millis(500));
-                ConnectionManager::new_with_config(self.config.client.clone(), config)
-                    .await
-                    .map_err(|e| self.error(&e.to_string()))
-            })
-            .await
-            .cloned()
-    }
-
     fn error(&self, detail: &str) -> StoreError {
-        let info = self.config.client.get_connection_info();
-        StoreError::Redis(format!("{:?}: {detail}", info.addr()))
+        error(&self.config.client, detail)
     }
 
-    /// Runs one command (or script) against Redis within the store timeout,
-    /// and notes whether Redis answered.
+    /// Runs one command (or script) against Redis on the fleet's thread,
+    /// within the store timeout, and notes whether Redis answered.
     pub(crate) async fn run<T, F, Fut>(&self, command: F) -> Result<T, StoreError>
     where
-        F: FnOnce(ConnectionManager) -> Fut,
-        Fut: Future<Output = redis::RedisResult<T>>,
+        T: Send + 'static,
+        F: FnOnce(ConnectionManager) -> Fut + Send + 'static,
+        Fut: Future<Output = redis::RedisResult<T>> + Send + 'static,
     {
         let timeout = self.config.store_timeout;
-        let answer = tokio::time::timeout(timeout, async {
-            let connection = self.connection().await?;
-            command(connection)
-                .await
-                .map_err(|e| self.error(&e.to_string()))
-        })
-        .await
-        .unwrap_or_else(|_| Err(self.error(&format!("no answer within {timeout:?}"))));
+        let client = self.config.client.clone();
+        let connection = self.connection.clone();
+        let task = self.handle.spawn(async move {
+            let answer = tokio::time::timeout(timeout, async {
+                let connection = connection
+                    .get_or_try_init(|| async {
+                        let config = ConnectionManagerConfig::new()
+                            .set_connection_timeout(Some(timeout))
+                            .set_response_timeout(Some(timeout))
+                            .set_number_of_retries(2)
+                            .set_max_delay(Duration::from_millis(500));
+                        ConnectionManager::new_with_config(client.clone(), config)
+                            .await
+                            .map_err(|e| error(&client, &e.to_string()))
+                    })
+                    .await?
+                    .clone();
+                command(connection)
+                    .await
+                    .map_err(|e| error(&client, &e.to_string()))
+            })
+            .await;
+            answer.unwrap_or_else(|_| Err(error(&client, &format!("no answer within {timeout:?}"))))
+        });
+        let answer = match task.await {
+            Ok(answer) => answer,
+            // The fleet's thread is gone (the runtime is being dropped).
+            Err(join) => Err(self.error(&format!("the fleet's task ended: {join}"))),
+        };
         match &answer {
             Ok(_) => self.back(),
             Err(error) => self.lost(error),
