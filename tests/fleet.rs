@@ -301,3 +301,68 @@ fn replicas_on_a_runtime_without_io_share_their_breaker() {
         );
     });
 }
+
+#[contract(
+    name = "retrying",
+    retry_budget(ratio = 0.1, max = 8, min_per_second = 0)
+)]
+pub trait Retrying {
+    #[integration(read, timeout = "1s", retry(attempts = 3, base = "1ms", cap = "1ms"))]
+    async fn fetch(&self, id: u32) -> Result<u32, VendorError>;
+}
+
+impl Retrying for Adapter {
+    async fn fetch(&self, id: u32) -> Result<u32, VendorError> {
+        Vendor::get(self, id).await
+    }
+}
+
+/// One budget for the fleet: four replicas whose vendor fails every
+/// request retry at most `max` times between them, not `max` each.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_retry_budget_is_the_fleets_not_each_replicas() {
+    let Some(url) = redis::shared("the_retry_budget_is_the_fleets") else {
+        return;
+    };
+    let prefix = redis::prefix("budget");
+    let path = Arc::new(Path::default());
+    let replicas: Vec<(Runtime, Resilient<Adapter>)> = (0..4)
+        .map(|_| {
+            let redis = Redis::new(url).unwrap().prefix(&prefix).sync_every(SYNC);
+            let runtime = Runtime::builder().redis(redis).in_memory();
+            let vendor = Resilient::new(Adapter(path.clone()), &runtime);
+            (runtime, vendor)
+        })
+        .collect();
+    // Each replica builds its budget on its first call, then takes its
+    // share of the fleet's tokens at its syncs.
+    for (_, vendor) in &replicas {
+        vendor.fetch(0).await.expect("up");
+    }
+    tokio::time::sleep(SYNC * 10).await;
+    path.down.store(true, Ordering::SeqCst);
+    let before = path.calls.load(Ordering::SeqCst);
+    let mut exhausted = 0;
+    for round in 0..10 {
+        for (_, vendor) in &replicas {
+            let error = vendor.fetch(round).await.expect_err("down");
+            if matches!(
+                error.seawall(),
+                Some(seawall::Error::RetryBudgetExhausted { .. })
+            ) {
+                exhausted += 1;
+            }
+        }
+        tokio::time::sleep(SYNC).await;
+    }
+    let retries = path.calls.load(Ordering::SeqCst) - before - 40;
+    assert!(retries > 0, "no retry at all");
+    assert!(
+        retries <= 8,
+        "{retries} retries from a fleet budget of 8 (local budgets would allow 32)"
+    );
+    assert!(
+        exhausted >= 30,
+        "only {exhausted} calls were stopped by the budget"
+    );
+}

@@ -648,6 +648,10 @@ impl Runtime {
                     Some(existing) => existing.clone(),
                     None => {
                         let budget = Arc::new(RetryBudget::new(contract, budget_policy.clone())?);
+                        #[cfg(feature = "redis")]
+                        if let Some(fleet) = &self.shared.fleet {
+                            crate::fleet::budget::share(fleet, &budget);
+                        }
                         budgets.insert(contract.into(), budget.clone());
                         budget
                     }

@@ -10,6 +10,9 @@
 //!   atomic script and takes on the fleet's state. The fleet opens on the
 //!   fleet's counts, and grants `probes` half-open probes for the whole
 //!   fleet.
+//! - **Retry budgets** ([`budget`]): the fleet's tokens live in Redis; each
+//!   replica holds a share between syncs, so the fleet's retries are bounded
+//!   by one budget instead of one per replica.
 //! - **When Redis is away** (unreachable, slow, restarted, emptied): every
 //!   breaker runs on its local state, a warning and an
 //!   [`Event::Fleet`](crate::Event::Fleet) say so,
@@ -21,6 +24,7 @@
 //! itself.
 
 pub(crate) mod breaker;
+pub(crate) mod budget;
 
 use std::sync::atomic::{AtomicBool, Ordering::AcqRel, Ordering::Acquire};
 use std::sync::{Arc, Mutex};

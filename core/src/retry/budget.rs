@@ -71,6 +71,33 @@ impl RetryBudget {
         self.balance.load(Relaxed) as f64 / MILLI as f64
     }
 
+    /// The tokens held, in thousandths (for a fleet's sync).
+    #[cfg(feature = "redis")]
+    pub(crate) fn held(&self) -> u64 {
+        self.balance.load(Acquire)
+    }
+
+    /// After a fleet's sync: `returned` thousandths (what [`held`](Self::held)
+    /// read before the sync) went back to the fleet and `share` came from
+    /// it. Withdrawals and deposits made meanwhile are kept.
+    #[cfg(feature = "redis")]
+    pub(crate) fn exchange(&self, returned: u64, share: u64) {
+        let _ = self.balance.fetch_update(AcqRel, Acquire, |balance| {
+            Some(
+                balance
+                    .saturating_sub(returned)
+                    .saturating_add(share)
+                    .min(self.full),
+            )
+        });
+    }
+
+    /// The budget's full balance, in thousandths.
+    #[cfg(feature = "redis")]
+    pub(crate) fn full(&self) -> u64 {
+        self.full
+    }
+
     /// A successful call earns its share of a token.
     pub fn deposit(&self) {
         if self.balance.load(Relaxed) < self.full {
