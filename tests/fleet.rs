@@ -366,3 +366,65 @@ async fn the_retry_budget_is_the_fleets_not_each_replicas() {
         "only {exhausted} calls were stopped by the budget"
     );
 }
+
+#[contract(name = "catalog")]
+pub trait Catalog {
+    #[integration(read, timeout = "1s", fallback = cache(max_stale = "1h"))]
+    async fn item(&self, id: u32) -> Result<seawall::Cached<String>, VendorError>;
+}
+
+impl Catalog for Adapter {
+    async fn item(&self, id: u32) -> Result<seawall::Cached<String>, VendorError> {
+        Vendor::get(self, id)
+            .await
+            .map(|id| seawall::Cached::fresh(format!("item {id}")))
+    }
+}
+
+/// With `share_cache`, a replica started during an outage answers stale
+/// from what another replica was answered before it; without it, it has
+/// nothing to serve.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_new_replica_answers_stale_from_the_fleets_cache_during_an_outage() {
+    let Some(url) = redis::shared("a_new_replica_answers_stale") else {
+        return;
+    };
+    let prefix = redis::prefix("cache");
+    let catalog = |share: bool| {
+        let mut redis = Redis::new(url).unwrap().prefix(&prefix);
+        if share {
+            redis = redis.share_cache();
+        }
+        let path = Arc::new(Path::default());
+        let runtime = Runtime::builder().redis(redis).in_memory();
+        (Resilient::new(Adapter(path.clone()), &runtime), path)
+    };
+    let (first, _) = catalog(true);
+    let fresh = first.item(7).await.expect("up");
+    assert!(!fresh.is_stale());
+    // Written behind the call: give the writer its gathering window.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+
+    let (newcomer, path) = catalog(true);
+    path.down.store(true, Ordering::SeqCst);
+    let stale = newcomer
+        .item(7)
+        .await
+        .expect("answered from the fleet's cache");
+    assert!(stale.is_stale());
+    assert_eq!(stale.value(), "item 7");
+    assert_eq!(
+        path.calls.load(Ordering::SeqCst),
+        1,
+        "the vendor was called once"
+    );
+    // Another key was never answered: the outage shows.
+    assert!(newcomer.item(8).await.is_err());
+
+    let (alone, path) = catalog(false);
+    path.down.store(true, Ordering::SeqCst);
+    assert!(
+        alone.item(7).await.is_err(),
+        "a replica without share_cache served stale"
+    );
+}

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::breaker::Breaker;
-use crate::cache::{DiskCache, LastKnownGood};
+use crate::cache::LastKnownGood;
 use crate::idempotency::{CallContext, IdempotencyKey, IdempotencyStore};
 use crate::queue::ContractQueue;
 use crate::retry::{Backoff, RetryBudget, RngSource};
@@ -62,7 +62,7 @@ pub(crate) struct Resolved {
     pub(crate) rng: Arc<RngSource>,
     pub(crate) store: Option<Arc<IdempotencyStore>>,
     pub(crate) queue: Option<Arc<ContractQueue>>,
-    pub(crate) disk_cache: Option<Arc<DiskCache>>,
+    pub(crate) cache_beyond: crate::cache::Beyond,
 }
 
 impl Endpoint {
@@ -76,10 +76,11 @@ impl Endpoint {
             backoff: Backoff::new(policy.retry()),
             key_header: policy.idempotency_header().into(),
             cache: policy.cache_fallback().map(|cache| {
-                let disk = state
-                    .disk_cache
-                    .map(|disk| (disk, Arc::from(format!("{contract}.{method}"))));
-                LastKnownGood::new(cache, disk)
+                LastKnownGood::new(
+                    cache,
+                    state.cache_beyond,
+                    Arc::from(format!("{contract}.{method}")),
+                )
             }),
             contract,
             method,

@@ -76,6 +76,9 @@ struct Shared {
     /// The fleet this runtime shares breakers with, if any.
     #[cfg(feature = "redis")]
     fleet: Option<Arc<crate::fleet::Fleet>>,
+    /// Cached answers shared with the fleet (`Redis::share_cache`).
+    #[cfg(feature = "redis")]
+    fleet_cache: Option<Arc<crate::fleet::cache::FleetCache>>,
 }
 
 /// What keeps an embedded store from growing for ever (see
@@ -136,6 +139,8 @@ impl Shared {
             sealing: Arc::default(),
             #[cfg(feature = "redis")]
             fleet: None,
+            #[cfg(feature = "redis")]
+            fleet_cache: None,
         }
     }
 }
@@ -373,6 +378,10 @@ impl RuntimeBuilder {
         #[cfg(feature = "redis")]
         {
             let subscribers = shared.subscribers.clone();
+            let share_cache = self
+                .redis
+                .as_ref()
+                .is_some_and(|redis| redis.shares_cache());
             shared.fleet = self.redis.and_then(|redis| {
                 let replica = format!("{:016x}", rand::random::<u64>());
                 match crate::fleet::Fleet::new(redis, subscribers, replica) {
@@ -387,6 +396,11 @@ impl RuntimeBuilder {
                     }
                 }
             });
+            shared.fleet_cache = shared
+                .fleet
+                .as_ref()
+                .filter(|_| share_cache)
+                .map(|fleet| Arc::new(crate::fleet::cache::FleetCache::new(fleet)));
         }
         Runtime {
             shared: Arc::new(shared),
@@ -690,7 +704,11 @@ impl Runtime {
             rng: self.shared.rng.clone(),
             store: policy_store.then(|| self.shared.idempotency.clone()),
             queue,
-            disk_cache: policy.cache_fallback().and(self.shared.disk_cache.clone()),
+            cache_beyond: crate::cache::Beyond {
+                disk: self.shared.disk_cache.clone(),
+                #[cfg(feature = "redis")]
+                fleet: self.shared.fleet_cache.clone(),
+            },
         };
         Ok(Endpoint::new(contract.into(), method.into(), policy, state))
     }

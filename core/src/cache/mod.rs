@@ -187,30 +187,96 @@ struct Stored<T> {
 /// How often one method hands the same key's answer to the disk at most.
 const PERSIST_EVERY: Duration = Duration::from_secs(1);
 
+/// Where a runtime keeps cached answers beyond memory: on disk (an embedded
+/// runtime) and in Redis for the whole fleet (`Redis::share_cache`).
+#[derive(Clone, Default)]
+pub(crate) struct Beyond {
+    pub(crate) disk: Option<Arc<DiskCache>>,
+    #[cfg(feature = "redis")]
+    pub(crate) fleet: Option<Arc<crate::fleet::cache::FleetCache>>,
+}
+
+impl Beyond {
+    fn is_empty(&self) -> bool {
+        #[cfg(feature = "redis")]
+        if self.fleet.is_some() {
+            return false;
+        }
+        self.disk.is_none()
+    }
+}
+
 /// One method's cache.
 pub(crate) struct LastKnownGood {
     // quick_cache shards its map behind short locks (one shard per insert or
     // look-up); it is touched only by reads that have a cache policy.
     entries: quick_cache::sync::Cache<u128, Entry>,
     max_stale: Duration,
-    /// With an embedded runtime: the disk, and this method's name there.
-    disk: Option<(Arc<DiskCache>, Arc<str>)>,
+    /// The disk and the fleet's cache, when the runtime has them.
+    beyond: Beyond,
+    /// This method's name there (`contract.method`).
+    method: Arc<str>,
 }
 
 impl LastKnownGood {
-    pub(crate) fn new(policy: &CachePolicy, disk: Option<(Arc<DiskCache>, Arc<str>)>) -> Self {
+    pub(crate) fn new(policy: &CachePolicy, beyond: Beyond, method: Arc<str>) -> Self {
         Self {
             entries: quick_cache::sync::Cache::new(
                 usize::try_from(policy.capacity()).unwrap_or(usize::MAX),
             ),
             max_stale: policy.max_stale(),
-            disk,
+            beyond,
+            method,
         }
+    }
+
+    /// Hands an answer to the disk and the fleet's cache; never waits.
+    fn keep_beyond(&self, key: u128, bytes: Vec<u8>) {
+        let at = now_ms();
+        #[cfg(feature = "redis")]
+        let bytes = match &self.beyond.fleet {
+            Some(fleet) if self.beyond.disk.is_some() => {
+                fleet.put(&self.method, key, at, self.max_stale, bytes.clone());
+                bytes
+            }
+            Some(fleet) => {
+                fleet.put(&self.method, key, at, self.max_stale, bytes);
+                return;
+            }
+            None => bytes,
+        };
+        if let Some(disk) = &self.beyond.disk {
+            disk.put(&self.method, key, at, self.max_stale, bytes);
+        }
+    }
+
+    /// The answer kept beyond memory for `key`, with when it was given:
+    /// from the disk first, then from the fleet's cache.
+    async fn find_beyond(&self, key: u128) -> Option<(u64, Vec<u8>)> {
+        if let Some(disk) = &self.beyond.disk {
+            match disk.get(&self.method, key).await {
+                Ok(Some(found)) => return Some(found),
+                Ok(None) => {}
+                Err(error) => {
+                    tracing::warn!(target: "seawall::cache", %error, "could not read a cached answer from disk");
+                }
+            }
+        }
+        #[cfg(feature = "redis")]
+        if let Some(fleet) = &self.beyond.fleet {
+            match fleet.get(&self.method, key).await {
+                Ok(found) => return found,
+                Err(error) => {
+                    tracing::warn!(target: "seawall::cache", %error, "could not read a cached answer from the fleet's cache");
+                }
+            }
+        }
+        None
     }
 
     pub(crate) fn store<T: CacheValue>(&self, key: u128, value: &T) {
         let now = Instant::now();
-        let persisted = self.disk.as_ref().map(|(disk, method)| {
+        let persisted = (!self.beyond.is_empty()).then(|| {
             let recent = self
                 .entries
                 .get(&key)
@@ -220,7 +286,7 @@ impl LastKnownGood {
                 Some(at) => at,
                 None => {
                     match serde_json::to_vec(value) {
-                        Ok(bytes) => disk.put(method, key, now_ms(), self.max_stale, bytes),
+                        Ok(bytes) => self.keep_beyond(key, bytes),
                         Err(error) => tracing::debug!(
                             target: "seawall::cache",
                             %error,
@@ -253,14 +319,8 @@ impl LastKnownGood {
                 stale: true,
             });
         }
-        let (disk, method) = self.disk.as_ref()?;
-        let (stored_at_ms, bytes) = match disk.get(method, key).await {
-            Ok(found) => found?,
-            Err(error) => {
-                tracing::warn!(target: "seawall::cache", %error, "could not read a cached answer from disk");
-                return None;
-            }
-        };
+        let (stored_at_ms, bytes) = self.find_beyond(key).await?;
+        let method = &self.method;
         let now = now_ms();
         if stored_at_ms > now {
             // Stamped later than now: the wall clock stepped back since it
@@ -270,7 +330,7 @@ impl LastKnownGood {
                 target: "seawall::cache",
                 method = %method,
                 ahead_ms = stored_at_ms - now,
-                "a cached answer on disk is stamped in the future (the clock stepped back?); treated as expired"
+                "a kept cached answer is stamped in the future (the clock stepped back?); treated as expired"
             );
             return None;
         }
@@ -316,10 +376,11 @@ mod tests {
             // Dropping the cache waits for its writer: the row is on disk.
         }
         let disk = Arc::new(DiskCache::open(db).unwrap());
-        LastKnownGood::new(
-            &CachePolicy::new(Duration::from_secs(3600)),
-            Some((disk, method)),
-        )
+        let beyond = Beyond {
+            disk: Some(disk),
+            ..Beyond::default()
+        };
+        LastKnownGood::new(&CachePolicy::new(Duration::from_secs(3600)), beyond, method)
     }
 
     #[tokio::test]

@@ -13,6 +13,9 @@
 //! - **Retry budgets** ([`budget`]): the fleet's tokens live in Redis; each
 //!   replica holds a share between syncs, so the fleet's retries are bounded
 //!   by one budget instead of one per replica.
+//! - **Cached answers** ([`cache`], with [`share_cache`](Redis::share_cache)):
+//!   written behind the call, read only when the vendor fails and the
+//!   replica has no answer of its own.
 //! - **When Redis is away** (unreachable, slow, restarted, emptied): every
 //!   breaker runs on its local state, a warning and an
 //!   [`Event::Fleet`](crate::Event::Fleet) say so,
@@ -25,6 +28,7 @@
 
 pub(crate) mod breaker;
 pub(crate) mod budget;
+pub(crate) mod cache;
 
 use std::sync::atomic::{AtomicBool, Ordering::AcqRel, Ordering::Acquire};
 use std::sync::{Arc, Mutex};
@@ -51,6 +55,7 @@ pub struct Redis {
     prefix: String,
     sync_every: Duration,
     store_timeout: Duration,
+    share_cache: bool,
 }
 
 /// How often a shared breaker syncs with the fleet, unless set.
@@ -77,6 +82,7 @@ impl Redis {
             prefix: "seawall".to_owned(),
             sync_every: DEFAULT_SYNC_EVERY,
             store_timeout: DEFAULT_STORE_TIMEOUT,
+            share_cache: false,
         })
     }
 
@@ -102,6 +108,24 @@ impl Redis {
     pub fn store_timeout(mut self, timeout: Duration) -> Self {
         self.store_timeout = timeout.max(Duration::from_millis(1));
         self
+    }
+}
+
+impl Redis {
+    /// Shares the last-known-good cache with the fleet: every success of a
+    /// read with `fallback = cache(..)` is also written to Redis (behind
+    /// the call, at most once a second per key, expiring after
+    /// `max_stale`), and a replica that has no answer of its own in memory
+    /// (or on disk) looks there when the vendor fails. So a replica started
+    /// during an outage can answer stale. Off by default: answers then
+    /// leave the process, to Redis.
+    pub fn share_cache(mut self) -> Self {
+        self.share_cache = true;
+        self
+    }
+
+    pub(crate) fn shares_cache(&self) -> bool {
+        self.share_cache
     }
 }
 
