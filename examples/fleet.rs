@@ -173,6 +173,9 @@ fn worker(url: String, redis: Option<String>, prefix: String, sync_every: Durati
     });
 }
 
+/// When each vendor request arrived (ms since the epoch).
+type Log = Arc<Mutex<Vec<u64>>>;
+
 #[derive(Default)]
 struct FakeVendor {
     down: AtomicBool,
@@ -206,7 +209,7 @@ fn fleet_run(
     vendor: &Arc<FakeVendor>,
     url: &str,
     redis: Option<(&str, Duration)>,
-    probe_log: &Arc<Mutex<Vec<(u64, usize)>>>,
+    probe_log: &Log,
 ) -> Run {
     let prefix = format!("seawall-example:{:x}", now_ms());
     let mut children: Vec<(Child, ChildStdin)> = (0..WORKERS)
@@ -307,7 +310,7 @@ fn fleet_run(
         .lock()
         .unwrap()
         .iter()
-        .filter(|(at, _)| *at >= everyone.unwrap_or(outage_end) && *at < outage_end)
+        .filter(|at| **at >= everyone.unwrap_or(outage_end) && **at < outage_end)
         .count();
     probe_log.lock().unwrap().clear();
     Run {
@@ -320,9 +323,9 @@ fn fleet_run(
 }
 
 async fn logged_quote(
-    State((vendor, log)): State<(Arc<FakeVendor>, Arc<Mutex<Vec<(u64, usize)>>>)>,
+    State((vendor, log)): State<(Arc<FakeVendor>, Log)>,
 ) -> Result<&'static str, StatusCode> {
-    log.lock().unwrap().push((now_ms(), 0));
+    log.lock().unwrap().push(now_ms());
     quote(State(vendor)).await
 }
 
