@@ -9,8 +9,14 @@
 //!   failures that would have opened it on its own;
 //! - after the vendor recovers, every process calls it again.
 //!
+//! Then four processes on a private `redis-server` that is killed (SIGKILL)
+//! and started again: calls go on, each process's health says Redis is away
+//! and then back, and the fleet opens a paused process on the others'
+//! outage once Redis is back.
+//!
 //! The processes are this test binary, started with `SEAWALL_FLEET_WORKER`
-//! set; the parent drives them over stdin (`pause`, `resume`, `stop`).
+//! set; the parent drives them over stdin (`pause`, `resume`, `health`,
+//! `state`, `stop`).
 //! Without Redis on 127.0.0.1:6379 the test says it is skipped (unless
 //! `SEAWALL_REQUIRE_REDIS` is set).
 
@@ -77,13 +83,13 @@ impl Vendor for Http {
 
 /// A worker: calls every 10 ms unless paused, until told to stop; then
 /// prints how many calls its breaker refused.
-fn worker(id: &str, url: String, prefix: String) {
+fn worker(id: &str, url: String, redis: String, prefix: String) {
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .expect("a runtime");
     runtime.block_on(async move {
-        let redis = Redis::new(support::redis::SHARED)
+        let redis = Redis::new(&redis)
             .expect("a Redis URL")
             .prefix(prefix)
             .sync_every(SYNC);
@@ -100,11 +106,20 @@ fn worker(id: &str, url: String, prefix: String) {
         let stop = Arc::new(AtomicBool::new(false));
         {
             let (paused, stop) = (paused.clone(), stop.clone());
+            let seawall = seawall.clone();
             std::thread::spawn(move || {
                 for line in std::io::stdin().lock().lines() {
                     match line.as_deref() {
                         Ok("pause") => paused.store(true, Ordering::SeqCst),
                         Ok("resume") => paused.store(false, Ordering::SeqCst),
+                        Ok("health") => {
+                            let fleet = seawall.health().fleet.expect("a fleet runtime");
+                            println!("health {}", fleet.available);
+                        }
+                        Ok("state") => {
+                            let breaker = seawall.breaker("vendor").expect("registered");
+                            println!("state {}", breaker.state());
+                        }
                         _ => break,
                     }
                 }
@@ -154,12 +169,52 @@ async fn serve(State(vendor): State<Vendor503>, headers: HeaderMap) -> StatusCod
 
 struct Worker {
     child: Child,
+    output: std::io::Lines<BufReader<std::process::ChildStdout>>,
 }
 
 impl Worker {
+    fn start(id: usize, url: &str, redis: &str, prefix: &str) -> Self {
+        let mut child = Command::new(std::env::current_exe().expect("this binary"))
+            .env(WORKER_VAR, id.to_string())
+            .env("SEAWALL_FLEET_VENDOR", url)
+            .env("SEAWALL_FLEET_REDIS", redis)
+            .env("SEAWALL_FLEET_PREFIX", prefix)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("a worker process");
+        let output = BufReader::new(child.stdout.take().expect("stdout")).lines();
+        let mut worker = Self { child, output };
+        assert_eq!(worker.line(), "ready");
+        worker
+    }
+
     fn say(&mut self, line: &str) {
         let stdin = self.child.stdin.as_mut().expect("stdin");
         writeln!(stdin, "{line}").expect("the worker reads its stdin");
+    }
+
+    fn line(&mut self) -> String {
+        self.output.next().expect("a line").expect("text")
+    }
+
+    /// Asks and returns the answer's value (`health` → `true`).
+    fn ask(&mut self, question: &str) -> String {
+        self.say(question);
+        let line = self.line();
+        line.strip_prefix(&format!("{question} "))
+            .unwrap_or_else(|| panic!("{question}: {line}"))
+            .to_owned()
+    }
+
+    /// Stops it and returns how many calls its breaker refused.
+    fn stop(&mut self) -> u64 {
+        self.say("stop");
+        let line = self.line();
+        line.strip_prefix("refused ")
+            .and_then(|n| n.parse().ok())
+            .unwrap_or_else(|| panic!("a summary: {line}"))
     }
 }
 
@@ -173,8 +228,9 @@ impl Drop for Worker {
 fn main() {
     if let Ok(id) = std::env::var(WORKER_VAR) {
         let url = std::env::var("SEAWALL_FLEET_VENDOR").expect("vendor URL");
+        let redis = std::env::var("SEAWALL_FLEET_REDIS").expect("Redis URL");
         let prefix = std::env::var("SEAWALL_FLEET_PREFIX").expect("prefix");
-        worker(&id, url, prefix);
+        worker(&id, url, redis, prefix);
         return;
     }
     if support::redis::shared("fleet_processes").is_none() {
@@ -199,28 +255,19 @@ fn main() {
         .with_state(vendor.clone());
     runtime.spawn(async move { axum::serve(listener, app).await });
 
+    one_probe_per_open_period(&vendor, &url);
+    vendor.log.lock().unwrap().clear();
+    vendor.down.store(false, Ordering::SeqCst);
+    redis_killed_and_restarted(&vendor, &url);
+    println!("fleet_processes: ok");
+}
+
+/// Eight workers on the shared server through an outage.
+fn one_probe_per_open_period(vendor: &Vendor503, url: &str) {
     let prefix = support::redis::prefix("processes");
     let mut workers: Vec<Worker> = (0..WORKERS)
-        .map(|id| {
-            let child = Command::new(std::env::current_exe().expect("this binary"))
-                .env(WORKER_VAR, id.to_string())
-                .env("SEAWALL_FLEET_VENDOR", &url)
-                .env("SEAWALL_FLEET_PREFIX", &prefix)
-                .stdin(Stdio::piped())
-                .stdout(Stdio::piped())
-                .stderr(Stdio::inherit())
-                .spawn()
-                .expect("a worker process");
-            Worker { child }
-        })
+        .map(|id| Worker::start(id, url, support::redis::SHARED, &prefix))
         .collect();
-    let mut outputs: Vec<_> = workers
-        .iter_mut()
-        .map(|w| BufReader::new(w.child.stdout.take().expect("stdout")).lines())
-        .collect();
-    for output in &mut outputs {
-        assert_eq!(output.next().expect("a line").expect("text"), "ready");
-    }
 
     // Healthy: every worker calls, so every window holds successes.
     std::thread::sleep(Duration::from_millis(500));
@@ -242,16 +289,7 @@ fn main() {
     vendor.down.store(false, Ordering::SeqCst);
     std::thread::sleep(OPEN_FOR + Duration::from_millis(1500));
     let stopped_at = vendor.start.elapsed();
-    let mut refused = Vec::new();
-    for (worker, output) in workers.iter_mut().zip(&mut outputs) {
-        worker.say("stop");
-        let line = output.next().expect("a summary").expect("text");
-        refused.push(
-            line.strip_prefix("refused ")
-                .and_then(|n| n.parse::<u64>().ok())
-                .expect("refused N"),
-        );
-    }
+    let refused: Vec<u64> = workers.iter_mut().map(Worker::stop).collect();
     let log = vendor.log.lock().unwrap().clone();
 
     // Probes while the fleet is open: one per open period, fleet-wide.
@@ -290,5 +328,69 @@ fn main() {
             "worker {id} did not call the recovered vendor in the last 300 ms"
         );
     }
-    println!("fleet_processes: ok");
+    println!("one probe per open period: ok");
+}
+
+/// Four workers on a private Redis that is killed (SIGKILL) and started
+/// again (empty, as after a restart without persistence): calls go on,
+/// every worker's health says Redis is away and then back, and the fleet
+/// decides as one again: it opens a worker that saw no failure.
+fn redis_killed_and_restarted(vendor: &Vendor503, url: &str) {
+    let Some(mut server) = support::redis::Private::start("redis_killed_and_restarted") else {
+        return;
+    };
+    let prefix = support::redis::prefix("restart");
+    let mut workers: Vec<Worker> = (0..4)
+        .map(|id| Worker::start(id, url, &server.url(), &prefix))
+        .collect();
+    std::thread::sleep(Duration::from_millis(300));
+    for worker in &mut workers {
+        assert_eq!(worker.ask("health"), "true");
+    }
+    server.kill();
+    let killed_at = vendor.start.elapsed();
+    std::thread::sleep(Duration::from_millis(600));
+    for worker in &mut workers {
+        assert_eq!(
+            worker.ask("health"),
+            "false",
+            "health does not say Redis is away"
+        );
+    }
+    let log = vendor.log.lock().unwrap().clone();
+    for id in 0..4 {
+        assert!(
+            log.iter()
+                .any(|(at, worker)| *worker == id && *at > killed_at + Duration::from_millis(300)),
+            "worker {id} stopped calling while Redis was away"
+        );
+    }
+    server.launch().expect("redis-server starts again");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    for worker in &mut workers {
+        while worker.ask("health") != "true" {
+            assert!(
+                Instant::now() < deadline,
+                "health does not say Redis is back"
+            );
+            std::thread::sleep(SYNC);
+        }
+    }
+    // Three workers see an outage; the fourth, paused, is opened by the
+    // fleet.
+    workers[3].say("pause");
+    std::thread::sleep(SYNC * 2);
+    vendor.down.store(true, Ordering::SeqCst);
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while workers[3].ask("state") != "open" {
+        assert!(
+            Instant::now() < deadline,
+            "the fleet did not open the paused worker after the restart"
+        );
+        std::thread::sleep(SYNC);
+    }
+    for worker in &mut workers {
+        worker.stop();
+    }
+    println!("Redis killed and restarted: ok");
 }
