@@ -150,6 +150,11 @@ async fn the_fleet_opens_every_replica_once_most_of_it_sees_the_outage() {
         "{error}"
     );
     assert_eq!(quiet.calls(), before, "a refused call reached the vendor");
+    // An operator's reset on one replica holds until the fleet's next
+    // decision: the syncs in between do not open it again.
+    quiet.runtime.breaker("vendor").unwrap().reset();
+    tokio::time::sleep(SYNC * 5).await;
+    assert_eq!(quiet.state(), BreakerState::Closed);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -224,6 +224,12 @@ impl Breaker {
                 return;
             }
             let governs = link.governs();
+            if !governs && !new_epoch && seen.state != FleetState::Closed {
+                // This replica let go of this period (an operator set a
+                // state here, or Redis was away): it follows the fleet
+                // again from its next decision.
+                return;
+            }
             let next = match seen.state {
                 FleetState::Open { remaining } => {
                     if governs && !new_epoch && word.kind() == OPEN {
