@@ -260,10 +260,15 @@ impl RuntimeBuilder {
     }
 
     /// Shares state with every replica that names the same Redis server and
-    /// prefix: each circuit breaker's decisions are the fleet's (see
+    /// prefix: each circuit breaker's decisions are the fleet's, and keyed
+    /// writes with `idempotent(.., store)` claim and record their keys in
+    /// Redis, so they run once per key across the fleet (see
     /// [`fleet`](crate::fleet)). Applies to the runtime built next, in
-    /// memory or embedded; nothing connects until the first breaker syncs,
-    /// and while Redis cannot be reached everything runs on local state.
+    /// memory or embedded; nothing connects until the first breaker syncs
+    /// or the first keyed write looks its key up. While Redis cannot be
+    /// reached breakers run on local state, and keyed writes with a store
+    /// fail with `Error::Store` unless
+    /// [`local_idempotency_when_away`](crate::fleet::Redis::local_idempotency_when_away).
     ///
     /// Shared breakers sync from a task on the tokio runtime that builds
     /// their endpoint: build wrappers inside one.
@@ -379,6 +384,9 @@ impl RuntimeBuilder {
                     replica,
                 ))
             });
+            if let Some(fleet) = &shared.fleet {
+                shared.idempotency.share(fleet.clone());
+            }
         }
         Runtime {
             shared: Arc::new(shared),

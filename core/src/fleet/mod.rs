@@ -10,17 +10,28 @@
 //!   atomic script and takes on the fleet's state. The fleet opens on the
 //!   fleet's counts, and grants `probes` half-open probes for the whole
 //!   fleet.
+//! - **The idempotency store** ([`idempotency`]): a keyed write with
+//!   `idempotent(.., store)` claims its key in Redis (a lease, renewed while
+//!   the call runs) and records its outcome there, so one replica calls the
+//!   vendor per key and every other replica waits for its answer, replays
+//!   it, or is refused, as the policy says.
 //! - **When Redis is away** (unreachable, slow, restarted, emptied): every
 //!   breaker runs on its local state, a warning and an
 //!   [`Event::Fleet`](crate::Event::Fleet) say so,
 //!   [`Health::fleet`](crate::telemetry::Health::fleet) shows it, and the
-//!   state resynchronises at the first sync that succeeds.
+//!   state resynchronises at the first sync that succeeds. A keyed write
+//!   with a store fails closed (`Error::Store`, the vendor not called): the
+//!   fleet can no longer tell whether another replica runs it. With
+//!   [`local_idempotency_when_away`](Redis::local_idempotency_when_away) it
+//!   runs on the runtime's own store instead, once per key in this process
+//!   only.
 //!
 //! Every command is bounded by [`store_timeout`](Redis::store_timeout); the
 //! connection is a [`redis::aio::ConnectionManager`], which reconnects by
 //! itself.
 
 pub(crate) mod breaker;
+pub(crate) mod idempotency;
 
 use std::sync::atomic::{AtomicBool, Ordering::AcqRel, Ordering::Acquire};
 use std::sync::{Arc, Mutex};
@@ -47,6 +58,8 @@ pub struct Redis {
     prefix: String,
     sync_every: Duration,
     store_timeout: Duration,
+    claim_lease: Duration,
+    local_idempotency_when_away: bool,
 }
 
 /// How often a shared breaker syncs with the fleet, unless set.
@@ -55,6 +68,10 @@ pub const DEFAULT_SYNC_EVERY: Duration = Duration::from_millis(250);
 /// How long one Redis command may take before it counts as failed, unless
 /// set.
 pub const DEFAULT_STORE_TIMEOUT: Duration = Duration::from_millis(200);
+
+/// How long a claim on an idempotency key outlives the last renewal of the
+/// replica that holds it, unless set.
+pub const DEFAULT_CLAIM_LEASE: Duration = Duration::from_secs(10);
 
 impl Redis {
     /// A Redis server by URL (`redis://host:port/db`, `rediss://` for TLS
@@ -73,6 +90,8 @@ impl Redis {
             prefix: "seawall".to_owned(),
             sync_every: DEFAULT_SYNC_EVERY,
             store_timeout: DEFAULT_STORE_TIMEOUT,
+            claim_lease: DEFAULT_CLAIM_LEASE,
+            local_idempotency_when_away: false,
         })
     }
 
@@ -97,6 +116,28 @@ impl Redis {
     /// past it counts as Redis being away.
     pub fn store_timeout(mut self, timeout: Duration) -> Self {
         self.store_timeout = timeout.max(Duration::from_millis(1));
+        self
+    }
+
+    /// How long a replica's claim on an idempotency key lasts without
+    /// renewal (10 s by default). While its call runs the replica renews the
+    /// claim every third of the lease, and deletes it when the call ends;
+    /// a replica that dies holding one leaves it for at most a lease, after
+    /// which the next call of that key proceeds. Never less than three
+    /// [store timeouts](Self::store_timeout), so that a renewal that takes
+    /// its whole timeout still lands within the lease.
+    pub fn claim_lease(mut self, lease: Duration) -> Self {
+        self.claim_lease = lease;
+        self
+    }
+
+    /// While Redis is away, lets keyed writes with `idempotent(.., store)`
+    /// run on the runtime's own store (memory or embedded), with a warning,
+    /// instead of failing with `Error::Store`. A conscious trade: meanwhile
+    /// a write runs once per key *in each replica*, and what it records
+    /// there is not seen by the fleet.
+    pub fn local_idempotency_when_away(mut self) -> Self {
+        self.local_idempotency_when_away = true;
         self
     }
 }
@@ -128,6 +169,19 @@ impl Fleet {
 
     pub(crate) fn sync_every(&self) -> Duration {
         self.config.sync_every
+    }
+
+    /// The lease of an idempotency claim: as set, and at least three store
+    /// timeouts.
+    pub(crate) fn claim_lease(&self) -> Duration {
+        self.config
+            .claim_lease
+            .max(self.config.store_timeout.saturating_mul(3))
+    }
+
+    /// Whether keyed writes run on the local store while Redis is away.
+    pub(crate) fn local_idempotency_when_away(&self) -> bool {
+        self.config.local_idempotency_when_away
     }
 
     /// A key of this runtime's fleet. `{..}` holds the part that keeps one
@@ -185,11 +239,19 @@ impl Fleet {
         let detail = error.to_string();
         *self.last_error.lock().unwrap_or_else(|p| p.into_inner()) = Some(detail.clone());
         if !self.away.swap(true, AcqRel) {
-            tracing::warn!(
-                target: "seawall::fleet",
-                error = %detail,
-                "Redis is away: breakers run on local state until it answers"
-            );
+            if self.config.local_idempotency_when_away {
+                tracing::warn!(
+                    target: "seawall::fleet",
+                    error = %detail,
+                    "Redis is away: breakers and keyed writes with a store run on local state until it answers"
+                );
+            } else {
+                tracing::warn!(
+                    target: "seawall::fleet",
+                    error = %detail,
+                    "Redis is away: breakers run on local state, and keyed writes with a store are refused, until it answers"
+                );
+            }
             self.subscribers.emit(&Event::Fleet(FleetChanged {
                 available: false,
                 detail,
