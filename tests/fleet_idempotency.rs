@@ -431,3 +431,32 @@ async fn a_call_longer_than_the_lease_keeps_its_claim_by_renewing_it() {
     assert_eq!(first.await.unwrap().unwrap(), 5_001);
     assert_eq!(vendor.calls(), 1);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_record_in_redis_that_cannot_be_read_is_a_store_error_not_a_vendor_call() {
+    let Some(url) = redis::shared("a_record_in_redis_that_cannot_be_read") else {
+        return;
+    };
+    let prefix = redis::prefix("damaged");
+    let vendor = Vendor::new(Duration::ZERO);
+    let replicas = fleet(url, &prefix, &vendor, 1);
+    let record = store_key(&prefix, "post", "acct-1", "record");
+    let set = redis::command(6379, &format!("SET {record} \"not a record\" PX 60000")).unwrap();
+    assert_eq!(set, "+OK");
+    let result = replicas[0].post("acct-1", 5).await;
+    assert!(
+        matches!(seawall_error(&result), Error::Store(StoreError::Record(_))),
+        "{result:?}"
+    );
+    // The same for a claim that is not `<token> <fingerprint>`.
+    let claim = store_key(&prefix, "post", "acct-2", "claim");
+    let set = redis::command(6379, &format!("SET {claim} garbage PX 60000")).unwrap();
+    assert_eq!(set, "+OK");
+    let result = replicas[0].post("acct-2", 5).await;
+    assert!(
+        matches!(seawall_error(&result), Error::Store(StoreError::Record(_))),
+        "{result:?}"
+    );
+    assert_eq!(vendor.calls(), 0);
+    let _ = redis::command(6379, &format!("DEL {record} {claim}"));
+}

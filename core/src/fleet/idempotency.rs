@@ -127,12 +127,14 @@ pub(crate) async fn begin(
         Some((b'r', record)) => Ok(Seen::Recorded(record.to_vec())),
         Some((b'h', claim)) => {
             let claim = String::from_utf8_lossy(claim);
-            let fingerprint = claim
-                .split_once(' ')
-                .map_or("", |(_, fingerprint)| fingerprint);
-            Ok(Seen::Held {
-                fingerprint: fingerprint.to_owned(),
-            })
+            match claim.split_once(' ') {
+                Some((_, fingerprint)) => Ok(Seen::Held {
+                    fingerprint: fingerprint.to_owned(),
+                }),
+                None => Err(StoreError::Record(format!(
+                    "the claim on {key} is not `<token> <fingerprint>`: {claim:?}"
+                ))),
+            }
         }
         Some((b'c', _)) => Ok(Seen::Claimed(Claim::hold(
             fleet.clone(),
