@@ -4,20 +4,20 @@
 //! Chosen on the builder ([`RuntimeBuilder::redis`](crate::RuntimeBuilder::redis))
 //! and used by every contract of that runtime:
 //!
-//! - **Breakers** ([`breaker`]): each replica keeps its local breaker as the
+//! - **Breakers** (`fleet/breaker.rs`): each replica keeps its local breaker as the
 //!   fast path (no round trip per call); a background task per breaker sends
 //!   the local tally to Redis every [`sync_every`](Redis::sync_every) in one
 //!   atomic script and takes on the fleet's state. The fleet opens on the
 //!   fleet's counts, and grants `probes` half-open probes for the whole
 //!   fleet.
-//! - **The idempotency store** ([`idempotency`]): a keyed write with
+//! - **The idempotency store** (`fleet/idempotency.rs`): a keyed write with
 //!   `idempotent(.., store)` claims its key in Redis (a lease, renewed while
 //!   the call runs) and records its outcome there, so one replica calls the
 //!   vendor per key and every other replica waits for its answer, replays
 //!   it, or is refused, as the policy says.
 //! - **When Redis is away** (unreachable, slow, restarted, emptied): every
 //!   breaker runs on its local state, a warning and an
-//!   [`Event::Fleet`](crate::Event::Fleet) say so,
+//!   [`Event::Fleet`] say so,
 //!   [`Health::fleet`](crate::telemetry::Health::fleet) shows it, and the
 //!   state resynchronises at the first sync that succeeds. A keyed write
 //!   with a store fails closed (`Error::Store`, the vendor not called): the
@@ -49,7 +49,8 @@ use crate::store::StoreError;
 /// use std::time::Duration;
 /// let redis = seawall_core::fleet::Redis::new("redis://127.0.0.1:6379/")?
 ///     .prefix("billing")
-///     .sync_every(Duration::from_millis(250));
+///     .sync_every(Duration::from_millis(250))
+///     .claim_lease(Duration::from_secs(10));
 /// # Ok::<(), seawall_core::StoreError>(())
 /// ```
 #[derive(Clone, Debug)]
