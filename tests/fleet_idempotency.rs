@@ -460,3 +460,44 @@ async fn a_record_in_redis_that_cannot_be_read_is_a_store_error_not_a_vendor_cal
     assert_eq!(vendor.calls(), 0);
     let _ = redis::command(6379, &format!("DEL {record} {claim}"));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_redis_silent_duplicates_in_one_replica_fail_with_the_first_not_one_by_one() {
+    let Some(server) = redis::Private::start("with_redis_silent_duplicates") else {
+        return;
+    };
+    let vendor = Vendor::new(Duration::ZERO);
+    let redis = Redis::new(&server.url())
+        .unwrap()
+        .prefix(redis::prefix("silent"))
+        .store_timeout(Duration::from_millis(200));
+    let replica = replica(redis, &vendor);
+    assert_eq!(replica.post_soon("acct-0", 5).await.unwrap(), 5_001);
+    // Redis takes every command and answers none: each look runs out its
+    // store timeout (200 ms). 25 duplicates in one replica share the first
+    // one's failure; one by one they would take 5 s, past their deadline
+    // (1.5 s), and end as `IdempotencyInFlight` instead.
+    server.pause();
+    let calls: Vec<_> = (0..25)
+        .map(|_| {
+            let replica = replica.clone();
+            tokio::spawn(async move { replica.post_soon("acct-1", 5).await })
+        })
+        .collect();
+    let mut results = Vec::new();
+    for call in calls {
+        results.push(call.await.expect("no panic"));
+    }
+    server.resume();
+    for result in &results {
+        assert!(
+            matches!(seawall_error(result), Error::Store(StoreError::Redis(_))),
+            "{result:?}"
+        );
+    }
+    assert_eq!(
+        vendor.calls(),
+        1,
+        "the vendor was called while Redis was silent"
+    );
+}

@@ -131,9 +131,55 @@ impl Begin<'_> {
 const POLL: std::time::Duration = std::time::Duration::from_millis(25);
 
 /// The first call of a key in this process: its payload's fingerprint, and
-/// where it publishes the fleet's record for the duplicates waiting here
-/// (the sender's drop wakes them too).
-type Waiting = (String, watch::Receiver<Option<Record>>);
+/// where it publishes what the fleet answered for the duplicates waiting
+/// here (the sender's drop wakes them too).
+type Waiting = (String, watch::Receiver<Option<Published>>);
+
+/// What the first call of a key in this process found in the fleet's
+/// store, for the duplicates waiting on it.
+#[derive(Clone, Debug)]
+#[cfg_attr(
+    not(feature = "redis"),
+    expect(dead_code, reason = "only a fleet's store publishes")
+)]
+enum Published {
+    /// The key's record.
+    Record(Record),
+    /// The store failed (Redis away, or a record that cannot be read):
+    /// the duplicates fail alike rather than each wait for Redis in turn.
+    Failed(FailedStore),
+}
+
+/// A store error, as the duplicates of a call repeat it.
+#[derive(Clone, Debug)]
+#[cfg_attr(
+    not(feature = "redis"),
+    expect(dead_code, reason = "only a fleet's store publishes")
+)]
+enum FailedStore {
+    Redis(String),
+    Record(String),
+}
+
+impl FailedStore {
+    #[cfg(feature = "redis")]
+    fn of(error: &StoreError) -> Self {
+        match error {
+            StoreError::Record(detail) => Self::Record(detail.clone()),
+            StoreError::Redis(detail) => Self::Redis(detail.clone()),
+            other => Self::Redis(other.to_string()),
+        }
+    }
+}
+
+impl From<FailedStore> for StoreError {
+    fn from(failed: FailedStore) -> Self {
+        match failed {
+            FailedStore::Redis(detail) => StoreError::Redis(detail),
+            FailedStore::Record(detail) => StoreError::Record(detail),
+        }
+    }
+}
 
 /// The store of one runtime.
 pub(crate) struct IdempotencyStore {
@@ -309,11 +355,16 @@ impl IdempotencyStore {
                     if !ended {
                         return Ok(Begin::Rejected);
                     }
-                    // The first call found or made the record: its answer,
-                    // without another look at Redis.
+                    // The first call found or made the record (or found
+                    // the store failing): its answer, without another look
+                    // at Redis.
                     let published = done.borrow().clone();
-                    if let Some(record) = published {
-                        return Ok(Begin::judged(record, fingerprint));
+                    match published {
+                        Some(Published::Record(record)) => {
+                            return Ok(Begin::judged(record, fingerprint));
+                        }
+                        Some(Published::Failed(failed)) => return Err(failed.into()),
+                        None => {}
                     }
                 }
             }
@@ -354,13 +405,22 @@ impl IdempotencyStore {
                     }
                     return Ok(Begin::Started(guard));
                 }
-                Err(error) => return Err(error),
+                Err(error) => {
+                    guard.publish(Published::Failed(FailedStore::of(&error)));
+                    return Err(error);
+                }
             };
             match seen {
                 Seen::Recorded(bytes) => {
-                    let record: Record = serde_json::from_slice(&bytes)
-                        .map_err(|e| StoreError::Record(e.to_string()))?;
-                    guard.publish(&record);
+                    let record: Record = match serde_json::from_slice(&bytes) {
+                        Ok(record) => record,
+                        Err(error) => {
+                            let error = StoreError::Record(error.to_string());
+                            guard.publish(Published::Failed(FailedStore::of(&error)));
+                            return Err(error);
+                        }
+                    };
+                    guard.publish(Published::Record(record.clone()));
                     return Ok(Begin::judged(record, fingerprint));
                 }
                 Seen::Held { fingerprint: other } if other != fingerprint => {
@@ -402,7 +462,7 @@ impl IdempotencyStore {
 /// What a duplicate in this process does next.
 enum Next {
     Answer(Answer),
-    Wait(watch::Receiver<Option<Record>>),
+    Wait(watch::Receiver<Option<Published>>),
 }
 
 /// An answer found without running the call nor reading a record.
@@ -435,7 +495,7 @@ pub(crate) struct InFlight<'a> {
         not(feature = "redis"),
         expect(dead_code, reason = "its drop wakes the waiters")
     )]
-    done: watch::Sender<Option<Record>>,
+    done: watch::Sender<Option<Published>>,
 }
 
 impl InFlight<'_> {
@@ -453,7 +513,7 @@ impl InFlight<'_> {
             let bytes =
                 serde_json::to_vec(&record).map_err(|e| StoreError::Record(e.to_string()))?;
             claim.record(bytes, retention).await?;
-            self.publish(&record);
+            self.publish(Published::Record(record));
             return Ok(());
         }
         self.store
@@ -474,10 +534,11 @@ impl InFlight<'_> {
         }
     }
 
-    /// Hands the fleet's record to the duplicates waiting in this process.
+    /// Hands what the fleet answered to the duplicates waiting in this
+    /// process.
     #[cfg(feature = "redis")]
-    fn publish(&self, record: &Record) {
-        self.done.send_replace(Some(record.clone()));
+    fn publish(&self, published: Published) {
+        self.done.send_replace(Some(published));
     }
 }
 
