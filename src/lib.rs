@@ -67,7 +67,8 @@ pub use seawall_macros::{Classify, contract, integration};
     feature = "embedded",
     feature = "metrics",
     feature = "mock",
-    feature = "sealing"
+    feature = "sealing",
+    feature = "redis"
 ))]
 #[doc = include_str!("../README.md")]
 pub struct ReadmeDoctests;

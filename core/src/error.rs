@@ -131,7 +131,9 @@ pub enum Error {
     },
 
     /// A write with the same key is in flight, and the policy says
-    /// `concurrent = "reject"`. The vendor was not called.
+    /// `concurrent = "reject"` (or, on a runtime shared with a fleet, the
+    /// call's deadline passed while it waited for that write on another
+    /// replica). The vendor was not called.
     #[error("a write with idempotency key {key} is already in flight")]
     IdempotencyInFlight {
         /// The key.

@@ -269,6 +269,7 @@ where
                     endpoint,
                     &keyed.key,
                     fingerprint,
+                    deadline.at,
                     async {
                         crate::retry::stage::run!(endpoint, deadline, trace, attempts, |attempt| {
                             crate::idempotency::keyed(Some(keyed), attempt)

@@ -265,10 +265,15 @@ impl RuntimeBuilder {
     }
 
     /// Shares state with every replica that names the same Redis server and
-    /// prefix: each circuit breaker's decisions are the fleet's (see
+    /// prefix: each circuit breaker's decisions are the fleet's, and keyed
+    /// writes with `idempotent(.., store)` claim and record their keys in
+    /// Redis, so they run once per key across the fleet (see
     /// [`fleet`](crate::fleet)). Applies to the runtime built next, in
-    /// memory or embedded; nothing connects until the first breaker syncs,
-    /// and while Redis cannot be reached everything runs on local state.
+    /// memory or embedded; nothing connects until the first breaker syncs
+    /// or the first keyed write looks its key up. While Redis cannot be
+    /// reached breakers run on local state, and keyed writes with a store
+    /// fail with `Error::Store` unless
+    /// [`local_idempotency_when_away`](crate::fleet::Redis::local_idempotency_when_away).
     ///
     /// Everything that talks to Redis runs on a thread of the runtime's own
     /// (named `seawall-fleet`), so it works from any tokio runtime, also one
@@ -401,6 +406,9 @@ impl RuntimeBuilder {
                 .as_ref()
                 .filter(|_| share_cache)
                 .map(|fleet| Arc::new(crate::fleet::cache::FleetCache::new(fleet)));
+            if let Some(fleet) = &shared.fleet {
+                shared.idempotency.share(fleet.clone());
+            }
         }
         Runtime {
             shared: Arc::new(shared),

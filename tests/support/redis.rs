@@ -129,6 +129,27 @@ impl Private {
         ))
     }
 
+    /// SIGSTOP: the server keeps its connections but answers nothing (a
+    /// Redis that is slow, not gone) until [`resume`](Self::resume).
+    pub fn pause(&self) {
+        self.signal("-STOP");
+    }
+
+    /// SIGCONT: a paused server answers again.
+    pub fn resume(&self) {
+        self.signal("-CONT");
+    }
+
+    fn signal(&self, signal: &str) {
+        if let Some(child) = &self.child {
+            let status = Command::new("kill")
+                .args([signal, &child.id().to_string()])
+                .status()
+                .expect("kill runs");
+            assert!(status.success(), "kill {signal} failed");
+        }
+    }
+
     /// SIGKILL: the server is gone at once, connections reset.
     pub fn kill(&mut self) {
         if let Some(mut child) = self.child.take() {

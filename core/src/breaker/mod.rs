@@ -65,11 +65,16 @@
 //! # Ok::<(), seawall_core::PolicyError>(())
 //! ```
 
+// Without the `redis` feature no fleet links a breaker: the link is always
+// empty, and only its checks on the slow paths remain.
+#[cfg_attr(not(feature = "redis"), allow(dead_code))]
 mod fleet;
 mod state;
 mod window;
 
-pub(crate) use fleet::{FleetLink, FleetState, Report, Seen};
+pub(crate) use fleet::FleetLink;
+#[cfg(feature = "redis")]
+pub(crate) use fleet::{FleetState, Report, Seen};
 
 use std::sync::atomic::{
     AtomicBool, AtomicU32, AtomicU64, Ordering::AcqRel, Ordering::Acquire, Ordering::Relaxed,

@@ -4,23 +4,33 @@
 //! Chosen on the builder ([`RuntimeBuilder::redis`](crate::RuntimeBuilder::redis))
 //! and used by every contract of that runtime:
 //!
-//! - **Breakers** ([`breaker`]): each replica keeps its local breaker as the
+//! - **Breakers** (`fleet/breaker.rs`): each replica keeps its local breaker as the
 //!   fast path (no round trip per call); a background task per breaker sends
 //!   the local tally to Redis every [`sync_every`](Redis::sync_every) in one
 //!   atomic script and takes on the fleet's state. The fleet opens on the
 //!   fleet's counts, and grants `probes` half-open probes for the whole
 //!   fleet.
-//! - **Retry budgets** ([`budget`]): the fleet's tokens live in Redis; each
+//! - **Retry budgets** (`fleet/budget.rs`): the fleet's tokens live in Redis; each
 //!   replica holds a share between syncs, so the fleet's retries are bounded
 //!   by one budget instead of one per replica.
-//! - **Cached answers** ([`cache`], with [`share_cache`](Redis::share_cache)):
+//! - **Cached answers** (`fleet/cache.rs`, with [`share_cache`](Redis::share_cache)):
 //!   written behind the call, read only when the vendor fails and the
 //!   replica has no answer of its own.
+//! - **The idempotency store** (`fleet/idempotency.rs`): a keyed write with
+//!   `idempotent(.., store)` claims its key in Redis (a lease, renewed while
+//!   the call runs) and records its outcome there, so one replica calls the
+//!   vendor per key and every other replica waits for its answer, replays
+//!   it, or is refused, as the policy says.
 //! - **When Redis is away** (unreachable, slow, restarted, emptied): every
 //!   breaker runs on its local state, a warning and an
-//!   [`Event::Fleet`](crate::Event::Fleet) say so,
+//!   [`Event::Fleet`] say so,
 //!   [`Health::fleet`](crate::telemetry::Health::fleet) shows it, and the
-//!   state resynchronises at the first sync that succeeds.
+//!   state resynchronises at the first sync that succeeds. A keyed write
+//!   with a store fails closed (`Error::Store`, the vendor not called): the
+//!   fleet can no longer tell whether another replica runs it. With
+//!   [`local_idempotency_when_away`](Redis::local_idempotency_when_away) it
+//!   runs on the runtime's own store instead, once per key in this process
+//!   only.
 //!
 //! Every command is bounded by [`store_timeout`](Redis::store_timeout); the
 //! connection is a [`redis::aio::ConnectionManager`], which reconnects by
@@ -29,6 +39,7 @@
 pub(crate) mod breaker;
 pub(crate) mod budget;
 pub(crate) mod cache;
+pub(crate) mod idempotency;
 
 use std::sync::atomic::{AtomicBool, Ordering::AcqRel, Ordering::Acquire};
 use std::sync::{Arc, Mutex};
@@ -46,7 +57,8 @@ use crate::store::StoreError;
 /// use std::time::Duration;
 /// let redis = seawall_core::fleet::Redis::new("redis://127.0.0.1:6379/")?
 ///     .prefix("billing")
-///     .sync_every(Duration::from_millis(250));
+///     .sync_every(Duration::from_millis(250))
+///     .claim_lease(Duration::from_secs(10));
 /// # Ok::<(), seawall_core::StoreError>(())
 /// ```
 #[derive(Clone, Debug)]
@@ -56,6 +68,8 @@ pub struct Redis {
     sync_every: Duration,
     store_timeout: Duration,
     share_cache: bool,
+    claim_lease: Duration,
+    local_idempotency_when_away: bool,
 }
 
 /// How often a shared breaker syncs with the fleet, unless set.
@@ -64,6 +78,10 @@ pub const DEFAULT_SYNC_EVERY: Duration = Duration::from_millis(250);
 /// How long one Redis command may take before it counts as failed, unless
 /// set.
 pub const DEFAULT_STORE_TIMEOUT: Duration = Duration::from_millis(200);
+
+/// How long a claim on an idempotency key outlives the last renewal of the
+/// replica that holds it, unless set.
+pub const DEFAULT_CLAIM_LEASE: Duration = Duration::from_secs(10);
 
 impl Redis {
     /// A Redis server by URL (`redis://host:port/db`, `rediss://` for TLS
@@ -83,6 +101,8 @@ impl Redis {
             sync_every: DEFAULT_SYNC_EVERY,
             store_timeout: DEFAULT_STORE_TIMEOUT,
             share_cache: false,
+            claim_lease: DEFAULT_CLAIM_LEASE,
+            local_idempotency_when_away: false,
         })
     }
 
@@ -107,6 +127,28 @@ impl Redis {
     /// past it counts as Redis being away.
     pub fn store_timeout(mut self, timeout: Duration) -> Self {
         self.store_timeout = timeout.max(Duration::from_millis(1));
+        self
+    }
+
+    /// How long a replica's claim on an idempotency key lasts without
+    /// renewal (10 s by default). While its call runs the replica renews the
+    /// claim every third of the lease, and deletes it when the call ends;
+    /// a replica that dies holding one leaves it for at most a lease, after
+    /// which the next call of that key proceeds. Never less than three
+    /// [store timeouts](Self::store_timeout), so that a renewal that takes
+    /// its whole timeout still lands within the lease.
+    pub fn claim_lease(mut self, lease: Duration) -> Self {
+        self.claim_lease = lease;
+        self
+    }
+
+    /// While Redis is away, lets keyed writes with `idempotent(.., store)`
+    /// run on the runtime's own store (memory or embedded), with a warning,
+    /// instead of failing with `Error::Store`. A conscious trade: meanwhile
+    /// a write runs once per key *in each replica*, and what it records
+    /// there is not seen by the fleet.
+    pub fn local_idempotency_when_away(mut self) -> Self {
+        self.local_idempotency_when_away = true;
         self
     }
 }
@@ -204,6 +246,19 @@ impl Fleet {
         self.config.sync_every
     }
 
+    /// The lease of an idempotency claim: as set, and at least three store
+    /// timeouts.
+    pub(crate) fn claim_lease(&self) -> Duration {
+        self.config
+            .claim_lease
+            .max(self.config.store_timeout.saturating_mul(3))
+    }
+
+    /// Whether keyed writes run on the local store while Redis is away.
+    pub(crate) fn local_idempotency_when_away(&self) -> bool {
+        self.config.local_idempotency_when_away
+    }
+
     /// A key of this runtime's fleet. `{..}` holds the part that keeps one
     /// object's keys in one Redis Cluster slot.
     pub(crate) fn key(&self, kind: &str, name: &str, part: &str) -> String {
@@ -263,11 +318,19 @@ impl Fleet {
         let detail = error.to_string();
         *self.last_error.lock().unwrap_or_else(|p| p.into_inner()) = Some(detail.clone());
         if !self.away.swap(true, AcqRel) {
-            tracing::warn!(
-                target: "seawall::fleet",
-                error = %detail,
-                "Redis is away: breakers run on local state until it answers"
-            );
+            if self.config.local_idempotency_when_away {
+                tracing::warn!(
+                    target: "seawall::fleet",
+                    error = %detail,
+                    "Redis is away: breakers and keyed writes with a store run on local state until it answers"
+                );
+            } else {
+                tracing::warn!(
+                    target: "seawall::fleet",
+                    error = %detail,
+                    "Redis is away: breakers run on local state, and keyed writes with a store are refused, until it answers"
+                );
+            }
             self.subscribers.emit(&Event::Fleet(FleetChanged {
                 available: false,
                 detail,

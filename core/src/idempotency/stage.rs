@@ -64,6 +64,8 @@ impl<R> Record<R> for Stored<R> {
 
 /// Runs `call` (the rest of the pipeline) through the endpoint's
 /// idempotency store under `key`, whose whole payload is `fingerprint`.
+/// A wait for a duplicate on another replica ends at `until` (the call's
+/// deadline, if it has one).
 ///
 /// # Errors
 ///
@@ -75,6 +77,7 @@ pub(crate) async fn run<T, E, Fut>(
     endpoint: &Endpoint,
     key: &IdempotencyKey,
     fingerprint: &str,
+    until: Option<tokio::time::Instant>,
     call: Fut,
 ) -> Result<T, E>
 where
@@ -84,7 +87,7 @@ where
     let (Some(store), Some(policy)) = (&endpoint.store, endpoint.policy.idempotency_store()) else {
         return call.await;
     };
-    let guard = match store.begin(key.as_str(), fingerprint, policy).await {
+    let mut guard = match store.begin(key.as_str(), fingerprint, policy, until).await {
         Err(error) => return Err(E::from(Error::Store(error))),
         Ok(Begin::Conflict) => {
             return Err(E::from(Error::IdempotencyConflict {
@@ -142,9 +145,7 @@ where
         Err(_) => None,
     };
     if let Some(outcome) = outcome
-        && let Err(error) = store
-            .record(key.as_str(), fingerprint, outcome, policy.retention())
-            .await
+        && let Err(error) = guard.record(fingerprint, outcome, policy.retention()).await
     {
         // The write happened; only the record of it is lost, so the caller
         // still gets the vendor's answer.
@@ -157,6 +158,6 @@ where
             "could not record a completed write; a repeat will call the vendor again"
         );
     }
-    drop(guard);
+    guard.finish().await;
     result
 }

@@ -18,13 +18,29 @@
 //!   `replay_failures = false`; never a retryable failure, a vendor fault, a
 //!   timeout or a rejection, which a later call should try again.
 //!
-//! What it does not guarantee: the in-flight marker lives in this process
-//! only, so two processes sharing a Redis or PostgreSQL store (a later
-//! backend) or a crash between the vendor's answer and the record can still
-//! let a write through twice; a vendor with native keys closes that gap too.
+//! Where the claim lives decides how far "once" reaches:
+//!
+//! - **without a fleet**, a call in flight is marked in this process only,
+//!   and records are kept in the runtime's backend (memory or embedded);
+//! - **with a fleet** ([`RuntimeBuilder::redis`](crate::RuntimeBuilder::redis)),
+//!   the first call of a key in this process claims it in Redis, with a
+//!   lease, and records the outcome there (see [`crate::fleet`]'s
+//!   idempotency module): a duplicate on another replica waits for the
+//!   record (polling, within the call's deadline) or is rejected. Duplicates
+//!   within this process still wait on the first call here, so only one of
+//!   them talks to Redis. When Redis is away the call fails closed with
+//!   [`Error::Store`](crate::Error::Store), unless the fleet was told to fall
+//!   back on the local store.
+//!
+//! What it does not guarantee: a crash between the vendor's answer and the
+//! record leaves no record, so a repeat calls the vendor again; so does,
+//! with a fleet, a replica that cannot renew its claim for a whole lease.
+//! A vendor with native keys closes those gaps too.
 
 use std::collections::HashMap;
 use std::sync::Mutex;
+#[cfg(feature = "redis")]
+use std::sync::{Arc, OnceLock};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use serde::{Deserialize, Serialize};
@@ -45,6 +61,20 @@ pub(crate) struct Record {
     /// was stored, which are kept for [`UNKNOWN_RETENTION_MS`].
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub(crate) expires_at: Option<u64>,
+}
+
+impl Record {
+    /// The record of an outcome completed now, kept for `retention`.
+    fn new(fingerprint: &str, outcome: RecordedOutcome, retention: std::time::Duration) -> Self {
+        let recorded_at = now_ms();
+        let retention = u64::try_from(retention.as_millis()).unwrap_or(u64::MAX);
+        Self {
+            fingerprint: fingerprint.to_owned(),
+            recorded_at,
+            outcome,
+            expires_at: Some(recorded_at.saturating_add(retention)),
+        }
+    }
 }
 
 /// How long a record that does not say when it expires is kept: longer than
@@ -79,7 +109,76 @@ pub(crate) enum Begin<'a> {
     Started(InFlight<'a>),
     Completed(Record),
     Conflict,
+    /// In flight elsewhere, and the policy rejects duplicates (or, with a
+    /// fleet, the call's deadline passed while waiting for it).
     Rejected,
+}
+
+impl Begin<'_> {
+    /// A completed write's record, for a call with `fingerprint`.
+    fn judged(record: Record, fingerprint: &str) -> Self {
+        if record.fingerprint == fingerprint {
+            Begin::Completed(record)
+        } else {
+            Begin::Conflict
+        }
+    }
+}
+
+/// How long a duplicate waits between two looks at a claim another replica
+/// holds.
+#[cfg(feature = "redis")]
+const POLL: std::time::Duration = std::time::Duration::from_millis(25);
+
+/// The first call of a key in this process: its payload's fingerprint, and
+/// where it publishes what the fleet answered for the duplicates waiting
+/// here (the sender's drop wakes them too).
+type Waiting = (String, watch::Receiver<Option<Published>>);
+
+/// What the first call of a key in this process found in the fleet's
+/// store, for the duplicates waiting on it.
+#[derive(Clone, Debug)]
+#[cfg_attr(
+    not(feature = "redis"),
+    expect(dead_code, reason = "only a fleet's store publishes")
+)]
+enum Published {
+    /// The key's record.
+    Record(Record),
+    /// The store failed (Redis away, or a record that cannot be read):
+    /// the duplicates fail alike rather than each wait for Redis in turn.
+    Failed(FailedStore),
+}
+
+/// A store error, as the duplicates of a call repeat it.
+#[derive(Clone, Debug)]
+#[cfg_attr(
+    not(feature = "redis"),
+    expect(dead_code, reason = "only a fleet's store publishes")
+)]
+enum FailedStore {
+    Redis(String),
+    Record(String),
+}
+
+impl FailedStore {
+    #[cfg(feature = "redis")]
+    fn of(error: &StoreError) -> Self {
+        match error {
+            StoreError::Record(detail) => Self::Record(detail.clone()),
+            StoreError::Redis(detail) => Self::Redis(detail.clone()),
+            other => Self::Redis(other.to_string()),
+        }
+    }
+}
+
+impl From<FailedStore> for StoreError {
+    fn from(failed: FailedStore) -> Self {
+        match failed {
+            FailedStore::Redis(detail) => StoreError::Redis(detail),
+            FailedStore::Record(detail) => StoreError::Record(detail),
+        }
+    }
 }
 
 /// The store of one runtime.
@@ -88,7 +187,11 @@ pub(crate) struct IdempotencyStore {
     // Calls in flight in this process, by key: taken briefly by keyed writes
     // with a store only (never across an await), so waiters can find the
     // first call.
-    in_flight: Mutex<HashMap<String, (String, watch::Receiver<()>)>>,
+    in_flight: Mutex<HashMap<String, Waiting>>,
+    /// The fleet whose Redis holds claims and records, if any (set once,
+    /// when the runtime is built).
+    #[cfg(feature = "redis")]
+    fleet: OnceLock<Arc<crate::fleet::Fleet>>,
 }
 
 fn now_ms() -> u64 {
@@ -102,16 +205,26 @@ impl IdempotencyStore {
         Self {
             backend,
             in_flight: Mutex::new(HashMap::new()),
+            #[cfg(feature = "redis")]
+            fleet: OnceLock::new(),
         }
     }
 
+    /// Keeps claims and records in `fleet`'s Redis from now on.
+    #[cfg(feature = "redis")]
+    pub(crate) fn share(&self, fleet: Arc<crate::fleet::Fleet>) {
+        let _ = self.fleet.set(fleet);
+    }
+
     pub(crate) fn backend_kind(&self) -> &'static str {
+        #[cfg(feature = "redis")]
+        if self.fleet.get().is_some() {
+            return "redis";
+        }
         self.backend.kind()
     }
 
-    fn in_flight(
-        &self,
-    ) -> std::sync::MutexGuard<'_, HashMap<String, (String, watch::Receiver<()>)>> {
+    fn in_flight(&self) -> std::sync::MutexGuard<'_, HashMap<String, Waiting>> {
         self.in_flight
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
@@ -132,7 +245,57 @@ impl IdempotencyStore {
         Ok((age < retention).then_some(record))
     }
 
+    /// Looks `key` up and claims it for a call with `fingerprint`; with a
+    /// fleet, a wait for another replica's call ends at `until` (the call's
+    /// deadline).
     pub(crate) async fn begin(
+        &self,
+        key: &str,
+        fingerprint: &str,
+        policy: &StorePolicy,
+        until: Option<tokio::time::Instant>,
+    ) -> Result<Begin<'_>, StoreError> {
+        #[cfg(feature = "redis")]
+        if let Some(fleet) = self.fleet.get() {
+            return self
+                .begin_in_fleet(fleet, key, fingerprint, policy, until)
+                .await;
+        }
+        let _ = until;
+        self.begin_here(key, fingerprint, policy).await
+    }
+
+    /// Claims `key` in this process's map: the call to run, or the first
+    /// call's receiver to wait on.
+    fn claim_here(
+        &self,
+        key: &str,
+        fingerprint: &str,
+        policy: &StorePolicy,
+    ) -> Result<InFlight<'_>, Next> {
+        let mut in_flight = self.in_flight();
+        match in_flight.get(key) {
+            Some((other, _)) if other != fingerprint => Err(Next::Answer(Answer::Conflict)),
+            Some(_) if policy.on_duplicate() == OnDuplicate::Reject => {
+                Err(Next::Answer(Answer::Rejected))
+            }
+            Some((_, done)) => Err(Next::Wait(done.clone())),
+            None => {
+                let (sender, receiver) = watch::channel(None);
+                in_flight.insert(key.to_owned(), (fingerprint.to_owned(), receiver));
+                Ok(InFlight {
+                    store: self,
+                    key: key.to_owned(),
+                    #[cfg(feature = "redis")]
+                    claim: None,
+                    done: sender,
+                })
+            }
+        }
+    }
+
+    /// Without a fleet: the backend's record, or this process's claim.
+    async fn begin_here(
         &self,
         key: &str,
         fingerprint: &str,
@@ -142,52 +305,142 @@ impl IdempotencyStore {
         // end, and calls end within their own deadline.
         loop {
             if let Some(record) = self.completed(key, policy).await? {
-                return Ok(if record.fingerprint == fingerprint {
-                    Begin::Completed(record)
-                } else {
-                    Begin::Conflict
-                });
+                return Ok(Begin::judged(record, fingerprint));
             }
-            enum Next<'a> {
-                Wait(watch::Receiver<()>),
-                Run(InFlight<'a>),
-            }
-            let next = {
-                let mut in_flight = self.in_flight();
-                match in_flight.get(key) {
-                    Some((other, _)) if other != fingerprint => return Ok(Begin::Conflict),
-                    Some(_) if policy.on_duplicate() == OnDuplicate::Reject => {
-                        return Ok(Begin::Rejected);
-                    }
-                    Some((_, done)) => Next::Wait(done.clone()),
-                    None => {
-                        let (sender, receiver) = watch::channel(());
-                        in_flight.insert(key.to_owned(), (fingerprint.to_owned(), receiver));
-                        Next::Run(InFlight {
-                            store: self,
-                            key: key.to_owned(),
-                            _done: sender,
-                        })
-                    }
-                }
-            };
-            match next {
-                Next::Run(guard) => {
+            match self.claim_here(key, fingerprint, policy) {
+                Ok(guard) => {
                     // A call that completed between the look-up and the claim
                     // wrote its record before letting go: look once more.
                     if let Some(record) = self.completed(key, policy).await? {
                         drop(guard);
-                        return Ok(if record.fingerprint == fingerprint {
-                            Begin::Completed(record)
-                        } else {
-                            Begin::Conflict
-                        });
+                        return Ok(Begin::judged(record, fingerprint));
                     }
                     return Ok(Begin::Started(guard));
                 }
+                Err(Next::Answer(answer)) => return Ok(answer.into()),
                 // The first call's guard drops its sender when it ends.
-                Next::Wait(mut done) => {
+                Err(Next::Wait(mut done)) => {
                     let _ = done.changed().await;
+                }
+            }
+        }
+    }
+
+    /// With a fleet: the first call of `key` in this process looks it up
+    /// in Redis (and claims it there); duplicates here wait for that call.
+    #[cfg(feature = "redis")]
+    async fn begin_in_fleet(
+        &self,
+        fleet: &Arc<crate::fleet::Fleet>,
+        key: &str,
+        fingerprint: &str,
+        policy: &StorePolicy,
+        until: Option<tokio::time::Instant>,
+    ) -> Result<Begin<'_>, StoreError> {
+        // Bounded: each turn returns, or waits for this process's first
+        // call of the key, which ends within its own deadline (or at
+        // `until`).
+        let guard = loop {
+            match self.claim_here(key, fingerprint, policy) {
+                Ok(guard) => break guard,
+                Err(Next::Answer(answer)) => return Ok(answer.into()),
+                Err(Next::Wait(mut done)) => {
+                    let ended = match until {
+                        Some(until) => tokio::time::timeout_at(until, done.changed()).await.is_ok(),
+                        None => {
+                            let _ = done.changed().await;
+                            true
+                        }
+                    };
+                    if !ended {
+                        return Ok(Begin::Rejected);
+                    }
+                    // The first call found or made the record (or found
+                    // the store failing): its answer, without another look
+                    // at Redis.
+                    let published = done.borrow().clone();
+                    match published {
+                        Some(Published::Record(record)) => {
+                            return Ok(Begin::judged(record, fingerprint));
+                        }
+                        Some(Published::Failed(failed)) => return Err(failed.into()),
+                        None => {}
+                    }
+                }
+            }
+        };
+        self.begin_with_fleet(fleet, guard, key, fingerprint, policy, until)
+            .await
+    }
+
+    /// This process's first call of `key` in the fleet: the record, a
+    /// conflict, a wait for (or rejection of) another replica's call, or
+    /// the claim.
+    #[cfg(feature = "redis")]
+    async fn begin_with_fleet<'a>(
+        &'a self,
+        fleet: &Arc<crate::fleet::Fleet>,
+        mut guard: InFlight<'a>,
+        key: &str,
+        fingerprint: &str,
+        policy: &StorePolicy,
+        until: Option<tokio::time::Instant>,
+    ) -> Result<Begin<'a>, StoreError> {
+        use crate::fleet::idempotency::{Seen, begin};
+        // Bounded: another replica holds the claim only while its call runs
+        // (renewing it) or for one lease after it died, and the wait ends at
+        // `until` in any case.
+        loop {
+            let seen = match begin(fleet, key, fingerprint).await {
+                Ok(seen) => seen,
+                Err(error) if fleet.local_idempotency_when_away() => {
+                    tracing::warn!(
+                        target: "seawall::idempotency",
+                        %key,
+                        %error,
+                        "Redis is away: this keyed write runs on the local store (once per key in this replica only)"
+                    );
+                    if let Some(record) = self.completed(key, policy).await? {
+                        return Ok(Begin::judged(record, fingerprint));
+                    }
+                    return Ok(Begin::Started(guard));
+                }
+                Err(error) => {
+                    guard.publish(Published::Failed(FailedStore::of(&error)));
+                    return Err(error);
+                }
+            };
+            match seen {
+                Seen::Recorded(bytes) => {
+                    let record: Record = match serde_json::from_slice(&bytes) {
+                        Ok(record) => record,
+                        Err(error) => {
+                            let error = StoreError::Record(error.to_string());
+                            guard.publish(Published::Failed(FailedStore::of(&error)));
+                            return Err(error);
+                        }
+                    };
+                    guard.publish(Published::Record(record.clone()));
+                    return Ok(Begin::judged(record, fingerprint));
+                }
+                Seen::Held { fingerprint: other } if other != fingerprint => {
+                    return Ok(Begin::Conflict);
+                }
+                Seen::Held { .. } if policy.on_duplicate() == OnDuplicate::Reject => {
+                    return Ok(Begin::Rejected);
+                }
+                Seen::Held { .. } => {
+                    let now = tokio::time::Instant::now();
+                    let pause = match until {
+                        Some(until) if until <= now => return Ok(Begin::Rejected),
+                        Some(until) => POLL.min(until - now),
+                        None => POLL,
+                    };
+                    tokio::time::sleep(pause).await;
+                }
+                Seen::Claimed(claim) => {
+                    guard.claim = Some(claim);
+                    return Ok(Begin::Started(guard));
                 }
             }
         }
@@ -200,31 +453,99 @@ impl IdempotencyStore {
         outcome: RecordedOutcome,
         retention: std::time::Duration,
     ) -> Result<(), StoreError> {
-        let recorded_at = now_ms();
-        let retention = u64::try_from(retention.as_millis()).unwrap_or(u64::MAX);
-        let record = Record {
-            fingerprint: fingerprint.to_owned(),
-            recorded_at,
-            outcome,
-            expires_at: Some(recorded_at.saturating_add(retention)),
-        };
+        let record = Record::new(fingerprint, outcome, retention);
         let bytes = serde_json::to_vec(&record).map_err(|e| StoreError::Record(e.to_string()))?;
         self.backend.put(Table::Idempotency, key, bytes).await
     }
 }
 
+/// What a duplicate in this process does next.
+enum Next {
+    Answer(Answer),
+    Wait(watch::Receiver<Option<Published>>),
+}
+
+/// An answer found without running the call nor reading a record.
+enum Answer {
+    Conflict,
+    Rejected,
+}
+
+impl From<Answer> for Begin<'_> {
+    fn from(answer: Answer) -> Self {
+        match answer {
+            Answer::Conflict => Begin::Conflict,
+            Answer::Rejected => Begin::Rejected,
+        }
+    }
+}
+
 /// A call in flight: while it lives, duplicates wait; dropping it (after the
 /// outcome is recorded, or when the call is abandoned or cancelled) lets
-/// them look again.
+/// them look again. With a fleet it holds the key's claim in Redis too,
+/// released when it drops.
 pub(crate) struct InFlight<'a> {
     store: &'a IdempotencyStore,
     key: String,
-    _done: watch::Sender<()>,
+    #[cfg(feature = "redis")]
+    claim: Option<crate::fleet::idempotency::Claim>,
+    // Dropped after the claim (fields drop in order), so that the waiters
+    // it wakes find the claim already let go of, where they can.
+    #[cfg_attr(
+        not(feature = "redis"),
+        expect(dead_code, reason = "its drop wakes the waiters")
+    )]
+    done: watch::Sender<Option<Published>>,
+}
+
+impl InFlight<'_> {
+    /// Records the call's outcome where its claim is: in Redis, also
+    /// letting go of the claim, or in the runtime's backend.
+    pub(crate) async fn record(
+        &mut self,
+        fingerprint: &str,
+        outcome: RecordedOutcome,
+        retention: std::time::Duration,
+    ) -> Result<(), StoreError> {
+        #[cfg(feature = "redis")]
+        if let Some(claim) = &mut self.claim {
+            let record = Record::new(fingerprint, outcome, retention);
+            let bytes =
+                serde_json::to_vec(&record).map_err(|e| StoreError::Record(e.to_string()))?;
+            claim.record(bytes, retention).await?;
+            self.publish(Published::Record(record));
+            return Ok(());
+        }
+        self.store
+            .record(&self.key, fingerprint, outcome, retention)
+            .await
+    }
+
+    /// Ends the call: with a fleet, lets go of a claim that no record
+    /// released (waiting for Redis, so that a duplicate here finds the key
+    /// free); then wakes the duplicates.
+    pub(crate) async fn finish(self) {
+        #[cfg(feature = "redis")]
+        {
+            let mut this = self;
+            if let Some(claim) = &mut this.claim {
+                claim.release().await;
+            }
+        }
+    }
+
+    /// Hands what the fleet answered to the duplicates waiting in this
+    /// process.
+    #[cfg(feature = "redis")]
+    fn publish(&self, published: Published) {
+        self.done.send_replace(Some(published));
+    }
 }
 
 impl Drop for InFlight<'_> {
     fn drop(&mut self) {
         self.store.in_flight().remove(&self.key);
-        // `_done` drops after this: every waiter wakes and looks again.
+        // The claim and then `done` drop after this: the claim is released
+        // (if still held) and every waiter wakes and looks again.
     }
 }
