@@ -9,7 +9,9 @@
 //!   failures that would have opened it on its own;
 //! - after the vendor recovers, every process calls it again.
 //!
-//! Then four processes on a private `redis-server` that is killed (SIGKILL)
+//! Then four processes of which one has a broken path (the vendor answers
+//! it 503, and the rest 200): it opens for itself, the other three are
+//! never refused. Then four processes on a private `redis-server` that is killed (SIGKILL)
 //! and started again: calls go on, each process's health says Redis is away
 //! and then back, and the fleet opens a paused process on the others'
 //! outage once Redis is back.
@@ -145,6 +147,8 @@ fn worker(id: &str, url: String, redis: String, prefix: String) {
 #[derive(Clone)]
 struct Vendor503 {
     down: Arc<AtomicBool>,
+    /// A worker whose path is broken: it alone gets 503s (usize::MAX: none).
+    broken: Arc<std::sync::atomic::AtomicUsize>,
     log: Arc<Mutex<Vec<(Duration, usize)>>>,
     start: Instant,
 }
@@ -160,7 +164,7 @@ async fn serve(State(vendor): State<Vendor503>, headers: HeaderMap) -> StatusCod
         .lock()
         .unwrap()
         .push((vendor.start.elapsed(), worker));
-    if vendor.down.load(Ordering::SeqCst) {
+    if vendor.down.load(Ordering::SeqCst) || vendor.broken.load(Ordering::SeqCst) == worker {
         StatusCode::SERVICE_UNAVAILABLE
     } else {
         StatusCode::OK
@@ -243,6 +247,7 @@ fn main() {
         .expect("a runtime");
     let vendor = Vendor503 {
         down: Arc::new(AtomicBool::new(false)),
+        broken: Arc::new(std::sync::atomic::AtomicUsize::new(usize::MAX)),
         log: Arc::default(),
         start: Instant::now(),
     };
@@ -258,8 +263,46 @@ fn main() {
     one_probe_per_open_period(&vendor, &url);
     vendor.log.lock().unwrap().clear();
     vendor.down.store(false, Ordering::SeqCst);
+    one_broken_path_opens_only_itself(&vendor, &url);
+    vendor.log.lock().unwrap().clear();
     redis_killed_and_restarted(&vendor, &url);
     println!("fleet_processes: ok");
+}
+
+/// Four workers; the vendor answers 503 to one of them only (its path is
+/// broken) and is healthy for the rest: that one opens, the other three
+/// never stop calling.
+fn one_broken_path_opens_only_itself(vendor: &Vendor503, url: &str) {
+    let prefix = support::redis::prefix("broken-path");
+    let mut workers: Vec<Worker> = (0..4)
+        .map(|id| Worker::start(id, url, support::redis::SHARED, &prefix))
+        .collect();
+    std::thread::sleep(Duration::from_millis(300));
+    vendor.broken.store(0, Ordering::SeqCst);
+    let broken_at = vendor.start.elapsed();
+    // Two seconds: many syncs, and four open periods of the broken one.
+    std::thread::sleep(Duration::from_millis(2000));
+    let states: Vec<String> = workers.iter_mut().map(|w| w.ask("state")).collect();
+    let refused: Vec<u64> = workers.iter_mut().map(Worker::stop).collect();
+    vendor.broken.store(usize::MAX, Ordering::SeqCst);
+    let log = vendor.log.lock().unwrap().clone();
+    let calls = |id: usize| {
+        log.iter()
+            .filter(|(at, worker)| *worker == id && *at >= broken_at)
+            .count()
+    };
+    println!(
+        "broken path: states {states:?}, refused {refused:?}, vendor requests {:?}",
+        (0..4).map(calls).collect::<Vec<_>>()
+    );
+    assert!(refused[0] > 0, "the broken worker never opened");
+    assert_eq!(refused[1..], [0, 0, 0], "a healthy worker was refused");
+    for id in 1..4 {
+        assert_eq!(states[id], "closed");
+        // About 200 calls each in 2 s at one per 10 ms.
+        assert!(calls(id) > 100, "worker {id} called {} times", calls(id));
+    }
+    println!("one broken path opens only itself: ok");
 }
 
 /// Eight workers on the shared server through an outage.
