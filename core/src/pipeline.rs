@@ -228,9 +228,9 @@ where
             return fallback.answer(refused);
         }
         if let Some((queue, arguments, key)) =
-            queue.take_if(|(queue, _, _)| stage::behind_others(queue))
+            queue.take_if(|(queue, arguments, _)| stage::behind_others(queue, arguments))
         {
-            let ahead = "writes of this contract are queued ahead of it";
+            let ahead = "writes of this contract (or of its ordering key) are queued ahead of it";
             let correlation = || {
                 crate::telemetry::current_correlation()
                     .unwrap_or_else(crate::telemetry::CorrelationId::generate)

@@ -5,6 +5,7 @@
 
 use darling::FromMeta;
 use darling::util::{Flag, Override, SpannedValue};
+use syn::spanned::Spanned;
 
 use crate::spans::{keys, no_keys};
 
@@ -78,8 +79,17 @@ keys! {
 #[derive(Clone, Debug)]
 pub(crate) enum FallbackArg {
     Cache(CacheArgs),
-    Queue,
+    Queue(QueueArgs),
     With(syn::Path),
+}
+
+keys! {
+    /// `queue` or `queue(order_by = [account])`, parsed with the rest of
+    /// `fallback`.
+    #[derive(Clone, Debug, Default)]
+    pub(crate) struct QueueArgs {
+        pub(crate) order_by: Option<SpannedValue<KeyPaths>>,
+    }
 }
 
 keys! {
@@ -96,7 +106,8 @@ impl crate::spans::KeySpans for FallbackArg {
     fn key_spans(&self, path: &str, spans: &mut crate::spans::Spans) {
         match self {
             Self::Cache(cache) => cache.key_spans(path, spans),
-            Self::Queue | Self::With(_) => {}
+            Self::Queue(queue) => queue.key_spans(path, spans),
+            Self::With(_) => {}
         }
     }
 }
@@ -128,14 +139,42 @@ impl FromMeta for FallbackArg {
             };
         }
         if name == "queue" {
-            return match args {
-                None => Ok(Self::Queue),
-                Some(_) => Err(darling::Error::custom(
-                    "`fallback = queue` takes no settings: the log is the runtime's \
-                     (`Runtime::embedded`)",
-                )
-                .with_span(expr)),
-            };
+            let mut queue = QueueArgs::default();
+            let mut errors = darling::Error::accumulator();
+            for arg in args.into_iter().flatten() {
+                let order_by = match arg {
+                    syn::Expr::Assign(assign) => match &*assign.left {
+                        syn::Expr::Path(path) if path.path.is_ident("order_by") => Some(assign),
+                        _ => None,
+                    },
+                    _ => None,
+                };
+                match order_by {
+                    Some(assign) if !matches!(&*assign.right, syn::Expr::Array(_)) => errors.push(
+                        darling::Error::custom(
+                            "list the values to order by in brackets: `order_by = [account]`",
+                        )
+                        .with_span(&assign.right),
+                    ),
+                    Some(assign) if queue.order_by.is_none() => {
+                        if let Some(paths) = errors.handle(KeyPaths::from_expr(&assign.right)) {
+                            queue.order_by = Some(SpannedValue::new(paths, assign.left.span()));
+                        }
+                    }
+                    Some(assign) => errors.push(
+                        darling::Error::custom("`order_by` is given twice").with_span(&assign.left),
+                    ),
+                    None => errors.push(
+                        darling::Error::custom(
+                            "`fallback = queue` takes `order_by = [..]` only (the log is the \
+                             runtime's): `queue(order_by = [account])` keeps order per account \
+                             instead of per contract",
+                        )
+                        .with_span(arg),
+                    ),
+                }
+            }
+            return errors.finish_with(Self::Queue(queue));
         }
         if name != "cache" {
             return Err(darling::Error::custom(format!(

@@ -197,18 +197,24 @@ mod tests {
             fallback = cache(max_stale = "1h", capacity = 10),
             redact = [id]
         ));
+        // `fallback` takes one form per method: the queue's keys on another.
+        let queued = spans::<IntegrationArgs>(quote!(
+            write,
+            timeout = "1s",
+            fallback = queue(order_by = [id])
+        ));
         let contract = spans::<ContractArgs>(quote!(
             retry_budget(ratio = 0.1, max = 10),
             idempotency_header = "X-Key"
         ));
         for field in Field::ALL {
-            let spans = if field.is_contract_level() {
-                &contract
+            let spans: &[&Spans] = if field.is_contract_level() {
+                &[&contract]
             } else {
-                &method
+                &[&method, &queued]
             };
             assert!(
-                spans.has(&field.path()),
+                spans.iter().any(|spans| spans.has(&field.path())),
                 "no key `{}` in the attribute's arguments: name the field's key by the \
                  argument struct's field",
                 field.path()

@@ -36,6 +36,9 @@ pub(crate) struct MethodPolicy {
     pub(crate) custom_fallback: Option<syn::Path>,
     /// The arguments named in `redact = [..]`.
     pub(crate) redact: Vec<syn::Ident>,
+    /// `fallback = queue(order_by = [..])`: the values a queued write is
+    /// ordered by (empty: the contract's order).
+    pub(crate) order_by: Vec<KeyPath>,
 }
 
 /// Which values make a write's idempotency key.
@@ -206,10 +209,14 @@ pub(crate) fn integration(
     }
 
     let mut custom_fallback = None;
+    let mut order_by: &[KeyPath] = &[];
     if let Some(fallback) = &args.fallback {
         match &**fallback {
             FallbackArg::With(path) => custom_fallback = Some(path.clone()),
-            FallbackArg::Queue => policy = policy.with_queue_fallback(),
+            FallbackArg::Queue(queue) => {
+                policy = policy.with_queue_fallback();
+                order_by = queue.order_by.as_ref().map_or(&[], |paths| &paths.0);
+            }
             FallbackArg::Cache(_) => {}
         }
     }
@@ -235,8 +242,19 @@ pub(crate) fn integration(
     let arguments: Vec<&str> = arguments.iter().map(String::as_str).collect();
     let mut violations = policy.violations();
     if let Some(KeyValues::Paths(paths)) = &key {
-        violations.extend(key_violations(paths, &method, &arguments));
+        violations.extend(key_violations(
+            Field::IdempotentKey,
+            paths,
+            &method,
+            &arguments,
+        ));
     }
+    violations.extend(key_violations(
+        Field::FallbackOrderBy,
+        order_by,
+        &method,
+        &arguments,
+    ));
     violations.extend(policy.argument_violations(&method, &arguments));
     for violation in violations {
         let field = violation.field();
@@ -262,6 +280,7 @@ pub(crate) fn integration(
         let entries = match (field, &key) {
             (Field::Redact, _) => redacted,
             (Field::IdempotentKey, Some(KeyValues::Paths(paths))) => paths.as_slice(),
+            (Field::FallbackOrderBy, _) => order_by,
             _ => &[],
         };
         let at = match violation.entry().and_then(|entry| entries.get(entry)) {
@@ -277,6 +296,7 @@ pub(crate) fn integration(
         key,
         custom_fallback,
         redact: redacted.iter().map(|path| path.root.clone()).collect(),
+        order_by: order_by.to_vec(),
     })
 }
 
@@ -294,15 +314,21 @@ fn argument_names(sig: &syn::Signature) -> Vec<String> {
         .collect()
 }
 
-/// Every value of an idempotency key starts from an argument. (The key is
-/// the macro's, not the policy's: the generated code derives it.)
-fn key_violations(paths: &[KeyPath], method: &str, arguments: &[&str]) -> Vec<PolicyError> {
+/// Every value of an idempotency key (or of a queued write's ordering key)
+/// starts from an argument. (The key is the macro's, not the policy's: the
+/// generated code derives it.)
+fn key_violations(
+    field: Field,
+    paths: &[KeyPath],
+    method: &str,
+    arguments: &[&str],
+) -> Vec<PolicyError> {
     paths
         .iter()
         .enumerate()
         .filter(|(_, path)| !arguments.iter().any(|argument| path.root == argument))
         .map(|(entry, path)| {
-            PolicyError::not_an_argument(Field::IdempotentKey, &path.name, entry, method, arguments)
+            PolicyError::not_an_argument(field, &path.name, entry, method, arguments)
         })
         .collect()
 }

@@ -71,12 +71,14 @@ pub enum Field {
     FallbackCapacity,
     /// `redact`.
     Redact,
+    /// `fallback = queue(order_by)`.
+    FallbackOrderBy,
 }
 
 impl Field {
     /// Every field, in the order of the enum (which is the order a policy's
     /// keys are checked in).
-    pub const ALL: [Self; 31] = [
+    pub const ALL: [Self; 32] = [
         Self::Timeout,
         Self::Deadline,
         Self::Retry,
@@ -108,6 +110,7 @@ impl Field {
         Self::FallbackMaxStale,
         Self::FallbackCapacity,
         Self::Redact,
+        Self::FallbackOrderBy,
     ];
 
     /// The key as a policy writes it.
@@ -144,6 +147,7 @@ impl Field {
             Self::FallbackMaxStale => "max_stale",
             Self::FallbackCapacity => "capacity",
             Self::Redact => "redact",
+            Self::FallbackOrderBy => "order_by",
         }
     }
 
@@ -168,7 +172,9 @@ impl Field {
             | Self::BreakerName => Some(Self::Breaker),
             Self::BudgetRatio | Self::BudgetMax => Some(Self::RetryBudget),
             Self::IdempotentKey | Self::StoreRetention => Some(Self::Idempotent),
-            Self::FallbackMaxStale | Self::FallbackCapacity => Some(Self::Fallback),
+            Self::FallbackMaxStale | Self::FallbackCapacity | Self::FallbackOrderBy => {
+                Some(Self::Fallback)
+            }
             Self::Timeout
             | Self::Deadline
             | Self::Retry
@@ -381,7 +387,8 @@ pub enum PolicyError {
         known(arguments)
     )]
     NotAnArgument {
-        /// The list: [`Field::Redact`] or [`Field::IdempotentKey`].
+        /// The list: [`Field::Redact`], [`Field::IdempotentKey`] or
+        /// [`Field::FallbackOrderBy`].
         field: Field,
         /// The name as written (for a key, its argument is what is checked).
         name: String,

@@ -87,18 +87,37 @@ pub trait QueuedAnswer: serde::Serialize {}
 
 impl<T: serde::Serialize + ?Sized> QueuedAnswer for T {}
 
+/// Requires a value named in `fallback = queue(order_by = [..])` to be
+/// serializable.
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` orders queued writes, but it does not implement `serde::Serialize`",
+    label = "named in `fallback = queue(order_by = [..])`",
+    note = "derive `serde::Serialize` for it, or order by another value"
+)]
+pub trait OrderPart: serde::Serialize {}
+
+impl<T: serde::Serialize + ?Sized> OrderPart for T {}
+
+/// An ordering value as JSON, its type checked where the user named it.
+pub fn order_part<T: OrderPart + ?Sized>(value: &T) -> Result<String, String> {
+    serde_json::to_string(value).map_err(|error| error.to_string())
+}
+
 /// A queued write's arguments, serialized into one object by name.
 #[derive(Debug, Default)]
 pub struct QueuedArguments {
     map: serde_json::Map<String, serde_json::Value>,
     redacted: Vec<String>,
+    /// `order_by`'s values, as `name=json` each.
+    order: Vec<String>,
     error: Option<String>,
 }
 
 /// A queued call's arguments, ready before the call: the object by name,
-/// and which of them `redact = [..]` names. (Boxed: a call's future keeps
-/// it until it knows whether the write is queued.)
-pub struct PreparedArguments(pub(crate) Box<(serde_json::Value, Vec<String>)>);
+/// which of them `redact = [..]` names, and the write's ordering key.
+/// (Boxed: a call's future keeps it until it knows whether the write is
+/// queued.)
+pub struct PreparedArguments(pub(crate) Box<(serde_json::Value, Vec<String>, Option<String>)>);
 
 impl QueuedArguments {
     /// No arguments yet.
@@ -128,6 +147,19 @@ impl QueuedArguments {
         self.arg(name, value)
     }
 
+    /// Adds a value of the write's ordering key (`order_by = [..]`): writes
+    /// with the same values are delivered in order, others in parallel.
+    #[must_use]
+    pub fn order_part(mut self, name: &str, json: Result<String, String>) -> Self {
+        if self.error.is_none() {
+            match json {
+                Ok(json) => self.order.push(format!("{name}={json}")),
+                Err(error) => self.error = Some(format!("ordering value `{name}`: {error}")),
+            }
+        }
+        self
+    }
+
     /// The arguments of a call of `contract.method`, serialized before the
     /// call so that one JSON cannot hold faithfully is refused before
     /// anything happens.
@@ -150,6 +182,7 @@ impl QueuedArguments {
             None => Ok(PreparedArguments(Box::new((
                 serde_json::Value::Object(self.map),
                 self.redacted,
+                (!self.order.is_empty()).then(|| self.order.join("&")),
             )))),
         }
     }

@@ -37,6 +37,7 @@
 
 pub(crate) mod stage;
 
+use std::collections::{HashMap, HashSet};
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -159,6 +160,10 @@ fn backoff(failures: u32) -> Duration {
 pub(crate) struct ContractQueue {
     contract: Arc<str>,
     pending: Arc<AtomicU64>,
+    /// Pending writes per ordering key, once known: `None` while writes
+    /// queued before this process (not counted by key) may be pending,
+    /// until the drain has found the log empty.
+    lanes: Mutex<Option<HashMap<String, u64>>>,
     draining: AtomicBool,
     wake: Notify,
     drainers: Mutex<Vec<Arc<dyn Drainer>>>,
@@ -182,7 +187,9 @@ impl ContractQueue {
         let depth = metrics::gauge!("seawall_queue_depth", "contract" => contract.to_string());
         let pending = wal.counter(&contract);
         depth.set(pending.load(Ordering::Acquire) as f64);
+        let known = pending.load(Ordering::Acquire) == 0;
         Self {
+            lanes: Mutex::new(known.then(HashMap::new)),
             pending,
             depth,
             contract,
@@ -213,6 +220,52 @@ impl ContractQueue {
         self.pending.load(Ordering::Acquire)
     }
 
+    fn lanes(&self) -> std::sync::MutexGuard<'_, Option<HashMap<String, u64>>> {
+        self.lanes
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// Whether writes are waiting that a new one with `order_key` must
+    /// queue behind: writes of the same key; without a key, any write of
+    /// the contract. While the counts by key are not known (writes left by
+    /// an earlier process), any write of the contract.
+    pub(crate) fn waiting_ahead(&self, order_key: Option<&str>) -> bool {
+        if self.pending() == 0 {
+            return false;
+        }
+        match (order_key, &*self.lanes()) {
+            (Some(key), Some(lanes)) => lanes.get(key).is_some_and(|&n| n > 0),
+            _ => true,
+        }
+    }
+
+    fn lane_queued(&self, order_key: Option<&str>) {
+        if let (Some(key), Some(lanes)) = (order_key, &mut *self.lanes()) {
+            *lanes.entry(key.to_owned()).or_default() += 1;
+        }
+    }
+
+    fn lane_settled(&self, order_key: Option<&str>) {
+        if let (Some(key), Some(lanes)) = (order_key, &mut *self.lanes())
+            && let Some(count) = lanes.get_mut(key)
+        {
+            *count = count.saturating_sub(1);
+            if *count == 0 {
+                lanes.remove(key);
+            }
+        }
+    }
+
+    /// The drain found nothing pending: from now on every write is counted
+    /// by its key.
+    fn lanes_known(&self) {
+        let mut lanes = self.lanes();
+        if lanes.is_none() && self.pending() == 0 {
+            *lanes = Some(HashMap::new());
+        }
+    }
+
     /// Adds a wrapper that can deliver this contract's writes, and starts a
     /// drain if writes are waiting (left by an earlier process, say).
     pub(crate) fn register(self: &Arc<Self>, drainer: Arc<dyn Drainer>) {
@@ -241,7 +294,16 @@ impl ContractQueue {
             .ok_or_else(|| StoreError::Embedded("the runtime's log is closed".into()))?;
         let mut write = write;
         self.sealing.seal(&mut write).map_err(StoreError::Record)?;
-        let ticket = wal.append(&write).await?;
+        // Counted by key before the append is visible, so that a drain that
+        // delivers it at once finds the count to take it from.
+        self.lane_queued(write.order_key.as_deref());
+        let ticket = match wal.append(&write).await {
+            Ok(ticket) => ticket,
+            Err(error) => {
+                self.lane_settled(write.order_key.as_deref());
+                return Err(error);
+            }
+        };
         self.depth.set(self.pending() as f64);
         tracing::debug!(
             target: "seawall::queue",
@@ -385,8 +447,35 @@ async fn drain(mut guard: Cancelled, wait: Duration) {
     guard.ended = true;
 }
 
+/// The most writes one lane delivers in a round that it shares with other
+/// lanes, so that a slow key holds the round (and the keys whose writes
+/// arrive meanwhile) for a few of its writes at most.
+const LANE_TURN: usize = 8;
+
+/// How one lane's turn in a round ended.
+enum Turn {
+    /// Each of its writes was settled (delivered or dead): how many.
+    Done(usize),
+    /// The vendor is still unavailable for it, or a settle failed: how many
+    /// were settled first, and how long the lane waits.
+    Wait(usize, Duration),
+    /// No wrapper is left to deliver with: how many were settled first.
+    NoDrainer(usize),
+    /// The runtime is gone.
+    Gone,
+}
+
+/// Delivers the contract's pending writes until none is left: a round reads
+/// a batch, splits it into lanes (one per ordering key, `order_by`, and one
+/// for the writes without), and runs the lanes side by side, each in
+/// order. A lane whose vendor is unavailable waits out its own backoff and
+/// is left out of the batches meanwhile; the others go on.
 async fn drain_until_empty(queue: &Arc<ContractQueue>, mut wait: Duration) {
-    let mut failures = 0;
+    // Per lane: failures in a row (for the backoff), and until when it
+    // waits.
+    let mut failures: HashMap<String, u32> = HashMap::new();
+    let mut waiting: HashMap<String, tokio::time::Instant> = HashMap::new();
+    let mut read_failures = 0;
     // Flushes that failed in a row: their settles were not durable (a full
     // disk), so a reopened store may hand the same writes back. Their own
     // count, reset only by a flush that succeeds, keeps the resends to one
@@ -396,19 +485,23 @@ async fn drain_until_empty(queue: &Arc<ContractQueue>, mut wait: Duration) {
         if !wait.is_zero() {
             tokio::select! {
                 () = tokio::time::sleep(wait) => {}
-                () = queue.wake.notified() => {}
+                // A breaker closed: every lane may try again now.
+                () = queue.wake.notified() => waiting.clear(),
             }
         }
         wait = Duration::ZERO;
-        let Some(mut wal) = queue.wal.upgrade() else {
+        let Some(wal) = queue.wal.upgrade() else {
             queue.draining.store(false, Ordering::Release);
             return;
         };
-        let batch = match wal.pending(&queue.contract, BATCH).await {
+        let now = tokio::time::Instant::now();
+        waiting.retain(|_, until| *until > now);
+        let skip = Arc::new(waiting.keys().cloned().collect::<HashSet<_>>());
+        let batch = match wal.pending_outside(&queue.contract, BATCH, skip).await {
             Ok(batch) => batch,
             Err(error) => {
-                failures += 1;
-                wait = backoff(failures);
+                read_failures += 1;
+                wait = backoff(read_failures);
                 tracing::warn!(
                     target: "seawall::queue",
                     contract = %queue.contract,
@@ -419,7 +512,15 @@ async fn drain_until_empty(queue: &Arc<ContractQueue>, mut wait: Duration) {
                 continue;
             }
         };
+        read_failures = 0;
         if batch.is_empty() {
+            if let Some(next) = waiting.values().min() {
+                wait = next
+                    .saturating_duration_since(now)
+                    .max(Duration::from_millis(1));
+                continue;
+            }
+            queue.lanes_known();
             if queue.stop() {
                 // A write is counted a moment before its append is
                 // visible: give it that moment rather than spin.
@@ -428,111 +529,78 @@ async fn drain_until_empty(queue: &Arc<ContractQueue>, mut wait: Duration) {
             }
             return;
         }
-        let mut settled = 0;
+        // The lanes in the order of their oldest write, each in order.
+        let mut lanes: Vec<(String, Vec<(Ticket, QueuedWrite)>)> = Vec::new();
         for (ticket, write) in batch {
-            // Redacted arguments are opened in memory only, for delivery;
-            // one that will not open is a dead letter (named, not shown).
-            let mut open = write.clone();
-            if let Err(error) = queue.sealing.unseal(&mut open) {
-                settle_dead(queue, &wal, ticket, write, error).await;
-                settled += 1;
-                continue;
+            let lane = write.lane().to_owned();
+            match lanes.iter_mut().find(|(name, _)| *name == lane) {
+                Some((_, writes)) => writes.push((ticket, write)),
+                None => lanes.push((lane, vec![(ticket, write)])),
             }
-            let Some(replay) = queue.replay(&open) else {
-                // No wrapper left to deliver with; the writes stay in the
-                // log for the next one.
-                if queue.stop() {
-                    break;
+        }
+        if lanes.len() > 1 {
+            for (_, writes) in &mut lanes {
+                writes.truncate(LANE_TURN);
+            }
+        }
+        // The log is let go while vendors are called (which may take
+        // seconds): a runtime dropped meanwhile closes its file now.
+        drop(wal);
+        let turns: Vec<(String, Turn, u32)> = if lanes.len() == 1 {
+            let (lane, writes) = lanes.pop().unwrap_or_default();
+            let lane_failures = failures.get(&lane).copied().unwrap_or(0);
+            let (turn, lane_failures) = lane_turn(queue.clone(), writes, lane_failures).await;
+            vec![(lane, turn, lane_failures)]
+        } else {
+            let mut running = tokio::task::JoinSet::new();
+            for (lane, writes) in lanes {
+                let lane_failures = failures.get(&lane).copied().unwrap_or(0);
+                let queue = queue.clone();
+                running.spawn(async move {
+                    let (turn, lane_failures) = lane_turn(queue, writes, lane_failures).await;
+                    (lane, turn, lane_failures)
+                });
+            }
+            let mut turns = Vec::new();
+            while let Some(joined) = running.join_next().await {
+                // A lane that panicked outside the adapter (which is
+                // caught) leaves its writes pending for the next round.
+                if let Ok(turn) = joined {
+                    turns.push(turn);
                 }
-                return;
-            };
-            // The log is let go while the vendor is called (which may take
-            // seconds): a runtime dropped meanwhile closes its file now,
-            // not after the call.
-            drop(wal);
-            let replayed = CatchUnwind::new(replay).await;
-            wal = match queue.wal.upgrade() {
-                Some(wal) => wal,
-                None => {
+            }
+            turns
+        };
+        let mut settled = 0;
+        let mut no_drainer = false;
+        let now = tokio::time::Instant::now();
+        for (lane, turn, lane_failures) in turns {
+            match turn {
+                Turn::Done(n) => {
+                    settled += n;
+                    failures.remove(&lane);
+                }
+                Turn::Wait(n, lane_wait) => {
+                    settled += n;
+                    failures.insert(lane.clone(), lane_failures);
+                    waiting.insert(lane, now + lane_wait);
+                }
+                Turn::NoDrainer(n) => {
+                    settled += n;
+                    no_drainer = true;
+                }
+                Turn::Gone => {
                     queue.draining.store(false, Ordering::Release);
                     return;
                 }
-            };
-            let status = match replayed {
-                // A bug in the adapter for this input, not an outage:
-                // waiting would only hold back every write behind it.
-                Err(panic) => {
-                    let error = format!(
-                        "the adapter panicked delivering this write: {}",
-                        unwind::message(&panic)
-                    );
-                    TicketStatus::Dead {
-                        error,
-                        at_ms: now_ms(),
-                    }
-                }
-                Ok(Replayed::Delivered(answer)) => TicketStatus::Delivered {
-                    answer,
-                    at_ms: now_ms(),
-                },
-                Ok(Replayed::Failed {
-                    class: ErrorClass::Retryable | ErrorClass::VendorFault,
-                    error,
-                    retry_in,
-                }) => {
-                    failures += 1;
-                    wait = retry_in
-                        .filter(|d| !d.is_zero())
-                        .unwrap_or_else(|| backoff(failures));
-                    tracing::debug!(
-                        target: "seawall::queue",
-                        contract = %queue.contract,
-                        method = %write.method,
-                        %ticket,
-                        %error,
-                        ?wait,
-                        "queued write still undeliverable; the drain waits (order is kept)"
-                    );
-                    if let Err(error) = wal.record_attempt(ticket).await {
-                        tracing::warn!(target: "seawall::queue", %error, "could not count a delivery attempt");
-                    }
-                    break;
-                }
-                Ok(Replayed::Failed { error, .. } | Replayed::Undecodable(error)) => {
-                    TicketStatus::Dead {
-                        error,
-                        at_ms: now_ms(),
-                    }
-                }
-            };
-            if let Err(error) = wal
-                .settle_quietly(ticket, &write.contract, status.clone())
-                .await
-            {
-                // The write stays pending and is sent again, with its key,
-                // after a backoff that keeps growing while settles fail (a
-                // full disk): once per step, never in a tight loop.
-                failures += 1;
-                wait = backoff(failures);
-                tracing::warn!(
-                    target: "seawall::queue",
-                    contract = %queue.contract,
-                    %ticket,
-                    %error,
-                    "could not settle a queued write; it will be sent again with its key"
-                );
-                break;
             }
-            failures = 0;
-            // The event goes out before `settled(ticket)` waiters wake, so
-            // whoever waits on the ticket has seen it.
-            queue.depth.set(queue.pending() as f64);
-            queue.settled(write, ticket, &status);
-            wal.wake_settled();
-            settled += 1;
         }
-        // One fsync for the batch's settles.
+        // One fsync for the round's settles.
         if settled > 0 {
+            let Some(wal) = queue.wal.upgrade() else {
+                queue.draining.store(false, Ordering::Release);
+                return;
+            };
             match wal.flush().await {
                 Ok(()) => unflushed = 0,
                 Err(error) => {
@@ -548,7 +616,118 @@ async fn drain_until_empty(queue: &Arc<ContractQueue>, mut wait: Duration) {
                 }
             }
         }
+        // No wrapper left to deliver with; the writes stay in the log for
+        // the next one.
+        if no_drainer && !queue.stop() {
+            return;
+        }
     }
+}
+
+/// Delivers one lane's writes of a round, in order, stopping at the first
+/// that the vendor could not take yet. Returns how the turn ended and the
+/// lane's failures in a row.
+async fn lane_turn(
+    queue: Arc<ContractQueue>,
+    writes: Vec<(Ticket, QueuedWrite)>,
+    mut failures: u32,
+) -> (Turn, u32) {
+    let mut settled = 0;
+    for (ticket, write) in writes {
+        let Some(wal) = queue.wal.upgrade() else {
+            return (Turn::Gone, failures);
+        };
+        // Redacted arguments are opened in memory only, for delivery; one
+        // that will not open is a dead letter (named, not shown).
+        let mut open = write.clone();
+        if let Err(error) = queue.sealing.unseal(&mut open) {
+            settle_dead(&queue, &wal, ticket, write, error).await;
+            settled += 1;
+            continue;
+        }
+        let Some(replay) = queue.replay(&open) else {
+            return (Turn::NoDrainer(settled), failures);
+        };
+        // The log is let go while the vendor is called.
+        drop(wal);
+        let replayed = CatchUnwind::new(replay).await;
+        let Some(wal) = queue.wal.upgrade() else {
+            return (Turn::Gone, failures);
+        };
+        let status = match replayed {
+            // A bug in the adapter for this input, not an outage: waiting
+            // would only hold back every write behind it.
+            Err(panic) => {
+                let error = format!(
+                    "the adapter panicked delivering this write: {}",
+                    unwind::message(&panic)
+                );
+                TicketStatus::Dead {
+                    error,
+                    at_ms: now_ms(),
+                }
+            }
+            Ok(Replayed::Delivered(answer)) => TicketStatus::Delivered {
+                answer,
+                at_ms: now_ms(),
+            },
+            Ok(Replayed::Failed {
+                class: ErrorClass::Retryable | ErrorClass::VendorFault,
+                error,
+                retry_in,
+            }) => {
+                failures += 1;
+                let wait = retry_in
+                    .filter(|d| !d.is_zero())
+                    .unwrap_or_else(|| backoff(failures));
+                tracing::debug!(
+                    target: "seawall::queue",
+                    contract = %queue.contract,
+                    method = %write.method,
+                    %ticket,
+                    %error,
+                    ?wait,
+                    "queued write still undeliverable; its lane waits (order is kept)"
+                );
+                if let Err(error) = wal.record_attempt(ticket).await {
+                    tracing::warn!(target: "seawall::queue", %error, "could not count a delivery attempt");
+                }
+                return (Turn::Wait(settled, wait), failures);
+            }
+            Ok(Replayed::Failed { error, .. } | Replayed::Undecodable(error)) => {
+                TicketStatus::Dead {
+                    error,
+                    at_ms: now_ms(),
+                }
+            }
+        };
+        if let Err(error) = wal
+            .settle_quietly(ticket, &write.contract, status.clone())
+            .await
+        {
+            // The write stays pending and is sent again, with its key,
+            // after a backoff that keeps growing while settles fail (a full
+            // disk): once per step, never in a tight loop.
+            failures += 1;
+            tracing::warn!(
+                target: "seawall::queue",
+                contract = %queue.contract,
+                %ticket,
+                %error,
+                "could not settle a queued write; it will be sent again with its key"
+            );
+            return (Turn::Wait(settled, backoff(failures)), failures);
+        }
+        failures = 0;
+        queue.lane_settled(write.order_key.as_deref());
+        // The event goes out before `settled(ticket)` waiters wake, so
+        // whoever waits on the ticket has seen it.
+        queue.depth.set(queue.pending() as f64);
+        queue.settled(write, ticket, &status);
+        wal.wake_settled();
+        settled += 1;
+    }
+    (Turn::Done(settled), failures)
 }
 
 /// Dead-letters the pending writes of every contract that no wrapper has
@@ -621,6 +800,7 @@ async fn settle_dead(
         .await
     {
         Ok(()) => {
+            queue.lane_settled(write.order_key.as_deref());
             queue.depth.set(queue.pending() as f64);
             queue.settled(write, ticket, &status);
             wal.wake_settled();

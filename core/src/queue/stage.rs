@@ -31,9 +31,10 @@ pub(crate) fn refusal<E: ContractError>(
     }))
 }
 
-/// Whether a new write must queue behind writes already waiting.
-pub(crate) fn behind_others(queue: &ContractQueue) -> bool {
-    queue.pending() > 0
+/// Whether a new write must queue behind writes already waiting: writes
+/// of its ordering key (`order_by`), or of its contract without one.
+pub(crate) fn behind_others(queue: &ContractQueue, arguments: &PreparedArguments) -> bool {
+    queue.waiting_ahead(arguments.0.2.as_deref())
 }
 
 /// Whether a write that failed with `error` is queued rather than failed:
@@ -65,7 +66,7 @@ pub(crate) async fn enqueue<E: ContractError>(
     wait: Duration,
     correlation: impl FnOnce() -> CorrelationId,
 ) -> Result<Ticket, E> {
-    let (arguments, redacted) = *arguments.0;
+    let (arguments, redacted, order_key) = *arguments.0;
     let mut write = QueuedWrite::new(
         &*endpoint.contract,
         &*endpoint.method,
@@ -73,6 +74,7 @@ pub(crate) async fn enqueue<E: ContractError>(
         arguments,
     );
     write.redacted = redacted;
+    write.order_key = order_key;
     match queue.append(write, wait).await {
         Ok(ticket) => {
             endpoint.stats.queued();

@@ -245,6 +245,7 @@ impl Embedded {
         &self,
         contract: &str,
         limit: usize,
+        skip: std::sync::Arc<std::collections::HashSet<String>>,
     ) -> Result<Vec<(Ticket, QueuedWrite)>, StoreError> {
         let db = self.db.clone();
         let contract = contract.to_owned();
@@ -260,7 +261,7 @@ impl Embedded {
                     let (seq, bytes) = entry.map_err(failed)?;
                     let write: QueuedWrite =
                         serde_json::from_slice(bytes.value()).map_err(record_error)?;
-                    if write.contract == contract {
+                    if write.contract == contract && !skip.contains(write.lane()) {
                         pending.push((Ticket(seq.value()), write));
                         if pending.len() == limit {
                             break;

@@ -34,11 +34,16 @@ impl Memory {
         Ticket(seq)
     }
 
-    pub(super) fn pending(&self, contract: &str, limit: usize) -> Vec<(Ticket, QueuedWrite)> {
+    pub(super) fn pending(
+        &self,
+        contract: &str,
+        limit: usize,
+        skip: &std::collections::HashSet<String>,
+    ) -> Vec<(Ticket, QueuedWrite)> {
         self.state()
             .entries
             .iter()
-            .filter(|(_, write)| write.contract == contract)
+            .filter(|(_, write)| write.contract == contract && !skip.contains(write.lane()))
             .take(limit)
             .map(|(seq, write)| (Ticket(*seq), write.clone()))
             .collect()

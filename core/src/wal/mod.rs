@@ -30,6 +30,7 @@ mod embedded;
 mod memory;
 
 use std::collections::HashMap;
+use std::collections::HashSet;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -60,6 +61,13 @@ pub struct QueuedWrite {
     /// `<redacted>` by `Debug`, never quoted in an error.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub redacted: Vec<String>,
+    /// With `fallback = queue(order_by = [..])`: the values the write is
+    /// ordered by (`account="acme"`). Writes with the same key are
+    /// delivered in the order they were queued; writes with different keys
+    /// in parallel. `None`: ordered with the contract's other writes
+    /// without a key.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub order_key: Option<String>,
 }
 
 impl std::fmt::Debug for QueuedWrite {
@@ -85,6 +93,12 @@ impl std::fmt::Debug for QueuedWrite {
 }
 
 impl QueuedWrite {
+    /// The lane it drains in: its ordering key, or `""` (the contract's
+    /// writes without one).
+    pub(crate) fn lane(&self) -> &str {
+        self.order_key.as_deref().unwrap_or("")
+    }
+
     /// A write queued now.
     pub fn new(
         contract: impl Into<String>,
@@ -100,6 +114,7 @@ impl QueuedWrite {
             enqueued_at_ms: now_ms(),
             attempts: 0,
             redacted: Vec::new(),
+            order_key: None,
         }
     }
 }
@@ -383,10 +398,22 @@ impl WriteAheadLog {
         contract: &str,
         limit: usize,
     ) -> Result<Vec<(Ticket, QueuedWrite)>, StoreError> {
+        self.pending_outside(contract, limit, Arc::default()).await
+    }
+
+    /// The pending writes of `contract` whose ordering key (`""` for none)
+    /// is not in `skip`, oldest first, at most `limit`: the drain leaves
+    /// out the keys that are waiting for their vendor.
+    pub(crate) async fn pending_outside(
+        &self,
+        contract: &str,
+        limit: usize,
+        skip: Arc<HashSet<String>>,
+    ) -> Result<Vec<(Ticket, QueuedWrite)>, StoreError> {
         match &self.log {
             #[cfg(feature = "embedded")]
-            Log::Embedded(log) => log.pending(contract, limit).await,
-            Log::Memory(log) => Ok(log.pending(contract, limit)),
+            Log::Embedded(log) => log.pending(contract, limit, skip).await,
+            Log::Memory(log) => Ok(log.pending(contract, limit, &skip)),
         }
     }
 

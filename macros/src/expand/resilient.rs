@@ -357,9 +357,19 @@ fn reads(contract: &Contract, method: &Method, arguments: &Arguments, replay: bo
         });
         let contract_name = &contract.name;
         let method_name = method.sig.ident.unraw().to_string();
+        // The ordering key's values, each checked for `Serialize` where it
+        // was written.
+        let order = method.policy.order_by.iter().map(|path| {
+            let text = &path.name;
+            let expr = &path.expr;
+            quote_spanned! {path.root.span()=>
+                .order_part(#text, ::seawall::__private_v1::args::order_part(&#expr))
+            }
+        });
         reads.extend(quote! {
             let __seawall_arguments = match ::seawall::__private_v1::args::QueuedArguments::new()
                 #(#parts)*
+                #(#order)*
                 .finish_for(#contract_name, #method_name)
             {
                 ::core::result::Result::Ok(arguments) => arguments,
