@@ -218,3 +218,34 @@ async fn ordering_keys_survive_a_restart() {
     assert!(vendor.taken_for("acme").is_empty());
     assert_eq!(runtime.write_ahead_log().pending_count("crm"), 3);
 }
+
+/// A key whose writes take 20 s each never holds back writes of other
+/// keys, also those queued while its lane is busy.
+#[tokio::test(start_paused = true)]
+async fn writes_of_other_keys_queued_while_a_slow_key_drains_go_first() {
+    let runtime = Runtime::in_memory();
+    let vendor = Vendor::default();
+    let crm = Resilient::new(vendor.clone(), &runtime);
+    queue_notes(&crm, &vendor, &["acme"], 3).await;
+    vendor
+        .slow
+        .lock()
+        .unwrap()
+        .insert("acme".into(), Duration::from_secs(20));
+    vendor.set_down(&[]);
+    // acme's lane starts its first 20-second write.
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    // globex fails once, so its note is queued while acme's lane is busy.
+    vendor.set_down(&["globex"]);
+    let answer = Crm::add_note(&crm, &note("globex", 1)).await.unwrap();
+    assert!(answer.is_queued(), "{answer:?}");
+    vendor.set_down(&[]);
+    tokio::time::sleep(Duration::from_secs(10)).await;
+    assert_eq!(vendor.taken_for("globex"), [1], "globex waited for acme");
+    assert!(
+        vendor.taken_for("acme").is_empty(),
+        "acme's first write is still running"
+    );
+    tokio::time::sleep(Duration::from_secs(300)).await;
+    assert_eq!(vendor.taken_for("acme"), [1, 2, 3]);
+}

@@ -166,6 +166,8 @@ pub(crate) struct ContractQueue {
     lanes: Mutex<Option<HashMap<String, u64>>>,
     draining: AtomicBool,
     wake: Notify,
+    /// A write was appended while the drain runs: it may start a lane.
+    arrived: Notify,
     drainers: Mutex<Vec<Arc<dyn Drainer>>>,
     // Weak, so a drain waiting out an outage does not keep the database
     // open after the runtime is dropped.
@@ -195,6 +197,7 @@ impl ContractQueue {
             contract,
             draining: AtomicBool::new(false),
             wake: Notify::new(),
+            arrived: Notify::new(),
             drainers: Mutex::default(),
             wal: Arc::downgrade(wal),
             subscribers,
@@ -347,6 +350,9 @@ impl ContractQueue {
             .compare_exchange(false, true, Ordering::AcqRel, Ordering::Acquire)
             .is_err()
         {
+            // Running: it looks for lanes to start when told (one permit
+            // is kept, so a write appended before it waits is not missed).
+            self.arrived.notify_one();
             return;
         }
         match tokio::runtime::Handle::try_current() {
@@ -447,12 +453,15 @@ async fn drain(mut guard: Cancelled, wait: Duration) {
     guard.ended = true;
 }
 
-/// The most writes one lane delivers in a round that it shares with other
-/// lanes, so that a slow key holds the round (and the keys whose writes
-/// arrive meanwhile) for a few of its writes at most.
+/// The most writes one lane delivers in a turn while other lanes run, so
+/// that its place is re-read every few writes.
 const LANE_TURN: usize = 8;
+/// The most lanes with a turn running at once. The log is read for new
+/// lanes when half of them have ended (or a write arrives, a wait runs out,
+/// a breaker closes), not at every turn's end: each read scans the log.
+const LANES: usize = 32;
 
-/// How one lane's turn in a round ended.
+/// How one lane's turn ended.
 enum Turn {
     /// Each of its writes was settled (delivered or dead): how many.
     Done(usize),
@@ -465,24 +474,37 @@ enum Turn {
     Gone,
 }
 
-/// Delivers the contract's pending writes until none is left: a round reads
-/// a batch, splits it into lanes (one per ordering key, `order_by`, and one
-/// for the writes without), and runs the lanes side by side, each in
-/// order. A lane whose vendor is unavailable waits out its own backoff and
-/// is left out of the batches meanwhile; the others go on.
+/// Delivers the contract's pending writes until none is left, in lanes:
+/// one per ordering key (`order_by`) and one for the writes without. Each
+/// lane runs its own turns (a few writes in order, on a task of its own)
+/// side by side with the others, so a slow or failing key never holds back
+/// the rest: a lane whose vendor is unavailable waits out its own backoff
+/// and is left out of the log's reads meanwhile, and a lane that ends its
+/// turn, a write that arrives, or a wait that runs out lets the drain look
+/// for lanes to start.
 async fn drain_until_empty(queue: &Arc<ContractQueue>, mut wait: Duration) {
     // Per lane: failures in a row (for the backoff), and until when it
     // waits.
     let mut failures: HashMap<String, u32> = HashMap::new();
     let mut waiting: HashMap<String, tokio::time::Instant> = HashMap::new();
+    // The lanes with a turn running, by their task.
+    let mut running = tokio::task::JoinSet::new();
+    let mut busy: HashMap<tokio::task::Id, String> = HashMap::new();
     let mut read_failures = 0;
     // Flushes that failed in a row: their settles were not durable (a full
     // disk), so a reopened store may hand the same writes back. Their own
     // count, reset only by a flush that succeeds, keeps the resends to one
     // per growing step even though each settle itself seemed to work.
     let mut unflushed = 0;
+    // While flushes fail (a full disk), no lane starts a turn until then.
+    let mut held_until: Option<tokio::time::Instant> = None;
+    let mut no_drainer = false;
+    // Settles not flushed yet: flushed together every `BATCH`, and whenever
+    // no turn runs (a crash before the flush sends those writes once more,
+    // with their keys).
+    let mut unflushed_settles = 0;
     loop {
-        if !wait.is_zero() {
+        if !wait.is_zero() && running.is_empty() {
             tokio::select! {
                 () = tokio::time::sleep(wait) => {}
                 // A breaker closed: every lane may try again now.
@@ -490,31 +512,70 @@ async fn drain_until_empty(queue: &Arc<ContractQueue>, mut wait: Duration) {
             }
         }
         wait = Duration::ZERO;
-        let Some(wal) = queue.wal.upgrade() else {
-            queue.draining.store(false, Ordering::Release);
-            return;
-        };
         let now = tokio::time::Instant::now();
         waiting.retain(|_, until| *until > now);
-        let skip = Arc::new(waiting.keys().cloned().collect::<HashSet<_>>());
-        let batch = match wal.pending_outside(&queue.contract, BATCH, skip).await {
-            Ok(batch) => batch,
-            Err(error) => {
-                read_failures += 1;
-                wait = backoff(read_failures);
-                tracing::warn!(
-                    target: "seawall::queue",
-                    contract = %queue.contract,
-                    %error,
-                    ?wait,
-                    "could not read the write-ahead log; the drain will try again"
-                );
+        held_until = held_until.filter(|until| *until > now);
+        if !no_drainer && held_until.is_none() && running.len() <= LANES / 2 {
+            let Some(wal) = queue.wal.upgrade() else {
+                queue.draining.store(false, Ordering::Release);
+                return;
+            };
+            let skip: HashSet<String> = waiting.keys().chain(busy.values()).cloned().collect();
+            match wal
+                .pending_outside(&queue.contract, BATCH, Arc::new(skip))
+                .await
+            {
+                Ok(batch) => {
+                    read_failures = 0;
+                    // New lanes in the order of their oldest write, each in
+                    // order.
+                    let mut lanes: Vec<(String, Vec<(Ticket, QueuedWrite)>)> = Vec::new();
+                    for (ticket, write) in batch {
+                        let lane = write.lane().to_owned();
+                        match lanes.iter_mut().find(|(name, _)| *name == lane) {
+                            Some((_, writes)) => writes.push((ticket, write)),
+                            None => lanes.push((lane, vec![(ticket, write)])),
+                        }
+                    }
+                    lanes.truncate(LANES - running.len());
+                    let shared = lanes.len() + running.len() > 1;
+                    for (lane, mut writes) in lanes {
+                        if shared {
+                            writes.truncate(LANE_TURN);
+                        }
+                        let lane_failures = failures.get(&lane).copied().unwrap_or(0);
+                        let turn = lane_turn(queue.clone(), writes, lane_failures);
+                        let task = running.spawn(turn);
+                        busy.insert(task.id(), lane);
+                    }
+                }
+                Err(error) => {
+                    read_failures += 1;
+                    wait = backoff(read_failures);
+                    tracing::warn!(
+                        target: "seawall::queue",
+                        contract = %queue.contract,
+                        %error,
+                        ?wait,
+                        "could not read the write-ahead log; the drain will try again"
+                    );
+                    if running.is_empty() {
+                        continue;
+                    }
+                }
+            }
+        }
+        if running.is_empty() {
+            if no_drainer {
+                // No wrapper left to deliver with; the writes stay in the
+                // log for the next one.
+                if !queue.stop() {
+                    return;
+                }
+                no_drainer = false;
                 continue;
             }
-        };
-        read_failures = 0;
-        if batch.is_empty() {
-            if let Some(next) = waiting.values().min() {
+            if let Some(next) = waiting.values().chain(&held_until).min() {
                 wait = next
                     .saturating_duration_since(now)
                     .max(Duration::from_millis(1));
@@ -529,75 +590,54 @@ async fn drain_until_empty(queue: &Arc<ContractQueue>, mut wait: Duration) {
             }
             return;
         }
-        // The lanes in the order of their oldest write, each in order.
-        let mut lanes: Vec<(String, Vec<(Ticket, QueuedWrite)>)> = Vec::new();
-        for (ticket, write) in batch {
-            let lane = write.lane().to_owned();
-            match lanes.iter_mut().find(|(name, _)| *name == lane) {
-                Some((_, writes)) => writes.push((ticket, write)),
-                None => lanes.push((lane, vec![(ticket, write)])),
+        // A lane ends its turn, a write arrives, a waiting lane is due, or a
+        // breaker closes: look again.
+        let due = waiting.values().chain(&held_until).min().copied();
+        let ended = tokio::select! {
+            ended = running.join_next_with_id() => ended,
+            () = queue.arrived.notified() => None,
+            () = sleep_until(due) => None,
+            () = queue.wake.notified() => {
+                waiting.clear();
+                None
             }
-        }
-        if lanes.len() > 1 {
-            for (_, writes) in &mut lanes {
-                writes.truncate(LANE_TURN);
-            }
-        }
-        // The log is let go while vendors are called (which may take
-        // seconds): a runtime dropped meanwhile closes its file now.
-        drop(wal);
-        let turns: Vec<(String, Turn, u32)> = if lanes.len() == 1 {
-            let (lane, writes) = lanes.pop().unwrap_or_default();
-            let lane_failures = failures.get(&lane).copied().unwrap_or(0);
-            let (turn, lane_failures) = lane_turn(queue.clone(), writes, lane_failures).await;
-            vec![(lane, turn, lane_failures)]
-        } else {
-            let mut running = tokio::task::JoinSet::new();
-            for (lane, writes) in lanes {
-                let lane_failures = failures.get(&lane).copied().unwrap_or(0);
-                let queue = queue.clone();
-                running.spawn(async move {
-                    let (turn, lane_failures) = lane_turn(queue, writes, lane_failures).await;
-                    (lane, turn, lane_failures)
-                });
-            }
-            let mut turns = Vec::new();
-            while let Some(joined) = running.join_next().await {
-                // A lane that panicked outside the adapter (which is
-                // caught) leaves its writes pending for the next round.
-                if let Ok(turn) = joined {
-                    turns.push(turn);
-                }
-            }
-            turns
         };
-        let mut settled = 0;
-        let mut no_drainer = false;
-        let now = tokio::time::Instant::now();
-        for (lane, turn, lane_failures) in turns {
-            match turn {
-                Turn::Done(n) => {
-                    settled += n;
-                    failures.remove(&lane);
-                }
-                Turn::Wait(n, lane_wait) => {
-                    settled += n;
-                    failures.insert(lane.clone(), lane_failures);
-                    waiting.insert(lane, now + lane_wait);
-                }
-                Turn::NoDrainer(n) => {
-                    settled += n;
-                    no_drainer = true;
-                }
-                Turn::Gone => {
-                    queue.draining.store(false, Ordering::Release);
-                    return;
-                }
+        let Some(ended) = ended else {
+            continue;
+        };
+        let (id, turn) = match ended {
+            Ok((id, turn)) => (id, Some(turn)),
+            // A turn that panicked outside the adapter (whose panics are
+            // caught) leaves its writes pending for the next.
+            Err(error) => (error.id(), None),
+        };
+        let lane = busy.remove(&id).unwrap_or_default();
+        let settled = match turn {
+            Some((Turn::Done(n), _)) => {
+                failures.remove(&lane);
+                n
             }
-        }
-        // One fsync for the round's settles.
-        if settled > 0 {
+            Some((Turn::Wait(n, lane_wait), lane_failures)) => {
+                failures.insert(lane.clone(), lane_failures);
+                waiting.insert(lane, tokio::time::Instant::now() + lane_wait);
+                n
+            }
+            Some((Turn::NoDrainer(n), _)) => {
+                no_drainer = true;
+                n
+            }
+            Some((Turn::Gone, _)) => {
+                running.abort_all();
+                queue.draining.store(false, Ordering::Release);
+                return;
+            }
+            None => 0,
+        };
+        unflushed_settles += settled;
+        if unflushed_settles > 0 && (unflushed_settles >= BATCH || running.is_empty()) {
+            unflushed_settles = 0;
             let Some(wal) = queue.wal.upgrade() else {
+                running.abort_all();
                 queue.draining.store(false, Ordering::Release);
                 return;
             };
@@ -605,22 +645,26 @@ async fn drain_until_empty(queue: &Arc<ContractQueue>, mut wait: Duration) {
                 Ok(()) => unflushed = 0,
                 Err(error) => {
                     unflushed += 1;
-                    wait = wait.max(backoff(unflushed));
+                    let hold = backoff(unflushed);
+                    held_until = Some(tokio::time::Instant::now() + hold);
                     tracing::warn!(
                         target: "seawall::queue",
                         contract = %queue.contract,
                         %error,
-                        ?wait,
+                        wait = ?hold,
                         "could not flush settled writes; they may be sent again, with their keys, after the wait"
                     );
                 }
             }
         }
-        // No wrapper left to deliver with; the writes stay in the log for
-        // the next one.
-        if no_drainer && !queue.stop() {
-            return;
-        }
+    }
+}
+
+/// Sleeps until `due`, or for ever without one.
+async fn sleep_until(due: Option<tokio::time::Instant>) {
+    match due {
+        Some(due) => tokio::time::sleep_until(due).await,
+        None => std::future::pending().await,
     }
 }
 
