@@ -571,3 +571,28 @@ async fn with_redis_and_postgres_the_idempotency_store_is_postgres() {
     assert!(format!("{runtime:?}").contains("postgres"), "{runtime:?}");
     postgres::drop_schema(url, &schema).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_database_that_never_answered_fails_closed_and_building_did_not_wait_for_it() {
+    // A port nothing listens on.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|listener| listener.local_addr())
+        .expect("a free port")
+        .port();
+    let vendor = Vendor::new(Duration::ZERO);
+    let postgres = Postgres::new(&format!("postgres://postgres@127.0.0.1:{port}/test"))
+        .unwrap()
+        .store_timeout(Duration::from_millis(200));
+    let runtime = Runtime::builder().postgres(postgres).in_memory();
+    let replica = Resilient::new(Adapter(vendor.clone()), &runtime);
+    let result = replica.post("acct-1", 5).await;
+    match seawall_error(&result) {
+        Error::Store(StoreError::Postgres(detail)) => {
+            assert!(detail.contains("not connected"), "{detail}");
+        }
+        other => panic!("not a PostgreSQL error: {other:?}"),
+    }
+    assert_eq!(vendor.calls(), 0);
+    let health = runtime.health().postgres.expect("the database's health");
+    assert!(!health.available && !health.ready, "{health:?}");
+}

@@ -203,11 +203,13 @@ impl Postgres {
     /// them all is left as it is. For applications that migrate in a deploy
     /// step (with [`migrate_on_start(false)`](Self::migrate_on_start)).
     /// Runs on a thread of its own, so any tokio runtime (or none, through
-    /// `block_on`) may await it.
+    /// `block_on`) may await it; gives up after 30 s (waiting for another
+    /// replica's migration included).
     ///
     /// # Errors
     ///
-    /// [`StoreError::Postgres`] when the database cannot be reached, the
+    /// [`StoreError::Postgres`] when the database cannot be reached (or the
+    /// migration does not end within 30 s), the
     /// user may not create the schema or its tables, or the database holds
     /// migrations this version does not know (a newer seawall ran there) or
     /// whose text changed.
@@ -221,7 +223,18 @@ impl Postgres {
                     .enable_all()
                     .build()
                     .map_err(|e| StoreError::Postgres(format!("a runtime to migrate on: {e}")))
-                    .and_then(|runtime| runtime.block_on(migrations::run(&config)));
+                    .and_then(|runtime| {
+                        runtime.block_on(async {
+                            tokio::time::timeout(START_TIMEOUT, migrations::run(&config))
+                                .await
+                                .unwrap_or_else(|_| {
+                                    Err(StoreError::Postgres(format!(
+                                        "{}: the migration did not end within {START_TIMEOUT:?}",
+                                        config.address()
+                                    )))
+                                })
+                        })
+                    });
                 let _ = answer.send(migrated);
             })
             .map_err(|e| StoreError::Postgres(format!("a thread to migrate on: {e}")))?;
