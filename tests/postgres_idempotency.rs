@@ -166,10 +166,10 @@ async fn row(url: &str, schema: &str, key: &str) -> Option<(bool, bool)> {
     row.map(|row| (row.get("claim"), row.get("record")))
 }
 
-/// Runs one statement of a test's own.
+/// Runs statements of a test's own.
 async fn execute(url: &str, sql: &str) {
     let pool = postgres::connect(url).await;
-    sqlx::query(sql).execute(&pool).await.expect(sql);
+    sqlx::raw_sql(sql).execute(&pool).await.expect(sql);
     pool.close().await;
 }
 
@@ -595,4 +595,44 @@ async fn a_database_that_never_answered_fails_closed_and_building_did_not_wait_f
     assert_eq!(vendor.calls(), 0);
     let health = runtime.health().postgres.expect("the database's health");
     assert!(!health.available && !health.ready, "{health:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sweep_deletes_rows_past_their_time_and_keeps_the_rest() {
+    let Some(url) = postgres::shared("a_sweep_deletes_rows_past_their_time") else {
+        return;
+    };
+    let schema = postgres::schema("sweep");
+    let vendor = Vendor::new(Duration::ZERO);
+    let runtime = Runtime::builder()
+        .postgres(config(url, &schema))
+        .in_memory();
+    let replica = Resilient::new(Adapter(vendor.clone()), &runtime);
+    // A live record (1 h), then rows past their time: a record whose
+    // retention ended, a claim whose lease ran out two minutes ago, and a
+    // claim that ran out just now (kept: its holder may be renewing late).
+    assert_eq!(replica.post("live", 5).await.unwrap(), 5_001);
+    execute(
+        url,
+        &format!(
+            "INSERT INTO {schema}.idempotency (key, fingerprint, record, expires_at) \
+             VALUES ('old-record', 'x', '{{}}', now() - interval '1 second'); \
+             INSERT INTO {schema}.idempotency (key, fingerprint, claim_token, lease_until) \
+             VALUES ('old-claim', 'x', 'ghost:1', now() - interval '2 minutes'), \
+                    ('fresh-claim', 'x', 'ghost:2', now() - interval '1 second')"
+        ),
+    )
+    .await;
+    let swept = runtime.sweep().await.expect("a sweep");
+    assert_eq!(swept.idempotency_records, 2, "{swept:?}");
+    let pool = postgres::connect(url).await;
+    let mut keys: Vec<String> =
+        sqlx::query_scalar(&format!("SELECT key FROM {schema}.idempotency"))
+            .fetch_all(&pool)
+            .await
+            .unwrap();
+    keys.sort();
+    pool.close().await;
+    assert_eq!(keys, [store_key("post", "live"), "fresh-claim".to_owned()]);
+    postgres::drop_schema(url, &schema).await;
 }
