@@ -636,3 +636,42 @@ async fn a_sweep_deletes_rows_past_their_time_and_keeps_the_rest() {
     assert_eq!(keys, [store_key("post", "live"), "fresh-claim".to_owned()]);
     postgres::drop_schema(url, &schema).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_the_database_silent_duplicates_in_one_runtime_fail_with_the_first_not_one_by_one() {
+    let Some(mut server) = postgres::Private::start("with_the_database_silent") else {
+        return;
+    };
+    let vendor = Vendor::new(Duration::ZERO);
+    let postgres = config(&server.url(), "seawall").store_timeout(Duration::from_millis(200));
+    let replica = replica(postgres, &vendor);
+    assert_eq!(replica.post_soon("acct-0", 5).await.unwrap(), 5_001);
+    // The server takes every query and answers none: each look runs out
+    // its store timeout (200 ms). 25 duplicates in one runtime share the
+    // first one's failure; one by one they would take 5 s, past their
+    // deadline (1.5 s), and end as `IdempotencyInFlight` instead.
+    server.pause();
+    let calls: Vec<_> = (0..25)
+        .map(|_| {
+            let replica = replica.clone();
+            tokio::spawn(async move { replica.post_soon("acct-1", 5).await })
+        })
+        .collect();
+    let mut results = Vec::new();
+    for call in calls {
+        results.push(call.await.expect("no panic"));
+    }
+    server.resume();
+    for result in &results {
+        assert!(
+            matches!(seawall_error(result), Error::Store(StoreError::Postgres(_))),
+            "{result:?}"
+        );
+    }
+    assert_eq!(
+        vendor.calls(),
+        1,
+        "the vendor was called while the database was silent"
+    );
+    server.stop();
+}

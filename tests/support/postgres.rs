@@ -252,10 +252,61 @@ impl Private {
         ))
     }
 
+    /// The server's processes: the postmaster (from `postmaster.pid`) and
+    /// its children (each connection's backend, the background workers).
+    fn processes(&self) -> Vec<u32> {
+        let Some(postmaster) = std::fs::read_to_string(self.data().join("postmaster.pid"))
+            .ok()
+            .and_then(|pid| pid.lines().next().and_then(|line| line.trim().parse().ok()))
+        else {
+            return Vec::new();
+        };
+        let mut processes = vec![postmaster];
+        for entry in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
+            let Ok(pid) = entry.file_name().to_string_lossy().parse::<u32>() else {
+                continue;
+            };
+            // `pid (name) state ppid ...`; the name may hold spaces.
+            let Ok(stat) = std::fs::read_to_string(entry.path().join("stat")) else {
+                continue;
+            };
+            let ppid = stat
+                .rsplit_once(')')
+                .and_then(|(_, rest)| rest.split_whitespace().nth(1))
+                .and_then(|ppid| ppid.parse::<u32>().ok());
+            if ppid == Some(postmaster) {
+                processes.push(pid);
+            }
+        }
+        processes
+    }
+
+    fn signal(&self, signal: &str) {
+        for pid in self.processes() {
+            let _ = Command::new("kill")
+                .args([signal, &pid.to_string()])
+                .stderr(Stdio::null())
+                .status();
+        }
+    }
+
+    /// SIGSTOP to every process of the server: it keeps its connections
+    /// and accepts new ones into the kernel's queue, but answers nothing (a
+    /// database that is slow, not gone) until [`resume`](Self::resume).
+    pub fn pause(&self) {
+        self.signal("-STOP");
+    }
+
+    /// SIGCONT: a paused server answers again.
+    pub fn resume(&self) {
+        self.signal("-CONT");
+    }
+
     /// `pg_ctl stop -m immediate`: the server is gone at once, without a
     /// checkpoint, its connections reset (as in a crash).
     pub fn stop(&mut self) {
         if self.running {
+            self.resume();
             let _ = run(
                 "pg_ctl",
                 &["-D", path(&self.data()), "-m", "immediate", "-w", "stop"],
