@@ -68,7 +68,8 @@ pub use seawall_macros::{Classify, contract, integration};
     feature = "metrics",
     feature = "mock",
     feature = "sealing",
-    feature = "redis"
+    feature = "redis",
+    feature = "postgres"
 ))]
 #[doc = include_str!("../README.md")]
 pub struct ReadmeDoctests;

@@ -33,6 +33,20 @@ pub enum Event {
     /// The fleet's store (Redis) stopped answering, and the runtime runs on
     /// local state; or it answers again.
     Fleet(FleetChanged),
+    /// The PostgreSQL database stopped answering (keyed writes with a
+    /// store are refused meanwhile, or run locally if told to); or it
+    /// answers again.
+    Postgres(PostgresChanged),
+}
+
+/// The PostgreSQL database's availability changed.
+#[derive(Clone, Debug)]
+#[non_exhaustive]
+pub struct PostgresChanged {
+    /// Whether it answers now.
+    pub available: bool,
+    /// The error that made it unavailable, or how it came back.
+    pub detail: String,
 }
 
 /// The fleet store's availability changed.

@@ -37,6 +37,8 @@ pub mod idempotency;
 pub mod mock;
 mod pipeline;
 pub mod policy;
+#[cfg(feature = "postgres")]
+pub mod postgres;
 pub mod queue;
 mod resilient;
 pub mod retry;
@@ -54,8 +56,8 @@ pub use classify::{Classify, ErrorClass};
 pub use endpoint::Endpoint;
 pub use error::{ContractError, Error};
 pub use event::{
-    BreakerRateCrossed, BreakerTransition, DeadLettered, Delivered, Event, FleetChanged, Queued,
-    StoreChanged,
+    BreakerRateCrossed, BreakerTransition, DeadLettered, Delivered, Event, FleetChanged,
+    PostgresChanged, Queued, StoreChanged,
 };
 pub use policy::{
     BreakerPolicy, BudgetPolicy, CachePolicy, ClassSet, Jitter, Kind, OnDuplicate, Policy,

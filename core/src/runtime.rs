@@ -79,6 +79,9 @@ struct Shared {
     /// Cached answers shared with the fleet (`Redis::share_cache`).
     #[cfg(feature = "redis")]
     fleet_cache: Option<Arc<crate::fleet::cache::FleetCache>>,
+    /// The PostgreSQL database this runtime keeps shared state in, if any.
+    #[cfg(feature = "postgres")]
+    postgres: Option<Arc<crate::postgres::Database>>,
 }
 
 /// What keeps an embedded store from growing for ever (see
@@ -141,6 +144,8 @@ impl Shared {
             fleet: None,
             #[cfg(feature = "redis")]
             fleet_cache: None,
+            #[cfg(feature = "postgres")]
+            postgres: None,
         }
     }
 }
@@ -175,6 +180,8 @@ pub struct RuntimeBuilder {
     plaintext_redacted: bool,
     #[cfg(feature = "redis")]
     redis: Option<crate::fleet::Redis>,
+    #[cfg(feature = "postgres")]
+    postgres: Option<crate::postgres::Postgres>,
 }
 
 /// How long settled entries of the write-ahead log are kept, unless the
@@ -284,6 +291,29 @@ impl RuntimeBuilder {
         self
     }
 
+    /// Keeps the idempotency store of keyed writes with
+    /// `idempotent(.., store)` in a PostgreSQL database: claims with a
+    /// lease and records with their retention, shared by every replica that
+    /// names the same database and schema, and kept across restarts (see
+    /// [`postgres`](crate::postgres)). Applies to the runtime built next,
+    /// in memory or embedded. Building it never waits for the database: a
+    /// thread of the runtime's own (`seawall-postgres`) connects and runs
+    /// the migrations (unless
+    /// [`migrate_on_start(false)`](crate::postgres::Postgres::migrate_on_start))
+    /// in the background, and runs every query, so any tokio runtime works.
+    /// While the database cannot be reached keyed writes with a store fail
+    /// with `Error::Store` unless
+    /// [`local_idempotency_when_away`](crate::postgres::Postgres::local_idempotency_when_away).
+    ///
+    /// With [`redis`](Self::redis) too, breakers, budgets and the shared
+    /// cache stay on Redis and the idempotency store is PostgreSQL's: the
+    /// durable one.
+    #[cfg(feature = "postgres")]
+    pub fn postgres(mut self, postgres: crate::postgres::Postgres) -> Self {
+        self.postgres = Some(postgres);
+        self
+    }
+
     /// A runtime that keeps all its state in memory, queued writes
     /// included: for tests and demos (see [`Runtime::in_memory`]).
     pub fn in_memory(self) -> Runtime {
@@ -380,6 +410,30 @@ impl RuntimeBuilder {
         #[cfg(feature = "sealing")]
         let sealing = sealing.with_keys(self.sealing_key, self.previous_sealing_keys);
         shared.sealing = Arc::new(sealing);
+        // Before Redis: with both, PostgreSQL holds the idempotency store
+        // (`share` keeps the first one it is given).
+        #[cfg(feature = "postgres")]
+        {
+            let subscribers = shared.subscribers.clone();
+            shared.postgres = self.postgres.and_then(|postgres| {
+                match crate::postgres::Database::start(postgres, subscribers) {
+                    Ok(db) => Some(Arc::new(db)),
+                    Err(error) => {
+                        tracing::error!(
+                            target: "seawall::postgres",
+                            %error,
+                            "the PostgreSQL link could not start: keyed writes with a store run on the local store"
+                        );
+                        None
+                    }
+                }
+            });
+            if let Some(db) = &shared.postgres {
+                shared
+                    .idempotency
+                    .share(crate::idempotency::shared::Shared::Postgres(db.clone()));
+            }
+        }
         #[cfg(feature = "redis")]
         {
             let subscribers = shared.subscribers.clone();
@@ -406,8 +460,11 @@ impl RuntimeBuilder {
                 .as_ref()
                 .filter(|_| share_cache)
                 .map(|fleet| Arc::new(crate::fleet::cache::FleetCache::new(fleet)));
+            // Unless PostgreSQL holds it already (above).
             if let Some(fleet) = &shared.fleet {
-                shared.idempotency.share(fleet.clone());
+                shared
+                    .idempotency
+                    .share(crate::idempotency::shared::Shared::Redis(fleet.clone()));
             }
         }
         Runtime {
@@ -446,8 +503,11 @@ impl Runtime {
     /// Deletes what an embedded runtime no longer needs, now: settled
     /// entries of the write-ahead log older than the retention
     /// ([`RuntimeBuilder::settled_retention`]), idempotency records past
-    /// their policy's retention, cached answers past `max_stale`. A sweeper
-    /// thread does the same every hour; this is for operators and tests.
+    /// their policy's retention, cached answers past `max_stale`; with
+    /// [`postgres`](RuntimeBuilder::postgres), the idempotency rows past
+    /// their retention (or whose claim ran out a minute ago) there too. A
+    /// sweeper thread does the same every hour; this is for operators and
+    /// tests.
     /// Deletes in transactions of at most 1 000 rows, so queued writes never
     /// wait long behind it. A runtime in memory has nothing to sweep.
     ///
@@ -456,9 +516,18 @@ impl Runtime {
     /// [`StoreError`] when the database cannot be read or written.
     pub async fn sweep(&self) -> Result<Swept, StoreError> {
         #[cfg(not(feature = "embedded"))]
-        return Ok(Swept::default());
+        let swept = Swept::default();
         #[cfg(feature = "embedded")]
-        self.sweep_embedded().await
+        let swept = self.sweep_embedded().await?;
+        #[cfg(feature = "postgres")]
+        let swept = match &self.shared.postgres {
+            Some(db) => Swept {
+                idempotency_records: swept.idempotency_records + db.sweep().await?,
+                ..swept
+            },
+            None => swept,
+        };
+        Ok(swept)
     }
 
     #[cfg(feature = "embedded")]
@@ -554,6 +623,10 @@ impl Runtime {
             fleet: self.shared.fleet.as_ref().map(|fleet| fleet.health()),
             #[cfg(not(feature = "redis"))]
             fleet: None,
+            #[cfg(feature = "postgres")]
+            postgres: self.shared.postgres.as_ref().map(|db| db.health()),
+            #[cfg(not(feature = "postgres"))]
+            postgres: None,
         }
     }
 

@@ -3,6 +3,8 @@
 
 #![allow(dead_code)]
 
+#[cfg(feature = "postgres")]
+pub mod postgres;
 pub mod redis;
 
 use seawall::{Classify, ErrorClass};

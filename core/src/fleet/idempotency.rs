@@ -29,6 +29,7 @@ use std::time::Duration;
 use redis::Script;
 
 use super::Fleet;
+use crate::idempotency::shared::{Claim as SharedClaim, Seen};
 use crate::store::StoreError;
 
 /// Looks up the record, else the claim, else takes the claim. Answers the
@@ -81,16 +82,6 @@ return 0
     )
 });
 
-/// What the fleet knows of a key, as [`begin`] found it.
-pub(crate) enum Seen {
-    /// A completed write's record (the JSON bytes).
-    Recorded(Vec<u8>),
-    /// Another call holds the claim, for this payload's fingerprint.
-    Held { fingerprint: String },
-    /// The claim is this call's now.
-    Claimed(Claim),
-}
-
 fn ms(duration: Duration) -> u64 {
     u64::try_from(duration.as_millis())
         .unwrap_or(u64::MAX)
@@ -136,13 +127,13 @@ pub(crate) async fn begin(
                 ))),
             }
         }
-        Some((b'c', _)) => Ok(Seen::Claimed(Claim::hold(
+        Some((b'c', _)) => Ok(Seen::Claimed(SharedClaim::Redis(Claim::hold(
             fleet.clone(),
             record_key,
             claim_key,
             value,
             lease,
-        ))),
+        )))),
         _ => Err(StoreError::Record(format!(
             "an unexpected answer from the claim script: {:?}",
             String::from_utf8_lossy(&answer)

@@ -20,7 +20,9 @@
 //!   `idempotent(.., store)` claims its key in Redis (a lease, renewed while
 //!   the call runs) and records its outcome there, so one replica calls the
 //!   vendor per key and every other replica waits for its answer, replays
-//!   it, or is refused, as the policy says.
+//!   it, or is refused, as the policy says. (A runtime that also has
+//!   PostgreSQL (`RuntimeBuilder::postgres`) keeps it there instead:
+//!   the durable home.)
 //! - **When Redis is away** (unreachable, slow, restarted, emptied): every
 //!   breaker runs on its local state, a warning and an
 //!   [`Event::Fleet`] say so,

@@ -47,6 +47,8 @@
 //! # Ok::<(), seawall_core::Error>(())
 //! ```
 
+#[cfg(any(feature = "redis", feature = "postgres"))]
+pub(crate) mod shared;
 pub(crate) mod stage;
 mod store;
 

@@ -30,7 +30,15 @@
 //!   within this process still wait on the first call here, so only one of
 //!   them talks to Redis. When Redis is away the call fails closed with
 //!   [`Error::Store`](crate::Error::Store), unless the fleet was told to fall
-//!   back on the local store.
+//!   back on the local store;
+//! - **with PostgreSQL** ([`RuntimeBuilder::postgres`](crate::RuntimeBuilder::postgres)),
+//!   the same, with the claim and the record in a row of the database (see
+//!   [`crate::postgres`]'s idempotency module), where records outlive every
+//!   replica. With both Redis and PostgreSQL, PostgreSQL holds the store.
+//!
+//! The shared homes sit behind one seam (`shared.rs`: a look that answers
+//! the record, the claim's holder or the claim taken; a claim that renews,
+//! records and releases), so the logic below is written once.
 //!
 //! What it does not guarantee: a crash between the vendor's answer and the
 //! record leaves no record, so a repeat calls the vendor again; so does,
@@ -39,8 +47,8 @@
 
 use std::collections::HashMap;
 use std::sync::Mutex;
-#[cfg(feature = "redis")]
-use std::sync::{Arc, OnceLock};
+#[cfg(any(feature = "redis", feature = "postgres"))]
+use std::sync::OnceLock;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use serde::{Deserialize, Serialize};
@@ -127,7 +135,7 @@ impl Begin<'_> {
 
 /// How long a duplicate waits between two looks at a claim another replica
 /// holds.
-#[cfg(feature = "redis")]
+#[cfg(any(feature = "redis", feature = "postgres"))]
 const POLL: std::time::Duration = std::time::Duration::from_millis(25);
 
 /// The first call of a key in this process: its payload's fingerprint, and
@@ -139,8 +147,8 @@ type Waiting = (String, watch::Receiver<Option<Published>>);
 /// store, for the duplicates waiting on it.
 #[derive(Clone, Debug)]
 #[cfg_attr(
-    not(feature = "redis"),
-    expect(dead_code, reason = "only a fleet's store publishes")
+    not(any(feature = "redis", feature = "postgres")),
+    expect(dead_code, reason = "only a shared store publishes")
 )]
 enum Published {
     /// The key's record.
@@ -153,20 +161,22 @@ enum Published {
 /// A store error, as the duplicates of a call repeat it.
 #[derive(Clone, Debug)]
 #[cfg_attr(
-    not(feature = "redis"),
-    expect(dead_code, reason = "only a fleet's store publishes")
+    not(any(feature = "redis", feature = "postgres")),
+    expect(dead_code, reason = "only a shared store publishes")
 )]
 enum FailedStore {
     Redis(String),
+    Postgres(String),
     Record(String),
 }
 
 impl FailedStore {
-    #[cfg(feature = "redis")]
+    #[cfg(any(feature = "redis", feature = "postgres"))]
     fn of(error: &StoreError) -> Self {
         match error {
             StoreError::Record(detail) => Self::Record(detail.clone()),
             StoreError::Redis(detail) => Self::Redis(detail.clone()),
+            StoreError::Postgres(detail) => Self::Postgres(detail.clone()),
             other => Self::Redis(other.to_string()),
         }
     }
@@ -176,6 +186,7 @@ impl From<FailedStore> for StoreError {
     fn from(failed: FailedStore) -> Self {
         match failed {
             FailedStore::Redis(detail) => StoreError::Redis(detail),
+            FailedStore::Postgres(detail) => StoreError::Postgres(detail),
             FailedStore::Record(detail) => StoreError::Record(detail),
         }
     }
@@ -188,10 +199,10 @@ pub(crate) struct IdempotencyStore {
     // with a store only (never across an await), so waiters can find the
     // first call.
     in_flight: Mutex<HashMap<String, Waiting>>,
-    /// The fleet whose Redis holds claims and records, if any (set once,
-    /// when the runtime is built).
-    #[cfg(feature = "redis")]
-    fleet: OnceLock<Arc<crate::fleet::Fleet>>,
+    /// Where claims and records are shared (Redis or PostgreSQL), if
+    /// anywhere (set once, when the runtime is built).
+    #[cfg(any(feature = "redis", feature = "postgres"))]
+    shared: OnceLock<crate::idempotency::shared::Shared>,
 }
 
 fn now_ms() -> u64 {
@@ -205,21 +216,22 @@ impl IdempotencyStore {
         Self {
             backend,
             in_flight: Mutex::new(HashMap::new()),
-            #[cfg(feature = "redis")]
-            fleet: OnceLock::new(),
+            #[cfg(any(feature = "redis", feature = "postgres"))]
+            shared: OnceLock::new(),
         }
     }
 
-    /// Keeps claims and records in `fleet`'s Redis from now on.
-    #[cfg(feature = "redis")]
-    pub(crate) fn share(&self, fleet: Arc<crate::fleet::Fleet>) {
-        let _ = self.fleet.set(fleet);
+    /// Keeps claims and records in `shared` (Redis or PostgreSQL) from now
+    /// on.
+    #[cfg(any(feature = "redis", feature = "postgres"))]
+    pub(crate) fn share(&self, shared: crate::idempotency::shared::Shared) {
+        let _ = self.shared.set(shared);
     }
 
     pub(crate) fn backend_kind(&self) -> &'static str {
-        #[cfg(feature = "redis")]
-        if self.fleet.get().is_some() {
-            return "redis";
+        #[cfg(any(feature = "redis", feature = "postgres"))]
+        if let Some(shared) = self.shared.get() {
+            return shared.kind();
         }
         self.backend.kind()
     }
@@ -255,10 +267,10 @@ impl IdempotencyStore {
         policy: &StorePolicy,
         until: Option<tokio::time::Instant>,
     ) -> Result<Begin<'_>, StoreError> {
-        #[cfg(feature = "redis")]
-        if let Some(fleet) = self.fleet.get() {
+        #[cfg(any(feature = "redis", feature = "postgres"))]
+        if let Some(shared) = self.shared.get() {
             return self
-                .begin_in_fleet(fleet, key, fingerprint, policy, until)
+                .begin_in_fleet(shared, key, fingerprint, policy, until)
                 .await;
         }
         let _ = until;
@@ -286,7 +298,7 @@ impl IdempotencyStore {
                 Ok(InFlight {
                     store: self,
                     key: key.to_owned(),
-                    #[cfg(feature = "redis")]
+                    #[cfg(any(feature = "redis", feature = "postgres"))]
                     claim: None,
                     done: sender,
                 })
@@ -326,12 +338,12 @@ impl IdempotencyStore {
         }
     }
 
-    /// With a fleet: the first call of `key` in this process looks it up
-    /// in Redis (and claims it there); duplicates here wait for that call.
-    #[cfg(feature = "redis")]
+    /// With a shared store: the first call of `key` in this process looks
+    /// it up there (and claims it); duplicates here wait for that call.
+    #[cfg(any(feature = "redis", feature = "postgres"))]
     async fn begin_in_fleet(
         &self,
-        fleet: &Arc<crate::fleet::Fleet>,
+        shared: &crate::idempotency::shared::Shared,
         key: &str,
         fingerprint: &str,
         policy: &StorePolicy,
@@ -369,36 +381,37 @@ impl IdempotencyStore {
                 }
             }
         };
-        self.begin_with_fleet(fleet, guard, key, fingerprint, policy, until)
+        self.begin_with_fleet(shared, guard, key, fingerprint, policy, until)
             .await
     }
 
     /// This process's first call of `key` in the fleet: the record, a
     /// conflict, a wait for (or rejection of) another replica's call, or
     /// the claim.
-    #[cfg(feature = "redis")]
+    #[cfg(any(feature = "redis", feature = "postgres"))]
     async fn begin_with_fleet<'a>(
         &'a self,
-        fleet: &Arc<crate::fleet::Fleet>,
+        shared: &crate::idempotency::shared::Shared,
         mut guard: InFlight<'a>,
         key: &str,
         fingerprint: &str,
         policy: &StorePolicy,
         until: Option<tokio::time::Instant>,
     ) -> Result<Begin<'a>, StoreError> {
-        use crate::fleet::idempotency::{Seen, begin};
+        use crate::idempotency::shared::Seen;
         // Bounded: another replica holds the claim only while its call runs
         // (renewing it) or for one lease after it died, and the wait ends at
         // `until` in any case.
         loop {
-            let seen = match begin(fleet, key, fingerprint).await {
+            let seen = match shared.begin(key, fingerprint).await {
                 Ok(seen) => seen,
-                Err(error) if fleet.local_idempotency_when_away() => {
+                Err(error) if shared.local_when_away() => {
                     tracing::warn!(
                         target: "seawall::idempotency",
                         %key,
                         %error,
-                        "Redis is away: this keyed write runs on the local store (once per key in this replica only)"
+                        "{} is away: this keyed write runs on the local store (once per key in this replica only)",
+                        shared.name()
                     );
                     if let Some(record) = self.completed(key, policy).await? {
                         return Ok(Begin::judged(record, fingerprint));
@@ -487,12 +500,12 @@ impl From<Answer> for Begin<'_> {
 pub(crate) struct InFlight<'a> {
     store: &'a IdempotencyStore,
     key: String,
-    #[cfg(feature = "redis")]
-    claim: Option<crate::fleet::idempotency::Claim>,
+    #[cfg(any(feature = "redis", feature = "postgres"))]
+    claim: Option<crate::idempotency::shared::Claim>,
     // Dropped after the claim (fields drop in order), so that the waiters
     // it wakes find the claim already let go of, where they can.
     #[cfg_attr(
-        not(feature = "redis"),
+        not(any(feature = "redis", feature = "postgres")),
         expect(dead_code, reason = "its drop wakes the waiters")
     )]
     done: watch::Sender<Option<Published>>,
@@ -507,7 +520,7 @@ impl InFlight<'_> {
         outcome: RecordedOutcome,
         retention: std::time::Duration,
     ) -> Result<(), StoreError> {
-        #[cfg(feature = "redis")]
+        #[cfg(any(feature = "redis", feature = "postgres"))]
         if let Some(claim) = &mut self.claim {
             let record = Record::new(fingerprint, outcome, retention);
             let bytes =
@@ -525,7 +538,7 @@ impl InFlight<'_> {
     /// released (waiting for Redis, so that a duplicate here finds the key
     /// free); then wakes the duplicates.
     pub(crate) async fn finish(self) {
-        #[cfg(feature = "redis")]
+        #[cfg(any(feature = "redis", feature = "postgres"))]
         {
             let mut this = self;
             if let Some(claim) = &mut this.claim {
@@ -536,7 +549,7 @@ impl InFlight<'_> {
 
     /// Hands what the fleet answered to the duplicates waiting in this
     /// process.
-    #[cfg(feature = "redis")]
+    #[cfg(any(feature = "redis", feature = "postgres"))]
     fn publish(&self, published: Published) {
         self.done.send_replace(Some(published));
     }

@@ -32,6 +32,10 @@ pub enum StoreError {
     /// the store timeout, or refused a command.
     #[error("redis: {0}")]
     Redis(String),
+    /// The PostgreSQL database could not be reached, did not answer within
+    /// the store timeout, or refused a query (or the migration).
+    #[error("postgres: {0}")]
+    Postgres(String),
     /// A record could not be encoded or decoded.
     #[error("a stored record could not be decoded: {0}")]
     Record(String),

@@ -424,6 +424,26 @@ pub struct Health {
     /// The fleet store, when the runtime shares state with a fleet
     /// ([`RuntimeBuilder::redis`](crate::RuntimeBuilder::redis)).
     pub fleet: Option<FleetHealth>,
+    /// The PostgreSQL database, when the runtime keeps state there
+    /// ([`RuntimeBuilder::postgres`](crate::RuntimeBuilder::postgres)).
+    pub postgres: Option<PostgresHealth>,
+}
+
+/// Whether the runtime's PostgreSQL database answers.
+#[derive(Clone, Debug, Serialize)]
+#[non_exhaustive]
+pub struct PostgresHealth {
+    /// Whether its last query (or attempt to connect and migrate)
+    /// succeeded. While it does not, keyed writes with a store are refused
+    /// (or run on the local store, if told to).
+    pub available: bool,
+    /// Whether the runtime has connected and migrated (or was told not to
+    /// migrate): queries run from then on.
+    pub ready: bool,
+    /// The last error, if any.
+    pub last_error: Option<String>,
+    /// The schema that holds seawall's tables.
+    pub schema: String,
 }
 
 /// Whether the fleet's store answers.
