@@ -7,7 +7,7 @@
 //! whose Redis is away fails closed (or, if told to, runs on the local
 //! store). The real server on 127.0.0.1:6379 (a private one where it is
 //! killed), real time, each test under its own key prefix.
-//! `tests/fleet_idempotency_processes.rs` runs replicas as OS processes.
+//! `tests/idempotency_processes.rs` runs replicas as OS processes.
 
 mod support;
 

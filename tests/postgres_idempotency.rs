@@ -6,7 +6,7 @@
 //! vanished expires, and with the database away a keyed write fails closed
 //! (or, if told to, runs on the local store). The real server on
 //! 127.0.0.1:5432 (a private one where it is stopped), real time, each test
-//! in a schema of its own. `tests/postgres_idempotency_processes.rs` runs
+//! in a schema of its own. `tests/idempotency_processes.rs` runs
 //! replicas as OS processes.
 
 mod support;

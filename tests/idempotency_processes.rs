@@ -1,18 +1,21 @@
-//! The idempotency store shared by a fleet, across OS processes: four
-//! child processes (this same test binary, started with
-//! `SEAWALL_FLEET_CHILD` set) share one Redis prefix and call one loopback
-//! HTTP vendor, which counts what reaches it.
+//! The shared idempotency stores across OS processes, on Redis and on
+//! PostgreSQL: four child processes (this same test binary, started with
+//! `SEAWALL_IDEM_CHILD` set) share one store (a Redis prefix, or a
+//! database schema) and call one loopback HTTP vendor, which counts what
+//! reaches it.
 //!
-//! 1. **Duplicates**: 100 concurrent calls of one keyed write, 25 in each
-//!    child, released together: the vendor takes one request, and all 100
-//!    calls get its answer.
-//! 2. **A holder killed**: a child calls a keyed write the vendor holds, and
-//!    is killed with SIGKILL while its claim is in Redis; the claim stays
-//!    (nobody released it) until its lease runs out, and a retry of the key
-//!    then proceeds to the vendor, and is replayed after that.
+//! 1. **Duplicates.** The four children make 25 concurrent calls each of
+//!    the same keyed write (100 in all): the vendor takes 1 request, and
+//!    every call answers the same.
+//! 2. **A killed holder.** A child whose call is held at the vendor
+//!    is killed with SIGKILL while its claim is in the store; the claim
+//!    stays (nobody released it) until its lease runs out, and a retry of
+//!    the key then proceeds to the vendor, and is replayed after that.
 //!
-//! The shared server on 127.0.0.1:6379; skipped (and says so) without it,
-//! unless `SEAWALL_REQUIRE_REDIS` is set.
+//! Each store's scenarios run against its shared server (127.0.0.1:6379,
+//! 127.0.0.1:5432); a store whose server does not answer is skipped (and
+//! says so), unless `SEAWALL_REQUIRE_REDIS` / `SEAWALL_REQUIRE_POSTGRES` is
+//! set.
 
 mod support;
 
@@ -28,12 +31,13 @@ use axum::routing::post;
 use axum::{Json, Router};
 use seawall::fleet::Redis;
 use seawall::idempotency::IdempotencyKey;
+use seawall::postgres::Postgres;
 use seawall::{Resilient, Runtime, contract};
 use serde::{Deserialize, Serialize};
 use support::VendorError;
-use support::redis;
+use support::{postgres, redis};
 
-const CHILD_VAR: &str = "SEAWALL_FLEET_CHILD";
+const CHILD_VAR: &str = "SEAWALL_IDEM_CHILD";
 const PROCESSES: usize = 4;
 const CALLS_EACH: usize = 25;
 /// The lease of the children's claims: short, so that a killed holder's
@@ -82,8 +86,84 @@ impl Payments for PaymentsHttp {
     }
 }
 
-fn payments(vendor_url: &str, redis: Redis) -> Resilient<PaymentsHttp> {
-    let runtime = Runtime::builder().redis(redis).in_memory();
+/// Where the replicas keep their idempotency records and claims.
+#[derive(Clone, Debug)]
+enum Store {
+    Redis { url: String, prefix: String },
+    Postgres { url: String, schema: String },
+}
+
+impl Store {
+    fn name(&self) -> &'static str {
+        match self {
+            Self::Redis { .. } => "redis",
+            Self::Postgres { .. } => "postgres",
+        }
+    }
+
+    /// For a child's environment: kind, URL, namespace.
+    fn parts(&self) -> (&'static str, &str, &str) {
+        match self {
+            Self::Redis { url, prefix } => ("redis", url, prefix),
+            Self::Postgres { url, schema } => ("postgres", url, schema),
+        }
+    }
+
+    fn from_parts(kind: &str, url: String, space: String) -> Option<Self> {
+        match kind {
+            "redis" => Some(Self::Redis { url, prefix: space }),
+            "postgres" => Some(Self::Postgres { url, schema: space }),
+            _ => None,
+        }
+    }
+
+    /// A runtime on this store, its claims leased for `lease`.
+    fn runtime(&self, lease: Duration) -> Result<Runtime, String> {
+        Ok(match self {
+            Self::Redis { url, prefix } => {
+                let redis = Redis::new(url)
+                    .map_err(|e| e.to_string())?
+                    .prefix(prefix)
+                    .claim_lease(lease);
+                Runtime::builder().redis(redis).in_memory()
+            }
+            Self::Postgres { url, schema } => {
+                let postgres = Postgres::new(url)
+                    .and_then(|postgres| postgres.schema(schema))
+                    .map_err(|e| e.to_string())?
+                    .claim_lease(lease);
+                Runtime::builder().postgres(postgres).in_memory()
+            }
+        })
+    }
+
+    /// Whether a claim on `key` is held in the store now.
+    fn claimed(&self, runtime: &tokio::runtime::Runtime, key: &str) -> Result<bool, String> {
+        match self {
+            Self::Redis { prefix, .. } => {
+                let claim = format!("{prefix}:{{idem:{key}}}:claim");
+                Ok(
+                    redis::command(6379, &format!("EXISTS {claim}")).map_err(|e| e.to_string())?
+                        == ":1",
+                )
+            }
+            Self::Postgres { url, schema } => runtime.block_on(async {
+                let pool = postgres::connect(url).await;
+                let claimed: Option<bool> = sqlx::query_scalar(&format!(
+                    "SELECT claim_token IS NOT NULL FROM {schema}.idempotency WHERE key = $1"
+                ))
+                .bind(key)
+                .fetch_optional(&pool)
+                .await
+                .map_err(|e| e.to_string())?;
+                pool.close().await;
+                Ok(claimed == Some(true))
+            }),
+        }
+    }
+}
+
+fn payments(vendor_url: &str, runtime: &Runtime) -> Resilient<PaymentsHttp> {
     let http = seawall::http::Client::builder()
         .connect_timeout(Duration::from_secs(1))
         .timeout(Duration::from_secs(30))
@@ -94,7 +174,7 @@ fn payments(vendor_url: &str, redis: Redis) -> Resilient<PaymentsHttp> {
             http,
             url: vendor_url.to_owned(),
         },
-        &runtime,
+        runtime,
     )
 }
 
@@ -163,8 +243,7 @@ async fn start_vendor() -> (Arc<Vendor>, String, tokio::task::JoinHandle<()>) {
 
 /// What the parent tells a child, through its environment.
 struct Orders {
-    redis_url: String,
-    prefix: String,
+    store: Store,
     vendor_url: String,
     customer: String,
     calls: usize,
@@ -175,8 +254,7 @@ impl Orders {
         let var = |name: &str| std::env::var(format!("{CHILD_VAR}_{name}")).ok();
         std::env::var_os(CHILD_VAR)?;
         Some(Self {
-            redis_url: var("REDIS")?,
-            prefix: var("PREFIX")?,
+            store: Store::from_parts(&var("STORE")?, var("URL")?, var("SPACE")?)?,
             vendor_url: var("VENDOR")?,
             customer: var("CUSTOMER")?,
             calls: var("CALLS")?.parse().ok()?,
@@ -193,11 +271,8 @@ fn child(orders: Orders) {
         .build()
         .expect("a runtime");
     runtime.block_on(async {
-        let redis = Redis::new(&orders.redis_url)
-            .expect("a Redis URL")
-            .prefix(&orders.prefix)
-            .claim_lease(LEASE);
-        let payments = Arc::new(payments(&orders.vendor_url, redis));
+        let runtime = orders.store.runtime(LEASE).expect("a store");
+        let payments = Arc::new(payments(&orders.vendor_url, &runtime));
         println!("ready");
         let mut stdin = BufReader::new(std::io::stdin());
         let go = tokio::task::spawn_blocking(move || {
@@ -248,16 +323,16 @@ struct Replica {
 
 impl Replica {
     fn spawn(
-        redis_url: &str,
-        prefix: &str,
+        store: &Store,
         vendor_url: &str,
         customer: &str,
         calls: usize,
     ) -> Result<Self, String> {
         let mut child = Command::new(std::env::current_exe().map_err(|e| e.to_string())?)
             .env(CHILD_VAR, "1")
-            .env(format!("{CHILD_VAR}_REDIS"), redis_url)
-            .env(format!("{CHILD_VAR}_PREFIX"), prefix)
+            .env(format!("{CHILD_VAR}_STORE"), store.parts().0)
+            .env(format!("{CHILD_VAR}_URL"), store.parts().1)
+            .env(format!("{CHILD_VAR}_SPACE"), store.parts().2)
             .env(format!("{CHILD_VAR}_VENDOR"), vendor_url)
             .env(format!("{CHILD_VAR}_CUSTOMER"), customer)
             .env(format!("{CHILD_VAR}_CALLS"), calls.to_string())
@@ -321,15 +396,10 @@ impl Drop for Replica {
 }
 
 /// Scenario 1: 100 duplicates over 4 processes.
-fn duplicates(
-    redis_url: &str,
-    prefix: &str,
-    vendor_url: &str,
-    vendor: &Vendor,
-) -> Result<String, String> {
+fn duplicates(store: &Store, vendor_url: &str, vendor: &Vendor) -> Result<String, String> {
     let customer = "cus_duplicates";
     let mut replicas = (0..PROCESSES)
-        .map(|_| Replica::spawn(redis_url, prefix, vendor_url, customer, CALLS_EACH))
+        .map(|_| Replica::spawn(store, vendor_url, customer, CALLS_EACH))
         .collect::<Result<Vec<_>, _>>()?;
     let deadline = Instant::now() + CHILD_DEADLINE;
     for replica in &replicas {
@@ -372,21 +442,18 @@ fn duplicates(
 /// retry proceeds.
 fn killed_holder(
     runtime: &tokio::runtime::Runtime,
-    redis_url: &str,
-    prefix: &str,
+    store: &Store,
     vendor_url: &str,
     vendor: &Vendor,
 ) -> Result<String, String> {
     let customer = "cus_killed";
-    let claim = {
-        let key = IdempotencyKey::builder("payments", "charge")
-            .part("customer", customer)
-            .finish()
-            .map_err(|e| e.to_string())?;
-        format!("{prefix}:{{idem:{key}}}:claim")
-    };
+    let key = IdempotencyKey::builder("payments", "charge")
+        .part("customer", customer)
+        .finish()
+        .map_err(|e| e.to_string())?
+        .to_string();
     vendor.holding.store(true, Ordering::SeqCst);
-    let mut holder = Replica::spawn(redis_url, prefix, vendor_url, customer, 1)?;
+    let mut holder = Replica::spawn(store, vendor_url, customer, 1)?;
     let deadline = Instant::now() + CHILD_DEADLINE;
     holder.expect("ready", deadline)?;
     holder.say("go")?;
@@ -397,12 +464,11 @@ fn killed_holder(
         }
         std::thread::sleep(Duration::from_millis(5));
     }
-    let exists = || redis::command(6379, &format!("EXISTS {claim}")).map_err(|e| e.to_string());
-    if exists()? != ":1" {
-        return Err("the holder's call holds no claim in Redis".into());
+    if !store.claimed(runtime, &key)? {
+        return Err("the holder's call holds no claim in the store".into());
     }
     drop(holder); // SIGKILL
-    if exists()? != ":1" {
+    if !store.claimed(runtime, &key)? {
         return Err(
             "the claim vanished with its holder at once: nothing should have released it".into(),
         );
@@ -410,10 +476,10 @@ fn killed_holder(
     vendor.holding.store(false, Ordering::SeqCst);
     // A retry on another replica: it waits out the lease, then runs.
     let answer = runtime.block_on(async {
-        let redis = Redis::new(redis_url)
-            .map_err(|e| e.to_string())?
-            .prefix(prefix);
-        let retry = payments(vendor_url, redis);
+        let retry = payments(
+            vendor_url,
+            &store.runtime(seawall::fleet::DEFAULT_CLAIM_LEASE)?,
+        );
         tokio::time::timeout(CHILD_DEADLINE, retry.charge(customer, 700))
             .await
             .map_err(|_| "the retry did not end in time".to_owned())?
@@ -427,13 +493,13 @@ fn killed_holder(
     }
     // And a repeat after that is a replay.
     let replayed = runtime.block_on(async {
-        let redis = Redis::new(redis_url)
-            .map_err(|e| e.to_string())?
-            .prefix(prefix);
-        payments(vendor_url, redis)
-            .charge(customer, 700)
-            .await
-            .map_err(|e| format!("the repeat failed: {e}"))
+        payments(
+            vendor_url,
+            &store.runtime(seawall::fleet::DEFAULT_CLAIM_LEASE)?,
+        )
+        .charge(customer, 700)
+        .await
+        .map_err(|e| format!("the repeat failed: {e}"))
     })?;
     if replayed != answer || vendor.requests(customer) != 2 {
         return Err(format!(
@@ -442,8 +508,8 @@ fn killed_holder(
         ));
     }
     Ok(format!(
-        "a holder killed with its claim in Redis: the claim outlived it, the retry proceeded \
-         after the lease ({answer:?}), and a repeat was replayed: 2 vendor requests"
+        "a holder killed with its claim in the store: the claim outlived it, the retry \
+         proceeded after the lease ({answer:?}), and a repeat was replayed: 2 vendor requests"
     ))
 }
 
@@ -452,40 +518,55 @@ fn main() {
         child(orders);
         return;
     }
-    let Some(redis_url) = redis::shared("fleet_idempotency_processes") else {
-        return;
-    };
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
         .build()
         .expect("a runtime");
-    let (vendor, vendor_url, server) = runtime.block_on(start_vendor());
-    let prefix = redis::prefix("processes");
+    let mut stores = Vec::new();
+    if let Some(url) = redis::shared("idempotency_processes (Redis)") {
+        stores.push(Store::Redis {
+            url: url.to_owned(),
+            prefix: redis::prefix("processes"),
+        });
+    }
+    if let Some(url) = postgres::shared("idempotency_processes (PostgreSQL)") {
+        // A fresh schema: the four children migrate it together on start.
+        stores.push(Store::Postgres {
+            url: url.to_owned(),
+            schema: postgres::schema("processes"),
+        });
+    }
     let started = Instant::now();
-    let mut failed = 0;
-    for (name, outcome) in [
-        (
-            "duplicates",
-            duplicates(redis_url, &prefix, &vendor_url, &vendor),
-        ),
-        (
-            "killed holder",
-            killed_holder(&runtime, redis_url, &prefix, &vendor_url, &vendor),
-        ),
-    ] {
-        match outcome {
-            Ok(summary) => println!("{name}: ok: {summary}"),
-            Err(error) => {
-                failed += 1;
-                println!("{name}: FAILED: {error}");
+    let (mut passed, mut failed) = (0, 0);
+    for store in &stores {
+        // A vendor per store: its counts start at zero.
+        let (vendor, vendor_url, server) = runtime.block_on(start_vendor());
+        for (name, outcome) in [
+            ("duplicates", duplicates(store, &vendor_url, &vendor)),
+            (
+                "killed holder",
+                killed_holder(&runtime, store, &vendor_url, &vendor),
+            ),
+        ] {
+            match outcome {
+                Ok(summary) => {
+                    passed += 1;
+                    println!("{} {name}: ok: {summary}", store.name());
+                }
+                Err(error) => {
+                    failed += 1;
+                    println!("{} {name}: FAILED: {error}", store.name());
+                }
             }
         }
+        server.abort();
+        if let Store::Postgres { url, schema } = store {
+            runtime.block_on(postgres::drop_schema(url, schema));
+        }
     }
-    server.abort();
     println!(
-        "fleet_idempotency_processes: {} passed, {failed} failed; {:.1} s",
-        2 - failed,
+        "idempotency_processes: {passed} passed, {failed} failed; {:.1} s",
         started.elapsed().as_secs_f64()
     );
     if failed > 0 {
