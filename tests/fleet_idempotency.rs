@@ -12,97 +12,18 @@
 mod support;
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use seawall::fleet::Redis;
 use seawall::idempotency::IdempotencyKey;
-use seawall::{Error, Resilient, Runtime, StoreError, contract};
+use seawall::{Error, Resilient, Runtime, StoreError};
 use support::redis;
-use support::{VendorError, seawall_error};
-use tokio::sync::{Notify, Semaphore};
+use support::seawall_error;
 
-#[contract(name = "ledger")]
-pub trait Ledger {
-    #[integration(write, timeout = "5s", idempotent(key = [account], store, retention = "1h"))]
-    async fn post(&self, account: &str, cents: u64) -> Result<u64, VendorError>;
+#[path = "support/ledger.rs"]
+mod ledger;
 
-    #[integration(
-        write,
-        timeout = "5s",
-        idempotent(key = [account], store, concurrent = "reject")
-    )]
-    async fn post_once(&self, account: &str, cents: u64) -> Result<u64, VendorError>;
-
-    #[integration(
-        write,
-        timeout = "1s",
-        deadline = "1500ms",
-        idempotent(key = [account], store)
-    )]
-    async fn post_soon(&self, account: &str, cents: u64) -> Result<u64, VendorError>;
-}
-
-/// The one vendor every replica calls: it counts the calls that reach it,
-/// answers each with its own number (so a second call would answer
-/// differently), and lets a test hold calls at its door.
-struct Vendor {
-    calls: AtomicU64,
-    /// How long a call takes.
-    work: Duration,
-    /// A call takes a permit for its whole length: closed, calls wait.
-    door: Semaphore,
-    /// Told each time a call arrives.
-    arrived: Notify,
-}
-
-impl Vendor {
-    fn new(work: Duration) -> Arc<Self> {
-        Arc::new(Self {
-            calls: AtomicU64::new(0),
-            work,
-            door: Semaphore::new(Semaphore::MAX_PERMITS),
-            arrived: Notify::new(),
-        })
-    }
-
-    /// A vendor whose calls wait until [`open`](Self::open).
-    fn closed() -> Arc<Self> {
-        let vendor = Self::new(Duration::ZERO);
-        vendor.door.forget_permits(Semaphore::MAX_PERMITS);
-        vendor
-    }
-
-    fn open(&self) {
-        self.door.add_permits(1_000);
-    }
-
-    fn calls(&self) -> u64 {
-        self.calls.load(Ordering::SeqCst)
-    }
-
-    async fn take(&self, cents: u64) -> Result<u64, VendorError> {
-        let number = self.calls.fetch_add(1, Ordering::SeqCst) + 1;
-        self.arrived.notify_one();
-        let _permit = self.door.acquire().await.expect("never closed");
-        tokio::time::sleep(self.work).await;
-        Ok(cents * 1_000 + number)
-    }
-}
-
-struct Adapter(Arc<Vendor>);
-
-impl Ledger for Adapter {
-    async fn post(&self, _account: &str, cents: u64) -> Result<u64, VendorError> {
-        self.0.take(cents).await
-    }
-    async fn post_once(&self, _account: &str, cents: u64) -> Result<u64, VendorError> {
-        self.0.take(cents).await
-    }
-    async fn post_soon(&self, _account: &str, cents: u64) -> Result<u64, VendorError> {
-        self.0.take(cents).await
-    }
-}
+use ledger::{Adapter, Ledger, Vendor};
 
 fn replica(redis: Redis, vendor: &Arc<Vendor>) -> Arc<Resilient<Adapter>> {
     let runtime = Runtime::builder().redis(redis).in_memory();
