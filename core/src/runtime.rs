@@ -432,6 +432,9 @@ impl RuntimeBuilder {
                 shared
                     .idempotency
                     .share(crate::idempotency::shared::Shared::Postgres(db.clone()));
+                // Queued writes go to the outbox, which every process that
+                // names the database and schema drains.
+                shared.wal = Arc::new(WriteAheadLog::postgres(db.clone()));
             }
         }
         #[cfg(feature = "redis")]

@@ -28,6 +28,8 @@
 #[cfg(feature = "embedded")]
 mod embedded;
 mod memory;
+#[cfg(feature = "postgres")]
+mod postgres;
 
 use std::collections::HashMap;
 use std::collections::HashSet;
@@ -208,6 +210,8 @@ enum Log {
     #[cfg(feature = "embedded")]
     Embedded(embedded::Embedded),
     Memory(memory::Memory),
+    #[cfg(feature = "postgres")]
+    Postgres(postgres::Outbox),
 }
 
 /// The log of one runtime.
@@ -233,6 +237,50 @@ impl WriteAheadLog {
         let mut wal = Self::with(Log::Embedded(log), opened.pending, opened.dead);
         wal.quarantined = opened.quarantined;
         Ok(wal)
+    }
+
+    /// The outbox in PostgreSQL (`Runtime::builder().postgres(..)`),
+    /// shared by every process that names the database and schema.
+    #[cfg(feature = "postgres")]
+    pub(crate) fn postgres(db: Arc<crate::postgres::Database>) -> Self {
+        Self::with(
+            Log::Postgres(postgres::Outbox::open(db)),
+            HashMap::new(),
+            HashMap::new(),
+        )
+    }
+
+    /// Whether other processes append to and drain this log too (the
+    /// PostgreSQL outbox): its pending count is then read from the store,
+    /// and a drain polls for their writes.
+    pub fn is_shared(&self) -> bool {
+        #[cfg(feature = "postgres")]
+        return matches!(self.log, Log::Postgres(_));
+        #[cfg(not(feature = "postgres"))]
+        false
+    }
+
+    /// Whether this process may deliver `ticket` now: always, but in a
+    /// shared log only while it holds the lease on the write's lane
+    /// (renewed by this call) and the write is still pending.
+    #[cfg_attr(not(feature = "postgres"), allow(unused_variables))]
+    pub(crate) async fn hold(&self, ticket: Ticket) -> Result<bool, StoreError> {
+        #[cfg(feature = "postgres")]
+        if let Log::Postgres(log) = &self.log {
+            return log.hold(ticket).await;
+        }
+        Ok(true)
+    }
+
+    /// Lets go of the lease on a lane of `contract` (a shared log; a no-op
+    /// otherwise), so that any process may drain it next.
+    #[cfg_attr(not(feature = "postgres"), allow(unused_variables))]
+    pub(crate) async fn release(&self, contract: &str, lane: &str) -> Result<(), StoreError> {
+        #[cfg(feature = "postgres")]
+        if let Log::Postgres(log) = &self.log {
+            return log.release(contract, lane).await;
+        }
+        Ok(())
     }
 
     pub(crate) fn memory() -> Self {
@@ -279,6 +327,8 @@ impl WriteAheadLog {
             #[cfg(feature = "embedded")]
             Log::Embedded(log) => log.quarantined(limit).await,
             Log::Memory(_) => Ok(Vec::new()),
+            #[cfg(feature = "postgres")]
+            Log::Postgres(_) => Ok(Vec::new()),
         }
     }
 
@@ -289,6 +339,8 @@ impl WriteAheadLog {
             #[cfg(feature = "embedded")]
             Log::Embedded(_) => true,
             Log::Memory(_) => false,
+            #[cfg(feature = "postgres")]
+            Log::Postgres(_) => true,
         }
     }
 
@@ -384,6 +436,8 @@ impl WriteAheadLog {
                 }
                 log.append(write.clone())
             }
+            #[cfg(feature = "postgres")]
+            Log::Postgres(log) => log.append(write.clone()).await?,
         };
         Ok(ticket)
     }
@@ -414,6 +468,13 @@ impl WriteAheadLog {
             #[cfg(feature = "embedded")]
             Log::Embedded(log) => log.pending(contract, limit, skip).await,
             Log::Memory(log) => Ok(log.pending(contract, limit, &skip)),
+            #[cfg(feature = "postgres")]
+            Log::Postgres(log) => {
+                let (writes, count) = log.pending(contract, limit, skip).await?;
+                // Every process's writes: the count follows the store.
+                self.counter(contract).store(count, Ordering::Release);
+                Ok(writes)
+            }
         }
     }
 
@@ -428,6 +489,8 @@ impl WriteAheadLog {
             #[cfg(feature = "embedded")]
             Log::Embedded(log) => log.depth().await,
             Log::Memory(log) => Ok(log.depth()),
+            #[cfg(feature = "postgres")]
+            Log::Postgres(log) => log.depth().await,
         }
     }
 
@@ -444,6 +507,8 @@ impl WriteAheadLog {
                 log.record_attempt(ticket);
                 Ok(())
             }
+            #[cfg(feature = "postgres")]
+            Log::Postgres(log) => log.record_attempt(ticket).await,
         }
     }
 
@@ -461,6 +526,8 @@ impl WriteAheadLog {
             #[cfg(feature = "embedded")]
             Log::Embedded(log) => log.settle(ticket, status, true).await?,
             Log::Memory(log) => log.settle(ticket, status),
+            #[cfg(feature = "postgres")]
+            Log::Postgres(log) => log.settle(ticket, status).await?,
         };
         if let Some(contract) = contract {
             decrement(&self.counter(&contract));
@@ -496,6 +563,8 @@ impl WriteAheadLog {
             #[cfg(feature = "embedded")]
             Log::Embedded(log) => log.settle(ticket, status, false).await,
             Log::Memory(log) => Ok(log.settle(ticket, status)),
+            #[cfg(feature = "postgres")]
+            Log::Postgres(log) => log.settle(ticket, status).await,
         };
         match settled {
             Ok(Some(_)) => {
@@ -526,6 +595,9 @@ impl WriteAheadLog {
             #[cfg(feature = "embedded")]
             Log::Embedded(log) => log.flush().await,
             Log::Memory(_) => Ok(()),
+            // (PostgreSQL commits each settle.)
+            #[cfg(feature = "postgres")]
+            Log::Postgres(_) => Ok(()),
         }
     }
 
@@ -539,6 +611,8 @@ impl WriteAheadLog {
             #[cfg(feature = "embedded")]
             Log::Embedded(log) => log.status(ticket).await,
             Log::Memory(log) => Ok(log.status(ticket)),
+            #[cfg(feature = "postgres")]
+            Log::Postgres(log) => log.status(ticket).await,
         }
     }
 
@@ -556,6 +630,11 @@ impl WriteAheadLog {
             // is not missed.
             notified.as_mut().enable();
             match self.status(ticket).await? {
+                // Another process may settle it, unseen here: look again
+                // now and then.
+                Some(TicketStatus::Pending) if self.is_shared() => {
+                    let _ = tokio::time::timeout(SHARED_POLL, notified).await;
+                }
                 Some(TicketStatus::Pending) => notified.await,
                 other => return Ok(other),
             }
@@ -572,6 +651,8 @@ impl WriteAheadLog {
             #[cfg(feature = "embedded")]
             Log::Embedded(log) => log.dead_letter(ticket).await,
             Log::Memory(log) => Ok(log.dead_letter(ticket)),
+            #[cfg(feature = "postgres")]
+            Log::Postgres(log) => log.dead_letter(ticket).await,
         }
     }
 
@@ -586,6 +667,8 @@ impl WriteAheadLog {
             #[cfg(feature = "embedded")]
             Log::Embedded(log) => log.remove_dead(ticket).await?,
             Log::Memory(log) => log.remove_dead(ticket),
+            #[cfg(feature = "postgres")]
+            Log::Postgres(log) => log.remove_dead(ticket).await?,
         };
         if removed
             && let Some(counter) = self
@@ -612,9 +695,15 @@ impl WriteAheadLog {
             #[cfg(feature = "embedded")]
             Log::Embedded(log) => log.dead_letters(limit).await,
             Log::Memory(log) => Ok(log.dead_letters(limit)),
+            #[cfg(feature = "postgres")]
+            Log::Postgres(log) => log.dead_letters(limit).await,
         }
     }
 }
+
+/// How often a shared log is read again for what other processes did
+/// (their appends to drain, their settles to wait for).
+pub(crate) const SHARED_POLL: std::time::Duration = std::time::Duration::from_millis(100);
 
 /// One less, never below zero (even if the store and the count disagree).
 fn decrement(counter: &AtomicU64) {
