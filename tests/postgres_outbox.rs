@@ -264,3 +264,46 @@ async fn two_runtimes_drain_one_outbox_once_and_in_order() {
     pool.close().await;
     postgres::drop_schema(url, &schema).await;
 }
+
+/// A CRM that is down.
+struct Down;
+
+impl Crm for Down {
+    async fn add_note(&self, _note: &Note) -> Result<Delivery<u32>, VendorError> {
+        Err(VendorError::status(503))
+    }
+}
+
+/// With the database away (nothing listens on its port), a write the
+/// vendor cannot take is not queued anywhere: the caller gets
+/// `Error::NotQueued`, and the runtime's health says the database is away.
+/// (Falling back to an embedded log is not built yet.)
+#[tokio::test]
+async fn with_the_database_away_a_write_is_not_queued() {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let config = Postgres::new(&format!("postgres://postgres@127.0.0.1:{port}/test"))
+        .unwrap()
+        .schema("seawall_away")
+        .unwrap()
+        .store_timeout(Duration::from_millis(300));
+    let runtime = Runtime::builder().postgres(config).in_memory();
+    let crm = Resilient::new(Down, &runtime);
+    let error = crm
+        .add_note(&Note {
+            account: "a1".to_owned(),
+            seq: 1,
+        })
+        .await
+        .expect_err("nowhere to queue it");
+    assert!(
+        matches!(error.seawall(), Some(seawall::Error::NotQueued { .. })),
+        "{error:?}"
+    );
+    let health = runtime.health().postgres.expect("a PostgreSQL runtime");
+    assert!(!health.available, "{health:?}");
+    assert!(runtime.write_ahead_log().depth().await.is_err());
+}
