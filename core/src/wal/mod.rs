@@ -20,10 +20,19 @@
 //! [`is_durable`](WriteAheadLog::is_durable) says which, and the first write
 //! queued in a memory log logs a warning.
 //!
+//! With [`RuntimeBuilder::postgres`](crate::RuntimeBuilder::postgres) (the
+//! `postgres` feature) the log is the `outbox` table in PostgreSQL instead,
+//! whatever the local store: queued writes outlive the node, and every
+//! runtime naming the database and schema drains them, a lane (ordering
+//! key) at a time under a lease, so that each write is delivered by one
+//! process, in order ([`is_shared`](WriteAheadLog::is_shared) says so). An
+//! append while the database is away fails, and the write is not queued.
+//!
 //! **Group commit.** An fsync costs milliseconds, so embedded appends are
 //! not committed one by one: a committer thread takes every append waiting
 //! at that moment, writes them in one transaction, commits once, and then
-//! acknowledges them all. A burst of queued writes shares its fsyncs.
+//! acknowledges them all. A burst of queued writes shares its fsyncs. The
+//! outbox does the same with one `INSERT` per batch.
 
 #[cfg(feature = "embedded")]
 mod embedded;
