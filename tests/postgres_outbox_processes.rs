@@ -1,6 +1,7 @@
 //! The PostgreSQL outbox, drained by separate OS processes: the parent
-//! queues 10 000 writes (9 000 notes over 100 accounts, each account its
-//! own ordering key, and 1 000 ledger posts in one contract-wide lane),
+//! queues 10 000 writes over 10 contracts (8 200 notes over 100 accounts,
+//! each account its own ordering key, and 200 posts in each of nine ledger
+//! contracts, each one contract-wide lane),
 //! then three child processes (this same test binary, started with
 //! `SEAWALL_OUTBOX_CHILD` set) drain the outbox into one loopback HTTP
 //! vendor, which logs each request and applies each idempotency key once.
@@ -9,7 +10,7 @@
 //!
 //! Checked: every write applied, each key once (the only requests sent
 //! twice are writes the killed child was delivering); per account and in
-//! the ledger, the writes applied in the order they were queued; the
+//! each ledger, the writes applied in the order they were queued; the
 //! killed child's lanes finished by the others; the outbox empty.
 //!
 //! The shared server on 127.0.0.1:5432; skipped (and says so) without it,
@@ -37,8 +38,9 @@ use support::postgres;
 const CHILD_VAR: &str = "SEAWALL_OUTBOX_CHILD";
 const CHILDREN: usize = 3;
 const ACCOUNTS: u32 = 100;
-const NOTES_EACH: u32 = 90;
-const POSTS: u32 = 1_000;
+const NOTES_EACH: u32 = 82;
+/// Per ledger contract.
+const POSTS: u32 = 200;
 /// The children's lane lease: short, so that the killed child's lanes are
 /// taken over soon.
 const LEASE: Duration = Duration::from_secs(3);
@@ -57,17 +59,44 @@ pub trait Notes {
     async fn add_note(&self, note: &Note) -> Result<Delivery<u32>, VendorError>;
 }
 
-#[contract(name = "ledger")]
-pub trait Ledger {
-    #[integration(write, timeout = "10s", idempotent(key = [seq]), fallback = queue)]
-    async fn post(&self, seq: u32) -> Result<Delivery<u32>, VendorError>;
+/// Nine contracts without ordering keys, each one contract-wide lane:
+/// `ledger1`..`ledger9`, each a module with its trait and its adapter.
+macro_rules! ledgers {
+    ($($module:ident => $name:tt),* $(,)?) => {$(
+        mod $module {
+            use super::{Delivery, Http, VendorError, contract};
+
+            #[contract(name = $name)]
+            pub trait Ledger {
+                #[integration(write, timeout = "10s", idempotent(key = [seq]), fallback = queue)]
+                async fn post(&self, seq: u32) -> Result<Delivery<u32>, VendorError>;
+            }
+
+            impl Ledger for Http {
+                async fn post(&self, seq: u32) -> Result<Delivery<u32>, VendorError> {
+                    self.send($name, seq).await
+                }
+            }
+        }
+    )*};
 }
+
+ledgers!(
+    ledger1 => "ledger1", ledger2 => "ledger2", ledger3 => "ledger3",
+    ledger4 => "ledger4", ledger5 => "ledger5", ledger6 => "ledger6",
+    ledger7 => "ledger7", ledger8 => "ledger8", ledger9 => "ledger9",
+);
+
+const LEDGERS: [&str; 9] = [
+    "ledger1", "ledger2", "ledger3", "ledger4", "ledger5", "ledger6", "ledger7", "ledger8",
+    "ledger9",
+];
 
 /// One request, as the vendor sees it.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 struct Request {
     child: usize,
-    /// The lane: the account, or "" for the ledger.
+    /// The lane: the account, or the ledger contract's name.
     lane: String,
     seq: u32,
 }
@@ -108,12 +137,6 @@ impl Notes for Http {
     }
 }
 
-impl Ledger for Http {
-    async fn post(&self, seq: u32) -> Result<Delivery<u32>, VendorError> {
-        self.send("", seq).await
-    }
-}
-
 /// Drains until stdin closes (or it is killed).
 fn child(number: usize) {
     let var = |name: &str| std::env::var(format!("{CHILD_VAR}_{name}")).expect(name);
@@ -143,7 +166,15 @@ fn child(number: usize) {
             &seawall,
         );
         Notes::resume_queued(&wrapper);
-        Ledger::resume_queued(&wrapper);
+        ledger1::Ledger::resume_queued(&wrapper);
+        ledger2::Ledger::resume_queued(&wrapper);
+        ledger3::Ledger::resume_queued(&wrapper);
+        ledger4::Ledger::resume_queued(&wrapper);
+        ledger5::Ledger::resume_queued(&wrapper);
+        ledger6::Ledger::resume_queued(&wrapper);
+        ledger7::Ledger::resume_queued(&wrapper);
+        ledger8::Ledger::resume_queued(&wrapper);
+        ledger9::Ledger::resume_queued(&wrapper);
         tokio::task::spawn_blocking(|| std::io::stdin().read_to_end(&mut Vec::new()))
             .await
             .expect("the stdin reader")
@@ -231,11 +262,11 @@ fn note(account: &str, seq: u32) -> QueuedWrite {
     write
 }
 
-fn ledger(seq: u32) -> QueuedWrite {
+fn ledger(contract: &str, seq: u32) -> QueuedWrite {
     QueuedWrite::new(
-        "ledger",
+        contract,
         "post",
-        format!("ledger:{seq}"),
+        format!("{contract}:{seq}"),
         json!({ "seq": seq }),
     )
 }
@@ -260,9 +291,9 @@ fn scenario(url: &str, schema: &str, runtime: &tokio::runtime::Runtime) -> Resul
         .schema(schema)
         .map_err(|e| e.to_string())?;
     let queuer = Runtime::builder().postgres(config.clone()).in_memory();
-    let total = (ACCOUNTS * NOTES_EACH + POSTS) as usize;
+    let total = (ACCOUNTS * NOTES_EACH + POSTS * LEDGERS.len() as u32) as usize;
 
-    // Queued by 101 tasks at once, one per lane, each in order.
+    // Queued by 109 tasks at once, one per lane, each in order.
     let started = Instant::now();
     runtime.block_on(async {
         config.migrate().await.map_err(|e| e.to_string())?;
@@ -274,7 +305,9 @@ fn scenario(url: &str, schema: &str, runtime: &tokio::runtime::Runtime) -> Resul
                     .collect::<Vec<_>>(),
             );
         }
-        lanes.push((1..=POSTS).map(ledger).collect());
+        for contract in LEDGERS {
+            lanes.push((1..=POSTS).map(|seq| ledger(contract, seq)).collect());
+        }
         let mut appends = tokio::task::JoinSet::new();
         for writes in lanes {
             let queuer = queuer.clone();
