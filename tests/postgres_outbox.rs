@@ -307,3 +307,68 @@ async fn with_the_database_away_a_write_is_not_queued() {
     assert!(!health.available, "{health:?}");
     assert!(runtime.write_ahead_log().depth().await.is_err());
 }
+
+/// With the database silent (its processes SIGSTOPped) the drain delivers
+/// nothing and health and events say the database is away; once it answers
+/// again, the drain resumes on its own and delivers every write, in order.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_the_database_silent_the_drain_waits_and_resumes() {
+    let Some(server) = postgres::Private::start("outbox_silent") else {
+        return;
+    };
+    let config = Postgres::new(&server.url())
+        .unwrap()
+        .schema("seawall")
+        .unwrap()
+        .store_timeout(Duration::from_millis(300))
+        .claim_lease(Duration::from_secs(1));
+    config.migrate().await.expect("the migration");
+    let runtime = Runtime::builder().postgres(config).in_memory();
+    let events = Arc::new(Mutex::new(Vec::new()));
+    {
+        let events = events.clone();
+        runtime.subscribe(move |event| {
+            if let seawall::Event::Postgres(changed) = event {
+                events.lock().unwrap().push(changed.available);
+            }
+        });
+    }
+    for seq in 1..=20 {
+        runtime
+            .write_ahead_log()
+            .append(&note("a1", seq))
+            .await
+            .expect("an append");
+    }
+    server.pause();
+    let taken: Taken = Arc::default();
+    let wrapper = Resilient::new(
+        Vendor {
+            runtime: "only",
+            taken: taken.clone(),
+        },
+        &runtime,
+    );
+    Crm::resume_queued(&wrapper);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while runtime.health().postgres.unwrap().available {
+        assert!(Instant::now() < deadline, "the silence was not noticed");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(taken.lock().unwrap().is_empty(), "delivered while silent");
+    server.resume();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while taken.lock().unwrap().len() < 20 {
+        assert!(Instant::now() < deadline, "the drain did not resume");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let order: Vec<u32> = taken.lock().unwrap().iter().map(|t| t.3).collect();
+    assert_eq!(order, (1..=20).collect::<Vec<_>>());
+    assert!(runtime.health().postgres.unwrap().available);
+    let events = events.lock().unwrap().clone();
+    assert!(
+        events.windows(2).any(|w| w == [false, true]),
+        "events: {events:?}"
+    );
+    drop(wrapper);
+}
