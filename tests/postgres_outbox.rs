@@ -232,8 +232,9 @@ async fn two_runtimes_drain_one_outbox_once_and_in_order() {
         first_post >= leased_at + Duration::from_millis(1_500),
         "the ledger was delivered while a dead process held its lease"
     );
-    let by: HashSet<&str> = taken.iter().map(|(runtime, ..)| *runtime).collect();
-    assert_eq!(by.len(), 2, "only {by:?} drained");
+    // (Which runtime delivers what depends on timing: with 11 lanes one
+    // runtime may hold them all. tests/postgres_outbox_processes.rs, with
+    // 109 lanes over three processes, checks that each takes part.)
 
     // Statuses, from either runtime; the refused note is a dead letter.
     let ticket = tickets[&("a1".to_owned(), 5)];
@@ -371,4 +372,63 @@ async fn with_the_database_silent_the_drain_waits_and_resumes() {
         "events: {events:?}"
     );
     drop(wrapper);
+}
+
+/// With the database away, a runtime that also has an embedded store
+/// queues the write there instead (its ticket says so, its status is read
+/// as any other), and the drain delivers it from there.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_the_database_away_a_write_falls_back_to_the_embedded_log() {
+    let Some(mut server) = postgres::Private::start("outbox_fallback") else {
+        return;
+    };
+    let config = Postgres::new(&server.url())
+        .unwrap()
+        .schema("seawall")
+        .unwrap()
+        .store_timeout(Duration::from_millis(300));
+    config.migrate().await.expect("the migration");
+    server.stop();
+    let dir = tempfile::tempdir().unwrap();
+    let runtime = Runtime::builder()
+        .postgres(config)
+        .embedded(dir.path())
+        .expect("an embedded store");
+    let down = Resilient::new(Down, &runtime);
+    let queued = down
+        .add_note(&Note {
+            account: "a1".to_owned(),
+            seq: 1,
+        })
+        .await
+        .expect("queued in the embedded log");
+    let ticket = queued.ticket().expect("a ticket");
+    assert_eq!(
+        runtime.write_ahead_log().status(ticket).await.unwrap(),
+        Some(TicketStatus::Pending)
+    );
+    assert!(!runtime.health().postgres.unwrap().available);
+    drop(down);
+
+    let taken: Taken = Arc::default();
+    let crm = Resilient::new(
+        Vendor {
+            runtime: "only",
+            taken: taken.clone(),
+        },
+        &runtime,
+    );
+    Crm::resume_queued(&crm);
+    let settled = tokio::time::timeout(
+        Duration::from_secs(30),
+        runtime.write_ahead_log().settled(ticket),
+    )
+    .await
+    .expect("delivered within 30 s")
+    .unwrap();
+    assert!(
+        matches!(settled, Some(TicketStatus::Delivered { .. })),
+        "{settled:?}"
+    );
+    assert_eq!(taken.lock().unwrap().len(), 1);
 }

@@ -26,7 +26,9 @@
 //! runtime naming the database and schema drains them, a lane (ordering
 //! key) at a time under a lease, so that each write is delivered by one
 //! process, in order ([`is_shared`](WriteAheadLog::is_shared) says so). An
-//! append while the database is away fails, and the write is not queued.
+//! append while the database is away goes to the runtime's embedded log
+//! when it has one (its ticket has bit 62 set; that process delivers it),
+//! else fails, and the write is not queued.
 //!
 //! **Group commit.** An fsync costs milliseconds, so embedded appends are
 //! not committed one by one: a committer thread takes every append waiting
@@ -237,7 +239,14 @@ pub struct WriteAheadLog {
     warned: AtomicBool,
     /// Records in the quarantine.
     quarantined: u64,
+    /// Beside the outbox: the runtime's embedded log, where a write goes
+    /// while the database is away (its tickets marked with [`LOCAL`]).
+    local: Option<Box<WriteAheadLog>>,
 }
+
+/// The mark of a ticket of the local log beside an outbox: a write queued
+/// there while the database was away.
+const LOCAL: u64 = 1 << 62;
 
 impl WriteAheadLog {
     #[cfg(feature = "embedded")]
@@ -251,12 +260,25 @@ impl WriteAheadLog {
     /// The outbox in PostgreSQL (`Runtime::builder().postgres(..)`),
     /// shared by every process that names the database and schema.
     #[cfg(feature = "postgres")]
-    pub(crate) fn postgres(db: Arc<crate::postgres::Database>) -> Self {
-        Self::with(
+    pub(crate) fn postgres(
+        db: Arc<crate::postgres::Database>,
+        local: Option<WriteAheadLog>,
+    ) -> Self {
+        let mut wal = Self::with(
             Log::Postgres(postgres::Outbox::open(db)),
             HashMap::new(),
             HashMap::new(),
-        )
+        );
+        wal.local = local.filter(Self::is_durable).map(Box::new);
+        wal
+    }
+
+    /// The local log and its own ticket, for a ticket it issued.
+    fn local_of(&self, ticket: Ticket) -> Option<(&WriteAheadLog, Ticket)> {
+        match &self.local {
+            Some(local) if ticket.0 & LOCAL != 0 => Some((local, Ticket(ticket.0 & !LOCAL))),
+            _ => None,
+        }
     }
 
     /// Whether other processes append to and drain this log too (the
@@ -274,6 +296,9 @@ impl WriteAheadLog {
     /// (renewed by this call) and the write is still pending.
     #[cfg_attr(not(feature = "postgres"), allow(unused_variables))]
     pub(crate) async fn hold(&self, ticket: Ticket) -> Result<bool, StoreError> {
+        if self.local_of(ticket).is_some() {
+            return Ok(true);
+        }
         #[cfg(feature = "postgres")]
         if let Log::Postgres(log) = &self.log {
             return log.hold(ticket).await;
@@ -314,6 +339,7 @@ impl WriteAheadLog {
             settles: Notify::new(),
             warned: AtomicBool::new(false),
             quarantined: 0,
+            local: None,
         }
     }
 
@@ -446,7 +472,19 @@ impl WriteAheadLog {
                 log.append(write.clone())
             }
             #[cfg(feature = "postgres")]
-            Log::Postgres(log) => log.append(write.clone()).await?,
+            Log::Postgres(log) => match (log.append(write.clone()).await, &self.local) {
+                (Ok(ticket), _) => ticket,
+                (Err(error), Some(local)) => {
+                    tracing::warn!(
+                        target: "seawall::queue",
+                        contract = %write.contract,
+                        %error,
+                        "the outbox is away: the write is queued in the local log"
+                    );
+                    Ticket(Box::pin(local.append(write)).await?.0 | LOCAL)
+                }
+                (Err(error), None) => return Err(error),
+            },
         };
         Ok(ticket)
     }
@@ -479,9 +517,32 @@ impl WriteAheadLog {
             Log::Memory(log) => Ok(log.pending(contract, limit, &skip)),
             #[cfg(feature = "postgres")]
             Log::Postgres(log) => {
-                let (writes, count) = log.pending(contract, limit, skip).await?;
-                // Every process's writes: the count follows the store.
-                self.counter(contract).store(count, Ordering::Release);
+                let local = self
+                    .local
+                    .as_ref()
+                    .filter(|local| local.pending_count(contract) > 0);
+                let mut writes = match log.pending(contract, limit, skip.clone()).await {
+                    Ok((writes, count)) => {
+                        // Every process's writes: the count follows the store.
+                        let local_count = local.map_or(0, |l| l.pending_count(contract));
+                        self.counter(contract)
+                            .store(count + local_count, Ordering::Release);
+                        writes
+                    }
+                    // The database away: the local writes drain meanwhile.
+                    Err(_) if local.is_some() => Vec::new(),
+                    Err(error) => return Err(error),
+                };
+                if let Some(local) = local {
+                    // Behind the outbox's writes of the same lanes (queued
+                    // before them).
+                    let mut behind: HashSet<String> = (*skip).clone();
+                    behind.extend(writes.iter().map(|(_, write)| write.lane().to_owned()));
+                    let queued = Box::pin(local.pending_outside(contract, limit, Arc::new(behind)));
+                    for (ticket, write) in queued.await? {
+                        writes.push((Ticket(ticket.0 | LOCAL), write));
+                    }
+                }
                 Ok(writes)
             }
         }
@@ -499,7 +560,13 @@ impl WriteAheadLog {
             Log::Embedded(log) => log.depth().await,
             Log::Memory(log) => Ok(log.depth()),
             #[cfg(feature = "postgres")]
-            Log::Postgres(log) => log.depth().await,
+            Log::Postgres(log) => {
+                let local = match &self.local {
+                    Some(local) => Box::pin(local.depth()).await?,
+                    None => 0,
+                };
+                Ok(log.depth().await? + local)
+            }
         }
     }
 
@@ -509,6 +576,9 @@ impl WriteAheadLog {
     ///
     /// [`StoreError`] when the log cannot be written.
     pub async fn record_attempt(&self, ticket: Ticket) -> Result<(), StoreError> {
+        if let Some((local, ticket)) = self.local_of(ticket) {
+            return Box::pin(local.record_attempt(ticket)).await;
+        }
         match &self.log {
             #[cfg(feature = "embedded")]
             Log::Embedded(log) => log.record_attempt(ticket).await,
@@ -530,6 +600,11 @@ impl WriteAheadLog {
     ///
     /// [`StoreError`] when the log cannot be written.
     pub async fn settle(&self, ticket: Ticket, status: TicketStatus) -> Result<(), StoreError> {
+        if let Some((local, ticket)) = self.local_of(ticket) {
+            Box::pin(local.settle(ticket, status)).await?;
+            self.wake_settled();
+            return Ok(());
+        }
         let dead = matches!(status, TicketStatus::Dead { .. });
         let contract = match &self.log {
             #[cfg(feature = "embedded")]
@@ -568,6 +643,13 @@ impl WriteAheadLog {
         let counter = self.counter(contract);
         decrement(&counter);
         let dead = matches!(status, TicketStatus::Dead { .. });
+        if let Some((local, ticket)) = self.local_of(ticket) {
+            let settled = Box::pin(local.settle_quietly(ticket, contract, status)).await;
+            if settled.is_err() {
+                counter.fetch_add(1, Ordering::AcqRel);
+            }
+            return settled;
+        }
         let settled = match &self.log {
             #[cfg(feature = "embedded")]
             Log::Embedded(log) => log.settle(ticket, status, false).await,
@@ -616,6 +698,9 @@ impl WriteAheadLog {
     ///
     /// [`StoreError`] when the log cannot be read.
     pub async fn status(&self, ticket: Ticket) -> Result<Option<TicketStatus>, StoreError> {
+        if let Some((local, ticket)) = self.local_of(ticket) {
+            return Box::pin(local.status(ticket)).await;
+        }
         match &self.log {
             #[cfg(feature = "embedded")]
             Log::Embedded(log) => log.status(ticket).await,
@@ -656,6 +741,9 @@ impl WriteAheadLog {
     ///
     /// [`StoreError`] when the log cannot be read.
     pub async fn dead_letter(&self, ticket: Ticket) -> Result<Option<DeadLetter>, StoreError> {
+        if let Some((local, ticket)) = self.local_of(ticket) {
+            return Box::pin(local.dead_letter(ticket)).await;
+        }
         match &self.log {
             #[cfg(feature = "embedded")]
             Log::Embedded(log) => log.dead_letter(ticket).await,
@@ -672,6 +760,9 @@ impl WriteAheadLog {
         ticket: Ticket,
         contract: &str,
     ) -> Result<bool, StoreError> {
+        if let Some((local, ticket)) = self.local_of(ticket) {
+            return Box::pin(local.remove_dead(ticket, contract)).await;
+        }
         let removed = match &self.log {
             #[cfg(feature = "embedded")]
             Log::Embedded(log) => log.remove_dead(ticket).await?,
@@ -705,7 +796,18 @@ impl WriteAheadLog {
             Log::Embedded(log) => log.dead_letters(limit).await,
             Log::Memory(log) => Ok(log.dead_letters(limit)),
             #[cfg(feature = "postgres")]
-            Log::Postgres(log) => log.dead_letters(limit).await,
+            Log::Postgres(log) => {
+                let mut letters = log.dead_letters(limit).await?;
+                if let Some(local) = &self.local {
+                    let kept = Box::pin(local.dead_letters(limit)).await?;
+                    letters.extend(
+                        kept.into_iter()
+                            .map(|(ticket, letter)| (Ticket(ticket.0 | LOCAL), letter)),
+                    );
+                    letters.truncate(limit);
+                }
+                Ok(letters)
+            }
         }
     }
 }
