@@ -432,6 +432,13 @@ impl RuntimeBuilder {
                 shared
                     .idempotency
                     .share(crate::idempotency::shared::Shared::Postgres(db.clone()));
+                // Queued writes go to the outbox, which every process that
+                // names the database and schema drains.
+                // The embedded log, if any, stays beside it for writes queued
+                // while the database is away.
+                let local = std::mem::replace(&mut shared.wal, Arc::new(WriteAheadLog::memory()));
+                let local = Arc::try_unwrap(local).ok();
+                shared.wal = Arc::new(WriteAheadLog::postgres(db.clone(), local));
             }
         }
         #[cfg(feature = "redis")]

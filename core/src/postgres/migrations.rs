@@ -15,11 +15,18 @@ use crate::store::StoreError;
 
 /// Every migration, by version: files are added, never edited (sqlx's
 /// migrator refuses a migration whose text changed after it ran).
-const MIGRATIONS: &[(i64, &str, &str)] = &[(
-    1,
-    "idempotency",
-    include_str!("../../migrations/0001_idempotency.sql"),
-)];
+const MIGRATIONS: &[(i64, &str, &str)] = &[
+    (
+        1,
+        "idempotency",
+        include_str!("../../migrations/0001_idempotency.sql"),
+    ),
+    (
+        2,
+        "outbox",
+        include_str!("../../migrations/0002_outbox.sql"),
+    ),
+];
 
 /// The embedded migrations, as sqlx's migrator takes them.
 #[derive(Debug)]

@@ -1,9 +1,13 @@
 //! Durable shared state in PostgreSQL: what replicas of a service share
-//! when it must outlive any one of them, and the backend of the outbox to
-//! come.
+//! when it must outlive any one of them: the idempotency store and the
+//! outbox of queued writes.
 //!
 //! Chosen on the builder ([`RuntimeBuilder::postgres`](crate::RuntimeBuilder::postgres)).
-//! Today it holds **the idempotency store** (`postgres/idempotency.rs`): a
+//! It holds **the outbox** (`wal/postgres.rs`, table `outbox`): writes
+//! with `fallback = queue` are queued there instead of in the runtime's
+//! local log, and every replica drains them, a lane at a time under a
+//! lease in `outbox_lanes` (see [`crate::wal`]). And it holds **the
+//! idempotency store** (`postgres/idempotency.rs`): a
 //! keyed write with `idempotent(.., store)` claims its key in a row of the
 //! `idempotency` table (a lease, renewed while the call runs) and records
 //! its outcome there, so one replica calls the vendor per key and every
@@ -166,6 +170,10 @@ impl Postgres {
     /// replica that dies holding one leaves it for at most a lease, after
     /// which the next call of that key proceeds. Never less than three
     /// [store timeouts](Self::store_timeout).
+    ///
+    /// It is also the lease on a lane of the outbox: a replica that dies
+    /// while delivering queued writes holds their lane for at most this
+    /// long before another replica takes it over.
     pub fn claim_lease(mut self, lease: Duration) -> Self {
         self.claim_lease = lease;
         self

@@ -237,6 +237,10 @@ impl ContractQueue {
         if self.pending() == 0 {
             return false;
         }
+        // Other processes' writes are counted, but not by key.
+        if self.wal.upgrade().is_some_and(|wal| wal.is_shared()) {
+            return true;
+        }
         match (order_key, &*self.lanes()) {
             (Some(key), Some(lanes)) => lanes.get(key).is_some_and(|&n| n > 0),
             _ => true,
@@ -273,7 +277,8 @@ impl ContractQueue {
     /// drain if writes are waiting (left by an earlier process, say).
     pub(crate) fn register(self: &Arc<Self>, drainer: Arc<dyn Drainer>) {
         self.drainers().push(drainer);
-        if self.pending() > 0 {
+        // A shared log may hold other processes' writes, uncounted here.
+        if self.pending() > 0 || self.wal.upgrade().is_some_and(|wal| wal.is_shared()) {
             self.nudge(Duration::ZERO);
         }
     }
@@ -581,6 +586,16 @@ async fn drain_until_empty(queue: &Arc<ContractQueue>, mut wait: Duration) {
                     .max(Duration::from_millis(1));
                 continue;
             }
+            // A shared log: other processes append, and leave lanes behind
+            // when they die. Looked at again now and then while a wrapper
+            // can deliver (bounded by the runtime's life: the loop ends when
+            // the log is gone).
+            if queue.wal.upgrade().is_some_and(|wal| wal.is_shared())
+                && !queue.drainers().is_empty()
+            {
+                wait = crate::wal::SHARED_POLL;
+                continue;
+            }
             queue.lanes_known();
             if queue.stop() {
                 // A write is counted a moment before its append is
@@ -677,6 +692,10 @@ async fn lane_turn(
     mut failures: u32,
 ) -> (Turn, u32) {
     let mut settled = 0;
+    let lane = writes
+        .first()
+        .map(|(_, write)| write.lane().to_owned())
+        .unwrap_or_default();
     for (ticket, write) in writes {
         let Some(wal) = queue.wal.upgrade() else {
             return (Turn::Gone, failures);
@@ -688,6 +707,24 @@ async fn lane_turn(
             settle_dead(&queue, &wal, ticket, write, error).await;
             settled += 1;
             continue;
+        }
+        // In a shared log, only while this process holds the lane's lease
+        // and the write is still pending: another process may have taken
+        // the lane over (this one was too slow to renew it).
+        match wal.hold(ticket).await {
+            Ok(true) => {}
+            Ok(false) => return (Turn::Done(settled), failures),
+            Err(error) => {
+                failures += 1;
+                tracing::warn!(
+                    target: "seawall::queue",
+                    contract = %queue.contract,
+                    %ticket,
+                    %error,
+                    "could not renew the lease on a lane; it waits"
+                );
+                return (Turn::Wait(settled, backoff(failures)), failures);
+            }
         }
         let Some(replay) = queue.replay(&open) else {
             return (Turn::NoDrainer(settled), failures);
@@ -771,6 +808,13 @@ async fn lane_turn(
         wal.wake_settled();
         settled += 1;
     }
+    // The lane's turn is over: in a shared log, any process may take the
+    // lane's next writes (its lease would run out otherwise).
+    if let Some(wal) = queue.wal.upgrade()
+        && let Err(error) = wal.release(&queue.contract, &lane).await
+    {
+        tracing::debug!(target: "seawall::queue", %error, "could not let go of a lane's lease; it runs out");
+    }
     (Turn::Done(settled), failures)
 }
 
@@ -785,6 +829,10 @@ pub(crate) async fn dead_letter_orphans(
     subscribers: &Subscribers,
 ) -> Result<u64, StoreError> {
     let mut settled = 0;
+    // A shared log's contracts may be served by other processes.
+    if wal.is_shared() {
+        return Ok(settled);
+    }
     for contract in wal.contracts() {
         if registered(&contract) {
             continue;

@@ -20,14 +20,27 @@
 //! [`is_durable`](WriteAheadLog::is_durable) says which, and the first write
 //! queued in a memory log logs a warning.
 //!
+//! With [`RuntimeBuilder::postgres`](crate::RuntimeBuilder::postgres) (the
+//! `postgres` feature) the log is the `outbox` table in PostgreSQL instead,
+//! whatever the local store: queued writes outlive the node, and every
+//! runtime naming the database and schema drains them, a lane (ordering
+//! key) at a time under a lease, so that each write is delivered by one
+//! process, in order ([`is_shared`](WriteAheadLog::is_shared) says so). An
+//! append while the database is away goes to the runtime's embedded log
+//! when it has one (its ticket has bit 62 set; that process delivers it),
+//! else fails, and the write is not queued.
+//!
 //! **Group commit.** An fsync costs milliseconds, so embedded appends are
 //! not committed one by one: a committer thread takes every append waiting
 //! at that moment, writes them in one transaction, commits once, and then
-//! acknowledges them all. A burst of queued writes shares its fsyncs.
+//! acknowledges them all. A burst of queued writes shares its fsyncs. The
+//! outbox does the same with one `INSERT` per batch.
 
 #[cfg(feature = "embedded")]
 mod embedded;
 mod memory;
+#[cfg(feature = "postgres")]
+mod postgres;
 
 use std::collections::HashMap;
 use std::collections::HashSet;
@@ -208,6 +221,8 @@ enum Log {
     #[cfg(feature = "embedded")]
     Embedded(embedded::Embedded),
     Memory(memory::Memory),
+    #[cfg(feature = "postgres")]
+    Postgres(postgres::Outbox),
 }
 
 /// The log of one runtime.
@@ -224,7 +239,14 @@ pub struct WriteAheadLog {
     warned: AtomicBool,
     /// Records in the quarantine.
     quarantined: u64,
+    /// Beside the outbox: the runtime's embedded log, where a write goes
+    /// while the database is away (its tickets marked with [`LOCAL`]).
+    local: Option<Box<WriteAheadLog>>,
 }
+
+/// The mark of a ticket of the local log beside an outbox: a write queued
+/// there while the database was away.
+const LOCAL: u64 = 1 << 62;
 
 impl WriteAheadLog {
     #[cfg(feature = "embedded")]
@@ -233,6 +255,66 @@ impl WriteAheadLog {
         let mut wal = Self::with(Log::Embedded(log), opened.pending, opened.dead);
         wal.quarantined = opened.quarantined;
         Ok(wal)
+    }
+
+    /// The outbox in PostgreSQL (`Runtime::builder().postgres(..)`),
+    /// shared by every process that names the database and schema.
+    #[cfg(feature = "postgres")]
+    pub(crate) fn postgres(
+        db: Arc<crate::postgres::Database>,
+        local: Option<WriteAheadLog>,
+    ) -> Self {
+        let mut wal = Self::with(
+            Log::Postgres(postgres::Outbox::open(db)),
+            HashMap::new(),
+            HashMap::new(),
+        );
+        wal.local = local.filter(Self::is_durable).map(Box::new);
+        wal
+    }
+
+    /// The local log and its own ticket, for a ticket it issued.
+    fn local_of(&self, ticket: Ticket) -> Option<(&WriteAheadLog, Ticket)> {
+        match &self.local {
+            Some(local) if ticket.0 & LOCAL != 0 => Some((local, Ticket(ticket.0 & !LOCAL))),
+            _ => None,
+        }
+    }
+
+    /// Whether other processes append to and drain this log too (the
+    /// PostgreSQL outbox): its pending count is then read from the store,
+    /// and a drain polls for their writes.
+    pub fn is_shared(&self) -> bool {
+        #[cfg(feature = "postgres")]
+        return matches!(self.log, Log::Postgres(_));
+        #[cfg(not(feature = "postgres"))]
+        false
+    }
+
+    /// Whether this process may deliver `ticket` now: always, but in a
+    /// shared log only while it holds the lease on the write's lane
+    /// (renewed by this call) and the write is still pending.
+    #[cfg_attr(not(feature = "postgres"), allow(unused_variables))]
+    pub(crate) async fn hold(&self, ticket: Ticket) -> Result<bool, StoreError> {
+        if self.local_of(ticket).is_some() {
+            return Ok(true);
+        }
+        #[cfg(feature = "postgres")]
+        if let Log::Postgres(log) = &self.log {
+            return log.hold(ticket).await;
+        }
+        Ok(true)
+    }
+
+    /// Lets go of the lease on a lane of `contract` (a shared log; a no-op
+    /// otherwise), so that any process may drain it next.
+    #[cfg_attr(not(feature = "postgres"), allow(unused_variables))]
+    pub(crate) async fn release(&self, contract: &str, lane: &str) -> Result<(), StoreError> {
+        #[cfg(feature = "postgres")]
+        if let Log::Postgres(log) = &self.log {
+            return log.release(contract, lane).await;
+        }
+        Ok(())
     }
 
     pub(crate) fn memory() -> Self {
@@ -257,6 +339,7 @@ impl WriteAheadLog {
             settles: Notify::new(),
             warned: AtomicBool::new(false),
             quarantined: 0,
+            local: None,
         }
     }
 
@@ -279,6 +362,8 @@ impl WriteAheadLog {
             #[cfg(feature = "embedded")]
             Log::Embedded(log) => log.quarantined(limit).await,
             Log::Memory(_) => Ok(Vec::new()),
+            #[cfg(feature = "postgres")]
+            Log::Postgres(_) => Ok(Vec::new()),
         }
     }
 
@@ -289,6 +374,8 @@ impl WriteAheadLog {
             #[cfg(feature = "embedded")]
             Log::Embedded(_) => true,
             Log::Memory(_) => false,
+            #[cfg(feature = "postgres")]
+            Log::Postgres(_) => true,
         }
     }
 
@@ -384,6 +471,20 @@ impl WriteAheadLog {
                 }
                 log.append(write.clone())
             }
+            #[cfg(feature = "postgres")]
+            Log::Postgres(log) => match (log.append(write.clone()).await, &self.local) {
+                (Ok(ticket), _) => ticket,
+                (Err(error), Some(local)) => {
+                    tracing::warn!(
+                        target: "seawall::queue",
+                        contract = %write.contract,
+                        %error,
+                        "the outbox is away: the write is queued in the local log"
+                    );
+                    Ticket(Box::pin(local.append(write)).await?.0 | LOCAL)
+                }
+                (Err(error), None) => return Err(error),
+            },
         };
         Ok(ticket)
     }
@@ -414,6 +515,36 @@ impl WriteAheadLog {
             #[cfg(feature = "embedded")]
             Log::Embedded(log) => log.pending(contract, limit, skip).await,
             Log::Memory(log) => Ok(log.pending(contract, limit, &skip)),
+            #[cfg(feature = "postgres")]
+            Log::Postgres(log) => {
+                let local = self
+                    .local
+                    .as_ref()
+                    .filter(|local| local.pending_count(contract) > 0);
+                let mut writes = match log.pending(contract, limit, skip.clone()).await {
+                    Ok((writes, count)) => {
+                        // Every process's writes: the count follows the store.
+                        let local_count = local.map_or(0, |l| l.pending_count(contract));
+                        self.counter(contract)
+                            .store(count + local_count, Ordering::Release);
+                        writes
+                    }
+                    // The database away: the local writes drain meanwhile.
+                    Err(_) if local.is_some() => Vec::new(),
+                    Err(error) => return Err(error),
+                };
+                if let Some(local) = local {
+                    // Behind the outbox's writes of the same lanes (queued
+                    // before them).
+                    let mut behind: HashSet<String> = (*skip).clone();
+                    behind.extend(writes.iter().map(|(_, write)| write.lane().to_owned()));
+                    let queued = Box::pin(local.pending_outside(contract, limit, Arc::new(behind)));
+                    for (ticket, write) in queued.await? {
+                        writes.push((Ticket(ticket.0 | LOCAL), write));
+                    }
+                }
+                Ok(writes)
+            }
         }
     }
 
@@ -428,6 +559,14 @@ impl WriteAheadLog {
             #[cfg(feature = "embedded")]
             Log::Embedded(log) => log.depth().await,
             Log::Memory(log) => Ok(log.depth()),
+            #[cfg(feature = "postgres")]
+            Log::Postgres(log) => {
+                let local = match &self.local {
+                    Some(local) => Box::pin(local.depth()).await?,
+                    None => 0,
+                };
+                Ok(log.depth().await? + local)
+            }
         }
     }
 
@@ -437,6 +576,9 @@ impl WriteAheadLog {
     ///
     /// [`StoreError`] when the log cannot be written.
     pub async fn record_attempt(&self, ticket: Ticket) -> Result<(), StoreError> {
+        if let Some((local, ticket)) = self.local_of(ticket) {
+            return Box::pin(local.record_attempt(ticket)).await;
+        }
         match &self.log {
             #[cfg(feature = "embedded")]
             Log::Embedded(log) => log.record_attempt(ticket).await,
@@ -444,6 +586,8 @@ impl WriteAheadLog {
                 log.record_attempt(ticket);
                 Ok(())
             }
+            #[cfg(feature = "postgres")]
+            Log::Postgres(log) => log.record_attempt(ticket).await,
         }
     }
 
@@ -456,11 +600,18 @@ impl WriteAheadLog {
     ///
     /// [`StoreError`] when the log cannot be written.
     pub async fn settle(&self, ticket: Ticket, status: TicketStatus) -> Result<(), StoreError> {
+        if let Some((local, ticket)) = self.local_of(ticket) {
+            Box::pin(local.settle(ticket, status)).await?;
+            self.wake_settled();
+            return Ok(());
+        }
         let dead = matches!(status, TicketStatus::Dead { .. });
         let contract = match &self.log {
             #[cfg(feature = "embedded")]
             Log::Embedded(log) => log.settle(ticket, status, true).await?,
             Log::Memory(log) => log.settle(ticket, status),
+            #[cfg(feature = "postgres")]
+            Log::Postgres(log) => log.settle(ticket, status).await?,
         };
         if let Some(contract) = contract {
             decrement(&self.counter(&contract));
@@ -492,10 +643,19 @@ impl WriteAheadLog {
         let counter = self.counter(contract);
         decrement(&counter);
         let dead = matches!(status, TicketStatus::Dead { .. });
+        if let Some((local, ticket)) = self.local_of(ticket) {
+            let settled = Box::pin(local.settle_quietly(ticket, contract, status)).await;
+            if settled.is_err() {
+                counter.fetch_add(1, Ordering::AcqRel);
+            }
+            return settled;
+        }
         let settled = match &self.log {
             #[cfg(feature = "embedded")]
             Log::Embedded(log) => log.settle(ticket, status, false).await,
             Log::Memory(log) => Ok(log.settle(ticket, status)),
+            #[cfg(feature = "postgres")]
+            Log::Postgres(log) => log.settle(ticket, status).await,
         };
         match settled {
             Ok(Some(_)) => {
@@ -526,6 +686,9 @@ impl WriteAheadLog {
             #[cfg(feature = "embedded")]
             Log::Embedded(log) => log.flush().await,
             Log::Memory(_) => Ok(()),
+            // (PostgreSQL commits each settle.)
+            #[cfg(feature = "postgres")]
+            Log::Postgres(_) => Ok(()),
         }
     }
 
@@ -535,10 +698,15 @@ impl WriteAheadLog {
     ///
     /// [`StoreError`] when the log cannot be read.
     pub async fn status(&self, ticket: Ticket) -> Result<Option<TicketStatus>, StoreError> {
+        if let Some((local, ticket)) = self.local_of(ticket) {
+            return Box::pin(local.status(ticket)).await;
+        }
         match &self.log {
             #[cfg(feature = "embedded")]
             Log::Embedded(log) => log.status(ticket).await,
             Log::Memory(log) => Ok(log.status(ticket)),
+            #[cfg(feature = "postgres")]
+            Log::Postgres(log) => log.status(ticket).await,
         }
     }
 
@@ -556,6 +724,11 @@ impl WriteAheadLog {
             // is not missed.
             notified.as_mut().enable();
             match self.status(ticket).await? {
+                // Another process may settle it, unseen here: look again
+                // now and then.
+                Some(TicketStatus::Pending) if self.is_shared() => {
+                    let _ = tokio::time::timeout(SHARED_POLL, notified).await;
+                }
                 Some(TicketStatus::Pending) => notified.await,
                 other => return Ok(other),
             }
@@ -568,10 +741,15 @@ impl WriteAheadLog {
     ///
     /// [`StoreError`] when the log cannot be read.
     pub async fn dead_letter(&self, ticket: Ticket) -> Result<Option<DeadLetter>, StoreError> {
+        if let Some((local, ticket)) = self.local_of(ticket) {
+            return Box::pin(local.dead_letter(ticket)).await;
+        }
         match &self.log {
             #[cfg(feature = "embedded")]
             Log::Embedded(log) => log.dead_letter(ticket).await,
             Log::Memory(log) => Ok(log.dead_letter(ticket)),
+            #[cfg(feature = "postgres")]
+            Log::Postgres(log) => log.dead_letter(ticket).await,
         }
     }
 
@@ -582,10 +760,15 @@ impl WriteAheadLog {
         ticket: Ticket,
         contract: &str,
     ) -> Result<bool, StoreError> {
+        if let Some((local, ticket)) = self.local_of(ticket) {
+            return Box::pin(local.remove_dead(ticket, contract)).await;
+        }
         let removed = match &self.log {
             #[cfg(feature = "embedded")]
             Log::Embedded(log) => log.remove_dead(ticket).await?,
             Log::Memory(log) => log.remove_dead(ticket),
+            #[cfg(feature = "postgres")]
+            Log::Postgres(log) => log.remove_dead(ticket).await?,
         };
         if removed
             && let Some(counter) = self
@@ -612,9 +795,26 @@ impl WriteAheadLog {
             #[cfg(feature = "embedded")]
             Log::Embedded(log) => log.dead_letters(limit).await,
             Log::Memory(log) => Ok(log.dead_letters(limit)),
+            #[cfg(feature = "postgres")]
+            Log::Postgres(log) => {
+                let mut letters = log.dead_letters(limit).await?;
+                if let Some(local) = &self.local {
+                    let kept = Box::pin(local.dead_letters(limit)).await?;
+                    letters.extend(
+                        kept.into_iter()
+                            .map(|(ticket, letter)| (Ticket(ticket.0 | LOCAL), letter)),
+                    );
+                    letters.truncate(limit);
+                }
+                Ok(letters)
+            }
         }
     }
 }
+
+/// How often a shared log is read again for what other processes did
+/// (their appends to drain, their settles to wait for).
+pub(crate) const SHARED_POLL: std::time::Duration = std::time::Duration::from_millis(100);
 
 /// One less, never below zero (even if the store and the count disagree).
 fn decrement(counter: &AtomicU64) {
