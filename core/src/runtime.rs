@@ -511,7 +511,7 @@ impl Runtime {
     /// entries of the write-ahead log older than the retention
     /// ([`RuntimeBuilder::settled_retention`]), idempotency records past
     /// their policy's retention, cached answers past `max_stale`; with
-    /// [`postgres`](RuntimeBuilder::postgres), the idempotency rows past
+    /// `postgres`, the idempotency rows past
     /// their retention (or whose claim ran out a minute ago) there too. A
     /// sweeper thread does the same every hour; this is for operators and
     /// tests.

@@ -425,7 +425,7 @@ pub struct Health {
     /// ([`RuntimeBuilder::redis`](crate::RuntimeBuilder::redis)).
     pub fleet: Option<FleetHealth>,
     /// The PostgreSQL database, when the runtime keeps state there
-    /// ([`RuntimeBuilder::postgres`](crate::RuntimeBuilder::postgres)).
+    /// (`RuntimeBuilder::postgres`, feature `postgres`).
     pub postgres: Option<PostgresHealth>,
 }
 

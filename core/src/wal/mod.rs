@@ -20,7 +20,7 @@
 //! [`is_durable`](WriteAheadLog::is_durable) says which, and the first write
 //! queued in a memory log logs a warning.
 //!
-//! With [`RuntimeBuilder::postgres`](crate::RuntimeBuilder::postgres) (the
+//! With `RuntimeBuilder::postgres` (feature `postgres`) (the
 //! `postgres` feature) the log is the `outbox` table in PostgreSQL instead,
 //! whatever the local store: queued writes outlive the node, and every
 //! runtime naming the database and schema drains them, a lane (ordering
