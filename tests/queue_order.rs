@@ -249,3 +249,48 @@ async fn writes_of_other_keys_queued_while_a_slow_key_drains_go_first() {
     tokio::time::sleep(Duration::from_secs(300)).await;
     assert_eq!(vendor.taken_for("acme"), [1, 2, 3]);
 }
+
+#[contract(name = "tagged")]
+pub trait Tagged {
+    #[integration(write, timeout = "30s", idempotent(key = [id]),
+                  fallback = queue(order_by = [tags]))]
+    async fn tag(
+        &self,
+        id: u32,
+        tags: &std::collections::BTreeMap<(u8, u8), String>,
+    ) -> Result<Delivery<u32>, VendorError>;
+}
+
+impl Tagged for Vendor {
+    async fn tag(
+        &self,
+        id: u32,
+        _tags: &std::collections::BTreeMap<(u8, u8), String>,
+    ) -> Result<Delivery<u32>, VendorError> {
+        self.taken.lock().unwrap().push(("tagged".into(), id));
+        Ok(id.into())
+    }
+}
+
+/// An ordering value JSON cannot hold (a map keyed by tuples) fails the
+/// call at once, naming it, before the vendor is called or anything queued.
+#[tokio::test(start_paused = true)]
+async fn an_ordering_value_json_cannot_hold_is_refused_before_the_call() {
+    let runtime = Runtime::in_memory();
+    let vendor = Vendor::default();
+    let tagged = Resilient::new(vendor.clone(), &runtime);
+    let tags = std::collections::BTreeMap::from([((1, 2), "vip".to_owned())]);
+    let error = tagged.tag(1, &tags).await.expect_err("refused");
+    assert!(
+        matches!(
+            error.seawall(),
+            Some(seawall::Error::Unrepresentable { .. })
+        ),
+        "{error}"
+    );
+    assert!(
+        vendor.taken.lock().unwrap().is_empty(),
+        "the vendor was called"
+    );
+    assert_eq!(runtime.write_ahead_log().depth().await.unwrap(), 0);
+}
