@@ -6,12 +6,18 @@
 //! `SEAWALL_OUTBOX_CHILD` set) drain the outbox into one loopback HTTP
 //! vendor, which logs each request and applies each idempotency key once.
 //! Midway one child is killed with SIGKILL: its lanes are taken over when
-//! their lease runs out and nothing is lost.
+//! their lease runs out and nothing is lost. Each child also queues ten
+//! writes of its own through the transactional outbox, each in a
+//! transaction with a row of the application's: five commit, five roll
+//! back.
 //!
 //! Checked: every write applied, each key once (the only requests sent
 //! twice are writes the killed child was delivering); per account and in
 //! each ledger, the writes applied in the order they were queued; the
-//! killed child's lanes finished by the others; the outbox empty.
+//! killed child's lanes finished by the others; the outbox empty; of the
+//! transactional writes, the committed ones applied once each, in order,
+//! the rolled-back ones never sent, and the application's rows those of
+//! the committed transactions.
 //!
 //! The shared server on 127.0.0.1:5432; skipped (and says so) without it,
 //! unless `SEAWALL_REQUIRE_POSTGRES` is set.
@@ -32,6 +38,7 @@ use seawall::wal::QueuedWrite;
 use seawall::{Delivery, Resilient, Runtime, contract};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
+use sqlx::Connection;
 use support::VendorError;
 use support::postgres;
 
@@ -45,6 +52,10 @@ const POSTS: u32 = 200;
 /// taken over soon.
 const LEASE: Duration = Duration::from_secs(3);
 const DEADLINE: Duration = Duration::from_secs(120);
+/// Transactions per child, each with a row of the application's and a
+/// write through the transactional outbox: the even ones commit.
+const TRANSACTIONS: u32 = 10;
+const COMMITTED: u32 = TRANSACTIONS / 2;
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Note {
@@ -152,6 +163,8 @@ fn child(number: usize) {
             .expect("a schema")
             .claim_lease(LEASE);
         let seawall = Runtime::builder().postgres(config).in_memory();
+        let url = var("DATABASE");
+        let schema = var("SCHEMA");
         let http = seawall::http::Client::builder()
             .connect_timeout(Duration::from_secs(1))
             .timeout(Duration::from_secs(10))
@@ -165,6 +178,44 @@ fn child(number: usize) {
             },
             &seawall,
         );
+        // The application's transactions: a row and a note in each, as
+        // one; the odd ones roll back (their notes numbered from 1001, so
+        // one that reached the vendor would show).
+        let mut connection = sqlx::PgConnection::connect(&url)
+            .await
+            .expect("a connection");
+        for transaction in 1..=TRANSACTIONS {
+            let mut tx = connection.begin().await.expect("a transaction");
+            sqlx::query(&format!(
+                "INSERT INTO \"{schema}\".orders (child, transaction) VALUES ($1, $2)"
+            ))
+            .bind(number as i32)
+            .bind(transaction as i32)
+            .execute(&mut *tx)
+            .await
+            .expect("the application's row");
+            let commits = transaction % 2 == 0;
+            let seq = if commits {
+                transaction / 2
+            } else {
+                1000 + transaction
+            };
+            let note = Note {
+                account: format!("tx{number}"),
+                seq,
+            };
+            wrapper
+                .outbox(&mut *tx)
+                .add_note(&note)
+                .await
+                .expect("queued in the transaction");
+            if commits {
+                tx.commit().await.expect("a commit");
+            } else {
+                tx.rollback().await.expect("a rollback");
+            }
+        }
+        drop(connection);
         Notes::resume_queued(&wrapper);
         ledger1::Ledger::resume_queued(&wrapper);
         ledger2::Ledger::resume_queued(&wrapper);
@@ -292,11 +343,20 @@ fn scenario(url: &str, schema: &str, runtime: &tokio::runtime::Runtime) -> Resul
         .map_err(|e| e.to_string())?;
     let queuer = Runtime::builder().postgres(config.clone()).in_memory();
     let total = (ACCOUNTS * NOTES_EACH + POSTS * LEDGERS.len() as u32) as usize;
+    // With the children's committed transactions.
+    let delivered = total + CHILDREN * COMMITTED as usize;
 
     // Queued by 109 tasks at once, one per lane, each in order.
     let started = Instant::now();
     runtime.block_on(async {
         config.migrate().await.map_err(|e| e.to_string())?;
+        let app = postgres::connect(url).await;
+        sqlx::query(&format!(
+            "CREATE TABLE \"{schema}\".orders (child integer, transaction integer)"
+        ))
+        .execute(&app)
+        .await
+        .map_err(|e| e.to_string())?;
         let mut lanes = Vec::new();
         for account in 0..ACCOUNTS {
             lanes.push(
@@ -354,8 +414,21 @@ fn scenario(url: &str, schema: &str, runtime: &tokio::runtime::Runtime) -> Resul
             .filter(|r| r.child == child)
             .count()
     };
-    // Killed once a third is applied and it has delivered some.
-    while applied() < total / 3 || by_child(0) == 0 {
+    let app = runtime.block_on(postgres::connect(url));
+    let orders = || {
+        runtime
+            .block_on(
+                sqlx::query_scalar::<_, i64>(&format!("SELECT count(*) FROM \"{schema}\".orders"))
+                    .fetch_one(&app),
+            )
+            .map_err(|e| e.to_string())
+    };
+    // Killed once a third is applied, it has delivered some, and every
+    // child's transactions are done.
+    while applied() < total / 3
+        || by_child(0) == 0
+        || orders()? < i64::from(CHILDREN as u32 * COMMITTED)
+    {
         if Instant::now() > deadline {
             return Err(format!(
                 "only {} of {total} applied before the kill",
@@ -374,12 +447,12 @@ fn scenario(url: &str, schema: &str, runtime: &tokio::runtime::Runtime) -> Resul
         let pending = runtime
             .block_on(queuer.write_ahead_log().depth())
             .map_err(|e| e.to_string())?;
-        if applied() == total && pending == 0 {
+        if applied() == delivered && pending == 0 {
             break;
         }
         if Instant::now() > deadline {
             return Err(format!(
-                "not drained within {DEADLINE:?}: {} of {total} applied, {pending} pending",
+                "not drained within {DEADLINE:?}: {} of {delivered} applied, {pending} pending",
                 applied()
             ));
         }
@@ -398,9 +471,9 @@ fn scenario(url: &str, schema: &str, runtime: &tokio::runtime::Runtime) -> Resul
             .or_default()
             .push(request.child);
     }
-    if requests.len() != total {
+    if requests.len() != delivered {
         return Err(format!(
-            "{} keys reached the vendor, not {total}",
+            "{} keys reached the vendor, not {delivered}",
             requests.len()
         ));
     }
@@ -430,7 +503,34 @@ fn scenario(url: &str, schema: &str, runtime: &tokio::runtime::Runtime) -> Resul
     if taken_over == 0 {
         return Err("no lane of the killed child was finished by another".into());
     }
+    for child in 0..CHILDREN {
+        let lane = format!("tx{child}");
+        let seqs: Vec<u32> = order
+            .get(&lane)
+            .map(|applied| applied.iter().map(|(seq, _)| *seq).collect())
+            .unwrap_or_default();
+        if seqs != (1..=COMMITTED).collect::<Vec<_>>() {
+            return Err(format!(
+                "child {child}'s committed notes applied as {seqs:?}"
+            ));
+        }
+    }
     drop((log, order));
+    let rows: Vec<(i32, i32)> = runtime
+        .block_on(
+            sqlx::query_as(&format!(
+                "SELECT child, transaction FROM \"{schema}\".orders ORDER BY 1, 2"
+            ))
+            .fetch_all(&app),
+        )
+        .map_err(|e| e.to_string())?;
+    let committed: Vec<(i32, i32)> = (0..CHILDREN as i32)
+        .flat_map(|child| (1..=COMMITTED as i32).map(move |k| (child, 2 * k)))
+        .collect();
+    if rows != committed {
+        return Err(format!("the application's rows are {rows:?}"));
+    }
+    runtime.block_on(app.close());
     let counts: Vec<usize> = (0..CHILDREN).map(by_child).collect();
     if counts.contains(&0) {
         return Err(format!("a child delivered nothing: {counts:?}"));
@@ -438,7 +538,8 @@ fn scenario(url: &str, schema: &str, runtime: &tokio::runtime::Runtime) -> Resul
     Ok(format!(
         "{total} writes queued in {queued_in:.2?} ({:.0}/s), drained in {drained_in:.2?} ({:.0}/s); \
          requests by child {counts:?}, the first killed after {killed_after} requests; \
-         {} sent twice (the killed child's), {taken_over} of its lanes taken over",
+         {} sent twice (the killed child's), {taken_over} of its lanes taken over; \
+         {COMMITTED} of {TRANSACTIONS} transactional writes per child committed and applied once",
         total as f64 / queued_in.as_secs_f64(),
         total as f64 / drained_in.as_secs_f64(),
         twice.len()

@@ -64,6 +64,7 @@ pub use policy::{
     PolicyError, RetryPolicy, StorePolicy, Window,
 };
 pub use queue::Delivery;
+pub use queue::transaction::{Outbox, OutboxConnection};
 pub use resilient::Resilient;
 pub use retry::RetryBudget;
 pub use runtime::{DEFAULT_ORPHAN_GRACE, DEFAULT_SETTLED_RETENTION, Runtime, RuntimeBuilder};

@@ -39,6 +39,12 @@ pub mod policy {
     pub use std::time::Duration;
 }
 
+/// The transactional outbox (`<Contract>Outbox`, generated for a contract
+/// with queued writes).
+pub mod outbox {
+    pub use crate::queue::transaction::{Outbox, OutboxConnection, enqueue};
+}
+
 /// The test doubles' support.
 pub mod mock {
     /// `#[contract(mock)]` emits its test double inside `items! { .. }`:

@@ -367,6 +367,11 @@ impl Database {
         })
     }
 
+    /// The schema seawall's tables are in.
+    pub(crate) fn schema(&self) -> &str {
+        &self.config.schema
+    }
+
     /// The lease of an idempotency claim: as set, and at least three store
     /// timeouts.
     pub(crate) fn claim_lease(&self) -> Duration {

@@ -36,6 +36,7 @@
 //! (or the idempotency store) that honours keys turns into one effect.
 
 pub(crate) mod stage;
+pub(crate) mod transaction;
 
 use std::collections::{HashMap, HashSet};
 use std::future::Future;
@@ -218,6 +219,18 @@ impl ContractQueue {
         self.sealing.refusal(redacted, durable)
     }
 
+    /// The schema of the PostgreSQL outbox the contract's writes go to, if
+    /// the runtime has one.
+    pub(crate) fn outbox_schema(&self) -> Option<String> {
+        self.wal.upgrade()?.outbox_schema()
+    }
+
+    /// `write` with its redacted arguments sealed, as it is kept at rest.
+    pub(crate) fn sealed(&self, mut write: QueuedWrite) -> Result<QueuedWrite, StoreError> {
+        self.sealing.seal(&mut write).map_err(StoreError::Record)?;
+        Ok(write)
+    }
+
     /// How many of the contract's writes are waiting.
     pub(crate) fn pending(&self) -> u64 {
         self.pending.load(Ordering::Acquire)
@@ -300,8 +313,7 @@ impl ContractQueue {
             .wal
             .upgrade()
             .ok_or_else(|| StoreError::Embedded("the runtime's log is closed".into()))?;
-        let mut write = write;
-        self.sealing.seal(&mut write).map_err(StoreError::Record)?;
+        let write = self.sealed(write)?;
         // Counted by key before the append is visible, so that a drain that
         // delivers it at once finds the count to take it from.
         self.lane_queued(write.order_key.as_deref());

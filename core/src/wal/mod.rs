@@ -41,6 +41,8 @@ mod embedded;
 mod memory;
 #[cfg(feature = "postgres")]
 mod postgres;
+#[cfg(feature = "postgres")]
+pub(crate) use postgres::insert_on;
 
 use std::collections::HashMap;
 use std::collections::HashSet;
@@ -289,6 +291,15 @@ impl WriteAheadLog {
         return matches!(self.log, Log::Postgres(_));
         #[cfg(not(feature = "postgres"))]
         false
+    }
+
+    /// The schema of the PostgreSQL outbox, when this log is one.
+    pub(crate) fn outbox_schema(&self) -> Option<String> {
+        #[cfg(feature = "postgres")]
+        if let Log::Postgres(log) = &self.log {
+            return Some(log.schema().to_owned());
+        }
+        None
     }
 
     /// Whether this process may deliver `ticket` now: always, but in a

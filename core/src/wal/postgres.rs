@@ -20,7 +20,7 @@ use std::collections::HashSet;
 use std::sync::Arc;
 
 use sqlx::Row;
-use sqlx::postgres::{PgPool, PgRow};
+use sqlx::postgres::{PgConnection, PgPool, PgRow};
 use tokio::sync::{mpsc, oneshot};
 
 use super::{DeadLetter, QueuedWrite, Ticket, TicketStatus};
@@ -107,6 +107,11 @@ impl Outbox {
         let (appends, waiting) = mpsc::unbounded_channel();
         db.spawn(commit(db.clone(), waiting));
         Self { db, appends }
+    }
+
+    /// The schema the outbox is in.
+    pub(super) fn schema(&self) -> &str {
+        self.db.schema()
     }
 
     /// The lease of a lane: as long as an idempotency claim's.
@@ -440,4 +445,34 @@ async fn insert(pool: PgPool, writes: Vec<QueuedWrite>) -> Result<Vec<Ticket>, s
         .into_iter()
         .map(|t| Ticket(u64::try_from(t).unwrap_or_default()))
         .collect())
+}
+
+/// Inserts one write into `schema`'s outbox through the application's
+/// connection (the transactional outbox): visible to the drains once the
+/// connection's transaction commits. The schema is named, so the
+/// connection's `search_path` does not matter.
+pub(crate) async fn insert_on(
+    connection: &mut PgConnection,
+    schema: &str,
+    write: &QueuedWrite,
+) -> Result<Ticket, StoreError> {
+    // `schema` was checked to be a plain name when the backend was built.
+    let insert = format!(
+        "INSERT INTO \"{schema}\".outbox \
+         (contract, method, key, lane, order_key, arguments, redacted, enqueued_at) \
+         VALUES ($1, $2, $3, coalesce($4, ''), $4, $5::text::jsonb, $6, to_timestamp($7 / 1000.0)) \
+         RETURNING ticket"
+    );
+    let ticket: i64 = sqlx::query_scalar(&insert)
+        .bind(&write.contract)
+        .bind(&write.method)
+        .bind(&write.key)
+        .bind(&write.order_key)
+        .bind(write.arguments.to_string())
+        .bind(&write.redacted)
+        .bind(write.enqueued_at_ms as f64)
+        .fetch_one(connection)
+        .await
+        .map_err(|error| StoreError::Postgres(error.to_string()))?;
+    Ok(Ticket(u64::try_from(ticket).unwrap_or_default()))
 }

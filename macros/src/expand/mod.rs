@@ -3,6 +3,7 @@
 
 pub(crate) mod classify;
 mod mock;
+mod outbox;
 mod resilient;
 #[cfg(test)]
 mod snapshots;

@@ -15,11 +15,14 @@ pub(super) fn expand(contract: &Contract) -> TokenStream {
     let kept = kept_trait(contract);
     let table = endpoint_table(contract);
     let imp = resilient_impl(contract);
+    let (outbox, outbox_impl) = super::outbox::expand(contract);
     quote! {
         #kept
+        #outbox
         const _: () = {
             #table
             #imp
+            #outbox_impl
         };
     }
 }
@@ -87,7 +90,7 @@ fn endpoint_table(contract: &Contract) -> TokenStream {
     }
 }
 
-fn queues(contract: &Contract) -> bool {
+pub(super) fn queues(contract: &Contract) -> bool {
     contract
         .methods
         .iter()
@@ -96,7 +99,7 @@ fn queues(contract: &Contract) -> bool {
 
 /// How a method body reaches its endpoint table. A contract with queued
 /// writes also offers the wrapper to deliver them, when the table is built.
-fn endpoints(contract: &Contract, this: &TokenStream) -> TokenStream {
+pub(super) fn endpoints(contract: &Contract, this: &TokenStream) -> TokenStream {
     if queues(contract) {
         let name = &contract.name;
         quote! {
@@ -156,9 +159,9 @@ fn resilient_impl(contract: &Contract) -> TokenStream {
 }
 
 /// A method's arguments as the pipeline takes them.
-struct Arguments {
+pub(super) struct Arguments {
     /// Each argument's name (`__seawall_argN` for `_`).
-    names: Vec<syn::Ident>,
+    pub(super) names: Vec<syn::Ident>,
     /// Each argument's type.
     types: Vec<syn::Type>,
     /// What each attempt passes the adapter.
@@ -180,7 +183,7 @@ fn copies(method: &Method) -> bool {
     method.policy.policy.retry().attempts() > 1 || keeps_arguments(method)
 }
 
-fn arguments(method: &Method, sig: &mut syn::Signature) -> Arguments {
+pub(super) fn arguments(method: &Method, sig: &mut syn::Signature) -> Arguments {
     let copies = copies(method);
     let keeps = keeps_arguments(method);
     let mut arguments = Arguments {
@@ -340,44 +343,7 @@ fn reads(contract: &Contract, method: &Method, arguments: &Arguments, replay: bo
     let policy = &method.policy.policy;
     let mut reads = TokenStream::new();
     if method.queued.is_some() && !replay {
-        let parts = names.iter().zip(&arguments.types).map(|(name, ty)| {
-            let text = name.unraw().to_string();
-            let value = if is_shared_ref(ty) {
-                quote!(#name)
-            } else {
-                quote!(&#name)
-            };
-            // A redacted argument is sealed at rest and kept out of every
-            // message.
-            if is_redacted(method, name) {
-                quote_spanned! {ty.span()=> .redacted_arg(#text, #value) }
-            } else {
-                quote_spanned! {ty.span()=> .arg(#text, #value) }
-            }
-        });
-        let contract_name = &contract.name;
-        let method_name = method.sig.ident.unraw().to_string();
-        // The ordering key's values, each checked for `Serialize` where it
-        // was written.
-        let order = method.policy.order_by.iter().map(|path| {
-            let text = &path.name;
-            let expr = &path.expr;
-            quote_spanned! {path.root.span()=>
-                .order_part(#text, ::seawall::__private_v1::args::order_part(&#expr))
-            }
-        });
-        reads.extend(quote! {
-            let __seawall_arguments = match ::seawall::__private_v1::args::QueuedArguments::new()
-                #(#parts)*
-                #(#order)*
-                .finish_for(#contract_name, #method_name)
-            {
-                ::core::result::Result::Ok(arguments) => arguments,
-                ::core::result::Result::Err(error) => {
-                    return ::core::result::Result::Err(::core::convert::From::from(error));
-                }
-            };
-        });
+        reads.extend(queued_arguments(contract, method, arguments));
     }
     if !replay && let Some(values) = &method.policy.key {
         reads.extend(key(contract, method, values, names));
@@ -400,6 +366,55 @@ fn reads(contract: &Contract, method: &Method, arguments: &Arguments, replay: bo
         });
     }
     reads
+}
+
+/// The queued write's arguments, serialized before anything happens (a
+/// value JSON cannot hold is refused first), with its ordering key:
+/// `let __seawall_arguments = ..;`, returning the error early.
+pub(super) fn queued_arguments(
+    contract: &Contract,
+    method: &Method,
+    arguments: &Arguments,
+) -> TokenStream {
+    let names = &arguments.names;
+    let parts = names.iter().zip(&arguments.types).map(|(name, ty)| {
+        let text = name.unraw().to_string();
+        let value = if is_shared_ref(ty) {
+            quote!(#name)
+        } else {
+            quote!(&#name)
+        };
+        // A redacted argument is sealed at rest and kept out of every
+        // message.
+        if is_redacted(method, name) {
+            quote_spanned! {ty.span()=> .redacted_arg(#text, #value) }
+        } else {
+            quote_spanned! {ty.span()=> .arg(#text, #value) }
+        }
+    });
+    let contract_name = &contract.name;
+    let method_name = method.sig.ident.unraw().to_string();
+    // The ordering key's values, each checked for `Serialize` where it
+    // was written.
+    let order = method.policy.order_by.iter().map(|path| {
+        let text = &path.name;
+        let expr = &path.expr;
+        quote_spanned! {path.root.span()=>
+            .order_part(#text, ::seawall::__private_v1::args::order_part(&#expr))
+        }
+    });
+    quote! {
+        let __seawall_arguments = match ::seawall::__private_v1::args::QueuedArguments::new()
+            #(#parts)*
+            #(#order)*
+            .finish_for(#contract_name, #method_name)
+        {
+            ::core::result::Result::Ok(arguments) => arguments,
+            ::core::result::Result::Err(error) => {
+                return ::core::result::Result::Err(::core::convert::From::from(error));
+            }
+        };
+    }
 }
 
 fn resilient_method(contract: &Contract, method: &Method, trait_path: &TokenStream) -> TokenStream {
@@ -657,7 +672,7 @@ fn fingerprint(method: &Method, names: &[syn::Ident]) -> TokenStream {
 }
 
 /// Derives the call's idempotency key once, before the first attempt.
-fn key(
+pub(super) fn key(
     contract: &Contract,
     method: &Method,
     values: &KeyValues,
