@@ -432,3 +432,116 @@ async fn with_the_database_away_a_write_falls_back_to_the_embedded_log() {
     );
     assert_eq!(taken.lock().unwrap().len(), 1);
 }
+
+/// Writes queued in the embedded log while the database was away are moved
+/// to the outbox when it returns, in order, each once: the node's disk can
+/// then go, and another runtime delivers them; the first runtime's tickets
+/// read the outbox's status, also after a restart.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn writes_queued_locally_move_to_the_outbox_when_the_database_returns() {
+    let Some(mut server) = postgres::Private::start("writes_queued_locally_move") else {
+        return;
+    };
+    let config = Postgres::new(&server.url())
+        .unwrap()
+        .schema("seawall")
+        .unwrap()
+        .store_timeout(Duration::from_millis(300))
+        .claim_lease(Duration::from_secs(1));
+    config.migrate().await.expect("the migration");
+    server.stop();
+    let dir = tempfile::tempdir().unwrap();
+    let node = Runtime::builder()
+        .postgres(config.clone())
+        .embedded(dir.path())
+        .expect("an embedded store");
+    let down = Resilient::new(Down, &node);
+    let mut tickets = Vec::new();
+    for seq in 1..=5 {
+        let queued = down
+            .add_note(&Note {
+                account: "a1".to_owned(),
+                seq,
+            })
+            .await
+            .expect("queued in the embedded log");
+        tickets.push(queued.ticket().expect("a ticket"));
+    }
+
+    // The database returns: the writes move while the vendor is still down.
+    server.launch().expect("the server again");
+    let pool = postgres::connect(&server.url()).await;
+    let moved = || async {
+        sqlx::query_as::<_, (i64, i64)>(
+            "SELECT count(*) FILTER (WHERE origin IS NOT NULL), count(*) FROM seawall.outbox",
+        )
+        .fetch_one(&pool)
+        .await
+        .unwrap()
+    };
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while moved().await.0 < 5 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "not moved within 30 s: {:?}",
+            moved().await
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(moved().await, (5, 5), "each write moved once");
+    let order: Vec<i32> = sqlx::query_scalar(
+        "SELECT (arguments->'note'->>'seq')::int FROM seawall.outbox ORDER BY ticket",
+    )
+    .fetch_all(&pool)
+    .await
+    .unwrap();
+    assert_eq!(order, vec![1, 2, 3, 4, 5], "moved in the order queued");
+    for ticket in &tickets {
+        assert_eq!(
+            node.write_ahead_log().status(*ticket).await.unwrap(),
+            Some(TicketStatus::Pending),
+            "{ticket} reads the outbox's status"
+        );
+    }
+
+    // The node goes (its disk could go too: nothing waits there now).
+    drop(down);
+    drop(node);
+    let kept = dir.path().to_owned();
+
+    let taken: Taken = Arc::default();
+    let other = Runtime::builder().postgres(config.clone()).in_memory();
+    let crm = Resilient::new(
+        Vendor {
+            runtime: "other",
+            taken: taken.clone(),
+        },
+        &other,
+    );
+    Crm::resume_queued(&crm);
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while taken.lock().unwrap().len() < 5 || other.write_ahead_log().depth().await.unwrap() > 0 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "not delivered within 30 s"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let seqs: Vec<u32> = taken.lock().unwrap().iter().map(|t| t.3).collect();
+    assert_eq!(seqs, vec![1, 2, 3, 4, 5], "delivered once each, in order");
+
+    // The node's tickets, after a restart, read what happened in the outbox.
+    let node = Runtime::builder()
+        .postgres(config)
+        .embedded(&kept)
+        .expect("the embedded store again");
+    for ticket in &tickets {
+        let status = node.write_ahead_log().status(*ticket).await.unwrap();
+        assert!(
+            matches!(status, Some(TicketStatus::Delivered { .. })),
+            "{ticket}: {status:?}"
+        );
+    }
+    assert_eq!(node.write_ahead_log().depth().await.unwrap(), 0);
+    pool.close().await;
+}

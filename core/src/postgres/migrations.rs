@@ -26,6 +26,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         "outbox",
         include_str!("../../migrations/0002_outbox.sql"),
     ),
+    (
+        3,
+        "outbox origin",
+        include_str!("../../migrations/0003_outbox_origin.sql"),
+    ),
 ];
 
 /// The embedded migrations, as sqlx's migrator takes them.

@@ -11,6 +11,21 @@ use super::{DeadLetter, Quarantined, QueuedWrite, Ticket, TicketStatus, record_e
 use crate::StoreError;
 use crate::store::group::GroupCommit;
 
+/// What the log says of a settled ticket: its status, or that it was
+/// moved to the PostgreSQL outbox under another ticket.
+pub(super) enum Stored {
+    Status(TicketStatus),
+    Moved(Ticket),
+}
+
+/// The settled record of a write moved to the PostgreSQL outbox.
+#[derive(serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct MovedTo {
+    pub(super) moved_to: u64,
+    pub(super) at_ms: u64,
+}
+
 const ENTRIES: TableDefinition<'static, u64, &'static [u8]> = TableDefinition::new("wal");
 pub(crate) const SETTLED: TableDefinition<'static, u64, &'static [u8]> =
     TableDefinition::new("wal_settled");
@@ -363,6 +378,40 @@ impl Embedded {
         .await
     }
 
+    /// Settles writes that were moved to the PostgreSQL outbox, each
+    /// `(local ticket, outbox ticket)`, in one durable commit: their status
+    /// is then read there. Answers how many were still pending here.
+    #[cfg(feature = "postgres")]
+    pub(super) async fn moved(&self, moves: Vec<(Ticket, Ticket)>) -> Result<u64, StoreError> {
+        let db = self.db.clone();
+        let at_ms = super::now_ms();
+        blocking(move || {
+            db.run(|db| {
+                let write = db.begin_write().map_err(failed)?;
+                let mut pending = 0;
+                {
+                    let mut entries = write.open_table(ENTRIES).map_err(failed)?;
+                    let mut settled = write.open_table(SETTLED).map_err(failed)?;
+                    for &(from, to) in &moves {
+                        if entries.remove(from.0).map_err(failed)?.is_none() {
+                            continue;
+                        }
+                        pending += 1;
+                        let record = MovedTo {
+                            moved_to: to.0,
+                            at_ms,
+                        };
+                        let bytes = serde_json::to_vec(&record).map_err(record_error)?;
+                        settled.insert(from.0, bytes.as_slice()).map_err(failed)?;
+                    }
+                }
+                write.commit().map_err(failed)?;
+                Ok(pending)
+            })
+        })
+        .await
+    }
+
     /// Makes every earlier commit durable: one empty durable commit.
     pub(super) async fn flush(&self) -> Result<(), StoreError> {
         let db = self.db.clone();
@@ -370,7 +419,7 @@ impl Embedded {
             .await
     }
 
-    pub(super) async fn status(&self, ticket: Ticket) -> Result<Option<TicketStatus>, StoreError> {
+    pub(super) async fn status(&self, ticket: Ticket) -> Result<Option<Stored>, StoreError> {
         let db = self.db.clone();
         blocking(move || {
             db.run(|db| {
@@ -382,13 +431,16 @@ impl Embedded {
                     .map_err(failed)?
                     .is_some()
                 {
-                    return Ok(Some(TicketStatus::Pending));
+                    return Ok(Some(Stored::Status(TicketStatus::Pending)));
                 }
                 let settled = read.open_table(SETTLED).map_err(failed)?;
                 match settled.get(ticket.0).map_err(failed)? {
-                    Some(bytes) => serde_json::from_slice(bytes.value())
-                        .map(Some)
-                        .map_err(record_error),
+                    Some(bytes) => match serde_json::from_slice::<MovedTo>(bytes.value()) {
+                        Ok(moved) => Ok(Some(Stored::Moved(Ticket(moved.moved_to)))),
+                        Err(_) => serde_json::from_slice(bytes.value())
+                            .map(|status| Some(Stored::Status(status)))
+                            .map_err(record_error),
+                    },
                     None => Ok(None),
                 }
             })

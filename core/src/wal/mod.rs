@@ -202,6 +202,9 @@ pub(crate) use embedded::SETTLED as SETTLED_TABLE;
 /// When a settled entry was settled, read from its stored status.
 #[cfg(feature = "embedded")]
 pub(crate) fn settled_at_ms(bytes: &[u8]) -> Option<u64> {
+    if let Ok(moved) = serde_json::from_slice::<embedded::MovedTo>(bytes) {
+        return Some(moved.at_ms);
+    }
     match serde_json::from_slice::<TicketStatus>(bytes).ok()? {
         TicketStatus::Delivered { at_ms, .. } | TicketStatus::Dead { at_ms, .. } => Some(at_ms),
         TicketStatus::Pending => None,
@@ -246,6 +249,10 @@ pub struct WriteAheadLog {
     local: Option<Box<WriteAheadLog>>,
 }
 
+/// The most writes one move from the local log to the outbox takes.
+#[cfg(feature = "postgres")]
+const MOVE_BATCH: usize = 1024;
+
 /// The mark of a ticket of the local log beside an outbox: a write queued
 /// there while the database was away.
 const LOCAL: u64 = 1 << 62;
@@ -281,6 +288,59 @@ impl WriteAheadLog {
             Some(local) if ticket.0 & LOCAL != 0 => Some((local, Ticket(ticket.0 & !LOCAL))),
             _ => None,
         }
+    }
+
+    /// The outbox ticket of a write this (embedded) log moved to the
+    /// PostgreSQL outbox.
+    #[cfg(feature = "embedded")]
+    async fn moved_to(&self, ticket: Ticket) -> Result<Option<Ticket>, StoreError> {
+        match &self.log {
+            Log::Embedded(log) => Ok(match log.status(ticket).await? {
+                Some(embedded::Stored::Moved(to)) => Some(to),
+                _ => None,
+            }),
+            _ => Ok(None),
+        }
+    }
+
+    /// Moves up to a batch of `contract`'s writes from the local log into
+    /// the outbox, oldest first, leaving out the lanes in `skip` (this
+    /// process is delivering them, or they wait for their vendor): each is
+    /// inserted with its origin (unique, so a move cut short by a crash
+    /// and done again inserts it once), then settled locally as moved, so
+    /// that its local ticket reads the outbox's status.
+    #[cfg(feature = "postgres")]
+    async fn move_local(
+        &self,
+        outbox: &postgres::Outbox,
+        local: &WriteAheadLog,
+        contract: &str,
+        skip: &Arc<HashSet<String>>,
+    ) -> Result<(), StoreError> {
+        let writes = Box::pin(local.pending_outside(contract, MOVE_BATCH, skip.clone())).await?;
+        if writes.is_empty() {
+            return Ok(());
+        }
+        let moved = outbox.insert_moved(&writes).await?;
+        let count = moved.len();
+        #[cfg(feature = "embedded")]
+        if let Log::Embedded(log) = &local.log {
+            let settled = log.moved(moved).await?;
+            let counter = local.counter(contract);
+            for _ in 0..settled {
+                decrement(&counter);
+            }
+        }
+        #[cfg(not(feature = "embedded"))]
+        drop(moved);
+        tracing::info!(
+            target: "seawall::queue",
+            contract,
+            writes = count,
+            "writes queued in the local log while the database was away moved to the outbox"
+        );
+        self.wake_settled();
+        Ok(())
     }
 
     /// Whether other processes append to and drain this log too (the
@@ -464,6 +524,15 @@ impl WriteAheadLog {
     }
 
     async fn append_uncounted(&self, write: &QueuedWrite) -> Result<Ticket, StoreError> {
+        // Behind writes of its contract still in the local log (queued while
+        // the database was away, not yet moved): there too, so that it
+        // cannot overtake them; it is moved with them.
+        #[cfg(feature = "postgres")]
+        if let (Log::Postgres(_), Some(local)) = (&self.log, &self.local)
+            && local.pending_count(&write.contract) > 0
+        {
+            return Ok(Ticket(Box::pin(local.append(write)).await?.0 | LOCAL));
+        }
         let ticket = match &self.log {
             #[cfg(feature = "embedded")]
             Log::Embedded(log) => {
@@ -532,6 +601,19 @@ impl WriteAheadLog {
                     .local
                     .as_ref()
                     .filter(|local| local.pending_count(contract) > 0);
+                if let Some(local) = local {
+                    // The database may be back: move what waits locally
+                    // (outside the lanes this process is delivering) into
+                    // the outbox, where any process can deliver it.
+                    if let Err(error) = self.move_local(log, local, contract, &skip).await {
+                        tracing::debug!(
+                            target: "seawall::queue",
+                            contract,
+                            %error,
+                            "the local log's writes stay there for now"
+                        );
+                    }
+                }
                 let mut writes = match log.pending(contract, limit, skip.clone()).await {
                     Ok((writes, count)) => {
                         // Every process's writes: the count follows the store.
@@ -710,11 +792,19 @@ impl WriteAheadLog {
     /// [`StoreError`] when the log cannot be read.
     pub async fn status(&self, ticket: Ticket) -> Result<Option<TicketStatus>, StoreError> {
         if let Some((local, ticket)) = self.local_of(ticket) {
+            #[cfg(feature = "embedded")]
+            if let Some(to) = local.moved_to(ticket).await? {
+                return Box::pin(self.status(to)).await;
+            }
             return Box::pin(local.status(ticket)).await;
         }
         match &self.log {
             #[cfg(feature = "embedded")]
-            Log::Embedded(log) => log.status(ticket).await,
+            Log::Embedded(log) => Ok(match log.status(ticket).await? {
+                Some(embedded::Stored::Status(status)) => Some(status),
+                // (Only a log beside an outbox moves writes; see `moved_to`.)
+                Some(embedded::Stored::Moved(_)) | None => None,
+            }),
             Log::Memory(log) => Ok(log.status(ticket)),
             #[cfg(feature = "postgres")]
             Log::Postgres(log) => log.status(ticket).await,
@@ -753,6 +843,10 @@ impl WriteAheadLog {
     /// [`StoreError`] when the log cannot be read.
     pub async fn dead_letter(&self, ticket: Ticket) -> Result<Option<DeadLetter>, StoreError> {
         if let Some((local, ticket)) = self.local_of(ticket) {
+            #[cfg(feature = "embedded")]
+            if let Some(to) = local.moved_to(ticket).await? {
+                return Box::pin(self.dead_letter(to)).await;
+            }
             return Box::pin(local.dead_letter(ticket)).await;
         }
         match &self.log {

@@ -48,6 +48,16 @@ FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text
 ORDER BY n
 RETURNING ticket";
 
+/// Writes moved from a local log: as `INSERT`, with each one's origin
+/// (`$8`), once.
+const MOVE: &str = "
+INSERT INTO outbox (contract, method, key, lane, order_key, arguments, redacted, enqueued_at, origin)
+SELECT c, m, k, coalesce(o, ''), o, a::jsonb, string_to_array(r, chr(31)), to_timestamp(e / 1000.0), g
+FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::float8[], $8::text[])
+     WITH ORDINALITY AS w(c, m, k, o, a, r, e, g, n)
+ORDER BY n
+ON CONFLICT (origin) WHERE origin IS NOT NULL DO NOTHING";
+
 /// Claims the lanes (up to `$3`) whose oldest pending write is oldest,
 /// leaving out `$2`, for owner `$4`.
 const CLAIM: &str = "
@@ -129,6 +139,60 @@ impl Outbox {
                 "the outbox's committer ended without an answer".to_owned(),
             ))
         })
+    }
+
+    /// Inserts writes moved from a runtime's local log (each with its
+    /// local ticket), in order, each once by its origin; answers each
+    /// local ticket with its outbox ticket (also for one a move cut short
+    /// had inserted already).
+    pub(super) async fn insert_moved(
+        &self,
+        writes: &[(Ticket, QueuedWrite)],
+    ) -> Result<Vec<(Ticket, Ticket)>, StoreError> {
+        let origins: Vec<String> = writes
+            .iter()
+            .map(|(ticket, write)| {
+                format!(
+                    "{}\u{1f}{}\u{1f}{}\u{1f}{}\u{1f}{}",
+                    write.contract, write.method, write.key, write.enqueued_at_ms, ticket.0
+                )
+            })
+            .collect();
+        let locals: Vec<Ticket> = writes.iter().map(|(ticket, _)| *ticket).collect();
+        let writes: Vec<QueuedWrite> = writes.iter().map(|(_, write)| write.clone()).collect();
+        self.db
+            .run(move |pool| async move {
+                let mut tx = pool.begin().await?;
+                let (columns, enqueued) = columns(&writes);
+                let [contract, method, key, order_key, arguments, redacted] = columns;
+                sqlx::query(MOVE)
+                    .bind(contract)
+                    .bind(method)
+                    .bind(key)
+                    .bind(order_key)
+                    .bind(arguments)
+                    .bind(redacted)
+                    .bind(enqueued)
+                    .bind(&origins)
+                    .execute(&mut *tx)
+                    .await?;
+                let rows: Vec<(String, i64)> =
+                    sqlx::query_as("SELECT origin, ticket FROM outbox WHERE origin = ANY($1)")
+                        .bind(&origins)
+                        .fetch_all(&mut *tx)
+                        .await?;
+                tx.commit().await?;
+                let tickets: std::collections::HashMap<String, i64> = rows.into_iter().collect();
+                Ok(origins
+                    .iter()
+                    .zip(locals)
+                    .filter_map(|(origin, local)| {
+                        let ticket = u64::try_from(*tickets.get(origin)?).ok()?;
+                        Some((local, Ticket(ticket)))
+                    })
+                    .collect())
+            })
+            .await
     }
 
     /// Claims lanes of `contract` outside `skip` and reads their pending
@@ -418,17 +482,7 @@ async fn commit(db: Arc<Database>, mut waiting: mpsc::UnboundedReceiver<Waiting>
 /// Inserts a batch in one statement; the tickets in the batch's order
 /// (identities are drawn in the order the rows are inserted).
 async fn insert(pool: PgPool, writes: Vec<QueuedWrite>) -> Result<Vec<Ticket>, sqlx::Error> {
-    let mut columns: [Vec<Option<String>>; 6] = Default::default();
-    let mut enqueued = Vec::with_capacity(writes.len());
-    for write in &writes {
-        columns[0].push(Some(write.contract.clone()));
-        columns[1].push(Some(write.method.clone()));
-        columns[2].push(Some(write.key.clone()));
-        columns[3].push(write.order_key.clone());
-        columns[4].push(Some(write.arguments.to_string()));
-        columns[5].push(Some(write.redacted.join("\u{1f}")));
-        enqueued.push(write.enqueued_at_ms as f64);
-    }
+    let (columns, enqueued) = columns(&writes);
     let [contract, method, key, order_key, arguments, redacted] = columns;
     let mut tickets: Vec<i64> = sqlx::query_scalar(INSERT)
         .bind(contract)
@@ -475,4 +529,22 @@ pub(crate) async fn insert_on(
         .await
         .map_err(|error| StoreError::Postgres(error.to_string()))?;
     Ok(Ticket(u64::try_from(ticket).unwrap_or_default()))
+}
+
+/// A batch as the inserts bind it: one array per text column (contract,
+/// method, key, order key, arguments, redacted names), and the enqueue
+/// times.
+fn columns(writes: &[QueuedWrite]) -> ([Vec<Option<String>>; 6], Vec<f64>) {
+    let mut columns: [Vec<Option<String>>; 6] = Default::default();
+    let mut enqueued = Vec::with_capacity(writes.len());
+    for write in writes {
+        columns[0].push(Some(write.contract.clone()));
+        columns[1].push(Some(write.method.clone()));
+        columns[2].push(Some(write.key.clone()));
+        columns[3].push(write.order_key.clone());
+        columns[4].push(Some(write.arguments.to_string()));
+        columns[5].push(Some(write.redacted.join("\u{1f}")));
+        enqueued.push(write.enqueued_at_ms as f64);
+    }
+    (columns, enqueued)
 }
