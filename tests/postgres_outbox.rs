@@ -545,3 +545,74 @@ async fn writes_queued_locally_move_to_the_outbox_when_the_database_returns() {
     assert_eq!(node.write_ahead_log().depth().await.unwrap(), 0);
     pool.close().await;
 }
+
+/// A runtime that goes away hands its lanes over at once: its drain had
+/// leased the lane of writes its vendor kept refusing (and would have held
+/// it for the whole 60 s lease, waiting out the vendor); dropped, another
+/// runtime delivers them long before the lease would have run out.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_runtime_that_goes_away_hands_its_lanes_over_at_once() {
+    let Some(url) = postgres::shared("a_runtime_that_goes_away_hands_its_lanes_over") else {
+        return;
+    };
+    let schema = postgres::schema("outbox_handover");
+    let config = config(url, &schema).claim_lease(Duration::from_secs(60));
+    config.migrate().await.expect("the migration");
+    let leaving = Runtime::builder().postgres(config.clone()).in_memory();
+    let down = Resilient::new(Down, &leaving);
+    let mut tickets = Vec::new();
+    for seq in 1..=3 {
+        let queued = down
+            .add_note(&Note {
+                account: "a1".to_owned(),
+                seq,
+            })
+            .await
+            .expect("queued");
+        tickets.push(queued.ticket().expect("a ticket"));
+    }
+    // Its drain takes the lane (and the vendor refuses).
+    let pool = postgres::connect(url).await;
+    let leased = || async {
+        sqlx::query_scalar::<_, i64>(&format!("SELECT count(*) FROM \"{schema}\".outbox_lanes"))
+            .fetch_one(&pool)
+            .await
+            .unwrap()
+    };
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while leased().await == 0 {
+        assert!(Instant::now() < deadline, "the lane was never leased");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    drop(down);
+    drop(leaving);
+    assert_eq!(leased().await, 0, "the lanes are handed over on drop");
+
+    let taken: Taken = Arc::default();
+    let staying = Runtime::builder().postgres(config).in_memory();
+    let crm = Resilient::new(
+        Vendor {
+            runtime: "staying",
+            taken: taken.clone(),
+        },
+        &staying,
+    );
+    Crm::resume_queued(&crm);
+    for ticket in tickets {
+        let settled = tokio::time::timeout(
+            Duration::from_secs(20),
+            staying.write_ahead_log().settled(ticket),
+        )
+        .await
+        .expect("delivered well within the 60 s lease")
+        .unwrap();
+        assert!(
+            matches!(settled, Some(TicketStatus::Delivered { .. })),
+            "{settled:?}"
+        );
+    }
+    let seqs: Vec<u32> = taken.lock().unwrap().iter().map(|t| t.3).collect();
+    assert_eq!(seqs, vec![1, 2, 3]);
+    pool.close().await;
+    postgres::drop_schema(url, &schema).await;
+}

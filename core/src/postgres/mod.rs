@@ -367,6 +367,11 @@ impl Database {
         })
     }
 
+    /// How long one query may take.
+    pub(crate) fn store_timeout(&self) -> Duration {
+        self.config.store_timeout
+    }
+
     /// The schema seawall's tables are in.
     pub(crate) fn schema(&self) -> &str {
         &self.config.schema

@@ -539,7 +539,13 @@ async fn drain_until_empty(queue: &Arc<ContractQueue>, mut wait: Duration) {
             };
             let skip: HashSet<String> = waiting.keys().chain(busy.values()).cloned().collect();
             match wal
-                .pending_outside(&queue.contract, BATCH, Arc::new(skip))
+                .pending_in_lanes(
+                    &queue.contract,
+                    // A shared log reads each lane's next turn, no more.
+                    if wal.is_shared() { LANE_TURN } else { BATCH },
+                    Arc::new(skip),
+                    LANES - running.len(),
+                )
                 .await
             {
                 Ok(batch) => {
@@ -704,6 +710,8 @@ async fn lane_turn(
     mut failures: u32,
 ) -> (Turn, u32) {
     let mut settled = 0;
+    // When the lane's lease was last renewed (asked), this turn.
+    let mut held: Option<std::time::Instant> = None;
     let lane = writes
         .first()
         .map(|(_, write)| write.lane().to_owned())
@@ -722,9 +730,18 @@ async fn lane_turn(
         }
         // In a shared log, only while this process holds the lane's lease
         // and the write is still pending: another process may have taken
-        // the lane over (this one was too slow to renew it).
-        match wal.hold(ticket).await {
-            Ok(true) => {}
+        // the lane over (this one was too slow to renew it). Renewed at
+        // the turn's first write, then whenever half the lease has gone
+        // by (measured from when the renewal was asked, so it errs early).
+        let good = held.is_some_and(|at: std::time::Instant| at.elapsed() < wal.hold_good_for());
+        let asked = std::time::Instant::now();
+        match if good {
+            Ok(true)
+        } else {
+            wal.hold(ticket).await
+        } {
+            Ok(true) if good => {}
+            Ok(true) => held = Some(asked),
             Ok(false) => return (Turn::Done(settled), failures),
             Err(error) => {
                 failures += 1;

@@ -377,6 +377,18 @@ impl WriteAheadLog {
         Ok(true)
     }
 
+    /// How long a successful [`hold`](Self::hold) stays good, from the
+    /// moment it was asked: half the lease in a shared log (the lease runs
+    /// from when the database ran the renewal, after it was asked), for
+    /// ever otherwise. A lane's turn renews only when it runs out.
+    pub(crate) fn hold_good_for(&self) -> std::time::Duration {
+        #[cfg(feature = "postgres")]
+        if let Log::Postgres(log) = &self.log {
+            return log.lease_duration() / 2;
+        }
+        std::time::Duration::MAX
+    }
+
     /// Lets go of the lease on a lane of `contract` (a shared log; a no-op
     /// otherwise), so that any process may drain it next.
     #[cfg_attr(not(feature = "postgres"), allow(unused_variables))]
@@ -591,6 +603,22 @@ impl WriteAheadLog {
         limit: usize,
         skip: Arc<HashSet<String>>,
     ) -> Result<Vec<(Ticket, QueuedWrite)>, StoreError> {
+        self.pending_in_lanes(contract, limit, skip, usize::MAX)
+            .await
+    }
+
+    /// [`pending_outside`](Self::pending_outside) for a drain with room for
+    /// `lanes` more lanes: a shared log leases at most that many, and
+    /// reads up to `limit` writes of each (the lanes' next turns) instead
+    /// of `limit` in all.
+    #[cfg_attr(not(feature = "postgres"), allow(unused_variables))]
+    pub(crate) async fn pending_in_lanes(
+        &self,
+        contract: &str,
+        limit: usize,
+        skip: Arc<HashSet<String>>,
+        lanes: usize,
+    ) -> Result<Vec<(Ticket, QueuedWrite)>, StoreError> {
         match &self.log {
             #[cfg(feature = "embedded")]
             Log::Embedded(log) => log.pending(contract, limit, skip).await,
@@ -614,7 +642,7 @@ impl WriteAheadLog {
                         );
                     }
                 }
-                let mut writes = match log.pending(contract, limit, skip.clone()).await {
+                let mut writes = match log.pending(contract, lanes, limit, skip.clone()).await {
                     Ok((writes, count)) => {
                         // Every process's writes: the count follows the store.
                         let local_count = local.map_or(0, |l| l.pending_count(contract));
@@ -704,7 +732,7 @@ impl WriteAheadLog {
             Log::Embedded(log) => log.settle(ticket, status, true).await?,
             Log::Memory(log) => log.settle(ticket, status),
             #[cfg(feature = "postgres")]
-            Log::Postgres(log) => log.settle(ticket, status).await?,
+            Log::Postgres(log) => log.settle(ticket, status, true).await?,
         };
         if let Some(contract) = contract {
             decrement(&self.counter(&contract));
@@ -748,7 +776,7 @@ impl WriteAheadLog {
             Log::Embedded(log) => log.settle(ticket, status, false).await,
             Log::Memory(log) => Ok(log.settle(ticket, status)),
             #[cfg(feature = "postgres")]
-            Log::Postgres(log) => log.settle(ticket, status).await,
+            Log::Postgres(log) => log.settle(ticket, status, false).await,
         };
         match settled {
             Ok(Some(_)) => {

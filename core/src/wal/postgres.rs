@@ -59,19 +59,30 @@ ORDER BY n
 ON CONFLICT (origin) WHERE origin IS NOT NULL DO NOTHING";
 
 /// Claims the lanes (up to `$3`) whose oldest pending write is oldest,
-/// leaving out `$2`, for owner `$4`.
+/// leaving out `$2`, for owner `$4`; answers the lanes claimed and the
+/// contract's pending count (every process's), from one scan.
 const CLAIM: &str = "
-WITH lanes AS (
-    SELECT lane, min(ticket) AS first FROM outbox
-    WHERE contract = $1 AND status = 'pending' AND NOT (lane = ANY($2))
-    GROUP BY lane ORDER BY first LIMIT $3
+WITH pending AS (
+    SELECT lane, min(ticket) AS first, count(*) AS n FROM outbox
+    WHERE contract = $1 AND status = 'pending'
+    GROUP BY lane
+), chosen AS (
+    -- Lanes another process holds are left out before the limit, so that
+    -- a read claims as many free lanes as it has room for.
+    SELECT p.lane FROM pending p
+    LEFT JOIN outbox_lanes h ON h.contract = $1 AND h.lane = p.lane
+    WHERE NOT (p.lane = ANY($2)) AND (h.lane IS NULL OR h.owner = $4 OR h.lease_until < now())
+    ORDER BY p.first LIMIT $3
+), claimed AS (
+    INSERT INTO outbox_lanes AS l (contract, lane, owner, lease_until)
+    SELECT $1, lane, $4, now() + $5 * interval '1 second' FROM chosen
+    ON CONFLICT (contract, lane) DO UPDATE
+    SET owner = excluded.owner, lease_until = excluded.lease_until
+    WHERE l.owner = excluded.owner OR l.lease_until < now()
+    RETURNING lane
 )
-INSERT INTO outbox_lanes AS l (contract, lane, owner, lease_until)
-SELECT $1, lane, $4, now() + $5 * interval '1 second' FROM lanes
-ON CONFLICT (contract, lane) DO UPDATE
-SET owner = excluded.owner, lease_until = excluded.lease_until
-WHERE l.owner = excluded.owner OR l.lease_until < now()
-RETURNING lane";
+SELECT array(SELECT lane FROM claimed) AS lanes,
+       (SELECT coalesce(sum(n), 0) FROM pending)::bigint AS total";
 
 /// Renews the lease of the lane of ticket `$1` if `$2` holds it and the
 /// write is still pending.
@@ -126,7 +137,11 @@ impl Outbox {
 
     /// The lease of a lane: as long as an idempotency claim's.
     fn lease(&self) -> f64 {
-        self.db.claim_lease().as_secs_f64()
+        self.lease_duration().as_secs_f64()
+    }
+
+    pub(super) fn lease_duration(&self) -> std::time::Duration {
+        self.db.claim_lease()
     }
 
     pub(super) async fn append(&self, write: QueuedWrite) -> Result<Ticket, StoreError> {
@@ -195,36 +210,40 @@ impl Outbox {
             .await
     }
 
-    /// Claims lanes of `contract` outside `skip` and reads their pending
-    /// writes, oldest first; also the contract's pending count (every
-    /// process's).
+    /// Claims up to `lanes` lanes of `contract` outside `skip` (at most
+    /// `limit`) and reads up to `limit` pending writes of each, oldest
+    /// first; also the contract's pending count (every process's).
     pub(super) async fn pending(
         &self,
         contract: &str,
+        lanes: usize,
         limit: usize,
         skip: Arc<HashSet<String>>,
     ) -> Result<(Vec<(Ticket, QueuedWrite)>, u64), StoreError> {
         let contract = contract.to_owned();
         let owner = self.db.replica.clone();
         let lease = self.lease();
+        let claim = i64::try_from(lanes.min(limit)).unwrap_or(i64::MAX);
         let limit = i64::try_from(limit).unwrap_or(i64::MAX);
         self.db
             .run(move |pool| async move {
                 let skip: Vec<String> = skip.iter().cloned().collect();
-                let lanes: Vec<String> = sqlx::query_scalar(CLAIM)
+                let (lanes, count): (Vec<String>, i64) = sqlx::query_as(CLAIM)
                     .bind(&contract)
                     .bind(&skip)
-                    .bind(limit)
+                    .bind(claim)
                     .bind(&owner)
                     .bind(lease)
-                    .fetch_all(&pool)
+                    .fetch_one(&pool)
                     .await?;
                 let rows = if lanes.is_empty() {
                     Vec::new()
                 } else {
                     sqlx::query(&format!(
-                        "SELECT {COLUMNS} FROM outbox WHERE contract = $1 AND status = 'pending' \
-                         AND lane = ANY($2) ORDER BY ticket LIMIT $3"
+                        "SELECT {COLUMNS} FROM (SELECT *, row_number() OVER \
+                         (PARTITION BY lane ORDER BY ticket) AS place FROM outbox \
+                         WHERE contract = $1 AND status = 'pending' AND lane = ANY($2)) AS o \
+                         WHERE place <= $3 ORDER BY ticket"
                     ))
                     .bind(&contract)
                     .bind(&lanes)
@@ -232,12 +251,6 @@ impl Outbox {
                     .fetch_all(&pool)
                     .await?
                 };
-                let count: i64 = sqlx::query_scalar(
-                    "SELECT count(*) FROM outbox WHERE contract = $1 AND status = 'pending'",
-                )
-                .bind(&contract)
-                .fetch_one(&pool)
-                .await?;
                 let writes = rows.iter().map(decode).collect::<Result<Vec<_>, _>>()?;
                 Ok((writes, u64::try_from(count).unwrap_or_default()))
             })
@@ -312,10 +325,16 @@ impl Outbox {
 
     /// Returns the settled write's contract, if it was pending (here: not
     /// settled by another process first).
+    /// `durable`: the commit waits for the database's disk; without, it
+    /// does not (`synchronous_commit = off` for that transaction alone): a
+    /// crash of the database may then forget the settle, and the write is
+    /// sent again with its key — what the embedded log's drain accepts
+    /// between its flushes, for the same throughput.
     pub(super) async fn settle(
         &self,
         ticket: Ticket,
         status: TicketStatus,
+        durable: bool,
     ) -> Result<Option<String>, StoreError> {
         let (state, answer, error, at_ms) = match status {
             TicketStatus::Pending => return Ok(None),
@@ -327,8 +346,9 @@ impl Outbox {
         self.db
             .run(move |pool| async move {
                 sqlx::query_scalar(
-                    "UPDATE outbox SET status = $2, answer = $3::jsonb, error = $4, \
-                     settled_at = to_timestamp($5 / 1000.0) \
+                    "WITH commit AS (SELECT set_config('synchronous_commit', $6, true)) \
+                     UPDATE outbox SET status = $2, answer = $3::jsonb, error = $4, \
+                     settled_at = to_timestamp($5 / 1000.0) FROM commit \
                      WHERE ticket = $1 AND status = 'pending' RETURNING contract",
                 )
                 .bind(id(ticket))
@@ -336,6 +356,7 @@ impl Outbox {
                 .bind(answer)
                 .bind(error)
                 .bind(at_ms as f64)
+                .bind(if durable { "on" } else { "off" })
                 .fetch_optional(&pool)
                 .await
             })
@@ -443,6 +464,42 @@ impl Outbox {
                 Ok(done.rows_affected() > 0)
             })
             .await
+    }
+}
+
+/// A runtime that goes away hands its lanes over at once, instead of
+/// leaving them leased (a lane waiting out its vendor's outage, say) until
+/// the lease runs out: its leases are deleted, waiting at most the store
+/// timeout for the database (a runtime dropped while it is away leaves
+/// them to run out).
+impl Drop for Outbox {
+    fn drop(&mut self) {
+        let db = self.db.clone();
+        let (done, finished) = std::sync::mpsc::channel();
+        self.db.spawn(async move {
+            let owner = db.replica.clone();
+            let released = db
+                .run(move |pool| async move {
+                    sqlx::query("DELETE FROM outbox_lanes WHERE owner = $1")
+                        .bind(&owner)
+                        .execute(&pool)
+                        .await
+                        .map(drop)
+                })
+                .await;
+            let _ = done.send(released);
+        });
+        // Bounded: on the database's own thread this waits out the timeout
+        // and the lanes' leases run out as they would have.
+        match finished.recv_timeout(self.db.store_timeout()) {
+            Ok(Ok(())) => {}
+            Ok(Err(error)) => {
+                tracing::debug!(target: "seawall::queue", %error, "could not hand the outbox's lanes over; their leases run out");
+            }
+            Err(_) => {
+                tracing::debug!(target: "seawall::queue", "no answer handing the outbox's lanes over; their leases run out");
+            }
+        }
     }
 }
 
