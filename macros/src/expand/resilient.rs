@@ -338,6 +338,7 @@ fn run(
 fn reads(contract: &Contract, method: &Method, arguments: &Arguments, replay: bool) -> TokenStream {
     let names = &arguments.names;
     let policy = &method.policy.policy;
+    let into_error = into_error(method);
     let mut reads = TokenStream::new();
     if method.queued.is_some() && !replay {
         let parts = names.iter().zip(&arguments.types).map(|(name, ty)| {
@@ -374,7 +375,7 @@ fn reads(contract: &Contract, method: &Method, arguments: &Arguments, replay: bo
             {
                 ::core::result::Result::Ok(arguments) => arguments,
                 ::core::result::Result::Err(error) => {
-                    return ::core::result::Result::Err(::core::convert::From::from(error));
+                    return ::core::result::Result::Err(#into_error);
                 }
             };
         });
@@ -533,16 +534,22 @@ fn dispatch(contract: &Contract, trait_path: &TokenStream, bounds: &TokenStream)
             let borrows = &arguments.borrows;
             let read_for_stages = self::reads(contract, method, &arguments, true);
             let run = run(method, &arguments, trait_path, true);
-            // Spanned at the answer type, so one that cannot be kept with
-            // its ticket is reported there.
-            let replayed = match &method.queued {
-                Some(answer) => quote_spanned! {answer.span()=>
-                    ::seawall::__private_v1::replay::replayed(__seawall_endpoint, __seawall_result)
-                },
-                None => quote!(::seawall::__private_v1::replay::replayed(
-                    __seawall_endpoint,
-                    __seawall_result
-                )),
+            // The answer is kept apart from how the write ended: the first
+            // spanned at the answer type, so one that cannot be kept with
+            // its ticket is reported there; the second at the return type,
+            // like the call, so an error type that is not a contract's is
+            // reported once, with the call's.
+            let answer_span = method
+                .queued
+                .as_ref()
+                .map_or_else(|| method.output.span(), Spanned::span);
+            let kept = quote_spanned! {answer_span=>
+                ::seawall::__private_v1::replay::kept(__seawall_result)
+            };
+            // Every token at the return type: the compiler blames an
+            // argument whose type misses a bound, so none may be the answer's.
+            let replayed = quote_spanned! {method.output.span()=>
+                ::seawall::__private_v1::replay::replayed(__seawall_endpoint, __seawall_kept)
             };
             quote! {
                 #method_name => {
@@ -558,6 +565,7 @@ fn dispatch(contract: &Contract, trait_path: &TokenStream, bounds: &TokenStream)
                         #run
                     }
                     .await;
+                    let __seawall_kept = #kept;
                     #replayed
                 }
             }
@@ -634,6 +642,7 @@ fn returns_cached(output: &syn::Type) -> bool {
 /// same key with another fingerprint is a conflict.
 fn fingerprint(method: &Method, names: &[syn::Ident]) -> TokenStream {
     let method_name = method.sig.ident.to_string();
+    let into_error = into_error(method);
     let parts = names.iter().map(|name| {
         let text = name.to_string();
         quote_spanned! {name.span()=>
@@ -650,7 +659,7 @@ fn fingerprint(method: &Method, names: &[syn::Ident]) -> TokenStream {
         {
             ::core::result::Result::Ok(fingerprint) => fingerprint.to_string(),
             ::core::result::Result::Err(error) => {
-                return ::core::result::Result::Err(::core::convert::From::from(error));
+                return ::core::result::Result::Err(#into_error);
             }
         };
     }
@@ -665,6 +674,7 @@ fn key(
 ) -> TokenStream {
     let contract_name = &contract.name;
     let method_name = method.sig.ident.unraw().to_string();
+    let into_error = into_error(method);
     let parts: Vec<TokenStream> = match values {
         KeyValues::AllArguments => names
             .iter()
@@ -693,10 +703,18 @@ fn key(
         {
             ::core::result::Result::Ok(key) => key,
             ::core::result::Result::Err(error) => {
-                return ::core::result::Result::Err(::core::convert::From::from(error));
+                return ::core::result::Result::Err(#into_error);
             }
         };
     }
+}
+
+/// `From::from(error)`, a `seawall::Error` handed back as the method's
+/// error type. Spanned at the return type, like the call: an error type
+/// without `From<seawall::Error>` is then reported once, with the call's
+/// requirements, not again here.
+fn into_error(method: &Method) -> TokenStream {
+    quote_spanned!(method.output.span()=> ::core::convert::From::from(error))
 }
 
 /// `&T`: copied into every attempt as it is.
