@@ -227,13 +227,22 @@ impl Classify for Error {
 /// worth retrying, and keeps the last one inside
 /// [`Error::RetriesExhausted`]; hence the bounds. Implemented for every type
 /// that meets them.
+///
+/// A type that misses any of them is one compile error, at the method's
+/// return type, listing all three and how to get each: the blanket impl is
+/// `#[diagnostic::do_not_recommend]`, so the compiler reports this trait
+/// rather than one error per missing bound.
 #[diagnostic::on_unimplemented(
     message = "`{Self}` cannot be the error type of a contract method",
     label = "the error type of this `Result`",
-    note = "a contract method's error type must implement `From<seawall::Error>`, `seawall::Classify` and `std::error::Error`, and be `Send + Sync + 'static`"
+    note = "a contract method's error type needs all three of:",
+    note = "`From<seawall::Error>`, to hand back a timeout or an open breaker as your error: with thiserror, a variant `#[error(transparent)] Seawall(#[from] seawall::Error)`",
+    note = "`seawall::Classify`, to know which failures are worth another attempt: `#[derive(seawall::Classify)]`, with `#[classify(..)]` on each variant (`#[classify(delegate)]` on the `seawall::Error` one)",
+    note = "`std::error::Error + Send + Sync + 'static`: `#[derive(Debug, thiserror::Error)]`, with fields that are `Send + Sync` and borrow nothing"
 )]
 pub trait ContractError: From<Error> + Classify + StdError + Send + Sync + 'static {}
 
+#[diagnostic::do_not_recommend]
 impl<E> ContractError for E where E: From<Error> + Classify + StdError + Send + Sync + 'static {}
 
 #[cfg(test)]

@@ -63,26 +63,41 @@ impl Arguments {
     }
 }
 
-/// How a re-issued write ended, for the drain.
-pub fn replayed<T, E>(endpoint: &Endpoint, result: Result<crate::Delivery<T>, E>) -> Replayed
+/// The answer of a re-issued write, as it is kept with its ticket: its
+/// serialized form (`null` for `()`, or when it has none, which is logged).
+///
+/// Apart from [`replayed`] so that each bound is reported where it belongs:
+/// an answer that cannot be kept at the answer type, an error type that
+/// cannot be a contract's at the return type (once, with the call's).
+pub fn kept<T, E>(result: Result<crate::Delivery<T>, E>) -> Result<serde_json::Value, E>
 where
     T: QueuedAnswer,
-    E: crate::ContractError,
 {
     match result {
         Ok(crate::Delivery::Done(answer)) => match serde_json::to_value(&answer) {
-            Ok(answer) => Replayed::Delivered(answer),
+            Ok(answer) => Ok(answer),
             Err(error) => {
                 tracing::warn!(
                     target: "seawall::queue",
                     %error,
                     "a queued write was delivered, but its answer has no serialized form"
                 );
-                Replayed::Delivered(serde_json::Value::Null)
+                Ok(serde_json::Value::Null)
             }
         },
         // An adapter answers `Done`; a `Queued` from it is taken as done.
-        Ok(crate::Delivery::Queued(_)) => Replayed::Delivered(serde_json::Value::Null),
+        Ok(crate::Delivery::Queued(_)) => Ok(serde_json::Value::Null),
+        Err(error) => Err(error),
+    }
+}
+
+/// How a re-issued write ended, for the drain, given its [`kept`] answer.
+pub fn replayed<E>(endpoint: &Endpoint, result: Result<serde_json::Value, E>) -> Replayed
+where
+    E: crate::ContractError,
+{
+    match result {
+        Ok(answer) => Replayed::Delivered(answer),
         Err(error) => Replayed::Failed {
             class: crate::Classify::class(&error),
             retry_in: endpoint.unavailable_for(&error),

@@ -10,6 +10,7 @@ use syn::parse_quote;
 use syn::spanned::Spanned;
 
 use super::{Contract, Method, resilient};
+use crate::fallback::Declared;
 
 /// The rules only a mocked contract has: a double keeps its answers, so
 /// they cannot borrow or depend on a method's generic parameters.
@@ -30,7 +31,46 @@ pub(super) fn check(methods: &[Method], errors: &mut darling::error::Accumulator
 }
 
 pub(super) fn expand(contract: &Contract) -> TokenStream {
-    let item = &contract.item;
+    let members: Vec<Member> = contract
+        .methods
+        .iter()
+        .map(|method| Member::Handled(handle(&method.sig, &method.output)))
+        .collect();
+    double(&contract.item, &members)
+}
+
+/// The double of a contract that did not pass its checks, so that tests
+/// using it keep type-checking: a handle for each method that returns a
+/// `Result` a double can keep, and the trait's methods, each calling its
+/// handle as a correct contract's does when its signature is right, else
+/// with the fallback's placeholder body.
+pub(crate) fn fallback(item: &syn::ItemTrait, methods: &[Declared]) -> TokenStream {
+    let members: Vec<Member> = methods
+        .iter()
+        .map(|method| {
+            let sig = &method.item.sig;
+            let handle = method
+                .result()
+                .filter(|output| storable(output, &method_generics(sig)))
+                .map(|output| handle(sig, output));
+            match handle {
+                Some(handle) if method.output.is_some() => Member::Handled(handle),
+                handle => Member::Placeholder(handle, method.placeholder()),
+            }
+        })
+        .collect();
+    double(item, &members)
+}
+
+/// A method of the double: its handle, and the trait's method calling it;
+/// or (in a fallback) the trait's method with a placeholder body, and the
+/// handle when the method has one.
+enum Member {
+    Handled(Handle),
+    Placeholder(Option<Handle>, TokenStream),
+}
+
+fn double(item: &syn::ItemTrait, members: &[Member]) -> TokenStream {
     let vis = &item.vis;
     let trait_ident = &item.ident;
     let mock = format_ident!("Mock{}", trait_ident.unraw(), span = trait_ident.span());
@@ -39,7 +79,13 @@ pub(super) fn expand(contract: &Contract) -> TokenStream {
     let generics = &item.generics;
     let (impl_generics, ty_generics, where_clause) = generics.split_for_impl();
 
-    let methods: Vec<Handle> = contract.methods.iter().map(handle).collect();
+    let methods: Vec<&Handle> = members
+        .iter()
+        .filter_map(|member| match member {
+            Member::Handled(handle) | Member::Placeholder(Some(handle), _) => Some(handle),
+            Member::Placeholder(None, _) => None,
+        })
+        .collect();
     let fields = methods.iter().map(|handle| {
         let ident = &handle.ident;
         let ty = &handle.ty;
@@ -84,12 +130,9 @@ pub(super) fn expand(contract: &Contract) -> TokenStream {
             }
         }
     });
-    let impls = contract
-        .methods
-        .iter()
-        .zip(&methods)
-        .map(|(method, handle)| {
-            let sig = resilient::future_sig(method, &handle.sig);
+    let impls = members.iter().map(|member| match member {
+        Member::Handled(handle) => {
+            let sig = resilient::future_sig(&handle.output, &handle.sig);
             let ident = &handle.ident;
             let value = &handle.value;
             quote! {
@@ -97,7 +140,9 @@ pub(super) fn expand(contract: &Contract) -> TokenStream {
                     ::seawall::mock::Method::call(&self.#ident, #value)
                 }
             }
-        });
+        }
+        Member::Placeholder(_, method) => method.clone(),
+    });
 
     // A generic contract's double is generic too; a marker keeps every
     // parameter used, whatever the methods record.
@@ -184,11 +229,13 @@ struct Handle {
     value: TokenStream,
     /// The method's signature with every argument named plainly.
     sig: syn::Signature,
+    /// Its `Result<T, E>`.
+    output: syn::Type,
 }
 
-fn handle(method: &Method) -> Handle {
-    let generics = method_generics(&method.sig);
-    let mut sig = method.sig.clone();
+fn handle(sig: &syn::Signature, output: &syn::Type) -> Handle {
+    let generics = method_generics(sig);
+    let mut sig = sig.clone();
     let mut types = Vec::new();
     let mut values = Vec::new();
     for (index, input) in sig.inputs.iter_mut().enumerate() {
@@ -210,13 +257,14 @@ fn handle(method: &Method) -> Handle {
         ([ty], [value]) => (ty.clone(), value.clone()),
         _ => (quote!((#(#types,)*)), quote!((#(#values,)*))),
     };
-    let (ok, err) = result_types(&method.output);
+    let (ok, err) = result_types(output);
     Handle {
-        ident: method.sig.ident.clone(),
+        ident: sig.ident.clone(),
         ty: quote!(::seawall::mock::Method<#args, #ok, #err>),
         args,
         value,
         sig,
+        output: output.clone(),
     }
 }
 

@@ -2,9 +2,9 @@
 //! function of `proc_macro2` tokens, so tests can call it directly.
 
 pub(crate) mod classify;
-mod mock;
+pub(crate) mod mock;
 mod outbox;
-mod resilient;
+pub(crate) mod resilient;
 #[cfg(test)]
 mod snapshots;
 
@@ -57,7 +57,7 @@ pub(crate) fn contract(args: TokenStream, item: TokenStream) -> TokenStream {
             return quote::quote! { #error #item };
         }
     };
-    match check(args, &item) {
+    match check(args.clone(), &item) {
         Ok(contract) => {
             let mut tokens = resilient::expand(&contract);
             if contract.mock {
@@ -70,7 +70,7 @@ pub(crate) fn contract(args: TokenStream, item: TokenStream) -> TokenStream {
             }
             tokens
         }
-        Err(errors) => fallback::contract(errors, item),
+        Err(errors) => fallback::contract(errors, item, fallback::asks_for_mock(args)),
     }
 }
 
@@ -163,6 +163,43 @@ fn check_method(method: &syn::TraitItemFn, settings: &ContractSettings) -> darli
         (Some(attr), None) => errors.handle(parse_policy(attr, sig, settings)),
     };
 
+    let output = check_signature(method, &mut errors);
+
+    let attrs = method
+        .attrs
+        .iter()
+        .filter(|a| !fallback::is_integration(a))
+        .cloned()
+        .collect();
+    let (policy, output) = match (policy, output) {
+        (Some(policy), Some(output)) => (policy, output),
+        _ => {
+            errors.finish()?;
+            return Err(darling::Error::custom("invalid contract method").with_span(&sig.ident));
+        }
+    };
+    let queued = if policy.policy.queue_fallback() {
+        check_queued(sig, &output, &mut errors)
+    } else {
+        None
+    };
+    errors.finish_with(Method {
+        sig: sig.clone(),
+        attrs,
+        output,
+        policy,
+        queued,
+    })
+}
+
+/// The rules of a contract method's signature (its policy aside), each one
+/// broken an error at its tokens; the method's `Result<T, E>` when it
+/// returns one.
+fn check_signature(
+    method: &syn::TraitItemFn,
+    errors: &mut darling::error::Accumulator,
+) -> Option<syn::Type> {
+    let sig = &method.sig;
     if sig.asyncness.is_none() {
         errors.push(
             darling::Error::custom(
@@ -203,7 +240,7 @@ fn check_method(method: &syn::TraitItemFn, settings: &ContractSettings) -> darli
             );
         }
     }
-    let output = match &sig.output {
+    match &sig.output {
         syn::ReturnType::Type(_, ty) if returns_result(ty) => Some((**ty).clone()),
         syn::ReturnType::Type(_, ty) => {
             errors.push(
@@ -225,33 +262,16 @@ fn check_method(method: &syn::TraitItemFn, settings: &ContractSettings) -> darli
             );
             None
         }
-    };
+    }
+}
 
-    let attrs = method
-        .attrs
-        .iter()
-        .filter(|a| !fallback::is_integration(a))
-        .cloned()
-        .collect();
-    let (policy, output) = match (policy, output) {
-        (Some(policy), Some(output)) => (policy, output),
-        _ => {
-            errors.finish()?;
-            return Err(darling::Error::custom("invalid contract method").with_span(&sig.ident));
-        }
-    };
-    let queued = if policy.policy.queue_fallback() {
-        check_queued(sig, &output, &mut errors)
-    } else {
-        None
-    };
-    errors.finish_with(Method {
-        sig: sig.clone(),
-        attrs,
-        output,
-        policy,
-        queued,
-    })
+/// The `Result<T, E>` of a method whose signature follows every rule, so
+/// that the fallback declares it as a correct contract does (with a `Send`
+/// future); `None` for one whose signature is itself a mistake.
+pub(crate) fn well_formed(method: &syn::TraitItemFn) -> Option<syn::Type> {
+    let mut errors = darling::Error::accumulator();
+    let output = check_signature(method, &mut errors);
+    errors.finish().ok().and(output)
 }
 
 /// A queued write is replayed from the log, maybe by another process: it
@@ -366,6 +386,14 @@ fn parse_policy(
     validate::integration(args, name, sig, settings)
 }
 
+/// The return type of a method that returns a `Result`.
+pub(crate) fn result_type(sig: &syn::Signature) -> Option<&syn::Type> {
+    match &sig.output {
+        syn::ReturnType::Type(_, ty) if returns_result(ty) => Some(ty),
+        _ => None,
+    }
+}
+
 /// Whether a return type names `Result` (possibly through a path such as
 /// `std::result::Result` or an alias called `Result`).
 fn returns_result(ty: &syn::Type) -> bool {
@@ -383,7 +411,7 @@ fn returns_result(ty: &syn::Type) -> bool {
 
 #[cfg(test)]
 mod tests {
-    use quote::quote;
+    use quote::{ToTokens, quote};
 
     use super::contract;
 
@@ -418,24 +446,103 @@ mod tests {
     }
 
     #[test]
-    fn one_mistake_is_one_error_and_the_trait_is_still_emitted() {
+    fn one_mistake_is_one_error_and_the_trait_and_wrapper_are_still_emitted() {
         let out = contract(quote!(), crm(quote!(read, timout = "1s")));
         // The misspelt key; the missing timeout is not reported on top of it.
         assert_eq!(compile_errors(&out), 1, "{out}");
         let text = out.to_string();
         assert!(text.contains("pub trait Crm"), "{text}");
+        // Declared as a correct contract declares it: its signature is right.
         assert!(
-            text.contains("async fn account"),
-            "the trait is kept unchanged: {text}"
+            text.contains("fn account (& self , id : & str) -> impl :: seawall :: __private_v1 :: rt :: Future"),
+            "{text}"
         );
         assert!(
             !text.contains("integration"),
             "no #[integration] left to misfire: {text}"
         );
+        // The wrapper still implements the method, so its call sites
+        // type-check, but nothing is built on the bad policy.
         assert!(
-            !text.contains("Resilient"),
-            "no impl built on a bad policy: {text}"
+            text.contains("for :: seawall :: Resilient < __SeawallInner >"),
+            "{text}"
         );
+        assert!(text.contains(":: core :: future :: pending ()"), "{text}");
+        assert!(!text.contains("__private_v1 :: run"), "{text}");
+    }
+
+    #[test]
+    fn a_broken_contract_still_declares_every_method_for_its_callers() {
+        let out = contract(
+            quote!(mock),
+            quote! {
+                pub trait Crm {
+                    #[integration(read, timeout = "1s")]
+                    async fn account(&self, id: &str) -> Result<String, CrmError>;
+
+                    #[integration(read, timeout = "1s")]
+                    fn region(&self, id: &str) -> Result<String, CrmError>;
+
+                    #[integration(write, timeout = "1s", idempotent, fallback = queue)]
+                    async fn send(&self, id: &str) -> Result<String, CrmError> {
+                        Ok(id.to_owned())
+                    }
+                }
+            },
+        );
+        // The default body and the queued write's answer.
+        assert_eq!(compile_errors(&out), 3, "{out}");
+        let file: syn::File = syn::parse2(out).expect("items");
+        let mut trait_methods = Vec::new();
+        let mut impl_methods = Vec::new();
+        let mut mock = false;
+        for item in &file.items {
+            match item {
+                syn::Item::Trait(item) => {
+                    for item in &item.items {
+                        if let syn::TraitItem::Fn(method) = item {
+                            trait_methods.push(method.sig.to_token_stream().to_string());
+                        }
+                    }
+                }
+                syn::Item::Const(constant) => {
+                    let syn::Expr::Block(block) = &*constant.expr else {
+                        continue;
+                    };
+                    for stmt in &block.block.stmts {
+                        if let syn::Stmt::Item(syn::Item::Impl(imp)) = stmt {
+                            for item in &imp.items {
+                                if let syn::ImplItem::Fn(method) = item {
+                                    impl_methods.push(method.sig.ident.to_string());
+                                }
+                            }
+                        }
+                    }
+                }
+                syn::Item::Macro(mac) => mock |= mac.mac.tokens.to_string().contains("MockCrm"),
+                _ => {}
+            }
+        }
+        // The well-formed method as a correct contract declares it, the
+        // others as written; `resume_queued` as for any queued write.
+        assert!(
+            trait_methods[0].starts_with("fn account") && trait_methods[0].contains("Send"),
+            "{trait_methods:?}"
+        );
+        assert!(
+            trait_methods[1].starts_with("fn region"),
+            "{trait_methods:?}"
+        );
+        assert!(
+            trait_methods[2].starts_with("async fn send"),
+            "{trait_methods:?}"
+        );
+        assert!(
+            trait_methods[3].starts_with("fn resume_queued"),
+            "{trait_methods:?}"
+        );
+        assert_eq!(impl_methods, ["account", "region", "send"]);
+        assert!(mock, "the double is generated too");
     }
 
     #[test]
