@@ -586,7 +586,16 @@ async fn a_runtime_that_goes_away_hands_its_lanes_over_at_once() {
     }
     drop(down);
     drop(leaving);
-    assert_eq!(leased().await, 0, "the lanes are handed over on drop");
+    // The log goes with the last task that holds it (its drain may be
+    // mid-read): a moment, not the 60 s lease.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while leased().await > 0 {
+        assert!(
+            Instant::now() < deadline,
+            "the lanes are still leased 5 s after the runtime went"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
 
     let taken: Taken = Arc::default();
     let staying = Runtime::builder().postgres(config).in_memory();
