@@ -56,9 +56,11 @@ pub(super) fn expand(contract: &Contract) -> (TokenStream, TokenStream) {
     let endpoints = endpoints(contract, &wrapper);
     let bodies = queued.iter().zip(&read).map(|(method, (sig, arguments))| {
         let ident = &method.sig.ident;
-        let read = queued_arguments(contract, method, arguments);
+        // The errors are seawall's own, as the answer's: no conversion.
+        let error = quote!(error);
+        let read = queued_arguments(contract, method, arguments, &error);
         let key = match &method.policy.key {
-            Some(values) => key(contract, method, values, &arguments.names),
+            Some(values) => key(contract, method, values, &arguments.names, &error),
             // `fallback = queue` needs `idempotent`, which always has a key.
             None => quote!(compile_error!("a queued write has an idempotency key");),
         };

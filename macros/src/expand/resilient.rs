@@ -345,13 +345,17 @@ fn run(
 fn reads(contract: &Contract, method: &Method, arguments: &Arguments, replay: bool) -> TokenStream {
     let names = &arguments.names;
     let policy = &method.policy.policy;
-    let into_error = into_error(method);
     let mut reads = TokenStream::new();
     if method.queued.is_some() && !replay {
-        reads.extend(queued_arguments(contract, method, arguments));
+        reads.extend(queued_arguments(
+            contract,
+            method,
+            arguments,
+            &into_error(method),
+        ));
     }
     if !replay && let Some(values) = &method.policy.key {
-        reads.extend(key(contract, method, values, names));
+        reads.extend(key(contract, method, values, names, &into_error(method)));
     }
     if policy.idempotency_store().is_some() {
         reads.extend(fingerprint(method, names));
@@ -380,9 +384,9 @@ pub(super) fn queued_arguments(
     contract: &Contract,
     method: &Method,
     arguments: &Arguments,
+    into_error: &TokenStream,
 ) -> TokenStream {
     let names = &arguments.names;
-    let into_error = into_error(method);
     let parts = names.iter().zip(&arguments.types).map(|(name, ty)| {
         let text = name.unraw().to_string();
         let value = if is_shared_ref(ty) {
@@ -691,10 +695,10 @@ pub(super) fn key(
     method: &Method,
     values: &KeyValues,
     names: &[syn::Ident],
+    into_error: &TokenStream,
 ) -> TokenStream {
     let contract_name = &contract.name;
     let method_name = method.sig.ident.unraw().to_string();
-    let into_error = into_error(method);
     let parts: Vec<TokenStream> = match values {
         KeyValues::AllArguments => names
             .iter()
