@@ -26,14 +26,25 @@ use proc_macro::TokenStream;
 /// `seawall::Resilient<I>` implements it for every adapter `I` that does,
 /// running each call through the method's policy.
 ///
-/// Options: `name = "salesforce"` names the contract in breaker names,
-/// errors and telemetry (default: the trait's name); `mock` also generates
-/// `Mock<Trait>`, a test double that implements the trait over
-/// `seawall::mock` (scripted answers, faults, recorded calls); it needs
-/// seawall's `mock` feature (a default one), and without it is one error
-/// saying so.
+/// # Keys, and their defaults
 ///
-/// See the `seawall` crate's documentation for the policy keys.
+/// - `name = "crm"`: the contract's name in breaker and budget names,
+///   errors, telemetry and the write-ahead log. Default: the trait's name.
+/// - `retry_budget(ratio = 0.1, max = 10, min_per_second = 10)`: one budget
+///   for the retries of all the contract's methods (a success earns `ratio`
+///   of a token up to `max`; a retry spends one; `min_per_second` retries
+///   are always allowed). Default: exactly those values, on for every
+///   contract with a retrying method; `retry_budget(off)` removes it.
+/// - `idempotency_header = "X-Request-Id"`: the header `seawall::http`
+///   sends the idempotency key in. Default: `"Idempotency-Key"`.
+/// - `mock`: also generate `Mock<Trait>`, a test double over
+///   `seawall::mock` (scripted answers, faults, recorded calls); needs
+///   seawall's `mock` feature, and without it is one error saying so.
+///   Default: no double.
+///
+/// Beside a contract with `fallback = queue` writes it also generates
+/// `<Trait>Outbox`, the same writes queued inside the application's own
+/// database transaction (`wrapper.outbox(&mut *tx)`, feature `postgres`).
 #[proc_macro_attribute]
 pub fn contract(args: TokenStream, item: TokenStream) -> TokenStream {
     expand::contract(args.into(), item.into()).into()
@@ -43,6 +54,45 @@ pub fn contract(args: TokenStream, item: TokenStream) -> TokenStream {
 ///
 /// Read by `#[contract]`; on its own (outside a `#[contract]` trait) it is an
 /// error, since there is nothing to make resilient.
+///
+/// # Keys, and their defaults
+///
+/// Durations are strings: `"250ms"`, `"10s"`, `"1m 30s"`.
+///
+/// - `read` or `write`: exactly one. Required.
+/// - `timeout = "10s"`: the limit of each attempt. Required (no default).
+/// - `deadline = "1m"`: the limit of the whole call, every attempt and
+///   backoff included; at least the policy's worst case. Default: none.
+/// - `retry`: retry what is worth retrying. Default: one attempt. Its keys:
+///   `attempts = 3` (1 to 10; default 3), `base = "100ms"` (default),
+///   `cap = "5s"` (default), `jitter = "full"` (or `"equal"`,
+///   `"decorrelated"`, `"none"`; default `"full"`), `max_elapsed = "10s"`
+///   (default none), `on = ["retryable"]` (default; add `"vendor_fault"`,
+///   `"permanent"`).
+/// - `idempotent` or `idempotent(key = [account, invoice.number])`: an
+///   idempotency key from every argument, or from the named arguments and
+///   fields; required on a `write` that retries. Default: none.
+///   `idempotent(.., store)` records completed writes and replays them:
+///   `retention = "24h"` (default), `replay_failures = true` (default),
+///   `concurrent = "wait"` (default; or `"reject"`).
+/// - `breaker`: a circuit breaker. Default: none. Its keys, with their
+///   defaults: `failure_rate = 0.5`, `window = 100` (attempts; or a
+///   duration such as `"30s"`), `min_calls = 100` (or the window's size if
+///   smaller), `consecutive_failures = 10` (`0`: off), `open_for = "30s"`,
+///   `open_for_max` (not set: a fixed `open_for`), `probes = 1`,
+///   `half_open_max = "1m"`, `slow` (not set), `slow_rate = 0.5` (needs
+///   `slow`), `failure_classes = ["retryable", "vendor_fault"]`,
+///   `name = "contract.method"` (one breaker per method; a shared name
+///   shares it).
+/// - `fallback = cache(max_stale = "1h")` (a read; `capacity = 10000`
+///   entries by default), `fallback = queue` or
+///   `fallback = queue(order_by = [account])` (an `idempotent` write
+///   returning `Result<Delivery<T>, E>`), or
+///   `fallback = with(path::to::function)`. Default: none.
+/// - `redact = [token, card]`: arguments never recorded, and sealed at rest
+///   in a queued write. Default: none.
+///
+/// The README's "Policy keys" section gives the reason for each default.
 #[proc_macro_attribute]
 pub fn integration(args: TokenStream, item: TokenStream) -> TokenStream {
     fallback::integration_outside_contract(args.into(), item.into()).into()
