@@ -345,7 +345,6 @@ fn run(
 fn reads(contract: &Contract, method: &Method, arguments: &Arguments, replay: bool) -> TokenStream {
     let names = &arguments.names;
     let policy = &method.policy.policy;
-    let into_error = into_error(method);
     let mut reads = TokenStream::new();
     if method.queued.is_some() && !replay {
         reads.extend(queued_arguments(contract, method, arguments));
