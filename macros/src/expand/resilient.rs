@@ -416,6 +416,10 @@ pub(super) fn queued_arguments(
         {
             ::core::result::Result::Ok(arguments) => arguments,
             ::core::result::Result::Err(error) => {
+                // A no-op when the method's error type is `seawall::Error`
+                // itself; `into_error`'s span is the user's return type,
+                // where clippy would flag it.
+                #[allow(clippy::useless_conversion)]
                 return ::core::result::Result::Err(#into_error);
             }
         };
@@ -678,6 +682,10 @@ fn fingerprint(method: &Method, names: &[syn::Ident]) -> TokenStream {
         {
             ::core::result::Result::Ok(fingerprint) => fingerprint.to_string(),
             ::core::result::Result::Err(error) => {
+                // A no-op when the method's error type is `seawall::Error`
+                // itself; `into_error`'s span is the user's return type,
+                // where clippy would flag it.
+                #[allow(clippy::useless_conversion)]
                 return ::core::result::Result::Err(#into_error);
             }
         };
@@ -722,6 +730,10 @@ pub(super) fn key(
         {
             ::core::result::Result::Ok(key) => key,
             ::core::result::Result::Err(error) => {
+                // A no-op when the method's error type is `seawall::Error`
+                // itself; `into_error`'s span is the user's return type,
+                // where clippy would flag it.
+                #[allow(clippy::useless_conversion)]
                 return ::core::result::Result::Err(#into_error);
             }
         };
