@@ -31,6 +31,7 @@
 //! | `reqwest::Error` | class | why |
 //! |---|---|---|
 //! | carries a status (`error_for_status`) | the status's class | as [`ResponseError`] |
+//! | an `https://` URL in a build without TLS ([`TlsMissing`]) | `Permanent` | the next attempt has no TLS either |
 //! | connect error (refused, DNS, connect timeout) | `Retryable` | the request never reached the vendor |
 //! | timeout (connect, read or total) | `Retryable` | another attempt may be answered in time |
 //! | builder error (bad URL, bad header, bad scheme) | `Permanent` | the request is wrong; it will be wrong again |
@@ -40,21 +41,31 @@
 //! | other request or body errors (connection reset mid-request) | `Retryable` | a transport failure |
 //! | anything else (a failed protocol upgrade) | `Permanent` | |
 //!
-//! # TLS, redirects, pools and proxies stay reqwest's
+//! # TLS
 //!
-//! seawall depends on reqwest **without any TLS feature**: which TLS stack
-//! to use is the application's choice. Add reqwest with the TLS feature you
-//! want to your own `Cargo.toml`, for example
-//! `reqwest = { version = "0.13", features = ["rustls"] }` (or
-//! `"native-tls"`); cargo builds one reqwest per build with the union of
-//! every dependent's features, so this client gets TLS too. Without one,
-//! reqwest's connector refuses `https://` URLs: the call fails with a
-//! connect error (which classifies as retryable, so check your features
-//! before suspecting the vendor).
+//! Every real vendor is `https://`, so the client has TLS out of the box:
+//! the `http-rustls` feature, on by default, is reqwest's `rustls` (rustls
+//! with the aws-lc-rs crypto provider, and the platform's trust roots
+//! through rustls-platform-verifier). `http-native-tls` uses the platform's
+//! TLS library instead (OpenSSL on Linux) through native-tls.
 //!
-//! Redirects, TLS settings, connection pools, proxies and default headers
-//! are reqwest's, set through [`ClientBuilder::configure`]; by default
-//! reqwest follows up to 10 redirects.
+//! `http` alone has no TLS. Such a client refuses a request to an
+//! `https://` URL without sending anything: the `reqwest::Error` that
+//! [`send`](reqwest::RequestBuilder::send) returns has a [`TlsMissing`] as
+//! its source, which names the features to enable, and it classifies as
+//! `Permanent`: not retried, and not a failure of the vendor's breaker.
+//! seawall decides by its own features; a TLS feature the application turns
+//! on for its own reqwest dependency is not seen, so choose TLS through
+//! seawall's features. (Not caught: a redirect from `http://` to `https://`
+//! in such a build, which reqwest reports as a connect error for the first
+//! URL, retryable.)
+//!
+//! # Redirects, pools and proxies stay reqwest's
+//!
+//! Redirects, TLS settings (extra root certificates, client certificates),
+//! connection pools, proxies and default headers are reqwest's, set through
+//! [`ClientBuilder::configure`]; by default reqwest follows up to 10
+//! redirects.
 //!
 //! # Example
 //!
@@ -100,15 +111,116 @@
 //! ```
 
 use std::fmt;
+use std::future::{Ready, ready};
+use std::marker::PhantomData;
 use std::sync::Arc;
+use std::task::{Context, Poll};
 use std::time::{Duration, SystemTime};
 
 use ::http::header::RETRY_AFTER;
 use ::http::{HeaderMap, HeaderValue, Method, StatusCode};
-use reqwest::{IntoUrl, RequestBuilder};
+use reqwest::{IntoUrl, RequestBuilder, Url};
 
 use crate::policy::MAX_DURATION;
 use crate::{Classify, ErrorClass};
+
+/// Whether this build of seawall has TLS: `http-rustls` or `http-native-tls`.
+const TLS: bool = cfg!(any(feature = "http-rustls", feature = "http-native-tls"));
+
+/// A client without TLS was asked for an `https://` URL; nothing was sent.
+///
+/// It reaches the caller as the source of the `reqwest::Error` that
+/// [`send`](reqwest::RequestBuilder::send) returns (found by walking
+/// [`source`](std::error::Error::source)), and that error classifies as
+/// [`ErrorClass::Permanent`]: another attempt would have no TLS either, and
+/// the vendor did nothing wrong, so its breaker does not count it.
+///
+/// It happens only in a build of seawall with the `http` feature and
+/// neither `http-rustls` (a default) nor `http-native-tls`.
+///
+/// ```
+/// use seawall_core::{Classify, ErrorClass, http::TlsMissing};
+///
+/// let refused = TlsMissing::default();
+/// assert_eq!(refused.class(), ErrorClass::Permanent);
+/// assert!(refused.to_string().contains("`http-rustls`"));
+/// ```
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, thiserror::Error)]
+#[error(
+    "this build of seawall has no TLS, so the https:// request was not sent: enable seawall's \
+     `http-rustls` feature (rustls, a default feature) or `http-native-tls` (the platform's TLS \
+     library), e.g. `seawall = {{ version = \"0.1\", features = [\"http-rustls\"] }}`"
+)]
+#[non_exhaustive]
+pub struct TlsMissing;
+
+impl Classify for TlsMissing {
+    fn class(&self) -> ErrorClass {
+        ErrorClass::Permanent
+    }
+}
+
+/// Whether a client with TLS or without it (`tls`) must refuse `url`:
+/// only a client without TLS, and only for `https://`.
+fn refuses(url: &Url, tls: bool) -> bool {
+    !tls && url.scheme() == "https"
+}
+
+/// Whether `error` is, or was caused by, a [`TlsMissing`].
+fn tls_missing(error: &(dyn std::error::Error + 'static)) -> bool {
+    let mut source = Some(error);
+    while let Some(inner) = source {
+        if inner.is::<TlsMissing>() {
+            return true;
+        }
+        source = inner.source();
+    }
+    false
+}
+
+/// The connector of the client that a client without TLS hands its
+/// `https://` requests to: it fails every connection with [`TlsMissing`]
+/// before any DNS lookup or socket.
+#[derive(Clone, Copy, Debug)]
+struct RefuseTls;
+
+impl<S> tower_layer::Layer<S> for RefuseTls {
+    type Service = RefuseTlsService<S>;
+
+    fn layer(&self, _inner: S) -> Self::Service {
+        RefuseTlsService(PhantomData)
+    }
+}
+
+/// [`RefuseTls`]'s service. It keeps the type of the connector it replaces
+/// only to answer with the same connection type (which reqwest does not
+/// name in public).
+struct RefuseTlsService<S>(PhantomData<fn() -> S>);
+
+impl<S> Clone for RefuseTlsService<S> {
+    fn clone(&self) -> Self {
+        Self(PhantomData)
+    }
+}
+
+type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+impl<S, R> tower_service::Service<R> for RefuseTlsService<S>
+where
+    S: tower_service::Service<R>,
+{
+    type Response = S::Response;
+    type Error = BoxError;
+    type Future = Ready<Result<S::Response, BoxError>>;
+
+    fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), BoxError>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, _request: R) -> Self::Future {
+        ready(Err(Box::new(TlsMissing)))
+    }
+}
 
 /// A function that adds headers to every request a [`Client`] builds.
 type HeaderHook = Arc<dyn Fn(&mut HeaderMap) + Send + Sync>;
@@ -181,6 +293,11 @@ pub enum BuildError {
 /// Every setting reqwest offers is reachable through
 /// [`configure`](Self::configure); the timeouts are set here, because
 /// [`build`](Self::build) checks them.
+///
+/// TLS comes from seawall's features: `http-rustls` (a default) or
+/// `http-native-tls`. Built with `http` alone, the client refuses
+/// `https://` URLs with [`TlsMissing`], a permanent error that names those
+/// features (see [`build`](Self::build)).
 #[must_use = "a builder does nothing until `.build()` is called"]
 pub struct ClientBuilder {
     inner: reqwest::ClientBuilder,
@@ -189,6 +306,9 @@ pub struct ClientBuilder {
     timeout: Option<Duration>,
     hooks: Vec<HeaderHook>,
     correlation_header: Option<http::HeaderName>,
+    /// Whether the client has TLS: the build's, or `false` in seawall's
+    /// own tests of a client without it.
+    tls: bool,
 }
 
 impl ClientBuilder {
@@ -200,7 +320,16 @@ impl ClientBuilder {
             timeout: None,
             hooks: Vec::new(),
             correlation_header: None,
+            tls: TLS,
         }
+    }
+
+    /// A client that behaves as one of a build without TLS, whatever the
+    /// features: for the tests of that behaviour.
+    #[cfg(test)]
+    fn without_tls(mut self) -> Self {
+        self.tls = false;
+        self
     }
 
     /// Also sends the call's correlation id (32 hex digits) in this header,
@@ -288,6 +417,14 @@ impl ClientBuilder {
 
     /// Builds the client.
     ///
+    /// With the `http-rustls` feature (a default) or `http-native-tls`, the
+    /// client speaks TLS to `https://` URLs. With `http` alone it has none,
+    /// and refuses them: a request to an `https://` URL fails when sent,
+    /// before anything leaves the process, with a `reqwest::Error` whose
+    /// source is [`TlsMissing`] (naming the features to enable) and which
+    /// classifies as [`ErrorClass::Permanent`], so it is neither retried nor
+    /// counted by the breaker. See [TLS](self#tls).
+    ///
     /// # Errors
     ///
     /// [`BuildError::MissingConnectTimeout`] without a connect timeout;
@@ -326,10 +463,24 @@ impl ClientBuilder {
         if let Some(timeout) = self.timeout {
             inner = inner.timeout(timeout);
         }
+        // Without TLS, `https://` requests go to a client whose connector
+        // refuses them with `TlsMissing`: reqwest's own refusal is a connect
+        // error, which would be retried and counted by the breaker, and
+        // would not say that TLS is what is missing.
+        let refuse_https = if self.tls {
+            None
+        } else {
+            Some(
+                reqwest::Client::builder()
+                    .connector_layer(RefuseTls)
+                    .build()?,
+            )
+        };
         Ok(Client {
             inner: inner.build()?,
             hooks: self.hooks.into(),
             correlation_header: self.correlation_header,
+            refuse_https,
         })
     }
 }
@@ -341,6 +492,7 @@ impl fmt::Debug for ClientBuilder {
             .field("read_timeout", &self.read_timeout)
             .field("timeout", &self.timeout)
             .field("header_hooks", &self.hooks.len())
+            .field("tls", &self.tls)
             .finish_non_exhaustive()
     }
 }
@@ -349,17 +501,23 @@ impl fmt::Debug for ClientBuilder {
 ///
 /// Cheap to clone: clones share the connection pool and the hooks. Requests
 /// are plain `reqwest::RequestBuilder`s, sent as usual; check the answer
-/// with [`check`].
+/// with [`check`]. In a build without TLS (`http` without `http-rustls` or
+/// `http-native-tls`), requests to `https://` URLs fail with
+/// [`TlsMissing`] (see [`ClientBuilder::build`]).
 #[derive(Clone)]
 pub struct Client {
     inner: reqwest::Client,
     hooks: Arc<[HeaderHook]>,
     correlation_header: Option<http::HeaderName>,
+    /// Without TLS: the client that `https://` requests are handed to,
+    /// whose connector refuses them with [`TlsMissing`].
+    refuse_https: Option<reqwest::Client>,
 }
 
 impl Client {
     /// Starts a builder. [`build`](ClientBuilder::build) requires a connect
-    /// timeout, and a read or a total timeout.
+    /// timeout, and a read or a total timeout. Without a TLS feature the
+    /// client it builds refuses `https://` URLs ([`TlsMissing`]).
     pub fn builder() -> ClientBuilder {
         ClientBuilder::new()
     }
@@ -376,13 +534,17 @@ impl Client {
     /// out of seawall's spans and events.
     ///
     /// A `url` that does not parse is reported by reqwest when the request
-    /// is sent (a builder error, classified permanent).
+    /// is sent (a builder error, classified permanent), and so is an
+    /// `https://` URL in a build without TLS ([`TlsMissing`], permanent).
     pub fn request<U: IntoUrl>(&self, method: Method, url: U) -> RequestBuilder {
         let span = tracing::Span::current();
         if !span.is_disabled() {
             span.record("http.request.method", method.as_str());
         }
-        let builder = self.inner.request(method, url);
+        let mut builder = self.inner.request(method, url);
+        if let Some(refuse_https) = &self.refuse_https {
+            builder = refuse_https_with(builder, refuse_https);
+        }
         let key = crate::idempotency::current_header();
         let correlation = crate::telemetry::current_correlation();
         if self.hooks.is_empty() && key.is_none() && correlation.is_none() {
@@ -444,9 +606,34 @@ impl Client {
     }
 
     /// The underlying reqwest client. Requests built with it directly run
-    /// no header hooks.
+    /// no header hooks, and in a build without TLS an `https://` request
+    /// built with it fails as reqwest says (a connect error, which
+    /// [`Classify`] still classes permanent).
     pub fn inner(&self) -> &reqwest::Client {
         &self.inner
+    }
+}
+
+/// Hands `builder`'s request to `refuse_https` when its URL is `https://`.
+/// Only clients without TLS call it, so the copy it makes to read the URL
+/// costs nothing in a build with TLS.
+fn refuse_https_with(builder: RequestBuilder, refuse_https: &reqwest::Client) -> RequestBuilder {
+    // A fresh builder has no body, so it clones unless its URL did not
+    // parse; that one keeps its error, which reqwest reports when sent.
+    let Some(Ok(request)) = builder.try_clone().map(RequestBuilder::build) else {
+        return builder;
+    };
+    if refuses(request.url(), false) {
+        // Said where the request is made too, for logs that print only the
+        // top of an error chain (reqwest's "error sending request").
+        tracing::warn!(
+            target: "seawall::http",
+            url = %redacted(request.url()),
+            "{TlsMissing}"
+        );
+        RequestBuilder::from_parts(refuse_https.clone(), request)
+    } else {
+        builder
     }
 }
 
@@ -455,6 +642,7 @@ impl fmt::Debug for Client {
         f.debug_struct("Client")
             .field("inner", &self.inner)
             .field("header_hooks", &self.hooks.len())
+            .field("tls", &self.refuse_https.is_none())
             .finish()
     }
 }
@@ -664,11 +852,22 @@ pub fn parse_retry_after(value: &HeaderValue, now: SystemTime) -> Option<Duratio
 /// The table in the [module documentation](self): connect errors and
 /// timeouts are retryable, and so are other transport failures; builder and
 /// redirect errors, and bodies that do not decode, are permanent; an error
-/// with a status classifies as the status.
+/// with a status classifies as the status; an `https://` request in a build
+/// without TLS ([`TlsMissing`]) is permanent.
 impl Classify for reqwest::Error {
     fn class(&self) -> ErrorClass {
         if let Some(status) = self.status() {
             return status.class();
+        }
+        // Before connect errors, which it also is: no attempt can succeed
+        // without TLS. Seen either as seawall's refusal, or (a request built
+        // with `Client::inner`) as reqwest's connect error for an `https://`
+        // URL in a build without TLS. (A redirect from `http://` to
+        // `https://` is not caught: reqwest's error carries the first URL.)
+        if tls_missing(self)
+            || (self.is_connect() && self.url().is_some_and(|url| refuses(url, TLS)))
+        {
+            return ErrorClass::Permanent;
         }
         // Checked before the kinds below: a timeout while reading a body
         // reaches the caller as a decode error.
@@ -856,6 +1055,218 @@ mod tests {
             matches!(err, BuildError::TimeoutTooLong(TimeoutSetting::Total)),
             "{err}"
         );
+    }
+
+    /// The whole chain of `error`'s messages, as a reporter prints it.
+    fn chain(error: &(dyn std::error::Error + 'static)) -> String {
+        let mut text = error.to_string();
+        let mut source = error.source();
+        while let Some(inner) = source {
+            text.push_str(": ");
+            text.push_str(&inner.to_string());
+            source = inner.source();
+        }
+        text
+    }
+
+    /// A client with no TLS, in any build: the test hook, or the build's
+    /// own client when it has no TLS feature.
+    fn client_without_tls() -> Client {
+        Client::builder()
+            .connect_timeout(SECOND)
+            .timeout(SECOND)
+            .without_tls()
+            .build()
+            .unwrap()
+    }
+
+    /// What a refused `https://` request must look like to its caller.
+    fn assert_refused_for_tls(error: &reqwest::Error, url: &str) {
+        assert_eq!(error.class(), ErrorClass::Permanent, "{error:?}");
+        assert!(tls_missing(error), "{error:?}");
+        let said = chain(error);
+        assert!(said.contains(url), "{said}");
+        assert!(said.contains("no TLS"), "{said}");
+        assert!(said.contains("`http-rustls`"), "{said}");
+        assert!(said.contains("`http-native-tls`"), "{said}");
+    }
+
+    #[test]
+    fn only_a_client_without_tls_refuses_and_only_https() {
+        let https = Url::parse("https://crm.example/a").unwrap();
+        let http = Url::parse("http://crm.example/a").unwrap();
+        assert!(refuses(&https, false));
+        assert!(!refuses(&https, true));
+        assert!(!refuses(&http, false));
+        assert!(!refuses(&http, true));
+        assert_eq!(
+            TLS,
+            cfg!(any(feature = "http-rustls", feature = "http-native-tls"))
+        );
+    }
+
+    #[test]
+    fn tls_missing_says_which_features_to_enable() {
+        let said = TlsMissing.to_string();
+        assert!(
+            said.starts_with("this build of seawall has no TLS"),
+            "{said}"
+        );
+        assert!(said.contains("`http-rustls`"), "{said}");
+        assert!(said.contains("`http-native-tls`"), "{said}");
+        assert!(said.contains(r#"features = ["http-rustls"]"#), "{said}");
+        assert_eq!(TlsMissing.class(), ErrorClass::Permanent);
+    }
+
+    #[tokio::test]
+    async fn a_client_without_tls_refuses_https_before_sending() {
+        // Port 9 on loopback: nothing is sent anyway; the refusal comes
+        // before any DNS lookup or socket.
+        let url = "https://127.0.0.1:9/accounts/42";
+        let error = client_without_tls().get(url).send().await.unwrap_err();
+        assert_refused_for_tls(&error, url);
+        // Every method, and a client with header hooks.
+        let client = Client::builder()
+            .connect_timeout(SECOND)
+            .timeout(SECOND)
+            .header_hook(|headers| {
+                headers.insert("x-test", HeaderValue::from_static("1"));
+            })
+            .without_tls()
+            .build()
+            .unwrap();
+        let error = client.post(url).body("{}").send().await.unwrap_err();
+        assert_refused_for_tls(&error, url);
+    }
+
+    #[tokio::test]
+    async fn a_client_without_tls_refusing_https_is_not_retried_nor_a_breaker_failure() {
+        use std::sync::atomic::{AtomicUsize, Ordering};
+
+        use crate::policy::{BreakerPolicy, Kind, Policy, RetryPolicy};
+
+        #[derive(Debug, thiserror::Error)]
+        enum VendorError {
+            #[error(transparent)]
+            Transport(#[from] reqwest::Error),
+            #[error(transparent)]
+            Seawall(#[from] crate::Error),
+        }
+        impl Classify for VendorError {
+            fn class(&self) -> ErrorClass {
+                match self {
+                    Self::Transport(e) => e.class(),
+                    Self::Seawall(e) => e.class(),
+                }
+            }
+        }
+
+        let runtime = crate::Runtime::in_memory();
+        let policy = Policy::new(Kind::Read, SECOND * 5)
+            .with_retry(RetryPolicy::new(3))
+            .with_breaker(BreakerPolicy::new());
+        let endpoint = runtime.endpoint("crm", "account", policy).unwrap();
+        let client = client_without_tls();
+        let attempts = AtomicUsize::new(0);
+        let url = "https://127.0.0.1:9/accounts/42";
+        let result = endpoint
+            .call(|| {
+                attempts.fetch_add(1, Ordering::Relaxed);
+                let request = client.get(url);
+                async move { Ok::<_, VendorError>(request.send().await?.status()) }
+            })
+            .await;
+        let Err(VendorError::Transport(error)) = &result else {
+            panic!("expected the refusal itself, got {result:?}");
+        };
+        assert_refused_for_tls(error, url);
+        assert_eq!(attempts.load(Ordering::Relaxed), 1, "retried");
+        let breaker = endpoint.breaker().expect("a breaker").metrics();
+        assert_eq!(breaker.failures, 0, "{breaker:?}");
+    }
+
+    /// A vendor on 127.0.0.1 that answers one request with `answer` and
+    /// hands back the head of the request it read.
+    fn answer_once(
+        answer: &'static str,
+    ) -> (std::net::SocketAddr, std::thread::JoinHandle<String>) {
+        use std::io::{Read, Write};
+
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let address = listener.local_addr().unwrap();
+        let vendor = std::thread::spawn(move || {
+            let (mut stream, _) = listener.accept().unwrap();
+            let mut request = [0u8; 4096];
+            let mut read = 0;
+            // Read the request head (bounded: one small GET).
+            while read < request.len() && !request[..read].windows(4).any(|w| w == b"\r\n\r\n") {
+                match stream.read(&mut request[read..]) {
+                    Ok(0) | Err(_) => break,
+                    Ok(n) => read += n,
+                }
+            }
+            stream.write_all(answer.as_bytes()).unwrap();
+            String::from_utf8_lossy(&request[..read]).into_owned()
+        });
+        (address, vendor)
+    }
+
+    #[tokio::test]
+    async fn a_client_without_tls_still_calls_http() {
+        let (address, vendor) =
+            answer_once("HTTP/1.1 200 OK\r\ncontent-length: 2\r\nconnection: close\r\n\r\nok");
+        let client = Client::builder()
+            .connect_timeout(SECOND)
+            .timeout(SECOND * 5)
+            .header_hook(|headers| {
+                headers.insert("x-test", HeaderValue::from_static("1"));
+            })
+            .without_tls()
+            .build()
+            .unwrap();
+        let response = client
+            .get(format!("http://{address}/"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(check(response).unwrap().text().await.unwrap(), "ok");
+        let head = vendor.join().unwrap();
+        assert!(head.contains("x-test: 1"), "{head}");
+    }
+
+    /// The build's own client, without the test hook: `http` alone
+    /// (`cargo test -p seawall-core --no-default-features --features http`).
+    #[cfg(not(any(feature = "http-rustls", feature = "http-native-tls")))]
+    #[tokio::test]
+    async fn a_build_without_tls_refuses_https() {
+        let client = Client::builder()
+            .connect_timeout(SECOND)
+            .timeout(SECOND)
+            .build()
+            .unwrap();
+        assert!(format!("{client:?}").contains("tls: false"), "{client:?}");
+        let url = "https://127.0.0.1:9/accounts/42";
+        let error = client.get(url).send().await.unwrap_err();
+        assert_refused_for_tls(&error, url);
+        // Built on the inner reqwest client, the request meets reqwest's
+        // own refusal, a connect error: still permanent in such a build.
+        let error = client.inner().get(url).send().await.unwrap_err();
+        assert!(error.is_connect(), "{error:?}");
+        assert!(!tls_missing(&error), "{error:?}");
+        assert_eq!(error.class(), ErrorClass::Permanent, "{error:?}");
+    }
+
+    /// The build's own client with a TLS feature does not refuse.
+    #[cfg(any(feature = "http-rustls", feature = "http-native-tls"))]
+    #[test]
+    fn a_build_with_tls_does_not_refuse() {
+        let client = Client::builder()
+            .connect_timeout(SECOND)
+            .timeout(SECOND)
+            .build()
+            .unwrap();
+        assert!(client.refuse_https.is_none());
+        assert!(format!("{client:?}").contains("tls: true"), "{client:?}");
     }
 
     #[test]

@@ -421,6 +421,10 @@ pub(super) fn queued_arguments(
         {
             ::core::result::Result::Ok(arguments) => arguments,
             ::core::result::Result::Err(error) => {
+                // A no-op when the method's error type is `seawall::Error`
+                // itself; `into_error`'s span is the user's return type,
+                // where clippy would flag it.
+                #[allow(clippy::useless_conversion)]
                 return ::core::result::Result::Err(#into_error);
             }
         };
@@ -683,6 +687,10 @@ fn fingerprint(method: &Method, names: &[syn::Ident]) -> TokenStream {
         {
             ::core::result::Result::Ok(fingerprint) => fingerprint.to_string(),
             ::core::result::Result::Err(error) => {
+                // A no-op when the method's error type is `seawall::Error`
+                // itself; `into_error`'s span is the user's return type,
+                // where clippy would flag it.
+                #[allow(clippy::useless_conversion)]
                 return ::core::result::Result::Err(#into_error);
             }
         };
@@ -727,6 +735,10 @@ pub(super) fn key(
         {
             ::core::result::Result::Ok(key) => key,
             ::core::result::Result::Err(error) => {
+                // A no-op when the method's error type is `seawall::Error`
+                // itself; `into_error`'s span is the user's return type,
+                // where clippy would flag it.
+                #[allow(clippy::useless_conversion)]
                 return ::core::result::Result::Err(#into_error);
             }
         };
