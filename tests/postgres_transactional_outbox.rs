@@ -35,6 +35,9 @@ pub trait Billing {
         cents: u64,
     ) -> Result<Delivery<u32>, VendorError>;
 
+    #[integration(write, timeout = "10s", idempotent(key = [invoice.number]), fallback = queue)]
+    async fn discount(&self, invoice: &Invoice, rate: f64) -> Result<Delivery<u32>, VendorError>;
+
     #[integration(read, timeout = "1s")]
     async fn balance(&self, account: &str) -> Result<u64, VendorError>;
 }
@@ -64,6 +67,10 @@ impl Billing for Vendor {
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .push((invoice.account.clone(), invoice.number, cents));
+        Ok(invoice.number.into())
+    }
+
+    async fn discount(&self, invoice: &Invoice, _rate: f64) -> Result<Delivery<u32>, VendorError> {
         Ok(invoice.number.into())
     }
 
@@ -237,6 +244,46 @@ async fn an_insert_that_fails_is_the_callers_error() {
         "{failed}"
     );
     tx.rollback().await.unwrap();
+    drop((billing, runtime));
+    app.close().await;
+    postgres::drop_schema(url, &schema).await;
+}
+
+/// A value JSON cannot hold (a NaN) is refused before anything is sent on
+/// the application's connection, as a call refuses it: the transaction
+/// stays usable and nothing is queued.
+#[tokio::test]
+async fn a_value_json_cannot_hold_is_refused_before_the_insert() {
+    let Some(url) = postgres::shared("a_value_json_cannot_hold_is_refused") else {
+        return;
+    };
+    let schema = postgres::schema("outbox_tx_nan");
+    let config = Postgres::new(url).unwrap().schema(&schema).unwrap();
+    config.migrate().await.expect("the migration");
+    let app = postgres::connect(url).await;
+    let runtime = Runtime::builder().postgres(config).in_memory();
+    let billing = Resilient::new(Vendor::default(), &runtime);
+    let mut tx = app.begin().await.expect("a transaction");
+    let refused = billing
+        .outbox(&mut *tx)
+        .discount(&invoice("acme", 1), f64::NAN)
+        .await
+        .expect_err("a NaN cannot be queued");
+    assert!(
+        matches!(refused, Error::Unrepresentable { .. }),
+        "{refused}"
+    );
+    let one: i32 = sqlx::query_scalar("SELECT 1")
+        .fetch_one(&mut *tx)
+        .await
+        .expect("the transaction is usable");
+    assert_eq!(one, 1);
+    tx.commit().await.unwrap();
+    let queued: i64 = sqlx::query_scalar(&format!("SELECT count(*) FROM \"{schema}\".outbox"))
+        .fetch_one(&app)
+        .await
+        .unwrap();
+    assert_eq!(queued, 0);
     drop((billing, runtime));
     app.close().await;
     postgres::drop_schema(url, &schema).await;

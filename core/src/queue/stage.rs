@@ -55,6 +55,25 @@ pub(crate) fn wait_after<E: ContractError>(endpoint: &Endpoint, error: &E) -> Du
         .unwrap_or(crate::queue::FIRST_WAIT)
 }
 
+/// The write a call of `endpoint` queues: its key, its serialized
+/// arguments, the names of the redacted ones and its ordering key.
+pub(crate) fn write(
+    endpoint: &Endpoint,
+    key: &IdempotencyKey,
+    arguments: PreparedArguments,
+) -> QueuedWrite {
+    let (arguments, redacted, order_key) = *arguments.0;
+    let mut write = QueuedWrite::new(
+        &*endpoint.contract,
+        &*endpoint.method,
+        key.as_str(),
+        arguments,
+    );
+    write.redacted = redacted;
+    write.order_key = order_key;
+    write
+}
+
 /// Appends the write to the log, once durable answering its ticket;
 /// [`Error::NotQueued`] (with `why`, what made it queue) when it cannot be.
 pub(crate) async fn enqueue<E: ContractError>(
@@ -66,16 +85,7 @@ pub(crate) async fn enqueue<E: ContractError>(
     wait: Duration,
     correlation: impl FnOnce() -> CorrelationId,
 ) -> Result<Ticket, E> {
-    let (arguments, redacted, order_key) = *arguments.0;
-    let mut write = QueuedWrite::new(
-        &*endpoint.contract,
-        &*endpoint.method,
-        key.as_str(),
-        arguments,
-    );
-    write.redacted = redacted;
-    write.order_key = order_key;
-    match queue.append(write, wait).await {
+    match queue.append(write(endpoint, key, arguments), wait).await {
         Ok(ticket) => {
             endpoint.stats.queued();
             if tracing::enabled!(target: "seawall::queue", tracing::Level::INFO) {

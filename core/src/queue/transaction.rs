@@ -131,8 +131,8 @@ pub async fn enqueue<I, C: OutboxConnection + ?Sized>(
     let Some(queue) = &endpoint.queue else {
         return Err(no_outbox(endpoint));
     };
-    let (arguments, redacted, order_key) = *arguments.0;
-    if let Some(reason) = queue.refusal(&redacted) {
+    let write = crate::queue::stage::write(endpoint, &key, arguments);
+    if let Some(reason) = queue.refusal(&write.redacted) {
         return Err(Error::Unrepresentable {
             contract: endpoint.contract.clone(),
             method: endpoint.method.clone(),
@@ -142,14 +142,6 @@ pub async fn enqueue<I, C: OutboxConnection + ?Sized>(
     let Some(schema) = queue.outbox_schema() else {
         return Err(no_outbox(endpoint));
     };
-    let mut write = QueuedWrite::new(
-        &*endpoint.contract,
-        &*endpoint.method,
-        key.as_str(),
-        arguments,
-    );
-    write.redacted = redacted;
-    write.order_key = order_key;
     let write = queue.sealed(write).map_err(Error::Store)?;
     let ticket = outbox.connection.__insert(&schema, &write).await?;
     tracing::debug!(
