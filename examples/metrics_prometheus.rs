@@ -27,12 +27,16 @@
 //! probe closes it). The example then scrapes `/metrics` over HTTP and
 //! prints its seawall lines:
 //!
-//! - `seawall_calls_total{contract,method,outcome}`: attempts by outcome,
-//!   `success`, `retryable` (503), `vendor_fault` (500), `permanent` (404),
-//!   `ignored`, `timeout`, and `rejected` (turned away by the open breaker
-//!   without calling the vendor); each appears, at 0 until counted, except
-//!   that a method without a breaker has no `rejected` series (a method
-//!   gets only the series its policy can move);
+//! - `seawall_calls_total{contract,method,outcome}`: calls by how they
+//!   ended for the caller, `ok`, `error`, `stale` (answered from the
+//!   cache), `rejected` (turned away by the open breaker without calling
+//!   the vendor), `cancelled`, `panicked` (and `queued`, `fallback` for
+//!   methods with those fallbacks); each appears, at 0 until counted, except
+//!   that a method gets only the series its policy can move (no `rejected`
+//!   without a breaker, no `stale` without a cache);
+//! - `seawall_attempts_total{contract,method,outcome}`: attempts by
+//!   outcome, `success`, `retryable` (503), `vendor_fault` (500),
+//!   `permanent` (404), `ignored`, `timeout`;
 //! - `seawall_call_duration_seconds{contract,method}`: a histogram
 //!   (`_bucket`, `_sum`, `_count`) of the attempts that reached the vendor;
 //! - `seawall_cache_stale_total` and `seawall_cache_misses_total`: reads
@@ -46,11 +50,12 @@
 //! (`seawall_queue_depth{contract}` belongs to contracts with queued
 //! writes; this one has none.)
 //!
-//! It exits non-zero unless the scrape counted what happened: each outcome
-//! as many times as the catalog answered that way (404s, 500s, 503s, the
-//! slow answers cut off by the timeout, the 200s), the rejections as many
-//! as the calls that got `BreakerOpen`, the stale answers and the miss as
-//! many as the callers got, as many latency samples as attempts, the breaker
+//! It exits non-zero unless the scrape counted what happened: each attempt
+//! outcome as many times as the catalog answered that way (404s, 500s,
+//! 503s, the slow answers cut off by the timeout, the 200s), each call
+//! outcome as many times as the callers saw it (answers, errors, stale
+//! answers, `BreakerOpen`), the stale answers and the miss as many as the
+//! callers got, as many latency samples as attempts, the breaker
 //! closed at the end, and every count equal to `runtime.health()`'s. Counts
 //! are compared as the difference between a scrape before the traffic and
 //! one after, so the check also holds in a process that ran it before. It
@@ -469,8 +474,14 @@ impl Report {
 /// What the callers saw.
 #[derive(Default)]
 struct Callers {
+    /// `price` calls answered.
+    prices: u64,
     /// `price` calls that got `BreakerOpen`.
     rejected: u64,
+    /// `price` calls that got another error.
+    failed_prices: u64,
+    /// `product` calls answered by the catalog.
+    products: u64,
     /// `product` calls answered from the cache.
     stale: u64,
     /// `product` calls that failed: no cached answer.
@@ -479,18 +490,31 @@ struct Callers {
 
 impl Callers {
     async fn price(&mut self, catalog: &Resilient<CatalogHttp>, sku: &str) {
-        if let Err(CatalogError::Seawall(seawall::Error::BreakerOpen { .. })) =
-            catalog.price(sku).await
-        {
-            self.rejected += 1;
+        match catalog.price(sku).await {
+            Ok(_) => self.prices += 1,
+            Err(CatalogError::Seawall(seawall::Error::BreakerOpen { .. })) => self.rejected += 1,
+            Err(_) => self.failed_prices += 1,
         }
     }
 
     async fn product(&mut self, catalog: &Resilient<CatalogHttp>, sku: &str) {
         match catalog.product(sku).await {
             Ok(product) if product.is_stale() => self.stale += 1,
-            Ok(_) => {}
+            Ok(_) => self.products += 1,
             Err(_) => self.failed_products += 1,
+        }
+    }
+
+    /// How many calls of `method` the callers saw end as `outcome`.
+    fn saw(&self, method: &str, outcome: &str) -> u64 {
+        match (method, outcome) {
+            ("price", "ok") => self.prices,
+            ("price", "error") => self.failed_prices,
+            ("price", "rejected") => self.rejected,
+            ("product", "ok") => self.products,
+            ("product", "error") => self.failed_products,
+            ("product", "stale") => self.stale,
+            _ => 0,
         }
     }
 }
@@ -597,15 +621,14 @@ pub async fn run() -> Result<Report, Box<dyn std::error::Error + Send + Sync>> {
             problems.push(format!("runtime.health() has no `{CONTRACT}.{method}`"));
             continue;
         };
-        let o = &endpoint.outcomes;
+        let a = &endpoint.attempts;
         let in_health = [
-            ("success", o.success),
-            ("retryable", o.retryable),
-            ("vendor_fault", o.vendor_fault),
-            ("permanent", o.permanent),
-            ("ignored", o.ignored),
-            ("timeout", o.timeout),
-            ("rejected", o.rejected),
+            ("success", a.success),
+            ("retryable", a.retryable),
+            ("vendor_fault", a.vendor_fault),
+            ("permanent", a.permanent),
+            ("ignored", a.ignored),
+            ("timeout", a.timeout),
         ];
         let mut reached = 0;
         for (outcome, in_health) in in_health {
@@ -614,26 +637,57 @@ pub async fn run() -> Result<Report, Box<dyn std::error::Error + Send + Sync>> {
                 ("method", method),
                 ("outcome", outcome),
             ];
-            // Only a method with a breaker can have calls turned away.
-            let registered = outcome != "rejected" || method == "price";
+            if !after.has("seawall_attempts_total", &labels) {
+                problems.push(format!(
+                    "no seawall_attempts_total line for {method}, outcome {outcome}"
+                ));
+            }
+            let answered = ANSWERS.iter().find(|(_, o)| *o == outcome);
+            let seen = answered.map_or(0, |(answer, _)| catalog.answered(method, answer));
+            reached += seen;
+            checks.push(Check {
+                what: format!(
+                    "seawall_attempts_total{{method=\"{method}\",outcome=\"{outcome}\"}}"
+                ),
+                counted: delta("seawall_attempts_total", &labels),
+                expected: vec![("catalog", seen as f64), ("health", in_health as f64)],
+            });
+        }
+        let c = &endpoint.calls;
+        let in_health = [
+            ("ok", c.ok),
+            ("error", c.error),
+            ("stale", c.stale),
+            ("rejected", c.rejected),
+            ("cancelled", c.cancelled),
+            ("panicked", c.panicked),
+        ];
+        for (outcome, in_health) in in_health {
+            let labels = [
+                ("contract", CONTRACT),
+                ("method", method),
+                ("outcome", outcome),
+            ];
+            // Only a method with a breaker can have calls turned away, and
+            // only one with a cache can answer stale.
+            let registered = match outcome {
+                "rejected" => method == "price",
+                "stale" => method == "product",
+                _ => true,
+            };
             if after.has("seawall_calls_total", &labels) != registered {
                 problems.push(format!(
                     "seawall_calls_total for {method}, outcome {outcome}: expected {}",
                     if registered { "a line" } else { "no line" }
                 ));
             }
-            let seen = match ANSWERS.iter().find(|(_, o)| *o == outcome) {
-                Some((answer, _)) => ("catalog", catalog.answered(method, answer)),
-                None if outcome == "rejected" && method == "price" => ("callers", callers.rejected),
-                None => ("none expected", 0),
-            };
-            if outcome != "rejected" {
-                reached += seen.1;
-            }
             checks.push(Check {
                 what: format!("seawall_calls_total{{method=\"{method}\",outcome=\"{outcome}\"}}"),
                 counted: delta("seawall_calls_total", &labels),
-                expected: vec![(seen.0, seen.1 as f64), ("health", in_health as f64)],
+                expected: vec![
+                    ("callers", callers.saw(method, outcome) as f64),
+                    ("health", in_health as f64),
+                ],
             });
         }
         let labels = [("contract", CONTRACT), ("method", method)];
@@ -676,32 +730,37 @@ pub async fn run() -> Result<Report, Box<dyn std::error::Error + Send + Sync>> {
             "no seawall_breaker_state line for {PRICE_BREAKER}, which opened and closed"
         ));
     }
-    for kind in ["counter", "histogram"] {
-        let name = match kind {
-            "counter" => "seawall_calls_total",
-            _ => "seawall_call_duration_seconds",
-        };
+    for (name, kind) in [
+        ("seawall_calls_total", "counter"),
+        ("seawall_attempts_total", "counter"),
+        ("seawall_call_duration_seconds", "histogram"),
+    ] {
         if !after.text.contains(&format!("# TYPE {name} {kind}")) {
             problems.push(format!("{name} is not exposed as a {kind}"));
         }
     }
     // The scenario must produce every outcome it says it shows.
-    for (method, outcome) in [
-        ("price", "success"),
-        ("price", "permanent"),
-        ("price", "vendor_fault"),
-        ("price", "timeout"),
-        ("price", "retryable"),
-        ("price", "rejected"),
-        ("product", "retryable"),
+    for (series, method, outcome) in [
+        ("seawall_attempts_total", "price", "success"),
+        ("seawall_attempts_total", "price", "permanent"),
+        ("seawall_attempts_total", "price", "vendor_fault"),
+        ("seawall_attempts_total", "price", "timeout"),
+        ("seawall_attempts_total", "price", "retryable"),
+        ("seawall_attempts_total", "product", "retryable"),
+        ("seawall_calls_total", "price", "ok"),
+        ("seawall_calls_total", "price", "error"),
+        ("seawall_calls_total", "price", "rejected"),
+        ("seawall_calls_total", "product", "stale"),
     ] {
         let labels = [
             ("contract", CONTRACT),
             ("method", method),
             ("outcome", outcome),
         ];
-        if delta("seawall_calls_total", &labels) == 0.0 {
-            problems.push(format!("the scenario produced no `{outcome}` for {method}"));
+        if delta(series, &labels) == 0.0 {
+            problems.push(format!(
+                "the scenario produced no `{outcome}` in {series} for {method}"
+            ));
         }
     }
     if callers.stale == 0 || callers.failed_products != 1 {

@@ -1243,7 +1243,7 @@ fn print_health(health: &Health) -> Result<(), serde_json::Error> {
     println!(
         "{:<18} {:>5} {:>8} {:>9} {:>8} {:>8} {:>8} {:>8} {:>8} {:<9} {:>5} {:>6}",
         "endpoint",
-        "calls",
+        "attempts",
         "err rate",
         "timed out",
         "rejected",
@@ -1260,10 +1260,10 @@ fn print_health(health: &Health) -> Result<(), serde_json::Error> {
         println!(
             "{:<18} {:>5} {:>7.1}% {:>9} {:>8} {:>8} {:>8} {:>8} {:>8} {:<9} {:>5} {:>6}",
             format!("{}.{}", endpoint.contract, endpoint.method),
-            endpoint.calls,
-            endpoint.error_rate * 100.0,
-            endpoint.outcomes.timeout,
-            endpoint.outcomes.rejected,
+            endpoint.attempts.total,
+            endpoint.error_rate.unwrap_or(0.0) * 100.0,
+            endpoint.attempts.timeout,
+            endpoint.calls.rejected,
             ms(endpoint.latency.p50_ms),
             ms(endpoint.latency.p95_ms),
             ms(endpoint.latency.p99_ms),
@@ -1283,9 +1283,9 @@ fn print_health(health: &Health) -> Result<(), serde_json::Error> {
         );
     }
     println!();
-    println!("calls: attempts that reached the vendor, retries and the drain's included");
-    println!("err rate: the share of those calls that failed (timeouts included)");
-    println!("rejected: calls the open breaker turned away, not counted in calls");
+    println!("attempts: attempts that reached the vendor, retries and the drain's included");
+    println!("err rate: the share of those attempts that failed (timeouts included)");
+    println!("rejected: calls the open breaker turned away, not counted in attempts");
     println!("p50..max: latency of the attempts (not of the logical calls, as above)");
     println!();
     println!("{}", serde_json::to_string_pretty(health)?);
@@ -1321,26 +1321,26 @@ fn check_health(reports: &[PhaseReport], health: &Health) -> Vec<String> {
             }
         };
         agree(
-            "calls",
-            endpoint.calls,
+            "attempts",
+            endpoint.attempts.total,
             sum(|r| r.vendor_attempts),
             "requests the vendor received",
         );
         agree(
             "latency samples",
             endpoint.latency.count,
-            endpoint.calls,
-            "the snapshot's own calls",
+            endpoint.attempts.total,
+            "the snapshot's own attempts",
         );
         agree(
             "timeouts",
-            endpoint.outcomes.timeout,
+            endpoint.attempts.timeout,
             sum(|r| r.timed_out),
             "attempts the adapter never finished",
         );
         agree(
             "rejected calls",
-            endpoint.outcomes.rejected,
+            endpoint.calls.rejected,
             sum(|r| u64::from(r.fail_fast)),
             "calls that got no vendor attempt",
         );

@@ -238,6 +238,7 @@ async fn every_transition_is_reported_to_subscribers() {
             transition.breaker.to_string(),
             transition.from,
             transition.to,
+            transition.opened_by,
         ));
     });
     trip(&vendor).await;
@@ -247,12 +248,27 @@ async fn every_transition_is_reported_to_subscribers() {
     vendor.guarded().await.unwrap();
     use BreakerState::*;
     let name = String::from("vendor.guarded");
+    let seen = seen.lock().unwrap();
+    let transitions: Vec<_> = seen
+        .iter()
+        .map(|(name, from, to, _)| (name.clone(), *from, *to))
+        .collect();
     assert_eq!(
-        *seen.lock().unwrap(),
+        transitions,
         [
             (name.clone(), Closed, Open),
             (name.clone(), Open, HalfOpen),
             (name, HalfOpen, Closed)
         ]
     );
+    // The opening carries the window behind it: 2 of 4 failed, the last two
+    // in a row; the other transitions carry nothing.
+    let window = seen[0].3.expect("what opened it");
+    assert_eq!(
+        (window.calls, window.failures, window.slow_calls),
+        (4, 2, 0)
+    );
+    assert_eq!((window.failure_rate, window.slow_rate), (0.5, 0.0));
+    assert_eq!(window.consecutive_failures, 2);
+    assert!(seen[1].3.is_none() && seen[2].3.is_none());
 }

@@ -614,8 +614,13 @@ async fn a_panicking_adapter_is_a_vendor_fault_and_the_panic_reaches_the_caller(
         .iter()
         .find(|e| e.method == "retried")
         .unwrap();
-    assert_eq!(retried.outcomes.vendor_fault, 4);
-    assert_eq!(retried.calls, 4);
+    assert_eq!(retried.attempts.vendor_fault, 4);
+    assert_eq!(retried.attempts.total, 4);
+    assert_eq!(
+        (retried.calls.total, retried.calls.panicked),
+        (4, 4),
+        "each call ended by its adapter's panic"
+    );
 }
 
 #[tokio::test(start_paused = true)]

@@ -98,3 +98,44 @@ fn structs_state_their_class_or_delegate_it_even_when_generic() {
     assert_eq!(wrapped.class(), ErrorClass::Retryable);
     assert_eq!(wrapped.retry_after(), Some(Duration::from_millis(250)));
 }
+
+#[test]
+fn the_error_type_is_the_variant_or_what_a_delegating_variant_wraps_says() {
+    assert_eq!(
+        CrmError::RateLimited.error_type(),
+        Some("CrmError::RateLimited")
+    );
+    assert_eq!(
+        CrmError::Internal { code: 7 }.error_type(),
+        Some("CrmError::Internal")
+    );
+    // A status says its code; seawall's errors their name.
+    assert_eq!(
+        CrmError::Status(http::StatusCode::BAD_GATEWAY).error_type(),
+        Some("502")
+    );
+    let timeout = seawall::Error::Timeout {
+        after: Duration::from_secs(1),
+    };
+    assert_eq!(CrmError::Seawall(timeout).error_type(), Some("timeout"));
+    // What the wrapped value does not name, the variant does.
+    let throttled = CrmError::Throttled {
+        throttle: Throttle(Duration::ZERO),
+    };
+    assert_eq!(throttled.error_type(), Some("CrmError::Throttled"));
+    assert_eq!(
+        Rejected {
+            reason: "no".into()
+        }
+        .error_type(),
+        Some("Rejected")
+    );
+    assert_eq!(
+        Wrapped(http::StatusCode::NOT_FOUND).error_type(),
+        Some("404")
+    );
+    assert_eq!(
+        Wrapped(Throttle(Duration::ZERO)).error_type(),
+        Some("Wrapped")
+    );
+}

@@ -148,16 +148,23 @@ async fn the_metrics_example_scrapes_what_each_call_did_from_its_prometheus_rout
                 .find(|check| check.what == what)
                 .map(|check| check.counted)
         };
-        let calls = |method: &str, outcome: &str| {
+        let series = |name: &str, method: &str, outcome: &str| {
             counted(&format!(
-                "seawall_calls_total{{method=\"{method}\",outcome=\"{outcome}\"}}"
+                "{name}{{method=\"{method}\",outcome=\"{outcome}\"}}"
             ))
         };
-        assert_eq!(calls("price", "permanent"), Some(1.0), "the one 404");
-        assert_eq!(calls("price", "vendor_fault"), Some(1.0), "the one 500");
-        for outcome in ["success", "retryable", "timeout", "rejected"] {
+        let attempts = |method, outcome| series("seawall_attempts_total", method, outcome);
+        let calls = |method, outcome| series("seawall_calls_total", method, outcome);
+        assert_eq!(attempts("price", "permanent"), Some(1.0), "the one 404");
+        assert_eq!(attempts("price", "vendor_fault"), Some(1.0), "the one 500");
+        for outcome in ["success", "retryable", "timeout"] {
+            assert!(attempts("price", outcome) > Some(0.0), "{outcome}");
+        }
+        for outcome in ["ok", "error", "rejected"] {
             assert!(calls("price", outcome) > Some(0.0), "{outcome}");
         }
+        assert_eq!(calls("product", "stale"), Some(3.0));
+        assert_eq!(calls("price", "cancelled"), Some(0.0));
         assert_eq!(
             counted(r#"seawall_cache_stale_total{method="product"}"#),
             Some(3.0)

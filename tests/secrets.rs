@@ -74,6 +74,20 @@ fn secrets_never_reach_spans_events_or_the_health_snapshot() {
             api.fetch("SECRET-TOKEN-ARG").await.unwrap();
             api.search(7, &Filter).await.unwrap();
             assert_eq!(vendor.header("x-api-key"), ["SECRET-API-KEY"; 2]);
+            // A vendor that cannot be reached: reqwest's error names the URL,
+            // query string and all, and the call's end reports the error.
+            let unreachable = Resilient::new(
+                ApiHttp {
+                    client: client(|_| {}),
+                    url: "http://127.0.0.1:1/data".into(),
+                },
+                &runtime,
+            );
+            let error = unreachable.fetch("SECRET-TOKEN-ARG").await.unwrap_err();
+            assert!(
+                format!("{error:?}").contains("SECRET-TOKEN-ARG"),
+                "the caller's own error keeps the URL: {error:?}"
+            );
         });
     }
     let output = String::from_utf8(captured.0.lock().unwrap().clone()).unwrap();
@@ -82,6 +96,12 @@ fn secrets_never_reach_spans_events_or_the_health_snapshot() {
     assert!(output.contains("correlation_id="), "{output}");
     assert!(output.contains("http.response.status_code=503"), "{output}");
     assert!(output.contains("outcome=\"retryable\""), "{output}");
+    // The unreachable call ended in an error whose message names the URL,
+    // without its query.
+    assert!(
+        output.contains("call ended") && output.contains("http://127.0.0.1:1/data?…"),
+        "{output}"
+    );
     // Arguments are a `debug` event: by `Debug`, unless redacted.
     assert!(output.contains("arg.token=\"<redacted>\""), "{output}");
     assert!(

@@ -69,13 +69,14 @@ async fn health_counts_attempts_by_outcome_and_calls_the_breaker_turned_away() {
     crm.account(3).await.unwrap_err(); // 422: permanent, not retried
     let health = runtime.health();
     let account = endpoint(&health, "account");
-    assert_eq!(account.calls, 4);
-    assert_eq!(account.outcomes.success, 2);
-    assert_eq!(account.outcomes.retryable, 1);
-    assert_eq!(account.outcomes.permanent, 1);
-    assert_eq!(account.outcomes.rejected, 0);
-    assert_eq!(account.error_rate, 0.5);
-    assert_eq!(account.error_rates.retryable, 0.25);
+    assert_eq!(account.attempts.total, 4);
+    assert_eq!(account.attempts.success, 2);
+    assert_eq!(account.attempts.retryable, 1);
+    assert_eq!(account.attempts.permanent, 1);
+    assert_eq!((account.calls.total, account.calls.ok), (3, 2));
+    assert_eq!((account.calls.error, account.calls.rejected), (1, 0));
+    assert_eq!(account.error_rate, Some(0.5));
+    assert_eq!(account.error_rates.as_ref().unwrap().retryable, 0.25);
     assert_eq!(account.latency.count, 4);
     assert_eq!(
         account.breaker,
@@ -87,8 +88,73 @@ async fn health_counts_attempts_by_outcome_and_calls_the_breaker_turned_away() {
     crm.account(4).await.unwrap_err();
     let health = runtime.health();
     let account = endpoint(&health, "account");
-    assert_eq!(account.outcomes.rejected, 1);
-    assert_eq!(account.calls, 4, "a rejected call never reached the vendor");
+    assert_eq!((account.calls.total, account.calls.rejected), (4, 1));
+    assert_eq!(
+        account.attempts.total, 4,
+        "a rejected call never reached the vendor"
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn health_counts_calls_by_how_they_ended_for_the_caller() {
+    let runtime = Runtime::in_memory();
+    let script = Script::new(
+        [
+            Step::Ok,                           // card 1: ok
+            Step::Fail(503),                    // card 1: stale
+            Step::Fail(503),                    // card 2: nothing cached
+            Step::Slow(Duration::from_secs(5)), // card 3: cancelled
+            Step::Fail(503),                    // note 1: queued
+        ],
+        Step::Ok,
+    );
+    let crm = Resilient::new(script, &runtime);
+    crm.card(1).await.unwrap();
+    assert!(crm.card(1).await.unwrap().is_stale());
+    crm.card(2).await.unwrap_err();
+    tokio::time::timeout(Duration::from_millis(100), crm.card(3))
+        .await
+        .expect_err("the caller gave up first");
+    assert!(crm.note(1).await.unwrap().is_queued());
+    // Queued behind the first, without a call to the vendor.
+    assert!(crm.note(2).await.unwrap().is_queued());
+
+    let health = runtime.health();
+    let card = endpoint(&health, "card");
+    assert!(card.called);
+    let calls = &card.calls;
+    assert_eq!(
+        (
+            calls.total,
+            calls.ok,
+            calls.stale,
+            calls.error,
+            calls.cancelled
+        ),
+        (4, 1, 1, 1, 1),
+        "{card:?}"
+    );
+    assert_eq!(card.attempts.total, 3, "the cancelled attempt is not one");
+    let note = endpoint(&health, "note");
+    assert_eq!((note.calls.total, note.calls.queued), (2, 2), "{note:?}");
+    assert_eq!(note.attempts.total, 1);
+
+    // Never called: marked, and no rate or percentile made of nothing.
+    let account = endpoint(&health, "account");
+    assert!(!account.called, "{account:?}");
+    assert_eq!(account.calls.total, 0);
+    assert_eq!(account.error_rate, None);
+    assert!(account.error_rates.is_none());
+    assert_eq!(account.latency.p50_ms, None);
+    let json = serde_json::to_value(&health).unwrap();
+    let never = json["endpoints"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["method"] == "account")
+        .unwrap();
+    assert_eq!(never["called"], false);
+    assert!(never["error_rate"].is_null());
 }
 
 #[tokio::test]
@@ -204,11 +270,11 @@ fn metrics_go_through_the_metrics_facade() {
         });
     });
     let snapshot = snapshotter.snapshot().into_vec();
-    let counter = |outcome: &str| {
+    let counter = |name: &str, outcome: &str| {
         snapshot
             .iter()
             .find(|(key, _, _, _)| {
-                key.key().name() == "seawall_calls_total"
+                key.key().name() == name
                     && key
                         .key()
                         .labels()
@@ -220,8 +286,13 @@ fn metrics_go_through_the_metrics_facade() {
             })
             .map(|(_, _, _, value)| value)
     };
-    assert_eq!(counter("success"), Some(&DebugValue::Counter(2)));
-    assert_eq!(counter("retryable"), Some(&DebugValue::Counter(1)));
+    let attempts = |outcome| counter("seawall_attempts_total", outcome);
+    let calls = |outcome| counter("seawall_calls_total", outcome);
+    assert_eq!(attempts("success"), Some(&DebugValue::Counter(2)));
+    assert_eq!(attempts("retryable"), Some(&DebugValue::Counter(1)));
+    assert_eq!(calls("ok"), Some(&DebugValue::Counter(2)));
+    assert_eq!(calls("error"), Some(&DebugValue::Counter(0)));
+    assert_eq!(calls("fallback"), None, "registered on first use");
     // Each method has only the series its policy can move.
     let has = |name: &str, method: &str| {
         snapshot.iter().any(|(key, _, _, _)| {
@@ -232,6 +303,20 @@ fn metrics_go_through_the_metrics_facade() {
                     .any(|l| l.key() == "method" && l.value() == method)
         })
     };
+    let has_outcome = |name: &str, method: &str, outcome: &str| {
+        snapshot.iter().any(|(key, _, _, _)| {
+            let labels: Vec<_> = key.key().labels().map(|l| (l.key(), l.value())).collect();
+            key.key().name() == name
+                && labels.contains(&("method", method))
+                && labels.contains(&("outcome", outcome))
+        })
+    };
+    assert!(has_outcome("seawall_calls_total", "account", "rejected"));
+    assert!(!has_outcome("seawall_calls_total", "card", "rejected"));
+    assert!(has_outcome("seawall_calls_total", "card", "stale"));
+    assert!(!has_outcome("seawall_calls_total", "account", "stale"));
+    assert!(has_outcome("seawall_calls_total", "note", "queued"));
+    assert!(!has_outcome("seawall_calls_total", "card", "queued"));
     assert!(has("seawall_cache_stale_total", "card"));
     assert!(!has("seawall_cache_stale_total", "account"));
     assert!(has("seawall_queued_total", "note"));
@@ -239,7 +324,7 @@ fn metrics_go_through_the_metrics_facade() {
     assert!(has("seawall_retry_budget_exhausted_total", "account"));
     assert!(!has("seawall_retry_budget_exhausted_total", "card"));
     assert_eq!(
-        counter("rejected"),
+        calls("rejected"),
         Some(&DebugValue::Counter(0)),
         "account has a breaker"
     );

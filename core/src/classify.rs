@@ -51,6 +51,40 @@ pub trait Classify {
     fn retry_after(&self) -> Option<std::time::Duration> {
         None
     }
+
+    /// A short name for this kind of error, with few distinct values, for
+    /// telemetry: OpenTelemetry's `error.type` on the attempt's span and the
+    /// call's end. An HTTP status as its code (`"503"`), one of seawall's
+    /// errors as a snake-case name (`"timeout"`, `"breaker_open"`), a
+    /// `#[derive(Classify)]` enum as `Type::Variant` (or what its delegating
+    /// variant wraps says). `None` (the default) reports the error type's
+    /// name.
+    fn error_type(&self) -> Option<&'static str> {
+        None
+    }
+}
+
+/// The three digits of every status code from 100 to 999, for
+/// [`status_str`].
+static STATUS_DIGITS: [[u8; 3]; 900] = {
+    let mut digits = [[0; 3]; 900];
+    let mut i = 0;
+    while i < 900 {
+        let code = i + 100;
+        digits[i] = [
+            b'0' + (code / 100) as u8,
+            b'0' + (code / 10 % 10) as u8,
+            b'0' + (code % 10) as u8,
+        ];
+        i += 1;
+    }
+    digits
+};
+
+/// A status code as a `'static` string of its three digits (`"503"`).
+pub(crate) fn status_str(status: StatusCode) -> &'static str {
+    let digits = &STATUS_DIGITS[usize::from(status.as_u16()).saturating_sub(100)];
+    std::str::from_utf8(digits).unwrap_or("status")
 }
 
 /// `408`, `429`, `502`, `503` and `504` are retryable; any other `5xx` is a
@@ -64,6 +98,11 @@ impl Classify for StatusCode {
             _ => ErrorClass::Permanent,
         }
     }
+
+    /// The code: `"503"`.
+    fn error_type(&self) -> Option<&'static str> {
+        Some(status_str(*self))
+    }
 }
 
 impl<T: Classify + ?Sized> Classify for &T {
@@ -74,6 +113,10 @@ impl<T: Classify + ?Sized> Classify for &T {
     fn retry_after(&self) -> Option<std::time::Duration> {
         (**self).retry_after()
     }
+
+    fn error_type(&self) -> Option<&'static str> {
+        (**self).error_type()
+    }
 }
 
 impl<T: Classify + ?Sized> Classify for Box<T> {
@@ -83,6 +126,10 @@ impl<T: Classify + ?Sized> Classify for Box<T> {
 
     fn retry_after(&self) -> Option<std::time::Duration> {
         (**self).retry_after()
+    }
+
+    fn error_type(&self) -> Option<&'static str> {
+        (**self).error_type()
     }
 }
 
@@ -103,6 +150,14 @@ mod tests {
         for code in [200, 301, 400, 401, 403, 404, 409, 422] {
             let status = StatusCode::from_u16(code).unwrap();
             assert_eq!(status.class(), ErrorClass::Permanent, "{code}");
+        }
+    }
+
+    #[test]
+    fn a_status_names_its_error_type_by_its_code() {
+        for code in [100, 200, 404, 503, 599, 999] {
+            let status = StatusCode::from_u16(code).unwrap();
+            assert_eq!(status.error_type(), Some(code.to_string().as_str()));
         }
     }
 }

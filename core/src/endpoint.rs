@@ -168,7 +168,6 @@ impl Endpoint {
 
     #[cold]
     pub(crate) fn rejected<E: From<Error>>(&self, retry_in: Option<Duration>) -> E {
-        self.stats.rejected();
         let breaker = self
             .breaker
             .as_ref()

@@ -218,6 +218,26 @@ impl Classify for Error {
             _ => None,
         }
     }
+
+    /// The variant in snake case: `"timeout"`, `"breaker_open"`,
+    /// `"retries_exhausted"`, …
+    fn error_type(&self) -> Option<&'static str> {
+        Some(match self {
+            Error::Timeout { .. } => "timeout",
+            Error::BreakerOpen { .. } => "breaker_open",
+            Error::RetriesExhausted { .. } => "retries_exhausted",
+            Error::RetryAfter { .. } => "retry_after",
+            Error::RetryBudgetExhausted { .. } => "retry_budget_exhausted",
+            Error::IdempotencyKey { .. } => "idempotency_key",
+            Error::Unrepresentable { .. } => "unrepresentable",
+            Error::Replayed { .. } => "replayed",
+            Error::IdempotencyConflict { .. } => "idempotency_conflict",
+            Error::IdempotencyInFlight { .. } => "idempotency_in_flight",
+            Error::Store(_) => "store",
+            Error::NotQueued { .. } => "not_queued",
+            Error::DeadlineExceeded { .. } => "deadline_exceeded",
+        })
+    }
 }
 
 /// What a contract method's error type must be.

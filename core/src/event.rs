@@ -143,6 +143,28 @@ pub struct BreakerTransition {
     pub to: BreakerState,
     /// When, on tokio's clock.
     pub at: tokio::time::Instant,
+    /// For a closed breaker that opened on its own window: what the window
+    /// held (`None` for other transitions, and for a breaker opened by its
+    /// fleet or by an operator).
+    pub opened_by: Option<OpenedBy>,
+}
+
+/// What a closed breaker's window held when it opened.
+#[derive(Clone, Copy, Debug, PartialEq)]
+#[non_exhaustive]
+pub struct OpenedBy {
+    /// Calls in the window (attempts, with retries).
+    pub calls: u64,
+    /// Failures among them.
+    pub failures: u64,
+    /// Slow calls among them.
+    pub slow_calls: u64,
+    /// `failures / calls`.
+    pub failure_rate: f64,
+    /// `slow_calls / calls`.
+    pub slow_rate: f64,
+    /// Failed calls in a row, up to the one that opened it.
+    pub consecutive_failures: u64,
 }
 
 type Hook = Arc<dyn Fn(&Event) + Send + Sync>;

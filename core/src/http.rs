@@ -158,6 +158,10 @@ impl Classify for TlsMissing {
     fn class(&self) -> ErrorClass {
         ErrorClass::Permanent
     }
+
+    fn error_type(&self) -> Option<&'static str> {
+        Some("tls_missing")
+    }
 }
 
 /// Whether a client with TLS or without it (`tls`) must refuse `url`:
@@ -530,8 +534,10 @@ impl Client {
     /// an `idempotent` call, the call's idempotency key in the contract's
     /// idempotency header (`Idempotency-Key` by default).
     ///
-    /// No header is ever logged: `Authorization`, cookies and API keys stay
-    /// out of seawall's spans and events.
+    /// Inside a seawall call, the request's method is recorded on the
+    /// attempt's span (`http.request.method`). No header is ever logged:
+    /// `Authorization`, cookies and API keys stay out of seawall's spans and
+    /// events.
     ///
     /// A `url` that does not parse is reported by reqwest when the request
     /// is sent (a builder error, classified permanent), and so is an
@@ -721,10 +727,19 @@ impl Classify for ResponseError {
     fn retry_after(&self) -> Option<Duration> {
         self.retry_after
     }
+
+    /// The status code: `"503"`.
+    fn error_type(&self) -> Option<&'static str> {
+        self.status.error_type()
+    }
 }
 
 /// Passes a successful response through; turns any other status into a
 /// [`ResponseError`].
+///
+/// Inside a seawall call, it records the response on the attempt's span, as
+/// OpenTelemetry's HTTP client conventions name it:
+/// `http.response.status_code`, `server.address` and `server.port`.
 ///
 /// `Retry-After` is read only from `429 Too Many Requests` and
 /// `503 Service Unavailable` answers, the two statuses for which it asks the
@@ -749,9 +764,14 @@ pub fn check(response: reqwest::Response) -> Result<reqwest::Response, ResponseE
     );
     let span = tracing::Span::current();
     if !span.is_disabled() {
-        span.record("http.response.status_code", status.as_u16());
+        // Signed: OpenTelemetry's integers are (tracing-opentelemetry
+        // exports an unsigned one as a string).
+        span.record("http.response.status_code", i64::from(status.as_u16()));
         if let Some(host) = url.host_str() {
             span.record("server.address", host);
+        }
+        if let Some(port) = url.port_or_known_default() {
+            span.record("server.port", i64::from(port));
         }
     }
     if status.is_success() {
@@ -888,6 +908,37 @@ impl Classify for reqwest::Error {
             return ErrorClass::Retryable;
         }
         ErrorClass::Permanent
+    }
+
+    /// The status code if the error has one (`"503"`), else what failed:
+    /// `"tls_missing"`, `"timeout"`, `"connect"`, `"builder"`,
+    /// `"redirect"`, `"body"` (a body cut off, also while decoding),
+    /// `"decode"`, `"request"`.
+    fn error_type(&self) -> Option<&'static str> {
+        if let Some(status) = self.status() {
+            return status.error_type();
+        }
+        Some(
+            if tls_missing(self)
+                || (self.is_connect() && self.url().is_some_and(|url| refuses(url, TLS)))
+            {
+                "tls_missing"
+            } else if self.is_timeout() {
+                "timeout"
+            } else if self.is_connect() {
+                "connect"
+            } else if self.is_builder() {
+                "builder"
+            } else if self.is_redirect() {
+                "redirect"
+            } else if self.is_decode() && !body_failed(self) {
+                "decode"
+            } else if self.is_body() || self.is_decode() {
+                "body"
+            } else {
+                "request"
+            },
+        )
     }
 }
 

@@ -56,7 +56,7 @@ pub use classify::{Classify, ErrorClass};
 pub use endpoint::Endpoint;
 pub use error::{ContractError, Error};
 pub use event::{
-    BreakerRateCrossed, BreakerTransition, DeadLettered, Delivered, Event, FleetChanged,
+    BreakerRateCrossed, BreakerTransition, DeadLettered, Delivered, Event, FleetChanged, OpenedBy,
     PostgresChanged, Queued, StoreChanged,
 };
 pub use policy::{

@@ -33,7 +33,7 @@ use crate::endpoint::Endpoint;
 use crate::fallback::{Answer, Fallback};
 use crate::idempotency::IdempotencyKey;
 use crate::idempotency::stage::Record;
-use crate::telemetry::CallTrace;
+use crate::telemetry::{CallOutcome, CallTrace};
 use crate::timeout::Deadline;
 
 /// One call, as the generated code describes it.
@@ -159,20 +159,22 @@ where
             read.cache_key.map(|key| [(key >> 64) as u64, key as u64])
         };
         let deadline = Deadline::start(&endpoint.policy);
-        let mut trace = CallTrace::start(&endpoint.contract, &endpoint.method);
+        let mut trace = CallTrace::start(endpoint);
         let result = crate::retry::stage::run!(endpoint, deadline, trace, call.attempts, |a| a);
         match (&endpoint.cache, cache_key) {
             (Some(cache), Some([high, low])) => match result {
                 Ok(value) => {
                     let key = (u128::from(high) << 64) | u128::from(low);
                     crate::cache::stage::keep(&call.answer, cache, key, &value);
-                    Ok(value)
+                    let result = Ok(value);
+                    trace.end(&result, CallOutcome::Ok);
+                    result
                 }
                 // Boxed: the cache's read (from disk, perhaps) is only for
                 // a failed read.
                 Err(error) => {
                     let key = (u128::from(high) << 64) | u128::from(low);
-                    Box::pin(crate::cache::stage::serve_stale(
+                    let result = Box::pin(crate::cache::stage::serve_stale(
                         &call.answer,
                         endpoint,
                         cache,
@@ -180,10 +182,15 @@ where
                         error,
                         || trace.correlation_id(),
                     ))
-                    .await
+                    .await;
+                    trace.end(&result, CallOutcome::Stale);
+                    result
                 }
             },
-            _ => result,
+            _ => {
+                trace.end(&result, CallOutcome::Ok);
+                result
+            }
         }
     }
 }
@@ -213,6 +220,7 @@ where
     } = read;
     async move {
         let deadline = Deadline::start(&endpoint.policy);
+        let mut trace = CallTrace::start(endpoint);
         // The key travels as the attempts' task-local context, and names a
         // queued write.
         let context = key.map(|key| endpoint.key_context(key));
@@ -225,16 +233,12 @@ where
         if let Some((queue, arguments, _)) = &queue
             && let Some(refused) = stage::refusal(endpoint, queue, arguments)
         {
-            return fallback.answer(refused);
+            return answer_or_fallback(&mut trace, Err(refused), CallOutcome::Ok, fallback);
         }
         if let Some((queue, arguments, key)) =
             queue.take_if(|(queue, arguments, _)| stage::behind_others(queue, arguments))
         {
             let ahead = "writes of this contract (or of its ordering key) are queued ahead of it";
-            let correlation = || {
-                crate::telemetry::current_correlation()
-                    .unwrap_or_else(crate::telemetry::CorrelationId::generate)
-            };
             // Boxed: the log's append is a large future that only a write
             // that queues needs, kept out of every call's own.
             let ticket = Box::pin(stage::enqueue(
@@ -244,17 +248,12 @@ where
                 arguments,
                 ahead,
                 std::time::Duration::ZERO,
-                correlation,
+                || trace.correlation_id(),
             ))
             .await;
-            return match queued_answer(&answer_shape, ticket) {
-                Ok(answer) => Ok(answer),
-                Err(error) => fallback.answer(error),
-            };
+            let result = queued_answer(&answer_shape, ticket);
+            return answer_or_fallback(&mut trace, result, CallOutcome::Queued, fallback);
         }
-        // The call's span, from here: a write queued behind others makes
-        // no call.
-        let mut trace = CallTrace::start(&endpoint.contract, &endpoint.method);
         // The idempotency stage, then the retry stage (and within it the
         // breaker and the attempt timeout). The retry stage's future is
         // built where it is awaited: bound to a local first, it would take
@@ -285,15 +284,15 @@ where
                 })
             }
         };
-        let result = match (result, cache, queue) {
+        let (result, answered) = match (result, cache, queue) {
             (Ok(answer), Some((cache, cache_key)), _) => {
                 crate::cache::stage::keep(&answer_shape, cache, cache_key, &answer);
-                Ok(answer)
+                (Ok(answer), CallOutcome::Ok)
             }
             (Err(error), Some((cache, cache_key)), _) => {
                 // Boxed: the cache's read (from disk, perhaps) is only for
                 // a failed read.
-                Box::pin(crate::cache::stage::serve_stale(
+                let stale = Box::pin(crate::cache::stage::serve_stale(
                     &answer_shape,
                     endpoint,
                     cache,
@@ -301,7 +300,8 @@ where
                     error,
                     || trace.correlation_id(),
                 ))
-                .await
+                .await;
+                (stale, CallOutcome::Stale)
             }
             (Err(error), None, Some((queue, arguments, key))) if stage::covers(&error) => {
                 let wait = stage::wait_after(endpoint, &error);
@@ -316,15 +316,29 @@ where
                     || trace.correlation_id(),
                 ))
                 .await;
-                queued_answer(&answer_shape, ticket)
+                (queued_answer(&answer_shape, ticket), CallOutcome::Queued)
             }
-            (result, _, _) => result,
+            (result, _, _) => (result, CallOutcome::Ok),
         };
-        match result {
-            Ok(answer) => Ok(answer),
-            Err(error) => fallback.answer(error),
-        }
+        answer_or_fallback(&mut trace, result, answered, fallback)
     }
+}
+
+/// The call's answer (`answered` says what an `Ok` is), or what
+/// `fallback = with(..)` makes of its error; the call's end reported.
+fn answer_or_fallback<T, E: ContractError, B: Fallback<T, E>>(
+    trace: &mut CallTrace<'_>,
+    result: Result<T, E>,
+    answered: CallOutcome,
+    fallback: B,
+) -> Result<T, E> {
+    let (result, answered) = match result {
+        Ok(answer) => (Ok(answer), answered),
+        Err(error) if fallback.passes_through() => (Err(error), answered),
+        Err(error) => (fallback.answer(error), CallOutcome::Fallback),
+    };
+    trace.end(&result, answered);
+    result
 }
 
 /// A queued write's answer from its ticket.

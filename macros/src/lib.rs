@@ -104,9 +104,14 @@ pub fn integration(args: TokenStream, item: TokenStream) -> TokenStream {
 /// `#[classify(retryable)]`, `#[classify(vendor_fault)]`,
 /// `#[classify(permanent)]`, `#[classify(ignored)]`, or
 /// `#[classify(delegate)]` for a variant that wraps one value whose own
-/// `Classify` implementation decides (its class and its `retry_after`). On a
-/// struct, the same attribute goes on the struct. A variant without one is a
-/// compile error: every class is a decision.
+/// `Classify` implementation decides (its class, its `retry_after` and its
+/// `error_type`). On a struct, the same attribute goes on the struct. A
+/// variant without one is a compile error: every class is a decision.
+///
+/// The `error_type` telemetry reports is `"Type::Variant"` for a variant
+/// with a fixed class (`"Type"` for a struct), and what the wrapped value
+/// says for a delegating one (`"503"` for a status, `"timeout"` for
+/// seawall's timeout), else `"Type::Variant"`.
 #[proc_macro_derive(Classify, attributes(classify))]
 pub fn derive_classify(input: TokenStream) -> TokenStream {
     expand::classify::derive(input.into()).into()

@@ -101,7 +101,7 @@ where
         Err(error) => Replayed::Failed {
             class: crate::Classify::class(&error),
             retry_in: endpoint.unavailable_for(&error),
-            error: error.to_string(),
+            error: crate::telemetry::scrubbed(&error),
         },
     }
 }

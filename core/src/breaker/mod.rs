@@ -84,7 +84,7 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 
-use crate::event::{BreakerRateCrossed, BreakerTransition, Event, Subscribers};
+use crate::event::{BreakerRateCrossed, BreakerTransition, Event, OpenedBy, Subscribers};
 use crate::{BreakerPolicy, ErrorClass, PolicyError};
 use state::{
     CLOSED, DISABLED, FORCED_OPEN, HALF_OPEN, METRICS_ONLY, ONE_PROBE, OPEN, ProbeTally, Word,
@@ -765,9 +765,18 @@ impl Breaker {
     }
 
     fn announce(&self, from: BreakerState, to: BreakerState, why: Option<Tally>) {
+        let mut opened_by = None;
         match (to, why) {
             (BreakerState::Open, Some(tally)) => {
                 let (failure_rate, slow_rate) = rates(tally);
+                opened_by = Some(OpenedBy {
+                    calls: tally.calls,
+                    failures: tally.failures,
+                    slow_calls: tally.slow,
+                    failure_rate,
+                    slow_rate,
+                    consecutive_failures: tally.run,
+                });
                 tracing::warn!(
                     target: "seawall::breaker",
                     breaker = %self.name,
@@ -794,6 +803,7 @@ impl Breaker {
             from,
             to,
             at: Instant::now(),
+            opened_by,
         }));
     }
 

@@ -56,7 +56,7 @@ where
             outcome = "stale",
             correlation_id = %correlation(),
             age_ms = age.as_secs_f64() * 1000.0,
-            %error,
+            error = crate::telemetry::scrubbed(&error),
             "vendor unavailable; serving the last good answer"
         );
     }

@@ -139,7 +139,7 @@ where
         Err(error) if policy.replay_failures() && error.class() == ErrorClass::Permanent => {
             Some(RecordedOutcome::Failure {
                 class: ErrorClass::Permanent.as_str().to_owned(),
-                message: error.to_string(),
+                message: crate::telemetry::scrubbed(&error),
             })
         }
         Err(_) => None,

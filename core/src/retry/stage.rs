@@ -85,7 +85,10 @@ macro_rules! run {
                         Some(permit) => Some(permit),
                         None => match breaker.try_acquire() {
                             Ok(permit) => Some(permit),
-                            Err(rejected) => break 'retry Err(endpoint.rejected(rejected.retry_in)),
+                            Err(rejected) => {
+                                $trace.rejected = true;
+                                break 'retry Err(endpoint.rejected(rejected.retry_in));
+                            }
                         },
                     },
                 };
@@ -97,13 +100,14 @@ macro_rules! run {
                     break None;
                 };
                 attempts += 1;
+                $trace.begin_attempt(attempts);
                 let probe = permit.as_ref().is_some_and($crate::breaker::Permit::is_probe);
                 let clock = $crate::telemetry::clock();
                 let timer = clock.raw();
                 let answer = $crate::timeout::within(
                     limit,
                     timer,
-                    &$trace.span,
+                    &$trace.attempt,
                     &mut $trace.correlation,
                     wrap(call),
                 )
@@ -114,7 +118,7 @@ macro_rules! run {
                 }
                 let failed = match answer {
                     $crate::timeout::Attempt::Answered(Ok(value)) => {
-                        endpoint.observe(&$trace, $crate::telemetry::Outcome::Success, attempts, elapsed);
+                        $trace.observe($crate::telemetry::Outcome::Success, elapsed, || "");
                         $crate::retry::stage::record(permit, $crate::breaker::Outcome::Success);
                         if let Some(budget) = &endpoint.budget {
                             budget.deposit();
@@ -123,7 +127,7 @@ macro_rules! run {
                     }
                     $crate::timeout::Attempt::Answered(Err(error)) => {
                         let class = error.class();
-                        endpoint.observe(&$trace, $crate::telemetry::Outcome::Error(class), attempts, elapsed);
+                        $trace.observe($crate::telemetry::Outcome::Error(class), elapsed, || $crate::telemetry::error_type_of(&error));
                         $crate::retry::stage::record_error(permit, class);
                         if !retry.retry_on().contains(class) {
                             break 'retry Err(error);
@@ -134,17 +138,16 @@ macro_rules! run {
                         // A vendor fault for the breaker, the counts and the attempt
                         // event; never retried: the panic goes on to the caller as it
                         // was raised.
-                        endpoint.observe(
-                            &$trace,
+                        $trace.observe(
                             $crate::telemetry::Outcome::Error($crate::ErrorClass::VendorFault),
-                            attempts,
                             elapsed,
+                            || "panic",
                         );
                         $crate::retry::stage::record_error(permit, $crate::ErrorClass::VendorFault);
                         ::std::panic::resume_unwind(panic);
                     }
                     $crate::timeout::Attempt::TimedOut => {
-                        endpoint.observe(&$trace, $crate::telemetry::Outcome::Timeout, attempts, elapsed);
+                        $trace.observe($crate::telemetry::Outcome::Timeout, elapsed, || "timeout");
                         $crate::retry::stage::record(permit, $crate::breaker::Outcome::Failure);
                         if limited_by_deadline {
                             break 'retry Err(endpoint.deadline_exceeded(attempts));
@@ -155,6 +158,9 @@ macro_rules! run {
                         $crate::retry::stage::Failed::Timeout(timeout)
                     }
                 };
+                // The failed attempt's span closes: the backoff is not
+                // part of it.
+                $trace.attempt = ::tracing::Span::none();
                 if attempts >= max_attempts {
                     break Some(failed);
                 }

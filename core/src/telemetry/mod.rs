@@ -4,6 +4,11 @@
 //! events with correlation ids, and alerts when an endpoint's error rate
 //! changes.
 //!
+//! **Spans and events** follow OpenTelemetry's conventions for HTTP
+//! clients: a `seawall.call` span per call, a `seawall.attempt` span of
+//! kind client per request under it, an event per attempt and one when the
+//! call ends, saying how (the field list is in `call.rs` and the README).
+//!
 //! **Recording costs nothing it does not have to.** Each attempt is timed
 //! with a TSC clock ([quanta](https://docs.rs/quanta), read raw: a few ns,
 //! against 30 ns for `std::time::Instant`), counted and put in a
@@ -20,7 +25,8 @@
 //!
 //! | name | kind | labels | what |
 //! |---|---|---|---|
-//! | `seawall_calls_total` | counter | `contract`, `method`, `outcome` | attempts by outcome: `success`, `retryable`, `vendor_fault`, `permanent`, `ignored`, `timeout`, and `rejected` (by an open breaker, without calling the vendor) |
+//! | `seawall_calls_total` | counter | `contract`, `method`, `outcome` | calls by how they ended for the caller ([`CallOutcome`]): `ok`, `error`, `stale`, `queued`, `fallback` (registered on first use), `rejected` (by an open breaker, without calling the vendor), `cancelled`, `panicked` |
+//! | `seawall_attempts_total` | counter | `contract`, `method`, `outcome` | attempts by outcome: `success`, `retryable`, `vendor_fault`, `permanent`, `ignored`, `timeout` |
 //! | `seawall_call_duration_seconds` | histogram | `contract`, `method` | the latency of each attempt that reached the vendor |
 //! | `seawall_cache_stale_total` | counter | `contract`, `method` | reads answered from the last-known-good cache |
 //! | `seawall_cache_misses_total` | counter | `contract`, `method` | failed reads the cache had no fresh-enough answer for |
@@ -35,6 +41,7 @@ mod correlation;
 mod detector;
 mod histogram;
 pub(crate) mod metrics;
+mod scrub;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
@@ -42,7 +49,8 @@ use std::time::Duration;
 
 use serde::Serialize;
 
-pub(crate) use call::CallTrace;
+pub use call::CallOutcome;
+pub(crate) use call::{CallTrace, error_type_of};
 pub use correlation::{
     CorrelationId, Scoped, current as current_correlation, scope as correlation_scope,
 };
@@ -50,6 +58,7 @@ pub(crate) use correlation::{
     for_call as correlation_for_call, polled_in as polled_in_correlation,
 };
 pub use detector::ChangeDetector;
+pub(crate) use scrub::message as scrubbed;
 
 use crate::breaker::Breaker;
 use crate::event::Subscribers;
@@ -63,23 +72,21 @@ pub(crate) fn clock() -> &'static quanta::Clock {
     CLOCK.get_or_init(quanta::Clock::new)
 }
 
-/// How one attempt (or a call the breaker turned away) ended.
+/// How one attempt ended.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum Outcome {
     Success,
     Error(ErrorClass),
     Timeout,
-    Rejected,
 }
 
-const OUTCOMES: [&str; 7] = [
+const OUTCOMES: [&str; 6] = [
     "success",
     "retryable",
     "vendor_fault",
     "permanent",
     "ignored",
     "timeout",
-    "rejected",
 ];
 
 impl Outcome {
@@ -91,7 +98,6 @@ impl Outcome {
             Outcome::Error(ErrorClass::Permanent) => 3,
             Outcome::Error(_) => 4,
             Outcome::Timeout => 5,
-            Outcome::Rejected => 6,
         }
     }
 
@@ -100,19 +106,19 @@ impl Outcome {
         OUTCOMES[self.index()]
     }
 
-    /// Whether the change detector counts it as an error: a failure of a
-    /// call that reached the vendor (an ignored error is an answer).
-    fn is_error(self) -> Option<bool> {
-        match self {
-            Outcome::Rejected => None,
-            Outcome::Success | Outcome::Error(ErrorClass::Ignored) => Some(false),
-            _ => Some(true),
-        }
+    /// Whether the change detector counts it as an error: a failure (an
+    /// ignored error is an answer).
+    fn is_error(self) -> bool {
+        !matches!(self, Outcome::Success | Outcome::Error(ErrorClass::Ignored))
     }
 }
 
 struct Metrics {
-    outcomes: [metrics::Counter; 7],
+    attempts: [metrics::Counter; 6],
+    calls: [metrics::Counter; 8],
+    /// `outcome = "fallback"`, registered on first use: whether a method
+    /// has `fallback = with(..)` is not part of its policy.
+    fallback: std::sync::OnceLock<metrics::Counter>,
     latency: metrics::Histogram,
     stale: metrics::Counter,
     cache_misses: metrics::Counter,
@@ -133,14 +139,26 @@ impl Metrics {
                 metrics::Counter::noop()
             }
         };
-        let outcomes = OUTCOMES.map(|outcome| {
-            if outcome == "rejected" && !can.reject {
+        let attempts = OUTCOMES.map(|outcome| {
+            metrics::counter!("seawall_attempts_total", "contract" => c.clone(), "method" => m.clone(), "outcome" => outcome)
+        });
+        let calls = CallOutcome::ALL.map(|outcome| {
+            let registered = match outcome {
+                CallOutcome::Stale => can.cache,
+                CallOutcome::Queued => can.queue,
+                CallOutcome::Rejected => can.reject,
+                CallOutcome::Fallback => false,
+                _ => true,
+            };
+            if !registered {
                 return metrics::Counter::noop();
             }
-            metrics::counter!("seawall_calls_total", "contract" => c.clone(), "method" => m.clone(), "outcome" => outcome)
+            metrics::counter!("seawall_calls_total", "contract" => c.clone(), "method" => m.clone(), "outcome" => outcome.as_str())
         });
         Self {
-            outcomes,
+            attempts,
+            calls,
+            fallback: std::sync::OnceLock::new(),
             latency: metrics::histogram!("seawall_call_duration_seconds", "contract" => c.clone(), "method" => m.clone()),
             stale: counter("seawall_cache_stale_total", can.cache),
             cache_misses: counter("seawall_cache_misses_total", can.cache),
@@ -171,7 +189,11 @@ pub(crate) struct Series {
 pub(crate) struct EndpointStats {
     contract: Arc<str>,
     method: Arc<str>,
-    outcomes: [AtomicU64; 7],
+    outcomes: [AtomicU64; 6],
+    /// Calls by how they ended, but for the calls answered by an attempt
+    /// (counted as that attempt's success); `calls[0]` holds the calls
+    /// answered without one (replayed by the idempotency store).
+    calls: [AtomicU64; 8],
     latency: histogram::Histogram,
     stale: AtomicU64,
     cache_misses: AtomicU64,
@@ -203,6 +225,7 @@ impl EndpointStats {
             contract,
             method,
             outcomes: Default::default(),
+            calls: Default::default(),
             latency: histogram::Histogram::new(),
             stale: AtomicU64::new(0),
             cache_misses: AtomicU64::new(0),
@@ -227,22 +250,38 @@ impl EndpointStats {
         if outcome != Outcome::Success {
             self.outcomes[index].fetch_add(1, Relaxed);
         }
-        self.metrics.outcomes[index].increment(1);
-        let Some(error) = outcome.is_error() else {
-            return;
-        };
+        self.metrics.attempts[index].increment(1);
         self.latency.record(nanos);
         self.metrics.latency.record(nanos as f64 / 1e9);
-        if let Some(change) = self.detector.record(error) {
+        if let Some(change) = self.detector.record(outcome.is_error()) {
             self.alert(change);
         }
     }
 
-    /// A call the open breaker turned away.
-    pub(crate) fn rejected(&self) {
-        let index = Outcome::Rejected.index();
-        self.outcomes[index].fetch_add(1, Relaxed);
-        self.metrics.outcomes[index].increment(1);
+    /// A call answered by its attempt: counted as that attempt's success,
+    /// but for the metric.
+    #[inline]
+    pub(crate) fn call_answered(&self) {
+        self.metrics.calls[CallOutcome::Ok.index()].increment(1);
+    }
+
+    /// A call that ended otherwise than answered by its first attempt,
+    /// after `attempts` attempts.
+    #[cold]
+    pub(crate) fn call_ended(&self, outcome: CallOutcome, attempts: u32) {
+        // An answer from an attempt is counted as the attempt's success.
+        if outcome != CallOutcome::Ok || attempts == 0 {
+            self.calls[outcome.index()].fetch_add(1, Relaxed);
+        }
+        if outcome == CallOutcome::Fallback {
+            let (c, m) = (self.contract.to_string(), self.method.to_string());
+            self.metrics
+                .fallback
+                .get_or_init(|| metrics::counter!("seawall_calls_total", "contract" => c, "method" => m, "outcome" => "fallback"))
+                .increment(1);
+        } else {
+            self.metrics.calls[outcome.index()].increment(1);
+        }
     }
 
     pub(crate) fn stale_served(&self) {
@@ -334,38 +373,54 @@ impl EndpointStats {
         let snapshot = self.latency.snapshot();
         let count = |i: usize| self.outcomes[i].load(Relaxed);
         let failed = (1..6).map(count).sum::<u64>();
-        let outcomes = Outcomes {
-            success: snapshot.count().saturating_sub(failed),
+        let attempted = snapshot.count().max(failed);
+        let attempts = Attempts {
+            total: attempted,
+            success: attempted - failed,
             retryable: count(1),
             vendor_fault: count(2),
             permanent: count(3),
             ignored: count(4),
             timeout: count(5),
-            rejected: count(6),
         };
-        let calls = snapshot.count().max(failed);
-        let rate = |n: u64| {
-            if calls == 0 {
-                0.0
-            } else {
-                n as f64 / calls as f64
-            }
+        let call = |outcome: CallOutcome| self.calls[outcome.index()].load(Relaxed);
+        let mut calls = Calls {
+            total: 0,
+            // Each answer from an attempt is that attempt's success.
+            ok: attempts.success + call(CallOutcome::Ok),
+            error: call(CallOutcome::Error),
+            stale: call(CallOutcome::Stale),
+            queued: call(CallOutcome::Queued),
+            fallback: call(CallOutcome::Fallback),
+            rejected: call(CallOutcome::Rejected),
+            cancelled: call(CallOutcome::Cancelled),
+            panicked: call(CallOutcome::Panicked),
         };
+        calls.total = calls.ok
+            + calls.error
+            + calls.stale
+            + calls.queued
+            + calls.fallback
+            + calls.rejected
+            + calls.cancelled
+            + calls.panicked;
+        let rate = |n: u64| n as f64 / attempted as f64;
+        let failures =
+            attempts.retryable + attempts.vendor_fault + attempts.permanent + attempts.timeout;
         let ms = |d: Option<Duration>| d.map(|d| d.as_secs_f64() * 1000.0);
         EndpointHealth {
             contract: self.contract.to_string(),
             method: self.method.to_string(),
+            called: calls.total > 0,
+            error_rate: (attempted > 0).then(|| rate(failures)),
+            error_rates: (attempted > 0).then(|| ErrorRates {
+                retryable: rate(attempts.retryable),
+                vendor_fault: rate(attempts.vendor_fault),
+                permanent: rate(attempts.permanent),
+                timeout: rate(attempts.timeout),
+            }),
             calls,
-            error_rate: rate(
-                outcomes.retryable + outcomes.vendor_fault + outcomes.permanent + outcomes.timeout,
-            ),
-            error_rates: ErrorRates {
-                retryable: rate(outcomes.retryable),
-                vendor_fault: rate(outcomes.vendor_fault),
-                permanent: rate(outcomes.permanent),
-                timeout: rate(outcomes.timeout),
-            },
-            outcomes,
+            attempts,
             latency: Latency {
                 count: snapshot.count(),
                 p50_ms: ms(snapshot.quantile(0.50)),
@@ -410,7 +465,8 @@ pub struct ErrorRateChanged {
 #[non_exhaustive]
 pub struct Health {
     /// Each contract method of every contract a wrapper has served, by
-    /// contract then method (methods not called yet show zeros).
+    /// contract then method (methods not called yet are marked
+    /// `called: false`).
     pub endpoints: Vec<EndpointHealth>,
     /// Each contract with queued writes.
     pub queues: Vec<QueueHealth>,
@@ -462,6 +518,9 @@ pub struct FleetHealth {
 }
 
 /// One contract method's calls since the runtime started.
+///
+/// A method its callers have not called yet says so (`called: false`,
+/// rates and percentiles `None`) rather than reporting zeros as data.
 #[derive(Clone, Debug, Serialize)]
 #[non_exhaustive]
 pub struct EndpointHealth {
@@ -469,16 +528,20 @@ pub struct EndpointHealth {
     pub contract: String,
     /// The method.
     pub method: String,
-    /// Attempts that reached the vendor (retries count one each).
-    pub calls: u64,
-    /// Attempts by outcome, and calls rejected by the breaker.
-    pub outcomes: Outcomes,
-    /// The share of `calls` that failed (retryable, vendor fault,
-    /// permanent or timed out).
-    pub error_rate: f64,
-    /// The share of `calls` that failed, by class.
-    pub error_rates: ErrorRates,
-    /// The latency of those attempts.
+    /// Whether it was called since the runtime started.
+    pub called: bool,
+    /// Calls by how they ended for their callers.
+    pub calls: Calls,
+    /// Attempts by outcome (a call makes one or more; retries count one
+    /// each).
+    pub attempts: Attempts,
+    /// The share of attempts that failed (retryable, vendor fault,
+    /// permanent or timed out); `None` before the first attempt.
+    pub error_rate: Option<f64>,
+    /// The share of attempts that failed, by class; `None` before the
+    /// first attempt.
+    pub error_rates: Option<ErrorRates>,
+    /// The latency of attempts.
     pub latency: Latency,
     /// The breaker's state, if the method has one.
     pub breaker: Option<BreakerState>,
@@ -500,10 +563,37 @@ pub struct EndpointHealth {
     pub blocked_attempts: u64,
 }
 
+/// Calls by how they ended for their callers (see [`CallOutcome`]).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+#[non_exhaustive]
+pub struct Calls {
+    /// Every call.
+    pub total: u64,
+    /// Answered by the vendor (after retries or not), or replayed by the
+    /// idempotency store.
+    pub ok: u64,
+    /// Ended with an error for the caller.
+    pub error: u64,
+    /// Answered from the last-known-good cache.
+    pub stale: u64,
+    /// Queued in the write-ahead log or outbox.
+    pub queued: u64,
+    /// Answered by `fallback = with(..)`.
+    pub fallback: u64,
+    /// Turned away by the open breaker, without calling the vendor.
+    pub rejected: u64,
+    /// Dropped by their caller before they ended.
+    pub cancelled: u64,
+    /// Ended by a panic of the adapter.
+    pub panicked: u64,
+}
+
 /// Attempts by outcome.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
 #[non_exhaustive]
-pub struct Outcomes {
+pub struct Attempts {
+    /// Every attempt that reached the vendor.
+    pub total: u64,
     /// Answered.
     pub success: u64,
     /// Failed, worth retrying.
@@ -516,8 +606,6 @@ pub struct Outcomes {
     pub ignored: u64,
     /// Cut off by the timeout.
     pub timeout: u64,
-    /// Turned away by the open breaker, without calling the vendor.
-    pub rejected: u64,
 }
 
 /// Failure rates by class, as shares of attempts.

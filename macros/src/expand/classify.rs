@@ -95,6 +95,7 @@ fn expand(parsed: &syn::DeriveInput) -> darling::Result<TokenStream> {
     let mut errors = darling::Error::accumulator();
     let mut class_arms = Vec::new();
     let mut retry_after_arms = Vec::new();
+    let mut error_type_arms = Vec::new();
     let mut delegated_types = Vec::new();
     match &input.data {
         ast::Data::Enum(variants) => {
@@ -112,10 +113,16 @@ fn expand(parsed: &syn::DeriveInput) -> darling::Result<TokenStream> {
                 let Some(class) = errors.handle(variant.class.class(&what, ident.span())) else {
                     continue;
                 };
+                let name = format!("{}::{ident}", input.ident);
                 match class {
-                    Class::Fixed(class) => class_arms.push(quote! {
-                        Self::#ident { .. } => ::seawall::ErrorClass::#class
-                    }),
+                    Class::Fixed(class) => {
+                        class_arms.push(quote! {
+                            Self::#ident { .. } => ::seawall::ErrorClass::#class
+                        });
+                        error_type_arms.push(quote! {
+                            Self::#ident { .. } => ::core::option::Option::Some(#name)
+                        });
+                    }
                     Class::Delegate => {
                         let Some((pattern, ty)) =
                             errors.handle(single_field(&variant.fields, ident.span()))
@@ -128,6 +135,10 @@ fn expand(parsed: &syn::DeriveInput) -> darling::Result<TokenStream> {
                         retry_after_arms.push(quote! {
                             Self::#ident #pattern => ::seawall::Classify::retry_after(__seawall_inner)
                         });
+                        error_type_arms.push(quote! {
+                            Self::#ident #pattern => ::seawall::Classify::error_type(__seawall_inner)
+                                .or(::core::option::Option::Some(#name))
+                        });
                         delegated_types.push(ty);
                     }
                 }
@@ -135,10 +146,12 @@ fn expand(parsed: &syn::DeriveInput) -> darling::Result<TokenStream> {
         }
         ast::Data::Struct(fields) => {
             let what = format!("`{}`", input.ident);
+            let name = input.ident.to_string();
             if let Some(class) = errors.handle(input.class.class(&what, input.ident.span())) {
                 match class {
                     Class::Fixed(class) => {
                         class_arms.push(quote!(_ => ::seawall::ErrorClass::#class));
+                        error_type_arms.push(quote!(_ => ::core::option::Option::Some(#name)));
                     }
                     Class::Delegate => {
                         if let Some((pattern, ty)) =
@@ -149,6 +162,10 @@ fn expand(parsed: &syn::DeriveInput) -> darling::Result<TokenStream> {
                             });
                             retry_after_arms.push(quote! {
                                 Self #pattern => ::seawall::Classify::retry_after(__seawall_inner)
+                            });
+                            error_type_arms.push(quote! {
+                                Self #pattern => ::seawall::Classify::error_type(__seawall_inner)
+                                    .or(::core::option::Option::Some(#name))
                             });
                             delegated_types.push(ty);
                         }
@@ -189,6 +206,11 @@ fn expand(parsed: &syn::DeriveInput) -> darling::Result<TokenStream> {
                 }
             }
             #retry_after
+            fn error_type(&self) -> ::core::option::Option<&'static str> {
+                match self {
+                    #(#error_type_arms,)*
+                }
+            }
         }
     })
 }
