@@ -279,19 +279,56 @@ fn recorded(
             let elem = &reference.elem;
             // Spanned at the type, so one without an owned form is reported
             // there.
-            let owned = quote_spanned! {elem.span()=>
-                <#elem as ::seawall::__private_v1::mock::MockRecord>::Owned
-            };
             let value = quote_spanned! {elem.span()=>
                 <#elem as ::seawall::__private_v1::mock::MockRecord>::mock_record(&*#name)
             };
-            (owned, value)
+            (owned(elem), value)
         }
         _ if storable(ty, generics) => (quote!(#ty), quote!(#name)),
         _ => (
             quote!(::seawall::mock::Opaque),
             quote!(::seawall::mock::Opaque::of_val(&#name)),
         ),
+    }
+}
+
+/// The owned form of `T` for an argument `&T`, written out so that the
+/// double's documentation shows the type the user knows (`String` for
+/// `&str`, `Vec<u32>` for `&[u32]`, `Invoice` for `&Invoice`). The few std
+/// types whose owned form is another type (`Path`, `OsStr`, `CStr`) keep
+/// the `ToOwned` projection, as does anything named like them: the macro
+/// sees names, not types, and the projection is right for either.
+fn owned(elem: &syn::Type) -> TokenStream {
+    let projected = || {
+        quote_spanned! {elem.span()=>
+            <#elem as ::seawall::__private_v1::mock::MockRecord>::Owned
+        }
+    };
+    match peel(elem) {
+        syn::Type::Slice(slice) => {
+            let item = &slice.elem;
+            quote_spanned!(elem.span()=> ::seawall::__private_v1::rt::Vec<#item>)
+        }
+        syn::Type::Path(path) if path.qself.is_none() => {
+            let Some(last) = path.path.segments.last() else {
+                return projected();
+            };
+            let plain = last.arguments.is_none();
+            if plain && last.ident == "str" {
+                quote_spanned!(elem.span()=> ::seawall::__private_v1::rt::String)
+            } else if plain
+                && ["Path", "OsStr", "CStr"]
+                    .iter()
+                    .any(|name| last.ident == name)
+            {
+                projected()
+            } else {
+                quote!(#elem)
+            }
+        }
+        // A type the macro cannot read as a sized one of its own.
+        syn::Type::Path(_) | syn::Type::TraitObject(_) | syn::Type::Macro(_) => projected(),
+        _ => quote!(#elem),
     }
 }
 
@@ -383,7 +420,7 @@ fn storable(ty: &syn::Type, generics: &[syn::Ident]) -> bool {
 mod tests {
     use quote::quote;
 
-    use super::storable;
+    use super::{owned, storable};
 
     #[test]
     fn what_a_double_can_keep() {
@@ -400,6 +437,37 @@ mod tests {
         assert!(!keeps(syn::parse_quote!(Vec<&str>)));
         assert!(!keeps(syn::parse_quote!(impl AsRef<str>)));
         assert!(!keeps(syn::parse_quote!(Box<dyn Fn()>)));
+    }
+
+    #[test]
+    fn the_owned_form_of_a_borrowed_argument_is_written_out_where_it_is_known() {
+        let owned = |ty: syn::Type| owned(&ty).to_string().replace(' ', "");
+        assert_eq!(
+            owned(syn::parse_quote!(str)),
+            "::seawall::__private_v1::rt::String"
+        );
+        assert_eq!(
+            owned(syn::parse_quote!([Invoice])),
+            "::seawall::__private_v1::rt::Vec<Invoice>"
+        );
+        assert_eq!(owned(syn::parse_quote!(Invoice)), "Invoice");
+        assert_eq!(
+            owned(syn::parse_quote!(crate::AccountId)),
+            "crate::AccountId"
+        );
+        assert_eq!(owned(syn::parse_quote!((u8, String))), "(u8,String)");
+        assert_eq!(owned(syn::parse_quote!([u8; 4])), "[u8;4]");
+        // Named like a std type whose owned form is another type: the
+        // projection, right for either.
+        for ty in [
+            syn::parse_quote!(Path),
+            syn::parse_quote!(std::path::Path),
+            syn::parse_quote!(OsStr),
+            syn::parse_quote!(<Q as Deref>::Target),
+        ] {
+            let owned = owned(ty);
+            assert!(owned.contains("MockRecord>::Owned"), "{owned}");
+        }
     }
 
     #[test]

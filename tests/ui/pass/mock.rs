@@ -48,6 +48,15 @@ pub trait Crm {
 
     #[integration(write, timeout = "1s", retry, idempotent(key = [invoice.number]), fallback = queue)]
     async fn send(&self, invoice: &Invoice) -> Result<Delivery<String>, seawall::Error>;
+
+    #[integration(read, timeout = "1s")]
+    async fn file(&self, path: &std::path::Path, name: &std::ffi::OsStr, route: &geo::Path) -> Result<u64, seawall::Error>;
+}
+
+/// A type of the user's own named like a std one.
+mod geo {
+    #[derive(Clone, Debug, PartialEq)]
+    pub struct Path(pub Vec<(f64, f64)>);
 }
 
 /// A generic contract gets a generic double.
@@ -93,6 +102,7 @@ fn main() {
     let _: &Method<Vec<u8>, (), seawall::Error> = crm.scratch();
     let _: &Method<(), &'static str, seawall::Error> = crm.ping();
     let _: &Method<Invoice, Delivery<String>, seawall::Error> = crm.send();
+    let _: &Method<(std::path::PathBuf, std::ffi::OsString, geo::Path), u64, seawall::Error> = crm.file();
 
     // Scripts, defaults, faults, inspection.
     crm.account()
