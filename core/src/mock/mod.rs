@@ -5,7 +5,8 @@
 //! layer. `#[contract(mock)]` generates `Mock<Trait>` (`MockCrm` for
 //! `trait Crm`), which implements the trait with one [`Method`] handle per
 //! method; everything it does lives here, so the generated code is a struct
-//! and a thin `impl`.
+//! and a thin `impl`. The repository's `examples/mock_service.rs` tests an
+//! application's own service with one, behind `Resilient`.
 //!
 //! Per method, a double
 //!
