@@ -20,6 +20,10 @@ mod telephony;
 #[allow(dead_code)]
 mod metrics_prometheus;
 
+#[path = "../examples/mock_service.rs"]
+#[allow(dead_code)]
+mod mock_service;
+
 #[tokio::test]
 async fn the_ehr_example_answers_an_outage_with_its_custom_fallback() {
     let outcome = ehr::run().await.expect("the scenario runs");
@@ -177,4 +181,25 @@ async fn the_metrics_example_scrapes_what_each_call_did_from_its_prometheus_rout
             line.starts_with(r#"seawall_call_duration_seconds_bucket{contract="catalog""#)
         }));
     }
+}
+
+// The mock example's scenarios are tests already: each asserts its outcome
+// and the double's expectations, checked when it is dropped.
+
+#[tokio::test(start_paused = true)]
+async fn the_mock_example_serves_an_outage_from_the_cache_with_its_age() {
+    mock_service::an_outage_is_answered_from_the_cache_with_its_age().await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn the_mock_example_queues_notes_in_an_outage_and_delivers_them_in_order() {
+    mock_service::notes_written_in_an_outage_are_queued_then_delivered_in_order().await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn the_mock_example_replays_the_same_run_from_the_same_seeds() {
+    mock_service::the_same_seeds_replay_the_same_run().await;
+    // And the seeds matter: another fault seed fails other calls.
+    let other = mock_service::flaky_run(7, 12).await;
+    assert_ne!(other, mock_service::flaky_run(7, 11).await);
 }

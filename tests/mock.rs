@@ -454,7 +454,9 @@ async fn header(directory: &impl Directory, id: &str) -> String {
 async fn the_readme_example_shows_the_last_known_name_during_an_outage() {
     let mock = MockDirectory::new();
     mock.account_name().returns("Acme".to_owned().into());
-    let directory = Resilient::new(mock.clone(), &Runtime::in_memory());
+    mock.account_name().with_args("42").times(4);
+    let runtime = Runtime::builder().seed(42).in_memory();
+    let directory = Resilient::new(mock.clone(), &runtime);
     assert_eq!(header(&directory, "42").await, "Acme");
 
     let down = Faults::new().outage_during(..Duration::from_secs(600));

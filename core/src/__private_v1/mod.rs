@@ -62,6 +62,8 @@ pub mod mock {
 pub mod rt {
     pub use std::future::Future;
     pub use std::marker::{Send, Sync};
+    pub use std::string::String;
+    pub use std::vec::Vec;
     pub use tracing;
 }
 

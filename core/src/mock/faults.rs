@@ -11,8 +11,9 @@ use tokio::time::Instant;
 /// rate, added latency, and an outage by call number or by time.
 ///
 /// ```
+/// # use seawall_core as seawall;
 /// use std::time::Duration;
-/// use seawall_core::mock::Faults;
+/// use seawall::mock::Faults;
 ///
 /// // One call in five fails (the same ones on every run), every call takes
 /// // 20–80 ms, and calls 10 to 19 all fail: enough to open a breaker.
@@ -31,7 +32,9 @@ use tokio::time::Instant;
 /// carry. On each call: during an outage the call fails; otherwise it
 /// fails with probability `failure_rate`, drawn from a generator seeded
 /// with `seed` (0 unless set), so a test sees the same failures on every
-/// run. Every call, failed or not, first waits the latency (a `tokio::time`
+/// run, given the same calls: behind `Resilient`, seed the runtime too
+/// (`Runtime::builder().seed(..)`), or its retries' jitter changes when
+/// the calls arrive (see the [module documentation](super)). Every call, failed or not, first waits the latency (a `tokio::time`
 /// sleep). A call failed by a fault does not use a scripted answer.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Faults {

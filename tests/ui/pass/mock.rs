@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-use seawall::mock::{Faults, Method, Opaque, Recorded};
+use seawall::mock::{Faults, Matching, Method, Opaque, Recorded, Times};
 use seawall::{Cached, Delivery, Resilient, Runtime, contract};
 
 #[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
@@ -48,6 +48,15 @@ pub trait Crm {
 
     #[integration(write, timeout = "1s", retry, idempotent(key = [invoice.number]), fallback = queue)]
     async fn send(&self, invoice: &Invoice) -> Result<Delivery<String>, seawall::Error>;
+
+    #[integration(read, timeout = "1s")]
+    async fn file(&self, path: &std::path::Path, name: &std::ffi::OsStr, route: &geo::Path) -> Result<u64, seawall::Error>;
+}
+
+/// A type of the user's own named like a std one.
+mod geo {
+    #[derive(Clone, Debug, PartialEq)]
+    pub struct Path(pub Vec<(f64, f64)>);
 }
 
 /// A generic contract gets a generic double.
@@ -93,6 +102,7 @@ fn main() {
     let _: &Method<Vec<u8>, (), seawall::Error> = crm.scratch();
     let _: &Method<(), &'static str, seawall::Error> = crm.ping();
     let _: &Method<Invoice, Delivery<String>, seawall::Error> = crm.send();
+    let _: &Method<(std::path::PathBuf, std::ffi::OsString, geo::Path), u64, seawall::Error> = crm.file();
 
     // Scripts, defaults, faults, inspection.
     crm.account()
@@ -118,6 +128,15 @@ fn main() {
     let calls: Vec<Recorded<(String, Invoice, Vec<u32>)>> = crm.invoice().calls();
     let _ = (calls, crm.invoice().last_call(), crm.invoice().call_count(), crm.invoice().remaining());
     crm.search().assert_not_called();
+
+    // Matchers and expectations.
+    let acme: Matching<(String, Invoice, Vec<u32>), u64, seawall::Error> =
+        crm.invoice().with(|(id, invoice, lines)| id == "acme" && invoice.number > 0 && lines.is_empty());
+    acme.returns(1).fails_with(down()).times(..=2); // a pass test runs: expectations that hold
+    crm.invoice().with_args(("x".to_owned(), Invoice { number: 1 }, vec![])).never();
+    crm.account().with_args("42").otherwise_returns("Acme".to_owned().into()).times(Times::from(0..));
+    crm.ping().times(..).never();
+    crm.ping().checkpoint();
 
     // The trait on the double, with borrowed, generic and `impl` arguments.
     let prefix = String::from("p");
