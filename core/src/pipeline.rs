@@ -159,7 +159,8 @@ where
             read.cache_key.map(|key| [(key >> 64) as u64, key as u64])
         };
         let deadline = Deadline::start(&endpoint.policy);
-        let mut trace = CallTrace::start(endpoint);
+        let mut trace = CallTrace::new(endpoint);
+        trace.start();
         let result = crate::retry::stage::run!(endpoint, deadline, trace, call.attempts, |a| a);
         match (&endpoint.cache, cache_key) {
             (Some(cache), Some([high, low])) => match result {
@@ -220,7 +221,8 @@ where
     } = read;
     async move {
         let deadline = Deadline::start(&endpoint.policy);
-        let mut trace = CallTrace::start(endpoint);
+        let mut trace = CallTrace::new(endpoint);
+        trace.start();
         // The key travels as the attempts' task-local context, and names a
         // queued write.
         let context = key.map(|key| endpoint.key_context(key));
