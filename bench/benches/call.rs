@@ -32,6 +32,10 @@ pub trait Vendor {
     #[integration(read, timeout = "1s", retry(attempts = 3), breaker,
                   fallback = cache(max_stale = "1h"))]
     async fn cached(&self, id: u64) -> Result<u64, VendorError>;
+
+    // A rate far above the bench's calls: the limiter always has a turn.
+    #[integration(read, timeout = "1s", rate(limit = "4000000000/1s", burst = 1000000))]
+    async fn rated(&self, id: u64) -> Result<u64, VendorError>;
 }
 
 struct Fast;
@@ -47,6 +51,9 @@ impl Vendor for Fast {
         Ok(id + 1)
     }
     async fn cached(&self, id: u64) -> Result<u64, VendorError> {
+        Ok(id + 1)
+    }
+    async fn rated(&self, id: u64) -> Result<u64, VendorError> {
         Ok(id + 1)
     }
 }
@@ -101,6 +108,8 @@ fn bench(c: &mut Criterion) {
     }
     calls!("raw adapter call", |i| Fast.full(black_box(i)));
     calls!("resilient: timeout", |i| vendor.timeout_only(black_box(i)));
+    calls!("resilient: timeout + rate limiter", |i| vendor
+        .rated(black_box(i)));
     calls!("resilient: timeout + breaker", |i| vendor
         .with_breaker(black_box(i)));
     calls!("resilient: timeout + retry + breaker", |i| vendor

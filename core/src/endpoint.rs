@@ -45,6 +45,7 @@ pub struct Endpoint {
     pub(crate) policy: Policy,
     pub(crate) backoff: Backoff,
     pub(crate) breaker: Option<Arc<Breaker>>,
+    pub(crate) limiter: Option<Arc<crate::rate::RateLimiter>>,
     pub(crate) budget: Option<Arc<RetryBudget>>,
     pub(crate) rng: Arc<RngSource>,
     pub(crate) key_header: Arc<str>,
@@ -58,6 +59,7 @@ pub struct Endpoint {
 pub(crate) struct Resolved {
     pub(crate) stats: Arc<EndpointStats>,
     pub(crate) breaker: Option<Arc<Breaker>>,
+    pub(crate) limiter: Option<Arc<crate::rate::RateLimiter>>,
     pub(crate) budget: Option<Arc<RetryBudget>>,
     pub(crate) rng: Arc<RngSource>,
     pub(crate) store: Option<Arc<IdempotencyStore>>,
@@ -86,6 +88,7 @@ impl Endpoint {
             method,
             policy,
             breaker: state.breaker,
+            limiter: state.limiter,
             budget: state.budget,
             rng: state.rng,
             store: state.store,
@@ -182,6 +185,24 @@ impl Endpoint {
             "call rejected by an open circuit breaker"
         );
         E::from(Error::BreakerOpen { breaker, retry_in })
+    }
+
+    #[cold]
+    pub(crate) fn rate_limited<E: From<Error>>(&self, retry_in: Duration) -> E {
+        let limiter = self
+            .limiter
+            .as_ref()
+            .map(|l| l.name().clone())
+            .unwrap_or_else(|| self.method.clone());
+        tracing::debug!(
+            target: "seawall::rate",
+            contract = %self.contract,
+            method = %self.method,
+            %limiter,
+            ?retry_in,
+            "call refused: no turn within the rate limiter's wait"
+        );
+        E::from(Error::RateLimited { limiter, retry_in })
     }
 
     pub(crate) fn deadline_exceeded<E: From<Error>>(&self, attempts: u32) -> E {

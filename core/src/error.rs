@@ -165,6 +165,20 @@ pub enum Error {
         /// How many attempts were started before it passed.
         attempts: u32,
     },
+
+    /// The rate limiter had no turn for this call within its `max_wait`
+    /// (or the call's deadline): refused without calling the vendor.
+    #[error(
+        "rate limiter `{limiter}` has no turn for this call within its wait; the next is in {}",
+        Ms(*retry_in)
+    )]
+    RateLimited {
+        /// The limiter's name (`contract.method` unless named in the
+        /// policy).
+        limiter: Arc<str>,
+        /// How long until the limiter lets a call through.
+        retry_in: Duration,
+    },
 }
 
 /// A duration for people: rounded up to the millisecond, so `retry_in` reads
@@ -200,7 +214,9 @@ impl Classify for Error {
                 ErrorClass::Retryable
             }
             Error::RetriesExhausted { class, .. } => *class,
-            Error::RetryAfter { .. } | Error::RetryBudgetExhausted { .. } => ErrorClass::Retryable,
+            Error::RetryAfter { .. }
+            | Error::RetryBudgetExhausted { .. }
+            | Error::RateLimited { .. } => ErrorClass::Retryable,
             Error::IdempotencyKey { .. }
             | Error::IdempotencyConflict { .. }
             | Error::Unrepresentable { .. } => ErrorClass::Permanent,
@@ -215,6 +231,7 @@ impl Classify for Error {
         match self {
             Error::RetryAfter { retry_after, .. } => Some(*retry_after),
             Error::BreakerOpen { retry_in, .. } => *retry_in,
+            Error::RateLimited { retry_in, .. } => Some(*retry_in),
             _ => None,
         }
     }
@@ -236,6 +253,7 @@ impl Classify for Error {
             Error::Store(_) => "store",
             Error::NotQueued { .. } => "not_queued",
             Error::DeadlineExceeded { .. } => "deadline_exceeded",
+            Error::RateLimited { .. } => "rate_limited",
         })
     }
 }

@@ -40,6 +40,7 @@ pub mod policy;
 #[cfg(feature = "postgres")]
 pub mod postgres;
 pub mod queue;
+pub mod rate;
 mod resilient;
 pub mod retry;
 mod runtime;
@@ -61,7 +62,7 @@ pub use event::{
 };
 pub use policy::{
     BreakerPolicy, BudgetPolicy, CachePolicy, ClassSet, Jitter, Kind, OnDuplicate, Policy,
-    PolicyError, RetryPolicy, StorePolicy, Window,
+    PolicyError, RatePolicy, RetryPolicy, StorePolicy, Window,
 };
 pub use queue::Delivery;
 pub use queue::transaction::{Outbox, OutboxConnection};

@@ -6,7 +6,8 @@
 //! └─ fallback                    with(..) · cache · queue (fallback.rs, cache/stage.rs, queue/stage.rs)
 //!    └─ idempotency              idempotent(store) (idempotency/stage.rs)
 //!       └─ retry + budget        attempts, backoff, Retry-After (retry/stage.rs)
-//!          └─ breaker            admission, outcome (breaker/mod.rs, `admit`)
+//!          └─ rate limiter       a turn per attempt, waited for; paused by Retry-After (rate.rs)
+//!             breaker            admission, outcome (breaker/mod.rs, `admit`)
 //!             └─ attempt timeout (timeout.rs)
 //!                └─ adapter
 //! ```

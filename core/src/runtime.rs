@@ -16,6 +16,7 @@ use crate::idempotency::IdempotencyStore;
 #[cfg(feature = "embedded")]
 use crate::queue::dead_letter_orphans;
 use crate::queue::{ContractQueue, Drainer};
+use crate::rate::RateLimiter;
 use crate::retry::{RetryBudget, RngSource};
 use crate::seal::Sealing;
 #[cfg(feature = "sealing")]
@@ -55,6 +56,7 @@ struct Shared {
     // never on a call.
     breakers: Mutex<BTreeMap<Arc<str>, Arc<Breaker>>>,
     budgets: Mutex<BTreeMap<Arc<str>, Arc<RetryBudget>>>,
+    limiters: Mutex<BTreeMap<Arc<str>, Arc<RateLimiter>>>,
     subscribers: Arc<Subscribers>,
     rng: Arc<RngSource>,
     idempotency: Arc<IdempotencyStore>,
@@ -125,6 +127,7 @@ impl Shared {
         Self {
             breakers: Mutex::default(),
             budgets: Mutex::default(),
+            limiters: Mutex::default(),
             subscribers,
             rng: Arc::new(rng),
             idempotency: Arc::new(IdempotencyStore::new(backend)),
@@ -617,6 +620,10 @@ impl Runtime {
         Health {
             endpoints,
             queues,
+            limiters: lock(&self.shared.limiters)
+                .values()
+                .map(|limiter| limiter.status())
+                .collect(),
             quarantined: wal.quarantined_count(),
             #[cfg(feature = "embedded")]
             store_degraded: self
@@ -675,6 +682,17 @@ impl Runtime {
     /// `contract.method` unless their policy names them.
     pub fn breaker(&self, name: &str) -> Option<Arc<Breaker>> {
         self.registry().get(name).cloned()
+    }
+
+    /// The rate limiter registered under `name`, if any. Limiters are
+    /// named `contract.method` unless their policy names them.
+    pub fn rate_limiter(&self, name: &str) -> Option<Arc<RateLimiter>> {
+        lock(&self.shared.limiters).get(name).cloned()
+    }
+
+    /// Every rate limiter built so far, sorted by name.
+    pub fn rate_limiters(&self) -> Vec<Arc<RateLimiter>> {
+        lock(&self.shared.limiters).values().cloned().collect()
     }
 
     /// Every breaker built so far, sorted by name.
@@ -741,6 +759,32 @@ impl Runtime {
                 Some(breaker)
             }
         };
+        let limiter = policy.rate().map(|rate_policy| {
+            let name: Arc<str> = match rate_policy.name() {
+                Some(name) => name.into(),
+                None => format!("{contract}.{method}").into(),
+            };
+            let mut limiters = lock(&self.shared.limiters);
+            match limiters.get(&name) {
+                Some(existing) => {
+                    if existing.policy() != rate_policy {
+                        tracing::warn!(
+                            target: "seawall::rate",
+                            limiter = %name,
+                            "rate limiter `{name}` is shared by methods with different rates; \
+                             the first one registered ({:?}) applies",
+                            existing.policy()
+                        );
+                    }
+                    existing.clone()
+                }
+                None => {
+                    let limiter = Arc::new(RateLimiter::new(name.clone(), rate_policy));
+                    limiters.insert(name, limiter.clone());
+                    limiter
+                }
+            }
+        });
         let policy_store = policy.idempotency_store().is_some();
         let queue = policy.queue_fallback().then(|| self.queue(contract));
         let budget = match policy.retry_budget() {
@@ -788,6 +832,7 @@ impl Runtime {
         let state = Resolved {
             stats,
             breaker,
+            limiter,
             budget,
             rng: self.shared.rng.clone(),
             store: policy_store.then(|| self.shared.idempotency.clone()),

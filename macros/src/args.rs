@@ -71,6 +71,19 @@ keys! {
         pub(crate) fallback: Option<SpannedValue<FallbackArg>>,
         /// `redact = [token, card]`: arguments never recorded.
         pub(crate) redact: Option<SpannedValue<KeyPaths>>,
+        /// `rate(limit = "100/10s", burst = 1, max_wait = "1s", name = "..")`.
+        pub(crate) rate: Option<SpannedValue<RateArgs>>,
+    }
+}
+
+keys! {
+    /// `rate(limit = "100/10s", burst = 1, max_wait = "1s", name = "..")`.
+    #[derive(Debug, Default, FromMeta)]
+    pub(crate) struct RateArgs {
+        pub(crate) limit: Option<SpannedValue<String>>,
+        pub(crate) burst: Option<SpannedValue<u32>>,
+        pub(crate) max_wait: Option<SpannedValue<DurationText>>,
+        pub(crate) name: Option<SpannedValue<String>>,
     }
 }
 

@@ -17,12 +17,12 @@ use darling::util::{Override, SpannedValue};
 use proc_macro2::Span;
 use seawall_policy::{
     BreakerPolicy, BudgetPolicy, CachePolicy, ClassSet, ErrorClass, Field, Jitter, Kind,
-    OnDuplicate, Policy, PolicyError, Redact, RetryPolicy, StorePolicy,
+    OnDuplicate, Policy, PolicyError, RatePolicy, Redact, RetryPolicy, StorePolicy,
 };
 
 use crate::args::{
     BreakerArgs, BudgetArgs, ClassList, ConcurrentArg, ContractArgs, DurationText, FallbackArg,
-    IntegrationArgs, JitterArg, KeyPath, RetryArgs, WindowArg,
+    IntegrationArgs, JitterArg, KeyPath, RateArgs, RetryArgs, WindowArg,
 };
 use crate::spans::Spans;
 
@@ -191,6 +191,12 @@ pub(crate) fn integration(
             Override::Explicit(explicit) => breaker_policy(explicit, &mut errors),
         };
         policy = policy.with_breaker(breaker);
+    }
+
+    if let Some(rate) = &args.rate
+        && let Some(rate) = rate_policy(rate, &mut errors)
+    {
+        policy = policy.with_rate(rate);
     }
 
     let mut key = None;
@@ -509,6 +515,46 @@ fn classes(
         }
     }
     (!wrong).then(|| ClassSet::of(found))
+}
+
+/// `rate(..)`: its limit parsed (reported at its tokens when it does not
+/// parse, or when it is missing), the rest copied; the rules are the
+/// policy's.
+fn rate_policy(
+    args: &SpannedValue<RateArgs>,
+    errors: &mut darling::error::Accumulator,
+) -> Option<RatePolicy> {
+    let Some(limit) = &args.limit else {
+        errors.push(
+            darling::Error::custom(
+                "`rate` needs its `limit`: `rate(limit = \"100/10s\")`, the vendor's quota as \
+                 calls per period",
+            )
+            .with_span(&args.span()),
+        );
+        return None;
+    };
+    let (count, period) = match seawall_policy::parse_limit(limit) {
+        Ok(parsed) => parsed,
+        Err(message) => {
+            errors.push(
+                darling::Error::custom(format!("invalid rate limit: {message}"))
+                    .with_span(&limit.span()),
+            );
+            return None;
+        }
+    };
+    let mut rate = RatePolicy::new(count, period);
+    if let Some(burst) = &args.burst {
+        rate = rate.with_burst(**burst);
+    }
+    if let Some(max_wait) = args.max_wait.as_ref().and_then(|m| duration(m, errors)) {
+        rate = rate.with_max_wait(max_wait);
+    }
+    if let Some(name) = &args.name {
+        rate = rate.with_name((**name).clone());
+    }
+    Some(rate)
 }
 
 /// Parses a duration, reporting one that does not parse at its tokens. Zero

@@ -73,12 +73,22 @@ pub enum Field {
     Redact,
     /// `fallback = queue(order_by)`.
     FallbackOrderBy,
+    /// `rate` as a whole.
+    Rate,
+    /// `rate(limit)`.
+    RateLimit,
+    /// `rate(burst)`.
+    RateBurst,
+    /// `rate(max_wait)`.
+    RateMaxWait,
+    /// `rate(name)`.
+    RateName,
 }
 
 impl Field {
     /// Every field, in the order of the enum (which is the order a policy's
     /// keys are checked in).
-    pub const ALL: [Self; 32] = [
+    pub const ALL: [Self; 37] = [
         Self::Timeout,
         Self::Deadline,
         Self::Retry,
@@ -111,6 +121,11 @@ impl Field {
         Self::FallbackCapacity,
         Self::Redact,
         Self::FallbackOrderBy,
+        Self::Rate,
+        Self::RateLimit,
+        Self::RateBurst,
+        Self::RateMaxWait,
+        Self::RateName,
     ];
 
     /// The key as a policy writes it.
@@ -148,6 +163,11 @@ impl Field {
             Self::FallbackCapacity => "capacity",
             Self::Redact => "redact",
             Self::FallbackOrderBy => "order_by",
+            Self::Rate => "rate",
+            Self::RateLimit => "limit",
+            Self::RateBurst => "burst",
+            Self::RateMaxWait => "max_wait",
+            Self::RateName => "name",
         }
     }
 
@@ -175,6 +195,9 @@ impl Field {
             Self::FallbackMaxStale | Self::FallbackCapacity | Self::FallbackOrderBy => {
                 Some(Self::Fallback)
             }
+            Self::RateLimit | Self::RateBurst | Self::RateMaxWait | Self::RateName => {
+                Some(Self::Rate)
+            }
             Self::Timeout
             | Self::Deadline
             | Self::Retry
@@ -183,7 +206,8 @@ impl Field {
             | Self::Idempotent
             | Self::IdempotencyHeader
             | Self::Fallback
-            | Self::Redact => None,
+            | Self::Redact
+            | Self::Rate => None,
         }
     }
 
@@ -354,6 +378,37 @@ pub enum PolicyError {
     /// A cache that holds no entry.
     #[error("a cache `capacity` of zero would never hold a value: give it a number of entries")]
     CacheCapacity,
+    /// A rate limit of zero calls.
+    #[error(
+        "a rate `limit` of zero calls would refuse every call: give it a count, such as \"100/10s\""
+    )]
+    RateCount,
+    /// A rate limit over a period of zero.
+    #[error(
+        "a rate `limit` over a period of zero is no limit at all: give it a period, such as \"100/10s\""
+    )]
+    RatePeriod,
+    /// `rate(burst = 0)`.
+    #[error(
+        "a rate `burst` of zero would never let a call go: 1 (the default) spaces calls evenly"
+    )]
+    RateBurst,
+    /// `rate(name = "")`.
+    #[error("a rate limiter's `name` must not be empty")]
+    EmptyRateName,
+    /// A caller could wait for its turn as long as the whole deadline.
+    #[error(
+        "`max_wait` of {} is not shorter than the deadline of {}: a caller could spend its whole \
+         call waiting for its turn. Lower `max_wait`, or raise `deadline`",
+        show(*max_wait),
+        show(*deadline)
+    )]
+    RateWaitOverDeadline {
+        /// The rate limiter's `max_wait`.
+        max_wait: Duration,
+        /// The declared deadline.
+        deadline: Duration,
+    },
     /// The worst case of the policy exceeds its deadline.
     #[error(
         "the worst case of this policy is {} ({how}), over the deadline of {}: raise \
@@ -472,6 +527,10 @@ impl PolicyError {
             Self::OverDeadline { .. } => Field::Deadline,
             Self::CacheOnWrite | Self::QueueOnRead | Self::QueueWithoutKey => Field::Fallback,
             Self::CacheCapacity => Field::FallbackCapacity,
+            Self::RateCount | Self::RatePeriod => Field::RateLimit,
+            Self::RateBurst => Field::RateBurst,
+            Self::EmptyRateName => Field::RateName,
+            Self::RateWaitOverDeadline { .. } => Field::RateMaxWait,
         }
     }
 

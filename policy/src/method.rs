@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use crate::{
     BreakerPolicy, BudgetPolicy, CachePolicy, DEFAULT_IDEMPOTENCY_HEADER, Field, PolicyError,
-    Redact, RetryPolicy, StorePolicy, check_duration, show,
+    RatePolicy, Redact, RetryPolicy, StorePolicy, check_duration, show,
 };
 
 /// Whether a method reads from or writes to the vendor.
@@ -33,6 +33,7 @@ pub struct Policy {
     pub(crate) cache: Option<CachePolicy>,
     pub(crate) queue: bool,
     pub(crate) redact: Redact,
+    pub(crate) rate: Option<RatePolicy>,
 }
 
 impl Policy {
@@ -52,7 +53,20 @@ impl Policy {
             cache: None,
             queue: false,
             redact: Redact::none(),
+            rate: None,
         }
+    }
+
+    /// Limits the calls that reach the vendor (each attempt counts) to a
+    /// rate, shared by name with other methods (`rate(..)`).
+    pub fn with_rate(mut self, rate: RatePolicy) -> Self {
+        self.rate = Some(rate);
+        self
+    }
+
+    /// See [`with_rate`](Self::with_rate).
+    pub const fn rate(&self) -> Option<&RatePolicy> {
+        self.rate.as_ref()
     }
 
     /// Records this write's completed outcomes in the runtime's idempotency
@@ -259,6 +273,17 @@ impl Policy {
             }
         }
         self.redact.check(&mut errors);
+        if let Some(rate) = &self.rate {
+            rate.check(&mut errors);
+            if let Some(deadline) = self.deadline
+                && rate.max_wait() >= deadline
+            {
+                errors.push(PolicyError::RateWaitOverDeadline {
+                    max_wait: rate.max_wait(),
+                    deadline,
+                });
+            }
+        }
         errors
     }
 

@@ -18,7 +18,7 @@ use quote::quote;
 
 use crate::{
     BreakerPolicy, BudgetPolicy, CachePolicy, ClassSet, DEFAULT_IDEMPOTENCY_HEADER, ErrorClass,
-    Jitter, Kind, OnDuplicate, Policy, Redact, RetryPolicy, StorePolicy, Window,
+    Jitter, Kind, OnDuplicate, Policy, RatePolicy, Redact, RetryPolicy, StorePolicy, Window,
 };
 
 impl Policy {
@@ -26,7 +26,7 @@ impl Policy {
     /// through `root` (such as `::seawall::__private_v1::policy`, which must hold
     /// `Policy`, `Kind`, `Duration`, `RetryPolicy`, `Jitter`, `ClassSet`,
     /// `ErrorClass`, `BudgetPolicy`, `BreakerPolicy`, `CachePolicy`,
-    /// `StorePolicy` and `OnDuplicate`).
+    /// `StorePolicy`, `OnDuplicate` and `RatePolicy`).
     ///
     /// ```
     /// use std::time::Duration;
@@ -51,6 +51,7 @@ impl Policy {
             cache,
             queue,
             redact,
+            rate,
         } = self;
         let kind = match kind {
             Kind::Read => quote!(Read),
@@ -101,7 +102,34 @@ impl Policy {
         if !names.is_empty() {
             tokens.extend(quote!(.with_redact([#(#names),*])));
         }
+        if let Some(rate) = rate {
+            let rate = rate.to_tokens(root);
+            tokens.extend(quote!(.with_rate(#rate)));
+        }
         tokens
+    }
+}
+
+impl RatePolicy {
+    fn to_tokens(&self, root: &TokenStream) -> TokenStream {
+        let Self {
+            count,
+            period,
+            burst,
+            max_wait,
+            name,
+        } = self;
+        let count = Literal::u32_suffixed(*count);
+        let period = duration(*period, root);
+        let burst = Literal::u32_suffixed(*burst);
+        let max_wait = duration(*max_wait, root);
+        let name = name.as_deref().map(|name| quote!(.with_name(#name)));
+        quote! {
+            #root::RatePolicy::new(#count, #period)
+                .with_burst(#burst)
+                .with_max_wait(#max_wait)
+                #name
+        }
     }
 }
 

@@ -34,7 +34,7 @@ pub mod policy {
     pub use crate::idempotency::{OnDuplicate, StorePolicy};
     pub use crate::{
         BreakerPolicy, BudgetPolicy, CachePolicy, ClassSet, ErrorClass, Jitter, Kind, Policy,
-        RetryPolicy,
+        RatePolicy, RetryPolicy,
     };
     pub use std::time::Duration;
 }

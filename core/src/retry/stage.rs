@@ -76,6 +76,24 @@ macro_rules! run {
             let mut previous_delay = ::std::time::Duration::ZERO;
             let mut attempts = 0;
             let failed = loop {
+                // The rate limiter: every attempt takes a turn, waiting for
+                // it up to `max_wait` (never past the deadline).
+                if let Some(limiter) = endpoint.limiter.as_deref() {
+                    let mut max_wait = limiter.policy().max_wait();
+                    if let Some(at) = deadline.at {
+                        max_wait = max_wait.min(at.saturating_duration_since(::tokio::time::Instant::now()));
+                    }
+                    match limiter.reserve(max_wait) {
+                        $crate::rate::Admission::Now => {}
+                        $crate::rate::Admission::After(wait, reserved) => {
+                            $crate::rate::wait_turn(limiter, wait, reserved).await;
+                        }
+                        $crate::rate::Admission::Refused(retry_in) => {
+                            $trace.rejected = true;
+                            break 'retry Err(endpoint.rate_limited(retry_in));
+                        }
+                    }
+                }
                 // The breaker stage's admission: its closed fast path inline,
                 // the rest in the breaker. (An `Option<Permit>` moved out of a
                 // `Result` measured slower.)
@@ -127,6 +145,11 @@ macro_rules! run {
                     }
                     $crate::timeout::Attempt::Answered(Err(error)) => {
                         let class = error.class();
+                        // The vendor asked everyone to wait: the limiter
+                        // this call came through pauses for that long.
+                        if let (Some(limiter), Some(asked)) = (endpoint.limiter.as_deref(), error.retry_after()) {
+                            limiter.pause(asked);
+                        }
                         $trace.observe($crate::telemetry::Outcome::Error(class), elapsed, || $crate::telemetry::error_type_of(&error));
                         $crate::retry::stage::record_error(permit, class);
                         if !retry.retry_on().contains(class) {

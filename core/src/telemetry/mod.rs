@@ -470,6 +470,8 @@ pub struct Health {
     pub endpoints: Vec<EndpointHealth>,
     /// Each contract with queued writes.
     pub queues: Vec<QueueHealth>,
+    /// Each rate limiter, by name: its turns, waits, refusals and pauses.
+    pub limiters: Vec<crate::rate::RateStatus>,
     /// Stored records of the write-ahead log that could not be decoded and
     /// were set aside (`WriteAheadLog::quarantined`); anything but zero
     /// needs an operator.

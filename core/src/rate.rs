@@ -1,0 +1,345 @@
+//! The rate limiter stage: at most `count` calls per `period` reach the
+//! vendor, each attempt counted, shared by name across methods and
+//! contracts.
+//!
+//! **Why a limiter of our own, and why this algorithm.** Vendors ration
+//! their capacity per account (HubSpot, Salesforce, Twilio answer 429 past
+//! it). A caller that finds the quota spent with a rejected request of its
+//! own wastes a request and the vendor's patience; one that knows the quota
+//! waits for its turn instead. The limiter is a generic cell rate algorithm
+//! (GCRA) in one atomic word: the *theoretical arrival time* (TAT) of the
+//! next call. A call may go when `now ≥ TAT − τ` (τ the burst tolerance,
+//! `(burst − 1)` intervals) and moves the TAT one interval (`period /
+//! count`) on. A call that may not go yet *reserves* the next slot with the
+//! same compare-and-swap and sleeps until it: callers are served first come
+//! first served, and none waits longer than `max_wait` (nor past its
+//! deadline) — it is refused at once with [`Error::RateLimited`], without
+//! calling the vendor. A waiter that is cancelled hands its slot back when
+//! no one reserved after it.
+//!
+//! **Feedback.** A vendor that answers with `Retry-After` (a 429 or a 503)
+//! *pauses* the limiter the call came through for that long: the TAT moves
+//! past the pause, so every caller waits or fails fast instead of each one
+//! discovering the limit with a rejected request.
+//!
+//! The clock is tokio's, so tests on the paused clock drive it.
+//!
+//! ```
+//! use std::time::Duration;
+//! use seawall_core::RatePolicy;
+//! use seawall_core::rate::RateLimiter;
+//!
+//! # #[tokio::main(flavor = "current_thread", start_paused = true)]
+//! # async fn main() {
+//! let quota = RateLimiter::new("hubspot", &RatePolicy::new(100, Duration::from_secs(10)));
+//! assert_eq!(quota.try_acquire(), Ok(()));
+//! // The next call is due 100 ms later.
+//! assert_eq!(quota.try_acquire(), Err(Duration::from_millis(100)));
+//! # }
+//! ```
+//!
+//! [`Error::RateLimited`]: crate::Error::RateLimited
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering::AcqRel, Ordering::Acquire, Ordering::Relaxed};
+use std::time::Duration;
+
+use serde::Serialize;
+use tokio::time::Instant;
+
+use crate::RatePolicy;
+
+/// One rate limiter, shared by every method that names it.
+pub struct RateLimiter {
+    name: Arc<str>,
+    policy: RatePolicy,
+    interval: u64,
+    tolerance: u64,
+    base: Instant,
+    /// The theoretical arrival time of the next call, in nanoseconds since
+    /// `base`.
+    tat: AtomicU64,
+    /// Until when a vendor's `Retry-After` paused it (nanoseconds since
+    /// `base`; 0: never).
+    paused_until: AtomicU64,
+    admitted: AtomicU64,
+    waited: AtomicU64,
+    refused: AtomicU64,
+    pauses: AtomicU64,
+}
+
+/// What [`RateLimiter::reserve`] decided for one call.
+#[derive(Debug)]
+pub(crate) enum Admission {
+    /// Go now.
+    Now,
+    /// Wait this long for the reserved slot (handed back if the wait is
+    /// abandoned; see [`Reserved`]).
+    After(Duration, Reserved),
+    /// No slot within the wait allowed: the next is this far away.
+    Refused(Duration),
+}
+
+/// A slot reserved ahead: the TAT it set. Hand it back with
+/// [`RateLimiter::release`] if the call will not use it.
+#[derive(Debug)]
+pub(crate) struct Reserved(u64);
+
+impl RateLimiter {
+    /// A limiter named `name` with `policy` (assumed checked).
+    pub fn new(name: impl Into<Arc<str>>, policy: &RatePolicy) -> Self {
+        let interval = nanos(policy.interval()).max(1);
+        Self {
+            name: name.into(),
+            policy: policy.clone(),
+            interval,
+            tolerance: interval.saturating_mul(u64::from(policy.burst().max(1)) - 1),
+            base: Instant::now(),
+            tat: AtomicU64::new(0),
+            paused_until: AtomicU64::new(0),
+            admitted: AtomicU64::new(0),
+            waited: AtomicU64::new(0),
+            refused: AtomicU64::new(0),
+            pauses: AtomicU64::new(0),
+        }
+    }
+
+    /// The limiter's name.
+    pub fn name(&self) -> &Arc<str> {
+        &self.name
+    }
+
+    /// Its policy.
+    pub fn policy(&self) -> &RatePolicy {
+        &self.policy
+    }
+
+    fn now(&self) -> u64 {
+        nanos(Instant::now().saturating_duration_since(self.base))
+    }
+
+    /// Takes a slot if one is free now; else says how long until the next
+    /// (taking nothing).
+    ///
+    /// # Errors
+    ///
+    /// How long until a call may go.
+    pub fn try_acquire(&self) -> Result<(), Duration> {
+        match self.reserve(Duration::ZERO) {
+            Admission::Now => Ok(()),
+            Admission::After(wait, reserved) => {
+                self.release(reserved);
+                Err(wait)
+            }
+            Admission::Refused(wait) => Err(wait),
+        }
+    }
+
+    /// Reserves the next slot if it is at most `max_wait` away.
+    pub(crate) fn reserve(&self, max_wait: Duration) -> Admission {
+        let now = self.now();
+        let max_wait = nanos(max_wait);
+        let mut tat = self.tat.load(Acquire);
+        loop {
+            let wait = tat.saturating_sub(self.tolerance).saturating_sub(now);
+            if wait > max_wait {
+                self.refused.fetch_add(1, Relaxed);
+                return Admission::Refused(Duration::from_nanos(wait));
+            }
+            let next = tat.max(now).saturating_add(self.interval);
+            match self.tat.compare_exchange_weak(tat, next, AcqRel, Acquire) {
+                Ok(_) if wait == 0 => {
+                    self.admitted.fetch_add(1, Relaxed);
+                    return Admission::Now;
+                }
+                Ok(_) => {
+                    self.admitted.fetch_add(1, Relaxed);
+                    self.waited.fetch_add(1, Relaxed);
+                    return Admission::After(Duration::from_nanos(wait), Reserved(next));
+                }
+                Err(actual) => tat = actual,
+            }
+        }
+    }
+
+    /// Hands a reserved slot back, if no call reserved one after it (then
+    /// the slot is lost: the limiter stays on the safe side).
+    pub(crate) fn release(&self, reserved: Reserved) {
+        let Reserved(next) = reserved;
+        let _ =
+            self.tat
+                .compare_exchange(next, next.saturating_sub(self.interval), AcqRel, Relaxed);
+    }
+
+    /// Pauses the limiter for `pause` from now: no call goes before it
+    /// ends (a vendor's `Retry-After`).
+    pub fn pause(&self, pause: Duration) {
+        let until = self.now().saturating_add(nanos(pause));
+        self.tat
+            .fetch_max(until.saturating_add(self.tolerance), AcqRel);
+        self.paused_until.fetch_max(until, Relaxed);
+        self.pauses.fetch_add(1, Relaxed);
+        tracing::info!(
+            target: "seawall::rate",
+            limiter = %self.name,
+            pause_ms = pause.as_secs_f64() * 1000.0,
+            "the vendor asked to wait; the rate limiter pauses"
+        );
+    }
+
+    /// The limiter as it is now.
+    pub fn status(&self) -> RateStatus {
+        let now = self.now();
+        let tat = self.tat.load(Acquire);
+        let paused_until = self.paused_until.load(Relaxed);
+        // Slots free now: how far the TAT is behind `now + τ`, in intervals
+        // (a reservation ahead of now leaves none).
+        let free = now
+            .saturating_add(self.tolerance)
+            .saturating_sub(tat.max(now))
+            .saturating_add(self.interval)
+            / self.interval;
+        RateStatus {
+            name: self.name.to_string(),
+            limit: format!("{}/{:?}", self.policy.count(), self.policy.period()),
+            burst: self.policy.burst(),
+            available: free.min(u64::from(self.policy.burst())),
+            next_in_ms: Duration::from_nanos(
+                tat.saturating_sub(self.tolerance).saturating_sub(now),
+            )
+            .as_secs_f64()
+                * 1000.0,
+            paused_for_ms: (paused_until > now)
+                .then(|| Duration::from_nanos(paused_until - now).as_secs_f64() * 1000.0),
+            admitted: self.admitted.load(Relaxed),
+            waited: self.waited.load(Relaxed),
+            refused: self.refused.load(Relaxed),
+            pauses: self.pauses.load(Relaxed),
+        }
+    }
+}
+
+/// Waits `wait` for the slot `reserved` of `limiter`; a wait abandoned
+/// (the call cancelled) hands the slot back.
+pub(crate) async fn wait_turn(limiter: &RateLimiter, wait: Duration, reserved: Reserved) {
+    struct HandBack<'a>(&'a RateLimiter, Option<Reserved>);
+
+    impl Drop for HandBack<'_> {
+        fn drop(&mut self) {
+            if let Some(reserved) = self.1.take() {
+                self.0.release(reserved);
+            }
+        }
+    }
+
+    let mut hand_back = HandBack(limiter, Some(reserved));
+    tokio::time::sleep(wait).await;
+    hand_back.1 = None;
+}
+
+impl std::fmt::Debug for RateLimiter {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RateLimiter")
+            .field("name", &self.name)
+            .field("policy", &self.policy)
+            .finish_non_exhaustive()
+    }
+}
+
+/// A rate limiter's state and counts ([`Runtime::health`](crate::Runtime::health)).
+#[derive(Clone, Debug, PartialEq, Serialize)]
+#[non_exhaustive]
+pub struct RateStatus {
+    /// The limiter's name.
+    pub name: String,
+    /// Its limit, as calls per period.
+    pub limit: String,
+    /// Calls that may go at once after a quiet spell.
+    pub burst: u32,
+    /// Calls that could go now without waiting.
+    pub available: u64,
+    /// How long until the next call may go (0 when one may go now), in
+    /// milliseconds.
+    pub next_in_ms: f64,
+    /// How long the vendor's `Retry-After` still pauses it, in
+    /// milliseconds.
+    pub paused_for_ms: Option<f64>,
+    /// Calls let through (at once or after a wait).
+    pub admitted: u64,
+    /// Calls that waited for their turn.
+    pub waited: u64,
+    /// Calls refused: no turn within `max_wait` or the deadline.
+    pub refused: u64,
+    /// Pauses asked by the vendor.
+    pub pauses: u64,
+}
+
+fn nanos(duration: Duration) -> u64 {
+    u64::try_from(duration.as_nanos()).unwrap_or(u64::MAX)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MS: Duration = Duration::from_millis(1);
+
+    fn limiter(count: u32, period: Duration, burst: u32) -> RateLimiter {
+        RateLimiter::new("test", &RatePolicy::new(count, period).with_burst(burst))
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn calls_are_spaced_one_interval_apart_after_the_burst() {
+        let quota = limiter(10, Duration::from_secs(1), 3);
+        for _ in 0..3 {
+            assert_eq!(quota.try_acquire(), Ok(()), "the burst");
+        }
+        assert_eq!(quota.try_acquire(), Err(MS * 100));
+        tokio::time::advance(MS * 100).await;
+        assert_eq!(quota.try_acquire(), Ok(()));
+        assert_eq!(quota.try_acquire(), Err(MS * 100));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn waiters_reserve_consecutive_slots_and_a_late_release_is_kept() {
+        let quota = limiter(10, Duration::from_secs(1), 1);
+        assert!(matches!(quota.reserve(MS * 500), Admission::Now));
+        let Admission::After(first, first_slot) = quota.reserve(MS * 500) else {
+            panic!("a wait");
+        };
+        let Admission::After(second, second_slot) = quota.reserve(MS * 500) else {
+            panic!("a wait");
+        };
+        assert_eq!(
+            (first, second),
+            (MS * 100, MS * 200),
+            "first come, first served"
+        );
+        // The first waiter gives up: someone reserved after it, so its slot
+        // stays taken (never more calls than the limit).
+        quota.release(first_slot);
+        assert!(matches!(quota.reserve(MS * 500), Admission::After(wait, _) if wait == MS * 300));
+        // The last one gives up: its slot goes back.
+        let Admission::After(_, last) = quota.reserve(MS * 500) else {
+            panic!("a wait");
+        };
+        quota.release(last);
+        let _ = second_slot;
+        assert!(matches!(quota.reserve(MS * 500), Admission::After(wait, _) if wait == MS * 400));
+        // Past `max_wait`: refused, nothing taken.
+        assert!(matches!(quota.reserve(MS * 100), Admission::Refused(wait) if wait == MS * 500));
+        assert_eq!(quota.status().refused, 1);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_pause_holds_every_call_until_it_ends() {
+        let quota = limiter(100, Duration::from_secs(1), 5);
+        quota.pause(Duration::from_secs(2));
+        assert_eq!(quota.try_acquire(), Err(Duration::from_secs(2)));
+        assert!(quota.status().paused_for_ms.is_some());
+        tokio::time::advance(Duration::from_secs(2)).await;
+        assert_eq!(quota.try_acquire(), Ok(()));
+        assert_eq!(quota.status().paused_for_ms, None);
+        assert_eq!(quota.status().pauses, 1);
+    }
+}
