@@ -101,6 +101,55 @@ pub trait Billing {
     async fn invoice(&self) -> Result<u32, VendorError>;
 }
 
+/// One limiter for the whole contract, named after it; a method with a
+/// `rate` of its own keeps its own.
+#[contract(name = "erp", rate(limit = "10/1s", max_wait = "5s"))]
+pub trait Erp {
+    #[integration(read, timeout = "1s")]
+    async fn order(&self) -> Result<u32, VendorError>;
+
+    #[integration(read, timeout = "1s")]
+    async fn stock(&self) -> Result<u32, VendorError>;
+
+    #[integration(read, timeout = "1s", rate(limit = "1000/1s"))]
+    async fn ping(&self) -> Result<u32, VendorError>;
+}
+
+impl Erp for Vendor {
+    async fn order(&self) -> Result<u32, VendorError> {
+        self.answer()
+    }
+
+    async fn stock(&self) -> Result<u32, VendorError> {
+        self.answer()
+    }
+
+    async fn ping(&self) -> Result<u32, VendorError> {
+        self.answer()
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_contracts_rate_is_one_limiter_for_its_methods_without_their_own() {
+    let runtime = Runtime::in_memory();
+    let vendor = Vendor::default();
+    let erp = Resilient::new(vendor.clone(), &runtime);
+    erp.order().await.unwrap();
+    erp.stock().await.unwrap();
+    erp.order().await.unwrap();
+    erp.ping().await.unwrap();
+    assert_eq!(
+        vendor.arrivals(),
+        [Duration::ZERO, MS * 100, MS * 200, MS * 200],
+        "order and stock share the contract's turns; ping has its own"
+    );
+    assert_eq!(runtime.rate_limiter("erp").unwrap().status().admitted, 3);
+    assert_eq!(
+        runtime.rate_limiter("erp.ping").unwrap().status().admitted,
+        1
+    );
+}
+
 impl Crm for Vendor {
     async fn account(&self) -> Result<u32, VendorError> {
         self.answer()
@@ -318,6 +367,57 @@ async fn retry_after_pauses_every_caller_of_the_limiter() {
     assert_eq!((status.pauses, status.refused), (1, 1));
 }
 
+/// A contract without a rate limiter.
+#[contract(name = "mail")]
+pub trait Mail {
+    #[integration(read, timeout = "1s", retry(attempts = 2, base = "10ms", cap = "5s"))]
+    async fn inbox(&self) -> Result<u32, VendorError>;
+
+    #[integration(read, timeout = "1s")]
+    async fn folders(&self) -> Result<u32, VendorError>;
+}
+
+impl Mail for Vendor {
+    async fn inbox(&self) -> Result<u32, VendorError> {
+        self.answer()
+    }
+
+    async fn folders(&self) -> Result<u32, VendorError> {
+        self.answer()
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn without_a_limiter_retry_after_pauses_the_whole_contract() {
+    let runtime = Runtime::in_memory();
+    let vendor = Vendor::default();
+    let mail = Arc::new(Resilient::new(vendor.clone(), &runtime));
+    *vendor.throttle_next.lock().unwrap() = Some(Duration::from_secs(3));
+    let first = tokio::spawn({
+        let mail = mail.clone();
+        async move { mail.inbox().await }
+    });
+    tokio::time::sleep(MS * 10).await;
+    // Another method of the contract, during the pause: refused at once,
+    // named after the contract, without a request.
+    let refused = mail.folders().await.unwrap_err();
+    match refused.seawall() {
+        Some(seawall::Error::RateLimited { limiter, retry_in }) => {
+            assert_eq!(&**limiter, "mail");
+            assert_eq!(*retry_in, MS * 2990);
+        }
+        other => panic!("{other:?}"),
+    }
+    let health = runtime.health();
+    assert_eq!(health.paused.len(), 1, "{:?}", health.paused);
+    assert_eq!(health.paused[0].contract, "mail");
+    // The throttled call retries when the pause ends, and so may everyone.
+    assert_eq!(first.await.unwrap().unwrap(), 2);
+    assert_eq!(mail.folders().await.unwrap(), 3);
+    assert_eq!(vendor.arrivals(), [Duration::ZERO, MS * 3000, MS * 3000]);
+    assert!(runtime.health().paused.is_empty());
+}
+
 // ---------------------------------------------------------------------------
 // The quota simulation: a vendor enforcing 100 requests per 10 s with 429
 // and `Retry-After`, 20 callers offering 30 requests/s for 60 s.
@@ -382,8 +482,8 @@ pub trait Limited {
     async fn fetch(&self) -> Result<u32, VendorError>;
 }
 
-#[contract(name = "naive")]
-pub trait Naive {
+#[contract(name = "unlimited")]
+pub trait Unlimited {
     #[integration(read, timeout = "1s", retry(attempts = 3, base = "100ms", cap = "10s"))]
     async fn fetch(&self) -> Result<u32, VendorError>;
 }
@@ -394,7 +494,7 @@ impl Limited for Quota {
     }
 }
 
-impl Naive for Quota {
+impl Unlimited for Quota {
     async fn fetch(&self) -> Result<u32, VendorError> {
         self.request()
     }
@@ -471,23 +571,46 @@ async fn against_a_vendors_quota_the_limiter_keeps_429s_under_1_percent_and_good
     })
     .await;
 
+    // seawall without a limiter: the first 429's `Retry-After` pauses the
+    // contract, and every caller fails fast until it ends.
     let runtime = Runtime::builder().seed(7).in_memory();
     let quota = Quota::new(100, Duration::from_secs(10));
-    let naive = Arc::new(Resilient::new(quota.clone(), &runtime));
-    let naive_retries = simulate(&quota, move || {
-        let naive = naive.clone();
-        async move { Naive::fetch(&*naive).await.is_ok() }
+    let paused = Arc::new(Resilient::new(quota.clone(), &runtime));
+    let contract_pause = simulate(&quota, move || {
+        let paused = paused.clone();
+        async move { Unlimited::fetch(&*paused).await.is_ok() }
     })
     .await;
 
-    println!(
-        "with the limiter: {with_limiter:?}, 429s {:.2} %",
-        with_limiter.throttled_share() * 100.0
-    );
-    println!(
-        "naive retries:    {naive_retries:?}, 429s {:.2} %",
-        naive_retries.throttled_share() * 100.0
-    );
+    // Naive per-call retries, by hand: 3 attempts, each retry after the
+    // vendor's `Retry-After`; every caller finds the limit on its own.
+    let quota = Quota::new(100, Duration::from_secs(10));
+    let naive_quota = quota.clone();
+    let naive_retries = simulate(&quota, move || {
+        let quota = naive_quota.clone();
+        async move {
+            for _ in 0..3 {
+                match quota.request() {
+                    Ok(_) => return true,
+                    Err(VendorError::Throttled(_, after)) => tokio::time::sleep(after).await,
+                    Err(_) => return false,
+                }
+            }
+            false
+        }
+    })
+    .await;
+
+    for (what, run) in [
+        ("with the limiter", &with_limiter),
+        ("contract paused", &contract_pause),
+        ("naive retries", &naive_retries),
+    ] {
+        println!(
+            "{what:>16}: {run:?}, 429s {:.2} %",
+            run.throttled_share() * 100.0
+        );
+    }
     // The quota over the 60 s of offered load is 600 requests (the calls
     // still waiting at the end may take up to one more window's worth).
     let quota_60s = 600.0;
@@ -499,6 +622,12 @@ async fn against_a_vendors_quota_the_limiter_keeps_429s_under_1_percent_and_good
         with_limiter.answered as f64 >= 0.95 * quota_60s,
         "goodput: {with_limiter:?}"
     );
+    // The pause alone: one 429 per window or so, and the quota's goodput.
+    assert!(
+        contract_pause.throttled_share() <= 0.02,
+        "{contract_pause:?}"
+    );
+    assert!(contract_pause.answered as f64 >= 0.95 * quota_60s);
     // Naive retries find the limit with a rejected request each time.
     assert!(naive_retries.throttled_share() > 0.5, "{naive_retries:?}");
 }

@@ -46,6 +46,7 @@ pub struct Endpoint {
     pub(crate) backoff: Backoff,
     pub(crate) breaker: Option<Arc<Breaker>>,
     pub(crate) limiter: Option<Arc<crate::rate::RateLimiter>>,
+    pub(crate) pause: Arc<crate::rate::ContractPause>,
     pub(crate) budget: Option<Arc<RetryBudget>>,
     pub(crate) rng: Arc<RngSource>,
     pub(crate) key_header: Arc<str>,
@@ -60,6 +61,7 @@ pub(crate) struct Resolved {
     pub(crate) stats: Arc<EndpointStats>,
     pub(crate) breaker: Option<Arc<Breaker>>,
     pub(crate) limiter: Option<Arc<crate::rate::RateLimiter>>,
+    pub(crate) pause: Arc<crate::rate::ContractPause>,
     pub(crate) budget: Option<Arc<RetryBudget>>,
     pub(crate) rng: Arc<RngSource>,
     pub(crate) store: Option<Arc<IdempotencyStore>>,
@@ -89,6 +91,7 @@ impl Endpoint {
             policy,
             breaker: state.breaker,
             limiter: state.limiter,
+            pause: state.pause,
             budget: state.budget,
             rng: state.rng,
             store: state.store,
@@ -192,8 +195,7 @@ impl Endpoint {
         let limiter = self
             .limiter
             .as_ref()
-            .map(|l| l.name().clone())
-            .unwrap_or_else(|| self.method.clone());
+            .map_or_else(|| self.pause.contract().clone(), |l| l.name().clone());
         tracing::debug!(
             target: "seawall::rate",
             contract = %self.contract,
@@ -203,6 +205,16 @@ impl Endpoint {
             "call refused: no turn within the rate limiter's wait"
         );
         E::from(Error::RateLimited { limiter, retry_in })
+    }
+
+    /// The vendor asked to wait (`retry_after` of a failed attempt): the
+    /// limiter pauses, or the contract when the method has none.
+    #[cold]
+    pub(crate) fn vendor_asked_to_wait(&self, pause: Duration) {
+        match &self.limiter {
+            Some(limiter) => limiter.pause(pause),
+            None => self.pause.pause(pause),
+        }
     }
 
     pub(crate) fn deadline_exceeded<E: From<Error>>(&self, attempts: u32) -> E {

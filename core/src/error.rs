@@ -167,14 +167,16 @@ pub enum Error {
     },
 
     /// The rate limiter had no turn for this call within its `max_wait`
-    /// (or the call's deadline): refused without calling the vendor.
+    /// (or the call's deadline), or the vendor's `Retry-After` paused the
+    /// contract: refused without calling the vendor.
     #[error(
         "rate limiter `{limiter}` has no turn for this call within its wait; the next is in {}",
         Ms(*retry_in)
     )]
     RateLimited {
         /// The limiter's name (`contract.method` unless named in the
-        /// policy).
+        /// policy), or the contract's for a contract without a limiter that
+        /// a vendor's `Retry-After` paused.
         limiter: Arc<str>,
         /// How long until the limiter lets a call through.
         retry_in: Duration,

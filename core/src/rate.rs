@@ -20,7 +20,9 @@
 //! **Feedback.** A vendor that answers with `Retry-After` (a 429 or a 503)
 //! *pauses* the limiter the call came through for that long: the TAT moves
 //! past the pause, so every caller waits or fails fast instead of each one
-//! discovering the limit with a rejected request.
+//! discovering the limit with a rejected request. A method without a
+//! limiter pauses its whole contract instead: every call of it fails fast
+//! until the pause ends.
 //!
 //! The clock is tokio's, so tests on the paused clock drive it.
 //!
@@ -217,6 +219,87 @@ impl RateLimiter {
             pauses: self.pauses.load(Relaxed),
         }
     }
+}
+
+/// The pause of a contract without a rate limiter: a vendor's
+/// `Retry-After` on any of its methods holds every call of the contract
+/// until it ends. Calls in the pause fail fast with
+/// [`Error::RateLimited`](crate::Error::RateLimited), named after the
+/// contract.
+pub(crate) struct ContractPause {
+    contract: Arc<str>,
+    base: Instant,
+    /// Until when, in nanoseconds since `base` (0: never paused).
+    until: AtomicU64,
+    pauses: AtomicU64,
+}
+
+impl ContractPause {
+    pub(crate) fn new(contract: Arc<str>) -> Self {
+        Self {
+            contract,
+            base: Instant::now(),
+            until: AtomicU64::new(0),
+            pauses: AtomicU64::new(0),
+        }
+    }
+
+    /// How long the pause has left, if the contract is paused (one relaxed
+    /// load while it never was).
+    #[inline]
+    pub(crate) fn remaining(&self) -> Option<Duration> {
+        let until = self.until.load(Relaxed);
+        if until == 0 {
+            return None;
+        }
+        self.left(until)
+    }
+
+    #[cold]
+    fn left(&self, until: u64) -> Option<Duration> {
+        let now = nanos(Instant::now().saturating_duration_since(self.base));
+        (until > now).then(|| Duration::from_nanos(until - now))
+    }
+
+    /// Pauses the contract for `pause` from now.
+    #[cold]
+    pub(crate) fn pause(&self, pause: Duration) {
+        let now = nanos(Instant::now().saturating_duration_since(self.base));
+        self.until
+            .fetch_max(now.saturating_add(nanos(pause)).max(1), Relaxed);
+        self.pauses.fetch_add(1, Relaxed);
+        tracing::info!(
+            target: "seawall::rate",
+            contract = %self.contract,
+            pause_ms = pause.as_secs_f64() * 1000.0,
+            "the vendor asked to wait; the contract's calls pause"
+        );
+    }
+
+    pub(crate) fn contract(&self) -> &Arc<str> {
+        &self.contract
+    }
+
+    /// The pause as health reports it, while it lasts.
+    pub(crate) fn status(&self) -> Option<ContractPaused> {
+        self.remaining().map(|left| ContractPaused {
+            contract: self.contract.to_string(),
+            paused_for_ms: left.as_secs_f64() * 1000.0,
+            pauses: self.pauses.load(Relaxed),
+        })
+    }
+}
+
+/// A contract paused by a vendor's `Retry-After` (it has no rate limiter).
+#[derive(Clone, Debug, PartialEq, Serialize)]
+#[non_exhaustive]
+pub struct ContractPaused {
+    /// The contract.
+    pub contract: String,
+    /// How long the pause has left, in milliseconds.
+    pub paused_for_ms: f64,
+    /// Pauses so far.
+    pub pauses: u64,
 }
 
 /// Waits `wait` for the slot `reserved` of `limiter`; a wait abandoned

@@ -16,7 +16,7 @@ use crate::idempotency::IdempotencyStore;
 #[cfg(feature = "embedded")]
 use crate::queue::dead_letter_orphans;
 use crate::queue::{ContractQueue, Drainer};
-use crate::rate::RateLimiter;
+use crate::rate::{ContractPause, RateLimiter};
 use crate::retry::{RetryBudget, RngSource};
 use crate::seal::Sealing;
 #[cfg(feature = "sealing")]
@@ -57,6 +57,7 @@ struct Shared {
     breakers: Mutex<BTreeMap<Arc<str>, Arc<Breaker>>>,
     budgets: Mutex<BTreeMap<Arc<str>, Arc<RetryBudget>>>,
     limiters: Mutex<BTreeMap<Arc<str>, Arc<RateLimiter>>>,
+    pauses: Mutex<BTreeMap<Arc<str>, Arc<ContractPause>>>,
     subscribers: Arc<Subscribers>,
     rng: Arc<RngSource>,
     idempotency: Arc<IdempotencyStore>,
@@ -128,6 +129,7 @@ impl Shared {
             breakers: Mutex::default(),
             budgets: Mutex::default(),
             limiters: Mutex::default(),
+            pauses: Mutex::default(),
             subscribers,
             rng: Arc::new(rng),
             idempotency: Arc::new(IdempotencyStore::new(backend)),
@@ -624,6 +626,10 @@ impl Runtime {
                 .values()
                 .map(|limiter| limiter.status())
                 .collect(),
+            paused: lock(&self.shared.pauses)
+                .values()
+                .filter_map(|pause| pause.status())
+                .collect(),
             quarantined: wal.quarantined_count(),
             #[cfg(feature = "embedded")]
             store_degraded: self
@@ -785,6 +791,10 @@ impl Runtime {
                 }
             }
         });
+        let pause = lock(&self.shared.pauses)
+            .entry(contract.into())
+            .or_insert_with(|| Arc::new(ContractPause::new(contract.into())))
+            .clone();
         let policy_store = policy.idempotency_store().is_some();
         let queue = policy.queue_fallback().then(|| self.queue(contract));
         let budget = match policy.retry_budget() {
@@ -833,6 +843,7 @@ impl Runtime {
             stats,
             breaker,
             limiter,
+            pause,
             budget,
             rng: self.shared.rng.clone(),
             store: policy_store.then(|| self.shared.idempotency.clone()),

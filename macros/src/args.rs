@@ -16,6 +16,9 @@ keys! {
         pub(crate) name: Option<SpannedValue<String>>,
         pub(crate) retry_budget: Option<SpannedValue<BudgetArgs>>,
         pub(crate) idempotency_header: Option<SpannedValue<String>>,
+        /// `rate(..)`: one limiter for every method without a `rate` of
+        /// its own, named after the contract unless named.
+        pub(crate) rate: Option<SpannedValue<RateArgs>>,
         /// `mock`: also generate `Mock<Trait>`, a test double.
         #[darling(default)]
         pub(crate) mock: MockFlag,

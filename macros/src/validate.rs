@@ -55,10 +55,13 @@ pub(crate) enum KeyValues {
 pub(crate) struct ContractSettings {
     pub(crate) budget: Option<BudgetPolicy>,
     pub(crate) header: String,
+    /// `#[contract(rate(..))]`, named (after the contract by default).
+    pub(crate) rate: Option<RatePolicy>,
 }
 
 /// Checks `#[contract(...)]`'s settings, once for all its methods.
 pub(crate) fn contract(
+    name: &str,
     args: &ContractArgs,
     errors: &mut darling::error::Accumulator,
 ) -> ContractSettings {
@@ -74,11 +77,26 @@ pub(crate) fn contract(
     if let Some(budget) = &budget {
         probe = probe.with_retry_budget(budget.clone());
     }
+    let rate = args
+        .rate
+        .as_ref()
+        .and_then(|rate| rate_policy(rate, errors))
+        .map(|rate| match rate.name() {
+            Some(_) => rate,
+            None => rate.with_name(name.to_owned()),
+        });
+    if let Some(rate) = &rate {
+        probe = probe.with_rate(rate.clone());
+    }
     for violation in probe.violations() {
         let at = spans.of(violation.field(), Span::call_site());
         errors.push(darling::Error::custom(violation.to_string()).with_span(&at));
     }
-    ContractSettings { budget, header }
+    ContractSettings {
+        budget,
+        header,
+        rate,
+    }
 }
 
 fn budget(
@@ -193,10 +211,18 @@ pub(crate) fn integration(
         policy = policy.with_breaker(breaker);
     }
 
-    if let Some(rate) = &args.rate
-        && let Some(rate) = rate_policy(rate, &mut errors)
-    {
-        policy = policy.with_rate(rate);
+    match &args.rate {
+        Some(rate) => {
+            if let Some(rate) = rate_policy(rate, &mut errors) {
+                policy = policy.with_rate(rate);
+            }
+        }
+        // The contract's limiter, for a method without its own.
+        None => {
+            if let Some(rate) = &contract.rate {
+                policy = policy.with_rate(rate.clone());
+            }
+        }
     }
 
     let mut key = None;

@@ -93,6 +93,11 @@ macro_rules! run {
                             break 'retry Err(endpoint.rate_limited(retry_in));
                         }
                     }
+                } else if let Some(retry_in) = endpoint.pause.remaining() {
+                    // A contract without a limiter, paused by a vendor's
+                    // Retry-After: fail fast until it ends.
+                    $trace.rejected = true;
+                    break 'retry Err(endpoint.rate_limited(retry_in));
                 }
                 // The breaker stage's admission: its closed fast path inline,
                 // the rest in the breaker. (An `Option<Permit>` moved out of a
@@ -146,9 +151,10 @@ macro_rules! run {
                     $crate::timeout::Attempt::Answered(Err(error)) => {
                         let class = error.class();
                         // The vendor asked everyone to wait: the limiter
-                        // this call came through pauses for that long.
-                        if let (Some(limiter), Some(asked)) = (endpoint.limiter.as_deref(), error.retry_after()) {
-                            limiter.pause(asked);
+                        // this call came through (or its contract) pauses
+                        // for that long.
+                        if let Some(asked) = error.retry_after() {
+                            endpoint.vendor_asked_to_wait(asked);
                         }
                         $trace.observe($crate::telemetry::Outcome::Error(class), elapsed, || $crate::telemetry::error_type_of(&error));
                         $crate::retry::stage::record_error(permit, class);

@@ -472,6 +472,10 @@ pub struct Health {
     pub queues: Vec<QueueHealth>,
     /// Each rate limiter, by name: its turns, waits, refusals and pauses.
     pub limiters: Vec<crate::rate::RateStatus>,
+    /// Each contract without a rate limiter that a vendor's `Retry-After`
+    /// pauses now: its calls fail fast with `Error::RateLimited` until it
+    /// ends.
+    pub paused: Vec<crate::rate::ContractPaused>,
     /// Stored records of the write-ahead log that could not be decoded and
     /// were set aside (`WriteAheadLog::quarantined`); anything but zero
     /// needs an operator.

@@ -94,7 +94,7 @@ fn check(args: TokenStream, item: &syn::ItemTrait) -> darling::Result<Contract> 
         Some(name) => (**name).clone(),
         None => item.ident.to_string(),
     };
-    let settings = validate::contract(&args, &mut errors);
+    let settings = validate::contract(&name, &args, &mut errors);
     let mut methods = Vec::new();
     for trait_item in &item.items {
         match trait_item {
