@@ -36,6 +36,10 @@ pub trait Vendor {
     // A rate far above the bench's calls: the limiter always has a turn.
     #[integration(read, timeout = "1s", rate(limit = "4000000000/1s", burst = 1000000))]
     async fn rated(&self, id: u64) -> Result<u64, VendorError>;
+
+    // Places to spare: the bulkhead never makes a call wait.
+    #[integration(read, timeout = "1s", bulkhead(max = 1000))]
+    async fn bulkheaded(&self, id: u64) -> Result<u64, VendorError>;
 }
 
 struct Fast;
@@ -54,6 +58,9 @@ impl Vendor for Fast {
         Ok(id + 1)
     }
     async fn rated(&self, id: u64) -> Result<u64, VendorError> {
+        Ok(id + 1)
+    }
+    async fn bulkheaded(&self, id: u64) -> Result<u64, VendorError> {
         Ok(id + 1)
     }
 }
@@ -110,6 +117,8 @@ fn bench(c: &mut Criterion) {
     calls!("resilient: timeout", |i| vendor.timeout_only(black_box(i)));
     calls!("resilient: timeout + rate limiter", |i| vendor
         .rated(black_box(i)));
+    calls!("resilient: timeout + bulkhead", |i| vendor
+        .bulkheaded(black_box(i)));
     calls!("resilient: timeout + breaker", |i| vendor
         .with_breaker(black_box(i)));
     calls!("resilient: timeout + retry + breaker", |i| vendor

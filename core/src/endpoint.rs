@@ -47,6 +47,7 @@ pub struct Endpoint {
     pub(crate) breaker: Option<Arc<Breaker>>,
     pub(crate) limiter: Option<Arc<crate::rate::RateLimiter>>,
     pub(crate) pause: Arc<crate::rate::ContractPause>,
+    pub(crate) bulkhead: Option<Arc<crate::bulkhead::Bulkhead>>,
     pub(crate) budget: Option<Arc<RetryBudget>>,
     pub(crate) rng: Arc<RngSource>,
     pub(crate) key_header: Arc<str>,
@@ -62,6 +63,7 @@ pub(crate) struct Resolved {
     pub(crate) breaker: Option<Arc<Breaker>>,
     pub(crate) limiter: Option<Arc<crate::rate::RateLimiter>>,
     pub(crate) pause: Arc<crate::rate::ContractPause>,
+    pub(crate) bulkhead: Option<Arc<crate::bulkhead::Bulkhead>>,
     pub(crate) budget: Option<Arc<RetryBudget>>,
     pub(crate) rng: Arc<RngSource>,
     pub(crate) store: Option<Arc<IdempotencyStore>>,
@@ -92,6 +94,7 @@ impl Endpoint {
             breaker: state.breaker,
             limiter: state.limiter,
             pause: state.pause,
+            bulkhead: state.bulkhead,
             budget: state.budget,
             rng: state.rng,
             store: state.store,
@@ -205,6 +208,28 @@ impl Endpoint {
             "call refused: no turn within the rate limiter's wait"
         );
         E::from(Error::RateLimited { limiter, retry_in })
+    }
+
+    #[cold]
+    pub(crate) fn bulkhead_full<E: From<Error>>(&self, full: crate::bulkhead::Full) -> E {
+        let (bulkhead, max) = match &self.bulkhead {
+            Some(b) => (b.name().clone(), b.policy().max()),
+            None => (self.method.clone(), 0),
+        };
+        let waited = matches!(full, crate::bulkhead::Full::Waited);
+        tracing::debug!(
+            target: "seawall::bulkhead",
+            contract = %self.contract,
+            method = %self.method,
+            %bulkhead,
+            waited,
+            "call refused: the bulkhead is full"
+        );
+        E::from(Error::BulkheadFull {
+            bulkhead,
+            max,
+            waited,
+        })
     }
 
     /// The vendor asked to wait (`retry_after` of a failed attempt): the

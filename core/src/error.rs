@@ -181,6 +181,22 @@ pub enum Error {
         /// How long until the limiter lets a call through.
         retry_in: Duration,
     },
+
+    /// The bulkhead had no place for this attempt: every place taken and
+    /// the queue full, or none within `max_wait` (or the deadline).
+    /// Refused without calling the vendor.
+    #[error(
+        "bulkhead `{bulkhead}` is full: {max} attempt(s) in flight{}",
+        if *waited { " and no place came free within the wait" } else { " and its queue full" }
+    )]
+    BulkheadFull {
+        /// The bulkhead's name (`contract.method`).
+        bulkhead: Arc<str>,
+        /// Its places.
+        max: u32,
+        /// Whether the call waited in the queue (else the queue was full).
+        waited: bool,
+    },
 }
 
 /// A duration for people: rounded up to the millisecond, so `retry_in` reads
@@ -218,7 +234,8 @@ impl Classify for Error {
             Error::RetriesExhausted { class, .. } => *class,
             Error::RetryAfter { .. }
             | Error::RetryBudgetExhausted { .. }
-            | Error::RateLimited { .. } => ErrorClass::Retryable,
+            | Error::RateLimited { .. }
+            | Error::BulkheadFull { .. } => ErrorClass::Retryable,
             Error::IdempotencyKey { .. }
             | Error::IdempotencyConflict { .. }
             | Error::Unrepresentable { .. } => ErrorClass::Permanent,
@@ -256,6 +273,7 @@ impl Classify for Error {
             Error::NotQueued { .. } => "not_queued",
             Error::DeadlineExceeded { .. } => "deadline_exceeded",
             Error::RateLimited { .. } => "rate_limited",
+            Error::BulkheadFull { .. } => "bulkhead_full",
         })
     }
 }

@@ -21,6 +21,7 @@
 #![warn(missing_docs)]
 
 pub mod breaker;
+pub mod bulkhead;
 pub mod cache;
 mod classify;
 mod endpoint;
@@ -61,8 +62,8 @@ pub use event::{
     PostgresChanged, Queued, StoreChanged,
 };
 pub use policy::{
-    BreakerPolicy, BudgetPolicy, CachePolicy, ClassSet, Jitter, Kind, OnDuplicate, Policy,
-    PolicyError, RatePolicy, RetryPolicy, StorePolicy, Window,
+    BreakerPolicy, BudgetPolicy, BulkheadPolicy, CachePolicy, ClassSet, Jitter, Kind, OnDuplicate,
+    Policy, PolicyError, RatePolicy, RetryPolicy, StorePolicy, Window,
 };
 pub use queue::Delivery;
 pub use queue::transaction::{Outbox, OutboxConnection};

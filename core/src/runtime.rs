@@ -9,6 +9,7 @@ use std::sync::OnceLock;
 use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
 
+use crate::bulkhead::Bulkhead;
 use crate::cache::DiskCache;
 use crate::endpoint::Resolved;
 use crate::event::Subscribers;
@@ -58,6 +59,7 @@ struct Shared {
     budgets: Mutex<BTreeMap<Arc<str>, Arc<RetryBudget>>>,
     limiters: Mutex<BTreeMap<Arc<str>, Arc<RateLimiter>>>,
     pauses: Mutex<BTreeMap<Arc<str>, Arc<ContractPause>>>,
+    bulkheads: Mutex<BTreeMap<Arc<str>, Arc<Bulkhead>>>,
     subscribers: Arc<Subscribers>,
     rng: Arc<RngSource>,
     idempotency: Arc<IdempotencyStore>,
@@ -130,6 +132,7 @@ impl Shared {
             budgets: Mutex::default(),
             limiters: Mutex::default(),
             pauses: Mutex::default(),
+            bulkheads: Mutex::default(),
             subscribers,
             rng: Arc::new(rng),
             idempotency: Arc::new(IdempotencyStore::new(backend)),
@@ -626,6 +629,10 @@ impl Runtime {
                 .values()
                 .map(|limiter| limiter.status())
                 .collect(),
+            bulkheads: lock(&self.shared.bulkheads)
+                .values()
+                .map(|bulkhead| bulkhead.status())
+                .collect(),
             paused: lock(&self.shared.pauses)
                 .values()
                 .filter_map(|pause| pause.status())
@@ -795,6 +802,15 @@ impl Runtime {
             .entry(contract.into())
             .or_insert_with(|| Arc::new(ContractPause::new(contract.into())))
             .clone();
+        // One bulkhead per method, kept across wrappers (its places are the
+        // method's, whoever calls it).
+        let bulkhead = policy.bulkhead().map(|bulkhead_policy| {
+            let name: Arc<str> = format!("{contract}.{method}").into();
+            lock(&self.shared.bulkheads)
+                .entry(name.clone())
+                .or_insert_with(|| Arc::new(Bulkhead::new(name, bulkhead_policy)))
+                .clone()
+        });
         let policy_store = policy.idempotency_store().is_some();
         let queue = policy.queue_fallback().then(|| self.queue(contract));
         let budget = match policy.retry_budget() {
@@ -844,6 +860,7 @@ impl Runtime {
             breaker,
             limiter,
             pause,
+            bulkhead,
             budget,
             rng: self.shared.rng.clone(),
             store: policy_store.then(|| self.shared.idempotency.clone()),

@@ -76,6 +76,18 @@ keys! {
         pub(crate) redact: Option<SpannedValue<KeyPaths>>,
         /// `rate(limit = "100/10s", burst = 1, max_wait = "1s", name = "..")`.
         pub(crate) rate: Option<SpannedValue<RateArgs>>,
+        /// `bulkhead(max = 20, queue = 50, max_wait = "1s")`.
+        pub(crate) bulkhead: Option<SpannedValue<BulkheadArgs>>,
+    }
+}
+
+keys! {
+    /// `bulkhead(max = 20, queue = 50, max_wait = "1s")`.
+    #[derive(Debug, Default, FromMeta)]
+    pub(crate) struct BulkheadArgs {
+        pub(crate) max: Option<SpannedValue<u32>>,
+        pub(crate) queue: Option<SpannedValue<u32>>,
+        pub(crate) max_wait: Option<SpannedValue<DurationText>>,
     }
 }
 

@@ -16,13 +16,13 @@ use std::time::Duration;
 use darling::util::{Override, SpannedValue};
 use proc_macro2::Span;
 use seawall_policy::{
-    BreakerPolicy, BudgetPolicy, CachePolicy, ClassSet, ErrorClass, Field, Jitter, Kind,
-    OnDuplicate, Policy, PolicyError, RatePolicy, Redact, RetryPolicy, StorePolicy,
+    BreakerPolicy, BudgetPolicy, BulkheadPolicy, CachePolicy, ClassSet, ErrorClass, Field, Jitter,
+    Kind, OnDuplicate, Policy, PolicyError, RatePolicy, Redact, RetryPolicy, StorePolicy,
 };
 
 use crate::args::{
-    BreakerArgs, BudgetArgs, ClassList, ConcurrentArg, ContractArgs, DurationText, FallbackArg,
-    IntegrationArgs, JitterArg, KeyPath, RateArgs, RetryArgs, WindowArg,
+    BreakerArgs, BudgetArgs, BulkheadArgs, ClassList, ConcurrentArg, ContractArgs, DurationText,
+    FallbackArg, IntegrationArgs, JitterArg, KeyPath, RateArgs, RetryArgs, WindowArg,
 };
 use crate::spans::Spans;
 
@@ -223,6 +223,12 @@ pub(crate) fn integration(
                 policy = policy.with_rate(rate.clone());
             }
         }
+    }
+
+    if let Some(bulkhead) = &args.bulkhead
+        && let Some(bulkhead) = bulkhead_policy(bulkhead, &mut errors)
+    {
+        policy = policy.with_bulkhead(bulkhead);
     }
 
     let mut key = None;
@@ -581,6 +587,32 @@ fn rate_policy(
         rate = rate.with_name((**name).clone());
     }
     Some(rate)
+}
+
+/// `bulkhead(..)`: its `max` required, the rest copied; the rules are the
+/// policy's.
+fn bulkhead_policy(
+    args: &SpannedValue<BulkheadArgs>,
+    errors: &mut darling::error::Accumulator,
+) -> Option<BulkheadPolicy> {
+    let Some(max) = &args.max else {
+        errors.push(
+            darling::Error::custom(
+                "`bulkhead` needs its `max`: `bulkhead(max = 20)`, the calls the vendor may have \
+                 in flight at once",
+            )
+            .with_span(&args.span()),
+        );
+        return None;
+    };
+    let mut bulkhead = BulkheadPolicy::new(**max);
+    if let Some(queue) = &args.queue {
+        bulkhead = bulkhead.with_queue(**queue);
+    }
+    if let Some(max_wait) = args.max_wait.as_ref().and_then(|m| duration(m, errors)) {
+        bulkhead = bulkhead.with_max_wait(max_wait);
+    }
+    Some(bulkhead)
 }
 
 /// Parses a duration, reporting one that does not parse at its tokens. Zero

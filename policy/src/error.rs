@@ -83,12 +83,20 @@ pub enum Field {
     RateMaxWait,
     /// `rate(name)`.
     RateName,
+    /// `bulkhead` as a whole.
+    Bulkhead,
+    /// `bulkhead(max)`.
+    BulkheadMax,
+    /// `bulkhead(queue)`.
+    BulkheadQueue,
+    /// `bulkhead(max_wait)`.
+    BulkheadMaxWait,
 }
 
 impl Field {
     /// Every field, in the order of the enum (which is the order a policy's
     /// keys are checked in).
-    pub const ALL: [Self; 37] = [
+    pub const ALL: [Self; 41] = [
         Self::Timeout,
         Self::Deadline,
         Self::Retry,
@@ -126,6 +134,10 @@ impl Field {
         Self::RateBurst,
         Self::RateMaxWait,
         Self::RateName,
+        Self::Bulkhead,
+        Self::BulkheadMax,
+        Self::BulkheadQueue,
+        Self::BulkheadMaxWait,
     ];
 
     /// The key as a policy writes it.
@@ -168,6 +180,10 @@ impl Field {
             Self::RateBurst => "burst",
             Self::RateMaxWait => "max_wait",
             Self::RateName => "name",
+            Self::Bulkhead => "bulkhead",
+            Self::BulkheadMax => "max",
+            Self::BulkheadQueue => "queue",
+            Self::BulkheadMaxWait => "max_wait",
         }
     }
 
@@ -198,6 +214,7 @@ impl Field {
             Self::RateLimit | Self::RateBurst | Self::RateMaxWait | Self::RateName => {
                 Some(Self::Rate)
             }
+            Self::BulkheadMax | Self::BulkheadQueue | Self::BulkheadMaxWait => Some(Self::Bulkhead),
             Self::Timeout
             | Self::Deadline
             | Self::Retry
@@ -207,7 +224,8 @@ impl Field {
             | Self::IdempotencyHeader
             | Self::Fallback
             | Self::Redact
-            | Self::Rate => None,
+            | Self::Rate
+            | Self::Bulkhead => None,
         }
     }
 
@@ -383,6 +401,29 @@ pub enum PolicyError {
         "a rate `limit` of zero calls would refuse every call: give it a count, such as \"100/10s\""
     )]
     RateCount,
+    /// `bulkhead(max = 0)`.
+    #[error(
+        "a bulkhead with `max = 0` would let no call through: give it the calls the vendor may have in flight at once"
+    )]
+    BulkheadMax,
+    /// A bulkhead queue whose callers wait no time.
+    #[error(
+        "a bulkhead `queue` needs a `max_wait` above zero: a caller that waits no time is not queued"
+    )]
+    BulkheadQueueWithoutWait,
+    /// A queued caller could wait as long as the whole deadline.
+    #[error(
+        "the bulkhead's `max_wait` of {} is not shorter than the deadline of {}: a caller could \
+         spend its whole call waiting for a place. Lower `max_wait`, or raise `deadline`",
+        show(*max_wait),
+        show(*deadline)
+    )]
+    BulkheadWaitOverDeadline {
+        /// The bulkhead's `max_wait`.
+        max_wait: Duration,
+        /// The declared deadline.
+        deadline: Duration,
+    },
     /// A rate limit over a period of zero.
     #[error(
         "a rate `limit` over a period of zero is no limit at all: give it a period, such as \"100/10s\""
@@ -531,6 +572,9 @@ impl PolicyError {
             Self::RateBurst => Field::RateBurst,
             Self::EmptyRateName => Field::RateName,
             Self::RateWaitOverDeadline { .. } => Field::RateMaxWait,
+            Self::BulkheadMax => Field::BulkheadMax,
+            Self::BulkheadQueueWithoutWait => Field::BulkheadQueue,
+            Self::BulkheadWaitOverDeadline { .. } => Field::BulkheadMaxWait,
         }
     }
 

@@ -31,6 +31,7 @@
 
 mod breaker;
 mod budget;
+mod bulkhead;
 mod cache;
 mod class;
 mod error;
@@ -49,6 +50,7 @@ pub use breaker::{
     DEFAULT_WINDOW, Window,
 };
 pub use budget::BudgetPolicy;
+pub use bulkhead::{BulkheadPolicy, DEFAULT_BULKHEAD_MAX_WAIT};
 pub use cache::CachePolicy;
 pub use class::{ClassSet, ErrorClass};
 pub use error::{Field, PolicyError};

@@ -5,8 +5,8 @@ use std::borrow::Cow;
 use std::time::Duration;
 
 use crate::{
-    BreakerPolicy, BudgetPolicy, CachePolicy, DEFAULT_IDEMPOTENCY_HEADER, Field, PolicyError,
-    RatePolicy, Redact, RetryPolicy, StorePolicy, check_duration, show,
+    BreakerPolicy, BudgetPolicy, BulkheadPolicy, CachePolicy, DEFAULT_IDEMPOTENCY_HEADER, Field,
+    PolicyError, RatePolicy, Redact, RetryPolicy, StorePolicy, check_duration, show,
 };
 
 /// Whether a method reads from or writes to the vendor.
@@ -34,6 +34,7 @@ pub struct Policy {
     pub(crate) queue: bool,
     pub(crate) redact: Redact,
     pub(crate) rate: Option<RatePolicy>,
+    pub(crate) bulkhead: Option<BulkheadPolicy>,
 }
 
 impl Policy {
@@ -54,7 +55,19 @@ impl Policy {
             queue: false,
             redact: Redact::none(),
             rate: None,
+            bulkhead: None,
         }
+    }
+
+    /// Bounds the attempts in flight to the vendor at once (`bulkhead(..)`).
+    pub fn with_bulkhead(mut self, bulkhead: BulkheadPolicy) -> Self {
+        self.bulkhead = Some(bulkhead);
+        self
+    }
+
+    /// See [`with_bulkhead`](Self::with_bulkhead).
+    pub const fn bulkhead(&self) -> Option<&BulkheadPolicy> {
+        self.bulkhead.as_ref()
     }
 
     /// Limits the calls that reach the vendor (each attempt counts) to a
@@ -280,6 +293,18 @@ impl Policy {
             {
                 errors.push(PolicyError::RateWaitOverDeadline {
                     max_wait: rate.max_wait(),
+                    deadline,
+                });
+            }
+        }
+        if let Some(bulkhead) = &self.bulkhead {
+            bulkhead.check(&mut errors);
+            if let Some(deadline) = self.deadline
+                && bulkhead.queue() > 0
+                && bulkhead.max_wait() >= deadline
+            {
+                errors.push(PolicyError::BulkheadWaitOverDeadline {
+                    max_wait: bulkhead.max_wait(),
                     deadline,
                 });
             }

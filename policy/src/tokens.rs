@@ -17,8 +17,9 @@ use proc_macro2::{Literal, TokenStream};
 use quote::quote;
 
 use crate::{
-    BreakerPolicy, BudgetPolicy, CachePolicy, ClassSet, DEFAULT_IDEMPOTENCY_HEADER, ErrorClass,
-    Jitter, Kind, OnDuplicate, Policy, RatePolicy, Redact, RetryPolicy, StorePolicy, Window,
+    BreakerPolicy, BudgetPolicy, BulkheadPolicy, CachePolicy, ClassSet, DEFAULT_IDEMPOTENCY_HEADER,
+    ErrorClass, Jitter, Kind, OnDuplicate, Policy, RatePolicy, Redact, RetryPolicy, StorePolicy,
+    Window,
 };
 
 impl Policy {
@@ -26,7 +27,7 @@ impl Policy {
     /// through `root` (such as `::seawall::__private_v1::policy`, which must hold
     /// `Policy`, `Kind`, `Duration`, `RetryPolicy`, `Jitter`, `ClassSet`,
     /// `ErrorClass`, `BudgetPolicy`, `BreakerPolicy`, `CachePolicy`,
-    /// `StorePolicy`, `OnDuplicate` and `RatePolicy`).
+    /// `StorePolicy`, `OnDuplicate`, `RatePolicy` and `BulkheadPolicy`).
     ///
     /// ```
     /// use std::time::Duration;
@@ -52,6 +53,7 @@ impl Policy {
             queue,
             redact,
             rate,
+            bulkhead,
         } = self;
         let kind = match kind {
             Kind::Read => quote!(Read),
@@ -105,6 +107,23 @@ impl Policy {
         if let Some(rate) = rate {
             let rate = rate.to_tokens(root);
             tokens.extend(quote!(.with_rate(#rate)));
+        }
+        if let Some(bulkhead) = bulkhead {
+            let BulkheadPolicy {
+                max,
+                queue,
+                max_wait,
+            } = bulkhead;
+            let max = Literal::u32_suffixed(*max);
+            let queue = Literal::u32_suffixed(*queue);
+            let max_wait = duration(*max_wait, root);
+            tokens.extend(quote! {
+                .with_bulkhead(
+                    #root::BulkheadPolicy::new(#max)
+                        .with_queue(#queue)
+                        .with_max_wait(#max_wait)
+                )
+            });
         }
         tokens
     }

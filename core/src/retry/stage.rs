@@ -99,6 +99,24 @@ macro_rules! run {
                     $trace.rejected = true;
                     break 'retry Err(endpoint.rate_limited(retry_in));
                 }
+                // The bulkhead: a place for the attempt, given back once it
+                // has ended.
+                let place = match endpoint.bulkhead.as_deref() {
+                    None => None,
+                    Some(bulkhead) => {
+                        let mut max_wait = bulkhead.policy().max_wait();
+                        if let Some(at) = deadline.at {
+                            max_wait = max_wait.min(at.saturating_duration_since(::tokio::time::Instant::now()));
+                        }
+                        match bulkhead.enter(max_wait).await {
+                            Ok(place) => Some(place),
+                            Err(full) => {
+                                $trace.rejected = true;
+                                break 'retry Err(endpoint.bulkhead_full(full));
+                            }
+                        }
+                    }
+                };
                 // The breaker stage's admission: its closed fast path inline,
                 // the rest in the breaker. (An `Option<Permit>` moved out of a
                 // `Result` measured slower.)
@@ -135,6 +153,7 @@ macro_rules! run {
                     wrap(call),
                 )
                 .await;
+                drop(place);
                 let elapsed = clock.delta_as_nanos(timer, clock.raw());
                 if $crate::timeout::overran(elapsed, limit) && matches!(answer, $crate::timeout::Attempt::Answered(_)) {
                     endpoint.stats.blocked(::std::time::Duration::from_nanos(elapsed), limit);

@@ -472,6 +472,9 @@ pub struct Health {
     pub queues: Vec<QueueHealth>,
     /// Each rate limiter, by name: its turns, waits, refusals and pauses.
     pub limiters: Vec<crate::rate::RateStatus>,
+    /// Each bulkhead (`contract.method`): places in flight, callers
+    /// waiting, and its counts.
+    pub bulkheads: Vec<crate::bulkhead::BulkheadStatus>,
     /// Each contract without a rate limiter that a vendor's `Retry-After`
     /// pauses now: its calls fail fast with `Error::RateLimited` until it
     /// ends.

@@ -1,0 +1,18 @@
+use seawall::contract;
+
+#[contract]
+pub trait Crm {
+    #[integration(read, timeout = "1s", bulkhead(max = 0))]
+    async fn no_place(&self) -> Result<String, seawall::Error>;
+
+    #[integration(read, timeout = "1s", bulkhead(max = 5, queue = 10, max_wait = "0s"))]
+    async fn queue_without_wait(&self) -> Result<String, seawall::Error>;
+
+    #[integration(read, timeout = "1s", deadline = "2s", bulkhead(max = 5, queue = 10, max_wait = "2s"))]
+    async fn waits_past_the_deadline(&self) -> Result<String, seawall::Error>;
+
+    #[integration(read, timeout = "1s", bulkhead(queue = 10))]
+    async fn no_max(&self) -> Result<String, seawall::Error>;
+}
+
+fn main() {}
