@@ -37,6 +37,9 @@ use proc_macro::TokenStream;
 ///   contract with a retrying method; `retry_budget(off)` removes it.
 /// - `idempotency_header = "X-Request-Id"`: the header `seawall::http`
 ///   sends the idempotency key in. Default: `"Idempotency-Key"`.
+/// - `rate(limit = "100/10s", ..)`: one rate limiter for every method
+///   without a `rate` of its own, named after the contract unless `name`
+///   says otherwise; the keys of a method's `rate`. Default: none.
 /// - `mock`: also generate `Mock<Trait>`, a test double over
 ///   `seawall::mock` (scripted answers, faults, recorded calls); needs
 ///   seawall's `mock` feature, and without it is one error saying so.
@@ -91,6 +94,14 @@ pub fn contract(args: TokenStream, item: TokenStream) -> TokenStream {
 ///   `fallback = with(path::to::function)`. Default: none.
 /// - `redact = [token, card]`: arguments never recorded, and sealed at rest
 ///   in a queued write. Default: none.
+/// - `rate(limit = "100/10s")`: at most this many calls (attempts) per
+///   period reach the vendor; callers wait their turn, first come first
+///   served. Default: none (or the contract's `rate`). Its keys, with their
+///   defaults: `burst = 1`, `max_wait = "1s"` (shorter than any
+///   `deadline`), `name = "contract.method"` (a shared name shares it).
+/// - `bulkhead(max = 20)`: at most this many attempts in flight to the
+///   vendor. Default: none. Its keys, with their defaults: `queue = 0`
+///   (callers that may wait for a place), `max_wait = "1s"`.
 ///
 /// The README's "Policy keys" section gives the reason for each default.
 #[proc_macro_attribute]
