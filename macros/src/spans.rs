@@ -195,7 +195,9 @@ mod tests {
             ),
             idempotent(key = [id], store, retention = "1h"),
             fallback = cache(max_stale = "1h", capacity = 10),
-            redact = [id]
+            redact = [id],
+            rate(limit = "1/s", burst = 1, max_wait = "1s", name = "quota"),
+            bulkhead(max = 1, queue = 1, max_wait = "1s")
         ));
         // `fallback` takes one form per method: the queue's keys on another.
         let queued = spans::<IntegrationArgs>(quote!(
