@@ -1246,7 +1246,7 @@ fn print_health(health: &Health) -> Result<(), serde_json::Error> {
         "attempts",
         "err rate",
         "timed out",
-        "rejected",
+        "turned away",
         "p50 ms",
         "p95 ms",
         "p99 ms",
@@ -1263,7 +1263,7 @@ fn print_health(health: &Health) -> Result<(), serde_json::Error> {
             endpoint.attempts.total,
             endpoint.error_rate.unwrap_or(0.0) * 100.0,
             endpoint.attempts.timeout,
-            endpoint.calls.rejected,
+            endpoint.turned_away,
             ms(endpoint.latency.p50_ms),
             ms(endpoint.latency.p95_ms),
             ms(endpoint.latency.p99_ms),
@@ -1285,7 +1285,9 @@ fn print_health(health: &Health) -> Result<(), serde_json::Error> {
     println!();
     println!("attempts: attempts that reached the vendor, retries and the drain's included");
     println!("err rate: the share of those attempts that failed (timeouts included)");
-    println!("rejected: calls the open breaker turned away, not counted in attempts");
+    println!(
+        "turned away: calls the open breaker turned away, answered stale or failing fast; not counted in attempts"
+    );
     println!("p50..max: latency of the attempts (not of the logical calls, as above)");
     println!();
     println!("{}", serde_json::to_string_pretty(health)?);
@@ -1339,8 +1341,8 @@ fn check_health(reports: &[PhaseReport], health: &Health) -> Vec<String> {
             "attempts the adapter never finished",
         );
         agree(
-            "rejected calls",
-            endpoint.calls.rejected,
+            "calls turned away",
+            endpoint.turned_away,
             sum(|r| u64::from(r.fail_fast)),
             "calls that got no vendor attempt",
         );

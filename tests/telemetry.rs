@@ -89,6 +89,7 @@ async fn health_counts_attempts_by_outcome_and_calls_the_breaker_turned_away() {
     let health = runtime.health();
     let account = endpoint(&health, "account");
     assert_eq!((account.calls.total, account.calls.rejected), (4, 1));
+    assert_eq!(account.turned_away, 1);
     assert_eq!(
         account.attempts.total, 4,
         "a rejected call never reached the vendor"
@@ -135,6 +136,7 @@ async fn health_counts_calls_by_how_they_ended_for_the_caller() {
         "{card:?}"
     );
     assert_eq!(card.attempts.total, 3, "the cancelled attempt is not one");
+    assert_eq!(card.turned_away, 0, "card has no breaker");
     let note = endpoint(&health, "note");
     assert_eq!((note.calls.total, note.calls.queued), (2, 2), "{note:?}");
     assert_eq!(note.attempts.total, 1);

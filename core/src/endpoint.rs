@@ -177,6 +177,7 @@ impl Endpoint {
 
     #[cold]
     pub(crate) fn rejected<E: From<Error>>(&self, retry_in: Option<Duration>) -> E {
+        self.stats.turned_away();
         let breaker = self
             .breaker
             .as_ref()
@@ -195,6 +196,7 @@ impl Endpoint {
 
     #[cold]
     pub(crate) fn rate_limited<E: From<Error>>(&self, retry_in: Duration) -> E {
+        self.stats.turned_away();
         let limiter = self
             .limiter
             .as_ref()
@@ -212,6 +214,7 @@ impl Endpoint {
 
     #[cold]
     pub(crate) fn bulkhead_full<E: From<Error>>(&self, full: crate::bulkhead::Full) -> E {
+        self.stats.turned_away();
         let (bulkhead, max) = match &self.bulkhead {
             Some(b) => (b.name().clone(), b.policy().max()),
             None => (self.method.clone(), 0),

@@ -200,6 +200,7 @@ pub(crate) struct EndpointStats {
     queued: AtomicU64,
     budget_exhausted: AtomicU64,
     alerts: AtomicU64,
+    turned_away: AtomicU64,
     blocked: AtomicU64,
     /// When the last "blocked thread" warning went out, in milliseconds
     /// since `created` plus one (zero: never).
@@ -232,6 +233,7 @@ impl EndpointStats {
             queued: AtomicU64::new(0),
             budget_exhausted: AtomicU64::new(0),
             alerts: AtomicU64::new(0),
+            turned_away: AtomicU64::new(0),
             blocked: AtomicU64::new(0),
             blocked_warned: AtomicU64::new(0),
             created: tokio::time::Instant::now(),
@@ -297,6 +299,12 @@ impl EndpointStats {
     pub(crate) fn queued(&self) {
         self.queued.fetch_add(1, Relaxed);
         self.metrics.queued.increment(1);
+    }
+
+    /// A call turned away without calling the vendor: an open breaker, a
+    /// rate limiter or a bulkhead (whatever answers it then).
+    pub(crate) fn turned_away(&self) {
+        self.turned_away.fetch_add(1, Relaxed);
     }
 
     pub(crate) fn budget_exhausted(&self) {
@@ -433,6 +441,7 @@ impl EndpointStats {
             cache_misses: self.cache_misses.load(Relaxed),
             queued: self.queued.load(Relaxed),
             budget_exhausted: self.budget_exhausted.load(Relaxed),
+            turned_away: self.turned_away.load(Relaxed),
             rate_alerts: self.alerts.load(Relaxed),
             baseline_error_rate: self.detector.baseline(),
             blocked_attempts: self.blocked.load(Relaxed),
@@ -562,6 +571,11 @@ pub struct EndpointHealth {
     pub queued: u64,
     /// Calls stopped because the retry budget was spent.
     pub budget_exhausted: u64,
+    /// Calls turned away without calling the vendor — by an open breaker,
+    /// a rate limiter or a bulkhead — whatever answered them then (the
+    /// error, or a fallback: such a call counts in `calls.stale` when the
+    /// cache answered it, in `calls.rejected` when nothing did).
+    pub turned_away: u64,
     /// Error-rate changes detected.
     pub rate_alerts: u64,
     /// The change detector's baseline error rate, once it has one.
