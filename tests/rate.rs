@@ -89,6 +89,14 @@ pub trait Crm {
         rate(limit = "100/1s", burst = 10, max_wait = "500ms")
     )]
     async fn throttled(&self) -> Result<u32, VendorError>;
+
+    #[integration(
+        read,
+        timeout = "1s",
+        retry(attempts = 3, base = "10ms", cap = "10ms", jitter = "none"),
+        rate(limit = "10/1s", max_wait = "1s")
+    )]
+    async fn retried(&self) -> Result<u32, VendorError>;
 }
 
 #[contract(name = "billing")]
@@ -170,6 +178,10 @@ impl Crm for Vendor {
     async fn throttled(&self) -> Result<u32, VendorError> {
         self.answer()
     }
+
+    async fn retried(&self) -> Result<u32, VendorError> {
+        self.answer()
+    }
 }
 
 impl Billing for Vendor {
@@ -219,6 +231,19 @@ async fn calls_reach_the_vendor_at_the_rate_and_the_rest_wait_their_turn_in_orde
     );
     let status = runtime.rate_limiter("crm.account").unwrap().status();
     assert_eq!((status.admitted, status.waited, status.refused), (6, 4, 0));
+}
+
+#[tokio::test(start_paused = true)]
+async fn every_attempt_takes_a_turn_so_retries_stay_within_the_quota() {
+    let runtime = Runtime::in_memory();
+    let (vendor, crm) = crm(&runtime);
+    // Two 503s, then an answer: the backoff is 10 ms, but each retry waits
+    // for the limiter's next turn, 100 ms after the one before.
+    *vendor.fail_next.lock().unwrap() = 2;
+    assert_eq!(crm.retried().await.unwrap(), 3);
+    assert_eq!(vendor.arrivals(), [Duration::ZERO, MS * 100, MS * 200]);
+    let status = runtime.rate_limiter("crm.retried").unwrap().status();
+    assert_eq!((status.admitted, status.waited), (3, 2));
 }
 
 #[tokio::test(start_paused = true)]
