@@ -70,6 +70,20 @@ fn admitting_and_recording_a_success_allocates_nothing() {
 pub trait Vendor {
     #[integration(read, timeout = "1s", retry(attempts = 3), breaker)]
     async fn get(&self, id: &str) -> Result<usize, VendorError>;
+
+    // Every load stage armed: a rate limiter with turns to spare, a
+    // bulkhead with places to spare, hedging after the p95 (recomputed
+    // every 64 attempts, on the call's path).
+    #[integration(
+        read,
+        timeout = "1s",
+        retry(attempts = 3),
+        breaker,
+        rate(limit = "1000000/1s", burst = 100000),
+        bulkhead(max = 100),
+        hedge(after = "p95")
+    )]
+    async fn loaded(&self, id: &str) -> Result<usize, VendorError>;
 }
 
 struct Fast;
@@ -78,6 +92,28 @@ impl Vendor for Fast {
     async fn get(&self, id: &str) -> Result<usize, VendorError> {
         Ok(id.len())
     }
+    async fn loaded(&self, id: &str) -> Result<usize, VendorError> {
+        Ok(id.len())
+    }
+}
+
+#[test]
+fn a_successful_call_through_a_limiter_a_bulkhead_and_hedging_allocates_nothing() {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_time()
+        .build()
+        .unwrap();
+    let seawall = Runtime::in_memory();
+    let vendor = Resilient::new(Fast, &seawall);
+    runtime.block_on(vendor.loaded("warm")).unwrap();
+    let allocations = allocations_in(|| {
+        runtime.block_on(async {
+            for _ in 0..1_000 {
+                vendor.loaded("id").await.unwrap();
+            }
+        });
+    });
+    assert_eq!(allocations, 0);
 }
 
 #[test]

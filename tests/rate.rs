@@ -656,3 +656,79 @@ async fn against_a_vendors_quota_the_limiter_keeps_429s_under_1_percent_and_good
     // Naive retries find the limit with a rejected request each time.
     assert!(naive_retries.throttled_share() > 0.5, "{naive_retries:?}");
 }
+
+/// The value of the counter `name` whose labels include `labels`, in a
+/// metrics snapshot.
+#[cfg(feature = "metrics")]
+fn counter_in(
+    snapshot: &[(
+        metrics_util::CompositeKey,
+        Option<metrics::Unit>,
+        Option<metrics::SharedString>,
+        metrics_util::debugging::DebugValue,
+    )],
+    name: &str,
+    labels: &[(&str, &str)],
+) -> Option<u64> {
+    snapshot.iter().find_map(|(key, _, _, value)| {
+        let key = key.key();
+        let matches = key.name() == name
+            && labels
+                .iter()
+                .all(|(k, v)| key.labels().any(|l| l.key() == *k && l.value() == *v));
+        match (matches, value) {
+            (true, metrics_util::debugging::DebugValue::Counter(n)) => Some(*n),
+            _ => None,
+        }
+    })
+}
+
+#[cfg(feature = "metrics")]
+#[test]
+fn waits_refusals_and_pauses_go_through_the_metrics_facade() {
+    let recorder = metrics_util::debugging::DebuggingRecorder::new();
+    let snapshotter = recorder.snapshotter();
+    let tokio = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .start_paused(true)
+        .build()
+        .unwrap();
+    metrics::with_local_recorder(&recorder, || {
+        tokio.block_on(async {
+            let runtime = Runtime::in_memory();
+            let (vendor, crm) = crm(&runtime);
+            // Three at once against "10/1s" with a 150 ms wait: one goes,
+            // one waits its turn, one is refused.
+            let calls: Vec<_> = (0..3)
+                .map(|_| {
+                    let crm = crm.clone();
+                    tokio::spawn(async move { crm.impatient().await })
+                })
+                .collect();
+            for call in calls {
+                let _ = call.await.unwrap();
+            }
+            // A 429 with Retry-After pauses the throttled method's limiter.
+            *vendor.throttle_next.lock().unwrap() = Some(Duration::from_secs(1));
+            crm.throttled().await.unwrap();
+        });
+    });
+    let snapshot = snapshotter.snapshot().into_vec();
+    let limiter = |outcome| {
+        counter_in(
+            &snapshot,
+            "seawall_rate_limiter_total",
+            &[("limiter", "crm.impatient"), ("outcome", outcome)],
+        )
+    };
+    assert_eq!(limiter("waited"), Some(1));
+    assert_eq!(limiter("refused"), Some(1));
+    assert_eq!(
+        counter_in(
+            &snapshot,
+            "seawall_rate_limiter_pauses_total",
+            &[("limiter", "crm.throttled")]
+        ),
+        Some(1)
+    );
+}

@@ -40,6 +40,10 @@ pub trait Vendor {
     // Places to spare: the bulkhead never makes a call wait.
     #[integration(read, timeout = "1s", bulkhead(max = 1000))]
     async fn bulkheaded(&self, id: u64) -> Result<u64, VendorError>;
+
+    // Armed, never fired: the vendor answers on the first poll.
+    #[integration(read, timeout = "1s", hedge(after = "100ms"))]
+    async fn hedged(&self, id: u64) -> Result<u64, VendorError>;
 }
 
 struct Fast;
@@ -61,6 +65,9 @@ impl Vendor for Fast {
         Ok(id + 1)
     }
     async fn bulkheaded(&self, id: u64) -> Result<u64, VendorError> {
+        Ok(id + 1)
+    }
+    async fn hedged(&self, id: u64) -> Result<u64, VendorError> {
         Ok(id + 1)
     }
 }
@@ -119,6 +126,8 @@ fn bench(c: &mut Criterion) {
         .rated(black_box(i)));
     calls!("resilient: timeout + bulkhead", |i| vendor
         .bulkheaded(black_box(i)));
+    calls!("resilient: timeout + hedge", |i| vendor
+        .hedged(black_box(i)));
     calls!("resilient: timeout + breaker", |i| vendor
         .with_breaker(black_box(i)));
     calls!("resilient: timeout + retry + breaker", |i| vendor

@@ -31,6 +31,9 @@ pub struct Bulkhead {
     refused: AtomicU64,
 }
 
+/// An attempt's place, given back when dropped.
+pub(crate) type Place<'a> = SemaphorePermit<'a>;
+
 /// Why a caller got no place.
 #[derive(Debug)]
 pub(crate) enum Full {
@@ -62,6 +65,14 @@ impl Bulkhead {
     /// Its policy.
     pub fn policy(&self) -> &BulkheadPolicy {
         &self.policy
+    }
+
+    /// A place for one attempt if one is free now (a hedge's: it never
+    /// waits, and is not counted as refused when there is none).
+    pub(crate) fn try_enter(&self) -> Option<Place<'_>> {
+        let place = self.places.try_acquire().ok()?;
+        self.admitted.fetch_add(1, Relaxed);
+        Some(place)
     }
 
     /// A place for one attempt, waiting for one at most `max_wait` (the

@@ -31,6 +31,7 @@ mod faithful;
 mod fallback;
 #[cfg(feature = "redis")]
 pub mod fleet;
+pub mod hedge;
 #[cfg(feature = "http")]
 pub mod http;
 pub mod idempotency;
@@ -62,8 +63,8 @@ pub use event::{
     PostgresChanged, Queued, StoreChanged,
 };
 pub use policy::{
-    BreakerPolicy, BudgetPolicy, BulkheadPolicy, CachePolicy, ClassSet, Jitter, Kind, OnDuplicate,
-    Policy, PolicyError, RatePolicy, RetryPolicy, StorePolicy, Window,
+    BreakerPolicy, BudgetPolicy, BulkheadPolicy, CachePolicy, ClassSet, HedgeAfter, HedgePolicy,
+    Jitter, Kind, OnDuplicate, Policy, PolicyError, RatePolicy, RetryPolicy, StorePolicy, Window,
 };
 pub use queue::Delivery;
 pub use queue::transaction::{Outbox, OutboxConnection};

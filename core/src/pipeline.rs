@@ -7,9 +7,11 @@
 //!    └─ idempotency              idempotent(store) (idempotency/stage.rs)
 //!       └─ retry + budget        attempts, backoff, Retry-After (retry/stage.rs)
 //!          └─ rate limiter       a turn per attempt, waited for; paused by Retry-After (rate.rs)
+//!             bulkhead           a place per attempt, waited for (bulkhead.rs)
 //!             breaker            admission, outcome (breaker/mod.rs, `admit`)
-//!             └─ attempt timeout (timeout.rs)
-//!                └─ adapter
+//!             └─ hedge           more attempts once one is late (hedge.rs)
+//!                └─ attempt timeout (timeout.rs)
+//!                   └─ adapter
 //! ```
 //!
 //! **Why the runtime, not the generated code, composes them.** The macro

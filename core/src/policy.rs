@@ -8,7 +8,7 @@
 
 pub use seawall_policy::{
     BreakerPolicy, BudgetPolicy, BulkheadPolicy, CachePolicy, ClassSet, DEFAULT_BULKHEAD_MAX_WAIT,
-    DEFAULT_IDEMPOTENCY_HEADER, DEFAULT_RATE_MAX_WAIT, Field, Jitter, Kind, MAX_ATTEMPTS,
-    MAX_BUDGET_TOKENS, MAX_DURATION, MAX_PROBES, OnDuplicate, Policy, PolicyError, RatePolicy,
-    RetryPolicy, StorePolicy, Window, backoff_ceiling,
+    DEFAULT_IDEMPOTENCY_HEADER, DEFAULT_RATE_MAX_WAIT, Field, HedgeAfter, HedgePolicy, Jitter,
+    Kind, MAX_ATTEMPTS, MAX_BUDGET_TOKENS, MAX_DURATION, MAX_HEDGES, MAX_PROBES, OnDuplicate,
+    Policy, PolicyError, RatePolicy, RetryPolicy, StorePolicy, Window, backoff_ceiling,
 };

@@ -68,6 +68,27 @@ pub struct RateLimiter {
     waited: AtomicU64,
     refused: AtomicU64,
     pauses: AtomicU64,
+    series: Series,
+}
+
+/// The limiter's `seawall_rate_limiter_*` series: only what is off the
+/// fast path (a turn taken at once is an attempt, counted there).
+struct Series {
+    waited: crate::telemetry::metrics::Counter,
+    refused: crate::telemetry::metrics::Counter,
+    pauses: crate::telemetry::metrics::Counter,
+}
+
+impl Series {
+    fn new(name: &str) -> Self {
+        use crate::telemetry::metrics::counter;
+        let outcome = |outcome: &'static str| counter!("seawall_rate_limiter_total", "limiter" => name.to_owned(), "outcome" => outcome);
+        Self {
+            waited: outcome("waited"),
+            refused: outcome("refused"),
+            pauses: counter!("seawall_rate_limiter_pauses_total", "limiter" => name.to_owned()),
+        }
+    }
 }
 
 /// What [`RateLimiter::reserve`] decided for one call.
@@ -91,8 +112,10 @@ impl RateLimiter {
     /// A limiter named `name` with `policy` (assumed checked).
     pub fn new(name: impl Into<Arc<str>>, policy: &RatePolicy) -> Self {
         let interval = nanos(policy.interval()).max(1);
+        let name: Arc<str> = name.into();
         Self {
-            name: name.into(),
+            series: Series::new(&name),
+            name,
             policy: policy.clone(),
             interval,
             tolerance: interval.saturating_mul(u64::from(policy.burst().max(1)) - 1),
@@ -146,6 +169,7 @@ impl RateLimiter {
             let wait = tat.saturating_sub(self.tolerance).saturating_sub(now);
             if wait > max_wait {
                 self.refused.fetch_add(1, Relaxed);
+                self.series.refused.increment(1);
                 return Admission::Refused(Duration::from_nanos(wait));
             }
             let next = tat.max(now).saturating_add(self.interval);
@@ -157,6 +181,7 @@ impl RateLimiter {
                 Ok(_) => {
                     self.admitted.fetch_add(1, Relaxed);
                     self.waited.fetch_add(1, Relaxed);
+                    self.series.waited.increment(1);
                     return Admission::After(Duration::from_nanos(wait), Reserved(next));
                 }
                 Err(actual) => tat = actual,
@@ -181,6 +206,7 @@ impl RateLimiter {
             .fetch_max(until.saturating_add(self.tolerance), AcqRel);
         self.paused_until.fetch_max(until, Relaxed);
         self.pauses.fetch_add(1, Relaxed);
+        self.series.pauses.increment(1);
         tracing::info!(
             target: "seawall::rate",
             limiter = %self.name,

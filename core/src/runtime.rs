@@ -850,6 +850,9 @@ impl Runtime {
                         series,
                         self.shared.detector.clone(),
                         breaker.clone(),
+                        policy.hedge().map(|hedge| {
+                            Arc::new(crate::hedge::Hedger::new(contract, method, hedge))
+                        }),
                         self.shared.subscribers.clone(),
                     ))
                 })

@@ -39,14 +39,14 @@ pub(crate) enum Attempt<T> {
 /// Runs `attempt` under `limit`, counted from `started` (a raw reading of
 /// [`telemetry::clock`](crate::telemetry::clock)); each poll in `span` and
 /// in the correlation scope `correlation` (updated if an id is made during
-/// a poll).
-pub(crate) fn within<'a, F: Future>(
+/// a poll): the call's own (`&mut u128`), or a copy for a hedge.
+pub(crate) fn within<'a, F: Future, C: std::borrow::BorrowMut<u128>>(
     limit: Duration,
     started: u64,
     span: &'a tracing::Span,
-    correlation: &'a mut u128,
+    correlation: C,
     attempt: F,
-) -> Within<'a, F> {
+) -> Within<'a, F, C> {
     Within {
         attempt,
         timer: None,
@@ -59,7 +59,7 @@ pub(crate) fn within<'a, F: Future>(
 
 pin_project_lite::pin_project! {
     /// The future of [`within`].
-    pub(crate) struct Within<'a, F> {
+    pub(crate) struct Within<'a, F, C = &'a mut u128> {
         #[pin]
         attempt: F,
         #[pin]
@@ -67,11 +67,11 @@ pin_project_lite::pin_project! {
         limit: Duration,
         started: u64,
         span: &'a tracing::Span,
-        correlation: &'a mut u128,
+        correlation: C,
     }
 }
 
-impl<F: Future> Future for Within<'_, F> {
+impl<F: Future, C: std::borrow::BorrowMut<u128>> Future for Within<'_, F, C> {
     type Output = Attempt<F::Output>;
 
     #[inline]
@@ -82,10 +82,10 @@ impl<F: Future> Future for Within<'_, F> {
         // Unwinding is caught here only to be recorded; the retry stage
         // raises it again. (No cost while nothing panics.)
         let (answer, correlation) =
-            crate::telemetry::polled_in_correlation(**this.correlation, || {
+            crate::telemetry::polled_in_correlation(*this.correlation.borrow(), || {
                 std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| attempt.poll(cx)))
             });
-        **this.correlation = correlation;
+        *this.correlation.borrow_mut() = correlation;
         match answer {
             Ok(Poll::Ready(answer)) => return Poll::Ready(Attempt::Answered(answer)),
             Err(panic) => return Poll::Ready(Attempt::Panicked(panic)),

@@ -78,6 +78,17 @@ keys! {
         pub(crate) rate: Option<SpannedValue<RateArgs>>,
         /// `bulkhead(max = 20, queue = 50, max_wait = "1s")`.
         pub(crate) bulkhead: Option<SpannedValue<BulkheadArgs>>,
+        /// `hedge(after = "150ms", max = 1)`.
+        pub(crate) hedge: Option<SpannedValue<HedgeArgs>>,
+    }
+}
+
+keys! {
+    /// `hedge(after = "150ms" | "p95", max = 1)`.
+    #[derive(Debug, Default, FromMeta)]
+    pub(crate) struct HedgeArgs {
+        pub(crate) after: Option<SpannedValue<String>>,
+        pub(crate) max: Option<SpannedValue<u32>>,
     }
 }
 

@@ -102,6 +102,11 @@ pub fn contract(args: TokenStream, item: TokenStream) -> TokenStream {
 /// - `bulkhead(max = 20)`: at most this many attempts in flight to the
 ///   vendor. Default: none. Its keys, with their defaults: `queue = 0`
 ///   (callers that may wait for a place), `max_wait = "1s"`.
+/// - `hedge(after = "150ms")` (or `after = "p95"`, the method's own recent
+///   latency percentile): when an attempt has not answered after `after`,
+///   another goes in parallel and the first answer wins. Reads, and writes
+///   marked `idempotent`, only. Default: none. Its key, with its default:
+///   `max = 1` (hedges per attempt, at most 3).
 ///
 /// The README's "Policy keys" section gives the reason for each default.
 #[proc_macro_attribute]

@@ -16,13 +16,14 @@ use std::time::Duration;
 use darling::util::{Override, SpannedValue};
 use proc_macro2::Span;
 use seawall_policy::{
-    BreakerPolicy, BudgetPolicy, BulkheadPolicy, CachePolicy, ClassSet, ErrorClass, Field, Jitter,
-    Kind, OnDuplicate, Policy, PolicyError, RatePolicy, Redact, RetryPolicy, StorePolicy,
+    BreakerPolicy, BudgetPolicy, BulkheadPolicy, CachePolicy, ClassSet, ErrorClass, Field,
+    HedgeAfter, HedgePolicy, Jitter, Kind, OnDuplicate, Policy, PolicyError, RatePolicy, Redact,
+    RetryPolicy, StorePolicy,
 };
 
 use crate::args::{
     BreakerArgs, BudgetArgs, BulkheadArgs, ClassList, ConcurrentArg, ContractArgs, DurationText,
-    FallbackArg, IntegrationArgs, JitterArg, KeyPath, RateArgs, RetryArgs, WindowArg,
+    FallbackArg, HedgeArgs, IntegrationArgs, JitterArg, KeyPath, RateArgs, RetryArgs, WindowArg,
 };
 use crate::spans::Spans;
 
@@ -229,6 +230,12 @@ pub(crate) fn integration(
         && let Some(bulkhead) = bulkhead_policy(bulkhead, &mut errors)
     {
         policy = policy.with_bulkhead(bulkhead);
+    }
+
+    if let Some(hedge) = &args.hedge
+        && let Some(hedge) = hedge_policy(hedge, &mut errors)
+    {
+        policy = policy.with_hedge(hedge);
     }
 
     let mut key = None;
@@ -613,6 +620,39 @@ fn bulkhead_policy(
         bulkhead = bulkhead.with_max_wait(max_wait);
     }
     Some(bulkhead)
+}
+
+/// `hedge(..)`: its `after` required and parsed (a duration or a
+/// percentile), `max` copied; the rules are the policy's.
+fn hedge_policy(
+    args: &SpannedValue<HedgeArgs>,
+    errors: &mut darling::error::Accumulator,
+) -> Option<HedgePolicy> {
+    let Some(after) = &args.after else {
+        errors.push(
+            darling::Error::custom(
+                "`hedge` needs its `after`: `hedge(after = \"150ms\")`, or `after = \"p95\"` to \
+                 follow the method's own latency",
+            )
+            .with_span(&args.span()),
+        );
+        return None;
+    };
+    let after = match HedgeAfter::parse(after) {
+        Ok(after) => after,
+        Err(message) => {
+            errors.push(
+                darling::Error::custom(format!("invalid hedge `after`: {message}"))
+                    .with_span(&after.span()),
+            );
+            return None;
+        }
+    };
+    let mut hedge = HedgePolicy::new(after);
+    if let Some(max) = &args.max {
+        hedge = hedge.with_max(**max);
+    }
+    Some(hedge)
 }
 
 /// Parses a duration, reporting one that does not parse at its tokens. Zero

@@ -91,12 +91,18 @@ pub enum Field {
     BulkheadQueue,
     /// `bulkhead(max_wait)`.
     BulkheadMaxWait,
+    /// `hedge` as a whole.
+    Hedge,
+    /// `hedge(after)`.
+    HedgeAfter,
+    /// `hedge(max)`.
+    HedgeMax,
 }
 
 impl Field {
     /// Every field, in the order of the enum (which is the order a policy's
     /// keys are checked in).
-    pub const ALL: [Self; 41] = [
+    pub const ALL: [Self; 44] = [
         Self::Timeout,
         Self::Deadline,
         Self::Retry,
@@ -138,6 +144,9 @@ impl Field {
         Self::BulkheadMax,
         Self::BulkheadQueue,
         Self::BulkheadMaxWait,
+        Self::Hedge,
+        Self::HedgeAfter,
+        Self::HedgeMax,
     ];
 
     /// The key as a policy writes it.
@@ -184,6 +193,9 @@ impl Field {
             Self::BulkheadMax => "max",
             Self::BulkheadQueue => "queue",
             Self::BulkheadMaxWait => "max_wait",
+            Self::Hedge => "hedge",
+            Self::HedgeAfter => "after",
+            Self::HedgeMax => "max",
         }
     }
 
@@ -215,6 +227,7 @@ impl Field {
                 Some(Self::Rate)
             }
             Self::BulkheadMax | Self::BulkheadQueue | Self::BulkheadMaxWait => Some(Self::Bulkhead),
+            Self::HedgeAfter | Self::HedgeMax => Some(Self::Hedge),
             Self::Timeout
             | Self::Deadline
             | Self::Retry
@@ -225,7 +238,8 @@ impl Field {
             | Self::Fallback
             | Self::Redact
             | Self::Rate
-            | Self::Bulkhead => None,
+            | Self::Bulkhead
+            | Self::Hedge => None,
         }
     }
 
@@ -424,6 +438,42 @@ pub enum PolicyError {
         /// The declared deadline.
         deadline: Duration,
     },
+    /// `hedge(after = "pNN")` outside (0, 100).
+    #[error("a hedge's percentile must be in (0, 100), such as \"p95\"; p{0} is outside it")]
+    HedgePercentile(f64),
+    /// `hedge(max = 0)`, or more than `MAX_HEDGES`.
+    #[error(
+        "a hedge `max` of {0} is outside 1 to {max}: each hedge is one more request to a vendor \
+         that is already slow",
+        max = crate::MAX_HEDGES
+    )]
+    HedgeMax(u32),
+    /// `hedge(after = "0s")`.
+    #[error(
+        "a hedge `after` of zero would send every attempt twice at once: give it the wait after \
+         which an attempt is late, such as \"150ms\" or \"p95\""
+    )]
+    HedgeAfterZero,
+    /// `hedge` on a write that is not `idempotent`.
+    #[error(
+        "`hedge` sends a second request while the first is still running: on a `write` that is \
+         not `idempotent` the vendor would act twice. Mark it `idempotent(key = ..)`, or do not \
+         hedge it"
+    )]
+    HedgeOnWrite,
+    /// A hedge that would go no sooner than the attempt times out.
+    #[error(
+        "a hedge `after` {} is not shorter than the timeout of {}: the attempt would time out \
+         before its hedge went. Lower `after`, or raise `timeout`",
+        show(*after),
+        show(*timeout)
+    )]
+    HedgeAfterTimeout {
+        /// The hedge's `after`.
+        after: Duration,
+        /// The attempt's timeout.
+        timeout: Duration,
+    },
     /// A rate limit over a period of zero.
     #[error(
         "a rate `limit` over a period of zero is no limit at all: give it a period, such as \"100/10s\""
@@ -575,6 +625,11 @@ impl PolicyError {
             Self::BulkheadMax => Field::BulkheadMax,
             Self::BulkheadQueueWithoutWait => Field::BulkheadQueue,
             Self::BulkheadWaitOverDeadline { .. } => Field::BulkheadMaxWait,
+            Self::HedgePercentile(_) | Self::HedgeAfterZero | Self::HedgeAfterTimeout { .. } => {
+                Field::HedgeAfter
+            }
+            Self::HedgeMax(_) => Field::HedgeMax,
+            Self::HedgeOnWrite => Field::Hedge,
         }
     }
 

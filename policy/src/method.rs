@@ -6,7 +6,8 @@ use std::time::Duration;
 
 use crate::{
     BreakerPolicy, BudgetPolicy, BulkheadPolicy, CachePolicy, DEFAULT_IDEMPOTENCY_HEADER, Field,
-    PolicyError, RatePolicy, Redact, RetryPolicy, StorePolicy, check_duration, show,
+    HedgeAfter, HedgePolicy, PolicyError, RatePolicy, Redact, RetryPolicy, StorePolicy,
+    check_duration, show,
 };
 
 /// Whether a method reads from or writes to the vendor.
@@ -35,6 +36,7 @@ pub struct Policy {
     pub(crate) redact: Redact,
     pub(crate) rate: Option<RatePolicy>,
     pub(crate) bulkhead: Option<BulkheadPolicy>,
+    pub(crate) hedge: Option<HedgePolicy>,
 }
 
 impl Policy {
@@ -56,7 +58,20 @@ impl Policy {
             redact: Redact::none(),
             rate: None,
             bulkhead: None,
+            hedge: None,
         }
+    }
+
+    /// Sends another attempt in parallel when one has not answered in time
+    /// (`hedge(..)`).
+    pub fn with_hedge(mut self, hedge: HedgePolicy) -> Self {
+        self.hedge = Some(hedge);
+        self
+    }
+
+    /// See [`with_hedge`](Self::with_hedge).
+    pub const fn hedge(&self) -> Option<&HedgePolicy> {
+        self.hedge.as_ref()
     }
 
     /// Bounds the attempts in flight to the vendor at once (`bulkhead(..)`).
@@ -306,6 +321,21 @@ impl Policy {
                 errors.push(PolicyError::BulkheadWaitOverDeadline {
                     max_wait: bulkhead.max_wait(),
                     deadline,
+                });
+            }
+        }
+        if let Some(hedge) = &self.hedge {
+            if self.kind == Kind::Write && !self.idempotent {
+                errors.push(PolicyError::HedgeOnWrite);
+            }
+            hedge.check(&mut errors);
+            if let HedgeAfter::Fixed(after) = hedge.after()
+                && !after.is_zero()
+                && after >= self.timeout
+            {
+                errors.push(PolicyError::HedgeAfterTimeout {
+                    after,
+                    timeout: self.timeout,
                 });
             }
         }

@@ -18,8 +18,8 @@ use quote::quote;
 
 use crate::{
     BreakerPolicy, BudgetPolicy, BulkheadPolicy, CachePolicy, ClassSet, DEFAULT_IDEMPOTENCY_HEADER,
-    ErrorClass, Jitter, Kind, OnDuplicate, Policy, RatePolicy, Redact, RetryPolicy, StorePolicy,
-    Window,
+    ErrorClass, HedgeAfter, HedgePolicy, Jitter, Kind, OnDuplicate, Policy, RatePolicy, Redact,
+    RetryPolicy, StorePolicy, Window,
 };
 
 impl Policy {
@@ -27,7 +27,8 @@ impl Policy {
     /// through `root` (such as `::seawall::__private_v1::policy`, which must hold
     /// `Policy`, `Kind`, `Duration`, `RetryPolicy`, `Jitter`, `ClassSet`,
     /// `ErrorClass`, `BudgetPolicy`, `BreakerPolicy`, `CachePolicy`,
-    /// `StorePolicy`, `OnDuplicate`, `RatePolicy` and `BulkheadPolicy`).
+    /// `StorePolicy`, `OnDuplicate`, `RatePolicy`, `BulkheadPolicy`, `HedgePolicy`
+    /// and `HedgeAfter`).
     ///
     /// ```
     /// use std::time::Duration;
@@ -54,6 +55,7 @@ impl Policy {
             redact,
             rate,
             bulkhead,
+            hedge,
         } = self;
         let kind = match kind {
             Kind::Read => quote!(Read),
@@ -123,6 +125,22 @@ impl Policy {
                         .with_queue(#queue)
                         .with_max_wait(#max_wait)
                 )
+            });
+        }
+        if let Some(HedgePolicy { after, max }) = hedge {
+            let after = match after {
+                HedgeAfter::Fixed(after) => {
+                    let after = duration(*after, root);
+                    quote!(#root::HedgeAfter::Fixed(#after))
+                }
+                HedgeAfter::Percentile(p) => {
+                    let p = Literal::f64_suffixed(*p);
+                    quote!(#root::HedgeAfter::Percentile(#p))
+                }
+            };
+            let max = Literal::u32_suffixed(*max);
+            tokens.extend(quote! {
+                .with_hedge(#root::HedgePolicy::new(#after).with_max(#max))
             });
         }
         tokens

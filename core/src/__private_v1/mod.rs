@@ -33,8 +33,8 @@ pub mod shape {
 pub mod policy {
     pub use crate::idempotency::{OnDuplicate, StorePolicy};
     pub use crate::{
-        BreakerPolicy, BudgetPolicy, BulkheadPolicy, CachePolicy, ClassSet, ErrorClass, Jitter,
-        Kind, Policy, RatePolicy, RetryPolicy,
+        BreakerPolicy, BudgetPolicy, BulkheadPolicy, CachePolicy, ClassSet, ErrorClass, HedgeAfter,
+        HedgePolicy, Jitter, Kind, Policy, RatePolicy, RetryPolicy,
     };
     pub use std::time::Duration;
 }

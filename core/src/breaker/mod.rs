@@ -438,6 +438,13 @@ impl Breaker {
         matches!(self.current().kind(), OPEN | FORCED_OPEN)
     }
 
+    /// Whether it lets every call through now (closed, or only measuring):
+    /// hedges go only then.
+    pub(crate) fn is_closed(&self) -> bool {
+        let word = Word(self.state.load(Acquire));
+        matches!(word.kind(), CLOSED | METRICS_ONLY)
+    }
+
     /// How long until an open breaker lets a call through again (the rest
     /// of `open_for`, or of a [`force_open_for`](Self::force_open_for)
     /// hold); `None` when it is not open, or is forced open with no end.

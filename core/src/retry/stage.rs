@@ -86,6 +86,14 @@ macro_rules! run {
                     match limiter.reserve(max_wait) {
                         $crate::rate::Admission::Now => {}
                         $crate::rate::Admission::After(wait, reserved) => {
+                            ::tracing::debug!(
+                                target: "seawall::rate",
+                                contract = %endpoint.contract,
+                                method = %endpoint.method,
+                                limiter = %limiter.name(),
+                                wait_ms = wait.as_secs_f64() * 1000.0,
+                                "waiting for the rate limiter's turn"
+                            );
                             $crate::rate::wait_turn(limiter, wait, reserved).await;
                         }
                         $crate::rate::Admission::Refused(retry_in) => {
@@ -145,14 +153,33 @@ macro_rules! run {
                 let probe = permit.as_ref().is_some_and($crate::breaker::Permit::is_probe);
                 let clock = $crate::telemetry::clock();
                 let timer = clock.raw();
-                let answer = $crate::timeout::within(
-                    limit,
-                    timer,
-                    &$trace.attempt,
-                    &mut $trace.correlation,
-                    wrap(call),
-                )
-                .await;
+                let answer = match endpoint.hedge.as_deref() {
+                    None => $crate::timeout::within(
+                        limit,
+                        timer,
+                        &$trace.attempt,
+                        &mut $trace.correlation,
+                        wrap(call),
+                    )
+                    .await,
+                    // Hedged: once the attempt is late, more go in
+                    // parallel, each with what it needs taken at once.
+                    Some(hedger) => {
+                        let correlation = $trace.correlation;
+                        let first = $crate::timeout::within(
+                            limit,
+                            timer,
+                            &$trace.attempt,
+                            &mut $trace.correlation,
+                            wrap(call),
+                        );
+                        let next = || {
+                            let place = $crate::hedge::admit(endpoint)?;
+                            Some((wrap(next_attempt()?), place))
+                        };
+                        $crate::hedge::race(hedger, first, next, limit, timer, &$trace.attempt, correlation).await
+                    }
+                };
                 drop(place);
                 let elapsed = clock.delta_as_nanos(timer, clock.raw());
                 if $crate::timeout::overran(elapsed, limit) && matches!(answer, $crate::timeout::Attempt::Answered(_)) {

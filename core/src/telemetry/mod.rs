@@ -35,6 +35,9 @@
 //! | `seawall_error_rate_alerts_total` | counter | `contract`, `method` | error-rate changes detected |
 //! | `seawall_breaker_state` | gauge | `breaker` | 0 closed, 1 half-open, 2 open, 3 forced open, 4 disabled, 5 metrics-only |
 //! | `seawall_queue_depth` | gauge | `contract` | writes waiting in the write-ahead log |
+//! | `seawall_rate_limiter_total` | counter | `limiter`, `outcome` | callers that had to wait for their turn (`waited`) or got none within their wait (`refused`); a turn taken at once is just an attempt |
+//! | `seawall_rate_limiter_pauses_total` | counter | `limiter` | pauses of the limiter by a vendor's `Retry-After` |
+//! | `seawall_hedges_total` | counter | `contract`, `method`, `outcome` | hedges `sent`, hedges whose answer `won`, and hedges due but `skipped` (the breaker not closed, or no turn, place or budget token free at once) |
 
 mod call;
 mod correlation;
@@ -209,6 +212,7 @@ pub(crate) struct EndpointStats {
     detector: detector::Detector,
     metrics: Metrics,
     breaker: Option<Arc<Breaker>>,
+    hedger: Option<Arc<crate::hedge::Hedger>>,
     subscribers: Arc<Subscribers>,
 }
 
@@ -219,6 +223,7 @@ impl EndpointStats {
         series: Series,
         detector: ChangeDetector,
         breaker: Option<Arc<Breaker>>,
+        hedger: Option<Arc<crate::hedge::Hedger>>,
         subscribers: Arc<Subscribers>,
     ) -> Self {
         Self {
@@ -239,8 +244,14 @@ impl EndpointStats {
             created: tokio::time::Instant::now(),
             detector: detector::Detector::new(detector),
             breaker,
+            hedger,
             subscribers,
         }
+    }
+
+    /// The method's hedging, if its policy hedges.
+    pub(crate) fn hedger(&self) -> Option<&Arc<crate::hedge::Hedger>> {
+        self.hedger.as_ref()
     }
 
     /// Records one attempt that reached the vendor. Successes are not
@@ -437,6 +448,7 @@ impl EndpointStats {
                 max_ms: ms(snapshot.max()),
             },
             breaker: self.breaker.as_ref().map(|b| b.state()),
+            hedges: self.hedger.as_ref().map(|h| h.status()),
             stale_serves: self.stale.load(Relaxed),
             cache_misses: self.cache_misses.load(Relaxed),
             queued: self.queued.load(Relaxed),
@@ -563,6 +575,8 @@ pub struct EndpointHealth {
     pub latency: Latency,
     /// The breaker's state, if the method has one.
     pub breaker: Option<BreakerState>,
+    /// Its hedging, if its policy hedges (`hedge(..)`).
+    pub hedges: Option<crate::hedge::HedgeStatus>,
     /// Reads answered from the last-known-good cache.
     pub stale_serves: u64,
     /// Failed reads with no fresh-enough cached answer.
@@ -703,6 +717,7 @@ mod tests {
             "account".into(),
             series,
             ChangeDetector::new(),
+            None,
             None,
             Arc::default(),
         );

@@ -184,7 +184,9 @@ fn keeps_arguments(method: &Method) -> bool {
 
 /// Whether each attempt needs its own copy of the arguments by value.
 fn copies(method: &Method) -> bool {
-    method.policy.policy.retry().attempts() > 1 || keeps_arguments(method)
+    method.policy.policy.retry().attempts() > 1
+        || method.policy.policy.hedge().is_some()
+        || keeps_arguments(method)
 }
 
 pub(super) fn arguments(method: &Method, sig: &mut syn::Signature) -> Arguments {
