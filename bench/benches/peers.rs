@@ -76,11 +76,9 @@ pub trait Vendor {
     #[integration(read, timeout = "1s", bulkhead(max = 1000))]
     async fn bulkheaded(&self, id: u64) -> Result<u64, VendorError>;
 
-    // The hedge armed but not fired (target ≤ 15 ns) belongs here, and its
-    // case below, once the `hedge` key parses in this tree:
-    //
-    // #[integration(read, timeout = "1s", hedge(after = "100ms"))]
-    // async fn hedged(&self, id: u64) -> Result<u64, VendorError>;
+    // Armed, never fired: the vendor answers on the first poll.
+    #[integration(read, timeout = "1s", hedge(after = "100ms"))]
+    async fn hedged(&self, id: u64) -> Result<u64, VendorError>;
 }
 
 struct Fast;
@@ -93,6 +91,9 @@ impl Vendor for Fast {
         Ok(id + 1)
     }
     async fn bulkheaded(&self, id: u64) -> Result<u64, VendorError> {
+        Ok(id + 1)
+    }
+    async fn hedged(&self, id: u64) -> Result<u64, VendorError> {
         Ok(id + 1)
     }
 }
@@ -207,9 +208,9 @@ fn bench(c: &mut Criterion) {
     case!("seawall: timeout + bulkhead", |i| {
         vendor.bulkheaded(black_box(i)).await.ok()
     });
-    // case!("seawall: timeout + hedge (armed, not fired)", |i| {
-    //     vendor.hedged(black_box(i)).await.ok()
-    // });
+    case!("seawall: timeout + hedge (armed, not fired)", |i| {
+        vendor.hedged(black_box(i)).await.ok()
+    });
 
     // tower as it is used: `ready().await`, then `call`, per call.
     case!("tower: service_fn alone", |i| {
