@@ -100,22 +100,20 @@ macro_rules! run {
                     break 'retry Err(endpoint.rate_limited(retry_in));
                 }
                 // The bulkhead: a place for the attempt, given back once it
-                // has ended.
+                // has ended. Its fast path inline (one compare-and-swap); the
+                // clock is read only by a caller that has to wait.
                 let place = match endpoint.bulkhead.as_deref() {
                     None => None,
-                    Some(bulkhead) => {
-                        let mut max_wait = bulkhead.policy().max_wait();
-                        if let Some(at) = deadline.at {
-                            max_wait = max_wait.min(at.saturating_duration_since(::tokio::time::Instant::now()));
-                        }
-                        match bulkhead.enter(max_wait).await {
+                    Some(bulkhead) => match bulkhead.try_enter() {
+                        Some(place) => Some(place),
+                        None => match bulkhead.wait(deadline.at).await {
                             Ok(place) => Some(place),
                             Err(full) => {
                                 $trace.rejected = true;
                                 break 'retry Err(endpoint.bulkhead_full(full));
                             }
-                        }
-                    }
+                        },
+                    },
                 };
                 // The breaker stage's admission: its closed fast path inline,
                 // the rest in the breaker. (An `Option<Permit>` moved out of a
