@@ -25,15 +25,20 @@
 //! cancelled before it used it gives the place back (to the next waiter).
 //! New callers do not pass the queue: while anyone waits they queue too.
 
+mod vegas;
+
 use std::collections::VecDeque;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering::Relaxed, Ordering::SeqCst};
+use std::time::Duration;
 
 use serde::Serialize;
 use tokio::sync::oneshot;
 use tokio::time::Instant;
 
 use crate::BulkheadPolicy;
+pub(crate) use vegas::Sample;
+use vegas::Vegas;
 
 /// One method's bulkhead.
 pub struct Bulkhead {
@@ -48,6 +53,8 @@ pub struct Bulkhead {
     /// without the lock (a caller about to join counts too, for a moment).
     waiting: AtomicU32,
     queue: Mutex<Queue>,
+    /// The adaptive limit's state (`bulkhead(adaptive)`).
+    vegas: Option<Mutex<Vegas>>,
     admitted: AtomicU64,
     queued: AtomicU64,
     refused: AtomicU64,
@@ -74,6 +81,20 @@ pub(crate) enum Full {
 #[must_use = "the place is given back when it is dropped"]
 pub(crate) struct Place<'a> {
     bulkhead: &'a Bulkhead,
+    /// For an adaptive limit: when the attempt started, with how many in
+    /// flight (itself included).
+    started: Option<(Instant, u32)>,
+}
+
+impl Place<'_> {
+    /// The attempt ended: an adaptive limit takes its sample, and the place
+    /// is given back.
+    #[inline]
+    pub(crate) fn ended(self, sample: Sample) {
+        if let Some((started, in_flight)) = self.started {
+            self.bulkhead.sample(started, in_flight, sample);
+        }
+    }
 }
 
 impl Drop for Place<'_> {
@@ -115,9 +136,16 @@ impl Bulkhead {
         Self {
             name: name.into(),
             policy: policy.clone(),
-            places: AtomicU64::new(u64::from(policy.max()) << 32),
+            places: AtomicU64::new(u64::from(policy.initial_limit()) << 32),
             waiting: AtomicU32::new(0),
             queue: Mutex::default(),
+            vegas: policy.is_adaptive().then(|| {
+                Mutex::new(Vegas::new(
+                    policy.initial_limit(),
+                    policy.min(),
+                    policy.max(),
+                ))
+            }),
             admitted: AtomicU64::new(0),
             queued: AtomicU64::new(0),
             refused: AtomicU64::new(0),
@@ -139,27 +167,67 @@ impl Bulkhead {
     #[inline]
     pub(crate) fn try_enter(&self) -> Option<Place<'_>> {
         // Waiters go first.
-        if self.waiting.load(SeqCst) != 0 || !self.take_place() {
+        if self.waiting.load(SeqCst) != 0 {
             return None;
         }
+        let in_flight = self.take_place()?;
         self.admitted.fetch_add(1, Relaxed);
-        Some(Place { bulkhead: self })
+        Some(self.place(in_flight))
     }
 
-    /// Counts one more attempt in flight if a place is free.
+    /// Counts one more attempt in flight if a place is free: how many are
+    /// then.
     #[inline]
-    fn take_place(&self) -> bool {
+    fn take_place(&self) -> Option<u32> {
         let mut places = self.places.load(Relaxed);
         while in_flight(places) < limit(places) {
             match self
                 .places
                 .compare_exchange_weak(places, places + 1, SeqCst, Relaxed)
             {
-                Ok(_) => return true,
+                Ok(_) => return Some(in_flight(places) + 1),
                 Err(now) => places = now,
             }
         }
-        false
+        None
+    }
+
+    /// The guard of a place taken, started now for an adaptive limit.
+    #[inline]
+    fn place(&self, in_flight: u32) -> Place<'_> {
+        let started = self.vegas.as_ref().map(|_| (Instant::now(), in_flight));
+        Place {
+            bulkhead: self,
+            started,
+        }
+    }
+
+    /// An adaptive limit's sample: the limit it gives is the places'.
+    #[cold]
+    fn sample(&self, started: Instant, in_flight: u32, sample: Sample) {
+        let Some(vegas) = &self.vegas else {
+            return;
+        };
+        let rtt = started.elapsed();
+        // The algorithm's few numbers change together; a short section of
+        // arithmetic, taken only by an adaptive bulkhead's attempts.
+        let limit = lock(vegas).sample(started, rtt, in_flight, sample);
+        self.set_limit(limit);
+    }
+
+    /// A new limit, in the same word as the places taken: attempts in
+    /// flight over a lowered limit finish, new ones wait; places a raised
+    /// limit frees go to the waiters.
+    fn set_limit(&self, new: u32) {
+        let old = self.places.fetch_update(SeqCst, SeqCst, |places| {
+            (limit(places) != new).then_some(u64::from(new) << 32 | u64::from(in_flight(places)))
+        });
+        if let Ok(old) = old
+            && new > limit(old)
+            && self.waiting.load(SeqCst) != 0
+        {
+            self.hand_on();
+        }
     }
 
     /// Gives a place back: one decrement, and the queue served only if
@@ -178,7 +246,7 @@ impl Bulkhead {
         // The lock orders hand-overs against callers joining and leaving
         // the queue: a waiter is handed a place or leaves, never both.
         let mut queue = lock(&self.queue);
-        while !queue.waiters.is_empty() && self.take_place() {
+        while !queue.waiters.is_empty() && self.take_place().is_some() {
             let Some((_, waiter)) = queue.waiters.pop_front() else {
                 break;
             };
@@ -206,10 +274,12 @@ impl Bulkhead {
             // counted a place down before this sees it and serves the queue;
             // one that counted down after is seen here.
             self.waiting.fetch_add(1, SeqCst);
-            if queue.waiters.is_empty() && self.take_place() {
+            if queue.waiters.is_empty()
+                && let Some(in_flight) = self.take_place()
+            {
                 self.waiting.fetch_sub(1, SeqCst);
                 self.admitted.fetch_add(1, Relaxed);
-                return Ok(Place { bulkhead: self });
+                return Ok(self.place(in_flight));
             }
             if queue.waiters.len() >= self.policy.queue() as usize || until <= now {
                 self.waiting.fetch_sub(1, SeqCst);
@@ -238,7 +308,7 @@ impl Bulkhead {
         waiter.settled = true;
         if handed {
             self.admitted.fetch_add(1, Relaxed);
-            Ok(Place { bulkhead: self })
+            Ok(self.place(in_flight(self.places.load(Relaxed))))
         } else {
             self.refused.fetch_add(1, Relaxed);
             Err(Full::Waited)
@@ -247,11 +317,15 @@ impl Bulkhead {
 
     /// The bulkhead as it is now.
     pub fn status(&self) -> BulkheadStatus {
+        let places = self.places.load(Relaxed);
         BulkheadStatus {
             name: self.name.to_string(),
             max: self.policy.max(),
+            adaptive: self.policy.is_adaptive(),
+            limit: limit(places),
+            min_rtt: self.vegas.as_ref().and_then(|vegas| lock(vegas).no_load()),
             queue: self.policy.queue(),
-            in_flight: u64::from(in_flight(self.places.load(Relaxed))),
+            in_flight: u64::from(in_flight(places)),
             waiting: u64::from(self.waiting.load(Relaxed)),
             admitted: self.admitted.load(Relaxed),
             queued: self.queued.load(Relaxed),
@@ -309,8 +383,17 @@ impl std::fmt::Debug for Bulkhead {
 pub struct BulkheadStatus {
     /// The bulkhead's name (`contract.method`).
     pub name: String,
-    /// Places: attempts in flight at most.
+    /// Places: attempts in flight at most (an adaptive limit's ceiling).
     pub max: u32,
+    /// Whether the limit adapts to the vendor's latency.
+    pub adaptive: bool,
+    /// The places now: `max` for a fixed bulkhead, the adaptive limit's
+    /// value for an adaptive one.
+    pub limit: u32,
+    /// An adaptive limit's view of the vendor: its latency unloaded (the
+    /// lowest seen since its last probe); `None` for a fixed bulkhead, or
+    /// before a first answer.
+    pub min_rtt: Option<Duration>,
     /// Callers that may wait for a place.
     pub queue: u32,
     /// Attempts in flight now.
@@ -447,6 +530,33 @@ mod tests {
             Err(Full::QueueFull)
         ));
         assert_eq!(counts(&bulkhead), (1, 0, 1, 1, 2));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_lowered_limit_lets_attempts_in_flight_finish_and_new_ones_wait() {
+        let bulkhead = Bulkhead::new("t", &BulkheadPolicy::adaptive().with_max(10).with_queue(5));
+        assert_eq!(bulkhead.status().limit, 10, "20 at most max");
+        let mut places: Vec<_> = (0..4).map(|_| bulkhead.try_enter().unwrap()).collect();
+        bulkhead.set_limit(2);
+        let status = bulkhead.status();
+        assert_eq!((status.in_flight, status.limit), (4, 2));
+        let waiter = bulkhead.enter(None);
+        tokio::pin!(waiter);
+        assert!(futures_poll(&mut waiter).is_none());
+        // Two finish: still two in flight, the waiter waits.
+        places.truncate(2);
+        assert!(futures_poll(&mut waiter).is_none());
+        places.truncate(1);
+        let handed = futures_poll(&mut waiter).expect("a place under the limit");
+        assert_eq!(bulkhead.status().in_flight, 2);
+        // A raised limit serves the queue at once.
+        let next = bulkhead.enter(None);
+        tokio::pin!(next);
+        assert!(futures_poll(&mut next).is_none());
+        bulkhead.set_limit(3);
+        assert!(futures_poll(&mut next).is_some_and(|place| place.is_ok()));
+        drop((places, handed));
+        assert_eq!(bulkhead.status().in_flight, 0);
     }
 
     /// Many tasks on several threads take and give back places in every

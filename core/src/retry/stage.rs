@@ -151,7 +151,13 @@ macro_rules! run {
                     wrap(call),
                 )
                 .await;
-                drop(place);
+                if let Some(place) = place {
+                    place.ended(match &answer {
+                        $crate::timeout::Attempt::Answered(Ok(_)) => $crate::bulkhead::Sample::Answered,
+                        $crate::timeout::Attempt::TimedOut => $crate::bulkhead::Sample::TimedOut,
+                        _ => $crate::bulkhead::Sample::Ignored,
+                    });
+                }
                 let elapsed = clock.delta_as_nanos(timer, clock.raw());
                 if $crate::timeout::overran(elapsed, limit) && matches!(answer, $crate::timeout::Attempt::Answered(_)) {
                     endpoint.stats.blocked(::std::time::Duration::from_nanos(elapsed), limit);
