@@ -244,3 +244,56 @@ async fn a_wait_for_a_place_ends_at_the_deadline_when_it_is_nearer_than_max_wait
         1
     );
 }
+
+#[test]
+fn waits_rejections_and_the_limit_go_through_the_metrics_facade() {
+    use metrics_util::debugging::{DebugValue, DebuggingRecorder};
+    let recorder = DebuggingRecorder::new();
+    let snapshotter = recorder.snapshotter();
+    let tokio = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .start_paused(true)
+        .build()
+        .unwrap();
+    metrics::with_local_recorder(&recorder, || {
+        tokio.block_on(async {
+            let (_runtime, _vendor, erp) = erp();
+            let origin = Instant::now();
+            // Two in flight, one waits, one is refused.
+            let calls: Vec<_> = (0..4)
+                .map(|_| {
+                    let erp = erp.clone();
+                    tokio::spawn(async move { erp.order(origin).await })
+                })
+                .collect();
+            for call in calls {
+                let _ = call.await.unwrap();
+            }
+        });
+    });
+    let snapshot = snapshotter.snapshot().into_vec();
+    let value = |name: &str| {
+        snapshot
+            .iter()
+            .find(|(key, _, _, _)| {
+                key.key().name() == name
+                    && key
+                        .key()
+                        .labels()
+                        .any(|l| l.key() == "bulkhead" && l.value() == "erp.order")
+            })
+            .map(|(_, _, _, value)| value)
+    };
+    assert_eq!(
+        value("seawall_bulkhead_waits_total"),
+        Some(&DebugValue::Counter(1))
+    );
+    assert_eq!(
+        value("seawall_bulkhead_rejections_total"),
+        Some(&DebugValue::Counter(1))
+    );
+    assert_eq!(
+        value("seawall_bulkhead_limit"),
+        Some(&DebugValue::Gauge(2.0.into()))
+    );
+}

@@ -37,6 +37,7 @@ use tokio::sync::oneshot;
 use tokio::time::Instant;
 
 use crate::BulkheadPolicy;
+use crate::telemetry::metrics;
 pub(crate) use vegas::Sample;
 use vegas::Vegas;
 
@@ -58,6 +59,16 @@ pub struct Bulkhead {
     admitted: AtomicU64,
     queued: AtomicU64,
     refused: AtomicU64,
+    /// `seawall_bulkhead_waits_total`, `seawall_bulkhead_rejections_total`
+    /// and `seawall_bulkhead_limit` (slow paths and limit changes only).
+    metrics: Metrics,
+}
+
+/// The bulkhead's series in the metrics facade, labelled `bulkhead`.
+struct Metrics {
+    waits: metrics::Counter,
+    rejections: metrics::Counter,
+    limit: metrics::Gauge,
 }
 
 /// The callers waiting for a place, first come first.
@@ -133,8 +144,9 @@ fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 impl Bulkhead {
     /// A bulkhead named `name` with `policy` (assumed checked).
     pub fn new(name: impl Into<std::sync::Arc<str>>, policy: &BulkheadPolicy) -> Self {
+        let name = name.into();
         Self {
-            name: name.into(),
+            name: name.clone(),
             policy: policy.clone(),
             places: AtomicU64::new(u64::from(policy.initial_limit()) << 32),
             waiting: AtomicU32::new(0),
@@ -149,6 +161,7 @@ impl Bulkhead {
             admitted: AtomicU64::new(0),
             queued: AtomicU64::new(0),
             refused: AtomicU64::new(0),
+            metrics: Metrics::new(&name, policy.initial_limit()),
         }
     }
 
@@ -222,6 +235,9 @@ impl Bulkhead {
         let old = self.places.fetch_update(SeqCst, SeqCst, |places| {
             (limit(places) != new).then_some(u64::from(new) << 32 | u64::from(in_flight(places)))
         });
+        if old.is_ok() {
+            self.metrics.limit.set(f64::from(new));
+        }
         if let Ok(old) = old
             && new > limit(old)
             && self.waiting.load(SeqCst) != 0
@@ -284,6 +300,7 @@ impl Bulkhead {
             if queue.waiters.len() >= self.policy.queue() as usize || until <= now {
                 self.waiting.fetch_sub(1, SeqCst);
                 self.refused.fetch_add(1, Relaxed);
+                self.metrics.rejections.increment(1);
                 return Err(Full::QueueFull);
             }
             let id = queue.next;
@@ -293,6 +310,7 @@ impl Bulkhead {
             (id, handed)
         };
         self.queued.fetch_add(1, Relaxed);
+        self.metrics.waits.increment(1);
         // Leaves the queue however the wait ends (a cancelled caller too).
         let mut waiter = Waiter {
             bulkhead: self,
@@ -311,6 +329,7 @@ impl Bulkhead {
             Ok(self.place(in_flight(self.places.load(Relaxed))))
         } else {
             self.refused.fetch_add(1, Relaxed);
+            self.metrics.rejections.increment(1);
             Err(Full::Waited)
         }
     }
@@ -331,6 +350,22 @@ impl Bulkhead {
             queued: self.queued.load(Relaxed),
             refused: self.refused.load(Relaxed),
         }
+    }
+}
+
+impl Metrics {
+    fn new(name: &std::sync::Arc<str>, limit: u32) -> Self {
+        let label = name.to_string();
+        let metrics = Self {
+            waits: metrics::counter!("seawall_bulkhead_waits_total", "bulkhead" => label.clone()),
+            rejections: metrics::counter!(
+                "seawall_bulkhead_rejections_total",
+                "bulkhead" => label.clone()
+            ),
+            limit: metrics::gauge!("seawall_bulkhead_limit", "bulkhead" => label),
+        };
+        metrics.limit.set(f64::from(limit));
+        metrics
     }
 }
 
