@@ -24,6 +24,7 @@ struct Slow {
     most: Arc<AtomicUsize>,
     started: Arc<std::sync::Mutex<Vec<Duration>>>,
     panic_next: Arc<std::sync::atomic::AtomicBool>,
+    invoices: Arc<std::sync::Mutex<Vec<(u32, Duration)>>>,
 }
 
 impl Slow {
@@ -47,6 +48,15 @@ pub trait Erp {
 
     #[integration(read, timeout = "5s", bulkhead(max = 1, queue = 1, max_wait = "500ms"))]
     async fn stock(&self, origin: Instant) -> Result<u32, VendorError>;
+
+    #[integration(
+        read,
+        timeout = "1s",
+        deadline = "2500ms",
+        retry(attempts = 2, base = "100ms", cap = "1s", jitter = "none"),
+        bulkhead(max = 1, queue = 2, max_wait = "2s")
+    )]
+    async fn invoice(&self, origin: Instant, caller: u32) -> Result<u32, VendorError>;
 }
 
 impl Erp for Slow {
@@ -56,6 +66,22 @@ impl Erp for Slow {
 
     async fn stock(&self, origin: Instant) -> Result<u32, VendorError> {
         self.request(origin).await
+    }
+
+    /// The first request fails after 900 ms (503); the others take ten
+    /// seconds (and time out).
+    async fn invoice(&self, origin: Instant, caller: u32) -> Result<u32, VendorError> {
+        let first = {
+            let mut invoices = self.invoices.lock().unwrap();
+            invoices.push((caller, origin.elapsed()));
+            invoices.len() == 1
+        };
+        if first {
+            tokio::time::sleep(MS * 900).await;
+            return Err(VendorError::status(503));
+        }
+        tokio::time::sleep(Duration::from_secs(10)).await;
+        Ok(caller)
     }
 }
 
@@ -181,4 +207,93 @@ async fn an_attempt_that_panics_gives_its_place_back() {
         .find(|b| b.name == "erp.stock")
         .unwrap();
     assert_eq!(status.in_flight, 0);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_wait_for_a_place_ends_at_the_deadline_when_it_is_nearer_than_max_wait() {
+    let (_runtime, vendor, erp) = erp();
+    let origin = Instant::now();
+    // Two other callers, at 0.5 s and 0.95 s, wait for the place and hold it
+    // in turn, from 0.9 s and from 1.9 s, for a second each (their timeout).
+    let others: Vec<_> = [(1, MS * 500), (2, MS * 950)]
+        .into_iter()
+        .map(|(caller, at)| {
+            let erp = erp.clone();
+            tokio::spawn(async move {
+                tokio::time::sleep(at).await;
+                erp.invoice(origin, caller).await
+            })
+        })
+        .collect();
+    // This call's first attempt fails at 0.9 s; its retry (at 1 s) queues
+    // behind the second caller: its wait ends at its deadline (2.5 s), not
+    // after max_wait (3 s), and the retry never reaches the vendor.
+    let refused = erp.invoice(origin, 0).await.unwrap_err();
+    assert_eq!(full(&refused), Some(true), "{refused}");
+    assert_eq!(origin.elapsed(), MS * 2500, "at its deadline");
+    for other in others {
+        let _ = other.await.unwrap();
+    }
+    let invoices = vendor.invoices.lock().unwrap().clone();
+    assert_eq!(
+        invoices[..3],
+        [(0, Duration::ZERO), (1, MS * 900), (2, MS * 1900)]
+    );
+    assert_eq!(
+        invoices.iter().filter(|(caller, _)| *caller == 0).count(),
+        1
+    );
+}
+
+#[test]
+fn waits_rejections_and_the_limit_go_through_the_metrics_facade() {
+    use metrics_util::debugging::{DebugValue, DebuggingRecorder};
+    let recorder = DebuggingRecorder::new();
+    let snapshotter = recorder.snapshotter();
+    let tokio = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .start_paused(true)
+        .build()
+        .unwrap();
+    metrics::with_local_recorder(&recorder, || {
+        tokio.block_on(async {
+            let (_runtime, _vendor, erp) = erp();
+            let origin = Instant::now();
+            // Two in flight, one waits, one is refused.
+            let calls: Vec<_> = (0..4)
+                .map(|_| {
+                    let erp = erp.clone();
+                    tokio::spawn(async move { erp.order(origin).await })
+                })
+                .collect();
+            for call in calls {
+                let _ = call.await.unwrap();
+            }
+        });
+    });
+    let snapshot = snapshotter.snapshot().into_vec();
+    let value = |name: &str| {
+        snapshot
+            .iter()
+            .find(|(key, _, _, _)| {
+                key.key().name() == name
+                    && key
+                        .key()
+                        .labels()
+                        .any(|l| l.key() == "bulkhead" && l.value() == "erp.order")
+            })
+            .map(|(_, _, _, value)| value)
+    };
+    assert_eq!(
+        value("seawall_bulkhead_waits_total"),
+        Some(&DebugValue::Counter(1))
+    );
+    assert_eq!(
+        value("seawall_bulkhead_rejections_total"),
+        Some(&DebugValue::Counter(1))
+    );
+    assert_eq!(
+        value("seawall_bulkhead_limit"),
+        Some(&DebugValue::Gauge(2.0.into()))
+    );
 }

@@ -93,9 +93,12 @@ keys! {
 }
 
 keys! {
-    /// `bulkhead(max = 20, queue = 50, max_wait = "1s")`.
+    /// `bulkhead(max = 20, queue = 50, max_wait = "1s")`, or
+    /// `bulkhead(adaptive, min = 2, max = 50, ..)`.
     #[derive(Debug, Default, FromMeta)]
     pub(crate) struct BulkheadArgs {
+        pub(crate) adaptive: Flag,
+        pub(crate) min: Option<SpannedValue<u32>>,
         pub(crate) max: Option<SpannedValue<u32>>,
         pub(crate) queue: Option<SpannedValue<u32>>,
         pub(crate) max_wait: Option<SpannedValue<DurationText>>,

@@ -102,6 +102,9 @@ pub fn contract(args: TokenStream, item: TokenStream) -> TokenStream {
 /// - `bulkhead(max = 20)`: at most this many attempts in flight to the
 ///   vendor. Default: none. Its keys, with their defaults: `queue = 0`
 ///   (callers that may wait for a place), `max_wait = "1s"`.
+///   `bulkhead(adaptive)`: a limit that follows the vendor's latency
+///   (TCP Vegas' queue estimate), between `min = 1` and `max = 100`, from
+///   20; `queue` and `max_wait` as above.
 /// - `hedge(after = "150ms")` (or `after = "p95"`, the method's own recent
 ///   latency percentile): when an attempt has not answered after `after`,
 ///   another goes in parallel and the first answer wins. Reads, and writes

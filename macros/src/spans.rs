@@ -197,7 +197,7 @@ mod tests {
             fallback = cache(max_stale = "1h", capacity = 10),
             redact = [id],
             rate(limit = "1/s", burst = 1, max_wait = "1s", name = "quota"),
-            bulkhead(max = 1, queue = 1, max_wait = "1s"),
+            bulkhead(adaptive, min = 1, max = 1, queue = 1, max_wait = "1s"),
             hedge(after = "p95", max = 1)
         ));
         // `fallback` takes one form per method: the queue's keys on another.

@@ -596,23 +596,36 @@ fn rate_policy(
     Some(rate)
 }
 
-/// `bulkhead(..)`: its `max` required, the rest copied; the rules are the
-/// policy's.
+/// `bulkhead(..)`: its `max` required unless `adaptive`, the rest copied;
+/// the rules are the policy's.
 fn bulkhead_policy(
     args: &SpannedValue<BulkheadArgs>,
     errors: &mut darling::error::Accumulator,
 ) -> Option<BulkheadPolicy> {
-    let Some(max) = &args.max else {
-        errors.push(
-            darling::Error::custom(
-                "`bulkhead` needs its `max`: `bulkhead(max = 20)`, the calls the vendor may have \
-                 in flight at once",
-            )
-            .with_span(&args.span()),
-        );
-        return None;
+    let mut bulkhead = match (&args.max, args.adaptive.is_present()) {
+        (max, true) => {
+            let adaptive = BulkheadPolicy::adaptive();
+            match max {
+                Some(max) => adaptive.with_max(**max),
+                None => adaptive,
+            }
+        }
+        (Some(max), false) => BulkheadPolicy::new(**max),
+        (None, false) => {
+            errors.push(
+                darling::Error::custom(
+                    "`bulkhead` needs its `max`: `bulkhead(max = 20)`, the calls the vendor may \
+                     have in flight at once (or `bulkhead(adaptive)`, a limit that follows the \
+                     vendor's latency)",
+                )
+                .with_span(&args.span()),
+            );
+            return None;
+        }
     };
-    let mut bulkhead = BulkheadPolicy::new(**max);
+    if let Some(min) = &args.min {
+        bulkhead = bulkhead.with_min(**min);
+    }
     if let Some(queue) = &args.queue {
         bulkhead = bulkhead.with_queue(**queue);
     }

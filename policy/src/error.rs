@@ -91,6 +91,10 @@ pub enum Field {
     BulkheadQueue,
     /// `bulkhead(max_wait)`.
     BulkheadMaxWait,
+    /// `bulkhead(adaptive)`.
+    BulkheadAdaptive,
+    /// `bulkhead(min)`.
+    BulkheadMin,
     /// `hedge` as a whole.
     Hedge,
     /// `hedge(after)`.
@@ -102,7 +106,7 @@ pub enum Field {
 impl Field {
     /// Every field, in the order of the enum (which is the order a policy's
     /// keys are checked in).
-    pub const ALL: [Self; 44] = [
+    pub const ALL: [Self; 46] = [
         Self::Timeout,
         Self::Deadline,
         Self::Retry,
@@ -144,6 +148,8 @@ impl Field {
         Self::BulkheadMax,
         Self::BulkheadQueue,
         Self::BulkheadMaxWait,
+        Self::BulkheadAdaptive,
+        Self::BulkheadMin,
         Self::Hedge,
         Self::HedgeAfter,
         Self::HedgeMax,
@@ -193,6 +199,8 @@ impl Field {
             Self::BulkheadMax => "max",
             Self::BulkheadQueue => "queue",
             Self::BulkheadMaxWait => "max_wait",
+            Self::BulkheadAdaptive => "adaptive",
+            Self::BulkheadMin => "min",
             Self::Hedge => "hedge",
             Self::HedgeAfter => "after",
             Self::HedgeMax => "max",
@@ -226,7 +234,11 @@ impl Field {
             Self::RateLimit | Self::RateBurst | Self::RateMaxWait | Self::RateName => {
                 Some(Self::Rate)
             }
-            Self::BulkheadMax | Self::BulkheadQueue | Self::BulkheadMaxWait => Some(Self::Bulkhead),
+            Self::BulkheadMax
+            | Self::BulkheadQueue
+            | Self::BulkheadMaxWait
+            | Self::BulkheadAdaptive
+            | Self::BulkheadMin => Some(Self::Bulkhead),
             Self::HedgeAfter | Self::HedgeMax => Some(Self::Hedge),
             Self::Timeout
             | Self::Deadline
@@ -425,6 +437,29 @@ pub enum PolicyError {
         "a bulkhead `queue` needs a `max_wait` above zero: a caller that waits no time is not queued"
     )]
     BulkheadQueueWithoutWait,
+    /// `bulkhead(adaptive, min = 0)`.
+    #[error(
+        "an adaptive bulkhead's `min = 0` would let its limit fall to no call at all, and then \
+         nothing would measure the vendor again: give it `min = 1` or more"
+    )]
+    BulkheadMinZero,
+    /// An adaptive bulkhead whose floor is above its ceiling.
+    #[error(
+        "an adaptive bulkhead's `min` of {min} is above its `max` of {max}: the limit moves \
+         between the two, so `min` must not exceed `max`"
+    )]
+    BulkheadMinOverMax {
+        /// The floor written.
+        min: u32,
+        /// The ceiling written (or the default).
+        max: u32,
+    },
+    /// `min` on a fixed bulkhead.
+    #[error(
+        "`min` is the floor of an adaptive limit: write `bulkhead(adaptive, min = ..)`, or drop \
+         `min` (a fixed bulkhead has `max` places)"
+    )]
+    BulkheadMinWithoutAdaptive,
     /// A queued caller could wait as long as the whole deadline.
     #[error(
         "the bulkhead's `max_wait` of {} is not shorter than the deadline of {}: a caller could \
@@ -624,6 +659,9 @@ impl PolicyError {
             Self::RateWaitOverDeadline { .. } => Field::RateMaxWait,
             Self::BulkheadMax => Field::BulkheadMax,
             Self::BulkheadQueueWithoutWait => Field::BulkheadQueue,
+            Self::BulkheadMinZero
+            | Self::BulkheadMinOverMax { .. }
+            | Self::BulkheadMinWithoutAdaptive => Field::BulkheadMin,
             Self::BulkheadWaitOverDeadline { .. } => Field::BulkheadMaxWait,
             Self::HedgePercentile(_) | Self::HedgeAfterZero | Self::HedgeAfterTimeout { .. } => {
                 Field::HedgeAfter

@@ -51,7 +51,10 @@ pub use breaker::{
     DEFAULT_WINDOW, Window,
 };
 pub use budget::BudgetPolicy;
-pub use bulkhead::{BulkheadPolicy, DEFAULT_BULKHEAD_MAX_WAIT};
+pub use bulkhead::{
+    ADAPTIVE_INITIAL_LIMIT, BulkheadPolicy, DEFAULT_ADAPTIVE_MAX, DEFAULT_ADAPTIVE_MIN,
+    DEFAULT_BULKHEAD_MAX_WAIT,
+};
 pub use cache::CachePolicy;
 pub use class::{ClassSet, ErrorClass};
 pub use error::{Field, PolicyError};

@@ -115,13 +115,24 @@ impl Policy {
                 max,
                 queue,
                 max_wait,
+                adaptive,
+                min,
             } = bulkhead;
             let max = Literal::u32_suffixed(*max);
             let queue = Literal::u32_suffixed(*queue);
             let max_wait = duration(*max_wait, root);
+            let mut policy = if *adaptive {
+                quote!(#root::BulkheadPolicy::adaptive().with_max(#max))
+            } else {
+                quote!(#root::BulkheadPolicy::new(#max))
+            };
+            if let Some(min) = min {
+                let min = Literal::u32_suffixed(*min);
+                policy.extend(quote!(.with_min(#min)));
+            }
             tokens.extend(quote! {
                 .with_bulkhead(
-                    #root::BulkheadPolicy::new(#max)
+                    #policy
                         .with_queue(#queue)
                         .with_max_wait(#max_wait)
                 )

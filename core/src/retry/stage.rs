@@ -108,22 +108,20 @@ macro_rules! run {
                     break 'retry Err(endpoint.rate_limited(retry_in));
                 }
                 // The bulkhead: a place for the attempt, given back once it
-                // has ended.
+                // has ended. Its fast path inline (one compare-and-swap); the
+                // clock is read only by a caller that has to wait.
                 let place = match endpoint.bulkhead.as_deref() {
                     None => None,
-                    Some(bulkhead) => {
-                        let mut max_wait = bulkhead.policy().max_wait();
-                        if let Some(at) = deadline.at {
-                            max_wait = max_wait.min(at.saturating_duration_since(::tokio::time::Instant::now()));
-                        }
-                        match bulkhead.enter(max_wait).await {
+                    Some(bulkhead) => match bulkhead.try_enter() {
+                        Some(place) => Some(place),
+                        None => match bulkhead.wait(deadline.at).await {
                             Ok(place) => Some(place),
                             Err(full) => {
                                 $trace.rejected = true;
                                 break 'retry Err(endpoint.bulkhead_full(full));
                             }
-                        }
-                    }
+                        },
+                    },
                 };
                 // The breaker stage's admission: its closed fast path inline,
                 // the rest in the breaker. (An `Option<Permit>` moved out of a
@@ -180,7 +178,13 @@ macro_rules! run {
                         $crate::hedge::race(hedger, first, next, limit, timer, &$trace.attempt, correlation).await
                     }
                 };
-                drop(place);
+                if let Some(place) = place {
+                    place.ended(match &answer {
+                        $crate::timeout::Attempt::Answered(Ok(_)) => $crate::bulkhead::Sample::Answered,
+                        $crate::timeout::Attempt::TimedOut => $crate::bulkhead::Sample::TimedOut,
+                        _ => $crate::bulkhead::Sample::Ignored,
+                    });
+                }
                 let elapsed = clock.delta_as_nanos(timer, clock.raw());
                 if $crate::timeout::overran(elapsed, limit) && matches!(answer, $crate::timeout::Attempt::Answered(_)) {
                     endpoint.stats.blocked(::std::time::Duration::from_nanos(elapsed), limit);
