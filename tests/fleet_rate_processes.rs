@@ -11,6 +11,11 @@
 //! - and the processes did not pay a round trip to Redis per call (leases
 //!   in batches).
 //!
+//! Then four processes on a private `redis-server` that is killed
+//! (SIGKILL) 2 s into a 7 s run: each falls back to its share (25/10s),
+//! says so (the fleet's event, health, the limiter's status), and goes on
+//! calling at that rate — no panic, no stall.
+//!
 //! The processes are this test binary, started with
 //! `SEAWALL_FLEET_RATE_WORKER` set. Without Redis on 127.0.0.1:6379 the
 //! test says it is skipped (unless `SEAWALL_REQUIRE_REDIS` is set).
@@ -36,6 +41,9 @@ const LIMIT: usize = 100;
 const BURST: usize = 5;
 const PERIOD: Duration = Duration::from_secs(10);
 const RUN: Duration = Duration::from_secs(22);
+/// The run with Redis killed, and when it is killed.
+const KILLED_RUN: Duration = Duration::from_secs(7);
+const KILL_AT: Duration = Duration::from_secs(2);
 const WORKER_VAR: &str = "SEAWALL_FLEET_RATE_WORKER";
 
 #[contract]
@@ -70,10 +78,11 @@ impl Vendor for Http {
     }
 }
 
-/// A worker: `CALLERS` callers offer calls for `RUN` (a refused call waits
+/// A worker: `CALLERS` callers offer calls for `run` (a refused call waits
 /// what it was told, at most 100 ms, before the next); then it prints its
-/// limiter's counts.
-fn worker(id: &str, url: String, redis: String, prefix: String) {
+/// limiter's counts, the `Event::Fleet` that said Redis was away, and
+/// whether health says Redis is available.
+fn worker(id: &str, url: String, redis: String, prefix: String, run: Duration) {
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -85,6 +94,15 @@ fn worker(id: &str, url: String, redis: String, prefix: String) {
             .prefix(prefix)
             .fleet_size(WORKERS as u32);
         let seawall = Runtime::builder().redis(redis).in_memory();
+        let away = Arc::new(std::sync::atomic::AtomicU64::new(0));
+        let seen = away.clone();
+        seawall.subscribe(move |event| {
+            if let seawall::Event::Fleet(change) = event
+                && !change.available
+            {
+                seen.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            }
+        });
         let vendor = Arc::new(Resilient::new(
             Http {
                 client: reqwest::Client::builder()
@@ -96,7 +114,7 @@ fn worker(id: &str, url: String, redis: String, prefix: String) {
             },
             &seawall,
         ));
-        let until = Instant::now() + RUN;
+        let until = Instant::now() + run;
         let callers: Vec<_> = (0..CALLERS)
             .map(|_| {
                 let vendor = vendor.clone();
@@ -122,14 +140,16 @@ fn worker(id: &str, url: String, redis: String, prefix: String) {
         let status = seawall.rate_limiter("vendor").expect("registered").status();
         let fleet = status.fleet.expect("a fleet runtime's limiter");
         println!(
-            "summary {} {} {} {} {} {} {}",
+            "summary {} {} {} {} {} {} {} {} {}",
             status.admitted,
             status.refused,
             fleet.round_trips,
             fleet.leases,
             fleet.leased,
             fleet.fallbacks,
-            u8::from(fleet.shared)
+            u8::from(fleet.shared),
+            away.load(std::sync::atomic::Ordering::SeqCst),
+            u8::from(seawall.health().fleet.expect("a fleet runtime").available)
         );
     });
 }
@@ -160,8 +180,9 @@ impl Drop for Worker {
 }
 
 /// A worker's counts: admitted, refused, round trips, leases, turns
-/// leased, fallbacks, shared at the end.
-fn summary(worker: &mut Worker) -> [u64; 7] {
+/// leased, fallbacks, shared at the end, away events, Redis available at
+/// the end.
+fn summary(worker: &mut Worker) -> [u64; 9] {
     let stdout = worker.0.stdout.take().expect("stdout");
     let line = BufReader::new(stdout)
         .lines()
@@ -173,7 +194,7 @@ fn summary(worker: &mut Worker) -> [u64; 7] {
         .skip(1)
         .map(|n| n.parse().expect("a count"))
         .collect();
-    numbers.try_into().expect("seven counts")
+    numbers.try_into().expect("nine counts")
 }
 
 /// The most requests in any window of `window` (one starting at each
@@ -195,7 +216,11 @@ fn main() {
         let url = std::env::var("SEAWALL_FLEET_VENDOR").expect("vendor URL");
         let redis = std::env::var("SEAWALL_FLEET_REDIS").expect("Redis URL");
         let prefix = std::env::var("SEAWALL_FLEET_PREFIX").expect("prefix");
-        worker(&id, url, redis, prefix);
+        let run = std::env::var("SEAWALL_FLEET_RUN_MS")
+            .ok()
+            .and_then(|ms| ms.parse().ok())
+            .map_or(RUN, Duration::from_millis);
+        worker(&id, url, redis, prefix, run);
         return;
     }
     let Some(redis) = support::redis::shared("fleet_rate_processes") else {
@@ -218,15 +243,23 @@ fn main() {
         .with_state(vendor.clone());
     runtime.spawn(async move { axum::serve(listener, app).await });
 
-    let prefix = support::redis::prefix("rate-processes");
-    let mut workers: Vec<Worker> = (0..WORKERS)
+    the_vendor_sees_one_limit_for_the_fleet(&vendor, &url, redis);
+    vendor.log.lock().unwrap().clear();
+    a_killed_redis_leaves_each_process_on_its_share(&vendor, &url);
+    println!("fleet_rate_processes: ok");
+}
+
+/// Starts the workers, each for `run`.
+fn start(url: &str, redis: &str, prefix: &str, run: Duration) -> Vec<Worker> {
+    (0..WORKERS)
         .map(|id| {
             Worker(
                 Command::new(std::env::current_exe().expect("this binary"))
                     .env(WORKER_VAR, id.to_string())
-                    .env("SEAWALL_FLEET_VENDOR", &url)
+                    .env("SEAWALL_FLEET_VENDOR", url)
                     .env("SEAWALL_FLEET_REDIS", redis)
-                    .env("SEAWALL_FLEET_PREFIX", &prefix)
+                    .env("SEAWALL_FLEET_PREFIX", prefix)
+                    .env("SEAWALL_FLEET_RUN_MS", run.as_millis().to_string())
                     .stdin(Stdio::null())
                     .stdout(Stdio::piped())
                     .stderr(Stdio::inherit())
@@ -234,10 +267,16 @@ fn main() {
                     .expect("a worker process"),
             )
         })
-        .collect();
+        .collect()
+}
+
+/// Four processes offering far more than the quota for `RUN`.
+fn the_vendor_sees_one_limit_for_the_fleet(vendor: &Loopback, url: &str, redis: &str) {
+    let prefix = support::redis::prefix("rate-processes");
+    let mut workers = start(url, redis, &prefix, RUN);
     // Each worker stops after RUN and prints its counts (reading waits
     // for it; a worker that hangs is killed when the test ends).
-    let summaries: Vec<[u64; 7]> = workers.iter_mut().map(summary).collect();
+    let summaries: Vec<[u64; 9]> = workers.iter_mut().map(summary).collect();
     let log = vendor.log.lock().unwrap().clone();
     let mut times: Vec<Instant> = log.iter().map(|(at, _)| *at).collect();
     times.sort();
@@ -256,7 +295,7 @@ fn main() {
         "{WORKERS} processes x {CALLERS} callers, rate 100/10s burst 5, {RUN:?}: the vendor saw \
          {} requests over {span:.1?} (quota {quota:.0}: goodput {:.1} %), at most {most} in any \
          10 s; per process {per_worker:?}; per process [admitted, refused, round trips, leases, \
-         turns leased, fallbacks, shared] {summaries:?}",
+         turns leased, fallbacks, shared, away events, health available] {summaries:?}",
         times.len(),
         100.0 * times.len() as f64 / quota
     );
@@ -269,7 +308,7 @@ fn main() {
         "goodput {} of a quota of {quota:.0}",
         times.len()
     );
-    for (id, [admitted, _, _, leases, _, fallbacks, shared]) in summaries.iter().enumerate() {
+    for (id, [admitted, _, _, leases, _, fallbacks, shared, ..]) in summaries.iter().enumerate() {
         assert!(*admitted > 0, "process {id} never had a turn");
         assert!(
             leases < admitted,
@@ -278,5 +317,63 @@ fn main() {
         assert_eq!(*fallbacks, 0, "process {id} fell back to its share");
         assert_eq!(*shared, 1, "process {id} ended on its share");
     }
-    println!("fleet_rate_processes: ok");
+    println!("one limit for the fleet: ok");
+}
+
+/// Four processes on a private Redis, killed (SIGKILL) `KILL_AT` into a
+/// `KILLED_RUN` run.
+fn a_killed_redis_leaves_each_process_on_its_share(vendor: &Loopback, url: &str) {
+    let Some(mut server) = support::redis::Private::start("fleet_rate_processes (killed)") else {
+        return;
+    };
+    let prefix = support::redis::prefix("rate-processes-killed");
+    let started = Instant::now();
+    let mut workers = start(url, &server.url(), &prefix, KILLED_RUN);
+    std::thread::sleep(KILL_AT);
+    server.kill();
+    let killed = Instant::now();
+    let summaries: Vec<[u64; 9]> = workers.iter_mut().map(summary).collect();
+    let ended = Instant::now();
+    let log = vendor.log.lock().unwrap().clone();
+    // On the share once the leases taken before the kill (at most a
+    // second ahead, and a batch) have run out.
+    let from = killed + Duration::from_millis(1500);
+    let to = started + KILLED_RUN;
+    let per_worker: Vec<usize> = (0..WORKERS)
+        .map(|id| {
+            log.iter()
+                .filter(|(at, worker)| *worker == id && *at >= from && *at < to)
+                .count()
+        })
+        .collect();
+    println!(
+        "Redis killed {:?} into the run: per process in the {:.1?} on its share {per_worker:?}; \
+         [admitted, refused, round trips, leases, turns leased, fallbacks, shared, away \
+         events, health available] {summaries:?}; workers ended {:.1?} after the kill",
+        killed - started,
+        to - from,
+        ended - killed
+    );
+    // 25/10s each, burst 1: at most one more than 2.5 a second.
+    let share_most = (2.5 * (to - from).as_secs_f64()).floor() as usize + 1;
+    for (id, calls) in per_worker.iter().enumerate() {
+        assert!(
+            *calls <= share_most,
+            "process {id} made {calls} calls on its share (at most {share_most})"
+        );
+        assert!(
+            *calls >= 2,
+            "process {id} stalled: {calls} calls on its share"
+        );
+    }
+    for (id, [.., fallbacks, shared, away, available]) in summaries.iter().enumerate() {
+        assert_eq!(*fallbacks, 1, "process {id} did not fall back to its share");
+        assert_eq!(
+            *shared, 0,
+            "process {id}'s limiter does not say it is on its share"
+        );
+        assert_eq!(*away, 1, "process {id} did not say Redis was away");
+        assert_eq!(*available, 0, "process {id}'s health says Redis is there");
+    }
+    println!("a killed Redis leaves each process on its share: ok");
 }

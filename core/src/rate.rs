@@ -147,7 +147,9 @@ impl RateLimiter {
     }
 
     /// Takes a slot if one is free now; else says how long until the next
-    /// (taking nothing).
+    /// (taking nothing). A limiter shared by a fleet takes from the lease
+    /// it holds (or its share, while Redis is away): with its lease spent,
+    /// `Err(Duration::ZERO)` — [`acquire`](Self::acquire) asks Redis.
     ///
     /// # Errors
     ///
