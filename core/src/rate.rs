@@ -43,6 +43,8 @@
 //! [`Error::RateLimited`]: crate::Error::RateLimited
 
 use std::sync::Arc;
+#[cfg(feature = "redis")]
+use std::sync::OnceLock;
 use std::sync::atomic::{AtomicU64, Ordering::AcqRel, Ordering::Acquire, Ordering::Relaxed};
 use std::time::Duration;
 
@@ -69,6 +71,10 @@ pub struct RateLimiter {
     refused: AtomicU64,
     pauses: AtomicU64,
     series: Series,
+    /// The fleet's limit this one serves from leases of, with Redis
+    /// (`fleet/rate.rs`); set once, when the limiter is registered.
+    #[cfg(feature = "redis")]
+    fleet: OnceLock<Arc<crate::fleet::rate::FleetRate>>,
 }
 
 /// The limiter's `seawall_rate_limiter_*` series: only what is off the
@@ -101,12 +107,24 @@ pub(crate) enum Admission {
     After(Duration, Reserved),
     /// No slot within the wait allowed: the next is this far away.
     Refused(Duration),
+    /// A limiter shared by a fleet whose lease is spent: take a turn with
+    /// [`lease_turn`] (a round trip to the fleet's store).
+    #[cfg_attr(not(feature = "redis"), allow(dead_code))]
+    Lease,
 }
 
 /// A slot reserved ahead: the TAT it set. Hand it back with
 /// [`RateLimiter::release`] if the call will not use it.
 #[derive(Debug)]
 pub(crate) struct Reserved(u64);
+
+impl Reserved {
+    /// The slot that moved a TAT to `next`.
+    #[cfg_attr(not(feature = "redis"), allow(dead_code))]
+    pub(crate) fn at(next: u64) -> Self {
+        Self(next)
+    }
+}
 
 impl RateLimiter {
     /// A limiter named `name` with `policy` (assumed checked).
@@ -126,7 +144,15 @@ impl RateLimiter {
             waited: AtomicU64::new(0),
             refused: AtomicU64::new(0),
             pauses: AtomicU64::new(0),
+            #[cfg(feature = "redis")]
+            fleet: OnceLock::new(),
         }
+    }
+
+    /// Serves calls from leases of the fleet's limit from now on.
+    #[cfg(feature = "redis")]
+    pub(crate) fn share_with_fleet(&self, fleet: Arc<crate::fleet::rate::FleetRate>) {
+        let _ = self.fleet.set(fleet);
     }
 
     /// The limiter's name.
@@ -144,7 +170,9 @@ impl RateLimiter {
     }
 
     /// Takes a slot if one is free now; else says how long until the next
-    /// (taking nothing).
+    /// (taking nothing). A limiter shared by a fleet takes from the lease
+    /// it holds (or its share, while Redis is away): with its lease spent,
+    /// `Err(Duration::ZERO)` — [`acquire`](Self::acquire) asks Redis.
     ///
     /// # Errors
     ///
@@ -157,11 +185,36 @@ impl RateLimiter {
                 Err(wait)
             }
             Admission::Refused(wait) => Err(wait),
+            // A fleet's limiter whose lease is spent: no turn without a
+            // round trip (see `acquire`).
+            Admission::Lease => Err(Duration::ZERO),
+        }
+    }
+
+    /// Waits for a turn up to `max_wait`; a limiter shared by a fleet takes
+    /// a lease of turns from Redis when it has none left.
+    ///
+    /// # Errors
+    ///
+    /// How long until a call may go, when that is more than `max_wait`.
+    pub async fn acquire(&self, max_wait: Duration) -> Result<(), Duration> {
+        match self.reserve(max_wait) {
+            Admission::Now => Ok(()),
+            Admission::After(wait, reserved) => {
+                wait_turn(self, wait, reserved).await;
+                Ok(())
+            }
+            Admission::Refused(wait) => Err(wait),
+            Admission::Lease => lease_turn(self, max_wait).await,
         }
     }
 
     /// Reserves the next slot if it is at most `max_wait` away.
     pub(crate) fn reserve(&self, max_wait: Duration) -> Admission {
+        #[cfg(feature = "redis")]
+        if let Some(fleet) = self.fleet.get() {
+            return self.counted(fleet.reserve(max_wait));
+        }
         let now = self.now();
         let max_wait = nanos(max_wait);
         let mut tat = self.tat.load(Acquire);
@@ -189,10 +242,36 @@ impl RateLimiter {
         }
     }
 
+    /// Counts what a fleet's lease decided.
+    #[cfg(feature = "redis")]
+    fn counted(&self, admission: Admission) -> Admission {
+        match &admission {
+            Admission::Now => {
+                self.admitted.fetch_add(1, Relaxed);
+            }
+            Admission::After(..) => {
+                self.admitted.fetch_add(1, Relaxed);
+                self.waited.fetch_add(1, Relaxed);
+                self.series.waited.increment(1);
+            }
+            Admission::Refused(_) => {
+                self.refused.fetch_add(1, Relaxed);
+                self.series.refused.increment(1);
+            }
+            Admission::Lease => {}
+        }
+        admission
+    }
+
     /// Hands a reserved slot back, if no call reserved one after it (then
     /// the slot is lost: the limiter stays on the safe side).
     pub(crate) fn release(&self, reserved: Reserved) {
         let Reserved(next) = reserved;
+        #[cfg(feature = "redis")]
+        if let Some(fleet) = self.fleet.get() {
+            fleet.release(next);
+            return;
+        }
         let _ =
             self.tat
                 .compare_exchange(next, next.saturating_sub(self.interval), AcqRel, Relaxed);
@@ -207,6 +286,10 @@ impl RateLimiter {
         self.paused_until.fetch_max(until, Relaxed);
         self.pauses.fetch_add(1, Relaxed);
         self.series.pauses.increment(1);
+        #[cfg(feature = "redis")]
+        if let Some(fleet) = self.fleet.get() {
+            fleet.pause(pause);
+        }
         tracing::info!(
             target: "seawall::rate",
             limiter = %self.name,
@@ -227,7 +310,8 @@ impl RateLimiter {
             .saturating_sub(tat.max(now))
             .saturating_add(self.interval)
             / self.interval;
-        RateStatus {
+        #[allow(unused_mut)]
+        let mut status = RateStatus {
             name: self.name.to_string(),
             limit: format!("{}/{:?}", self.policy.count(), self.policy.period()),
             burst: self.policy.burst(),
@@ -243,7 +327,13 @@ impl RateLimiter {
             waited: self.waited.load(Relaxed),
             refused: self.refused.load(Relaxed),
             pauses: self.pauses.load(Relaxed),
+            fleet: None,
+        };
+        #[cfg(feature = "redis")]
+        if let Some(fleet) = self.fleet.get() {
+            fleet.amend(&mut status);
         }
+        status
     }
 }
 
@@ -346,6 +436,20 @@ pub(crate) async fn wait_turn(limiter: &RateLimiter, wait: Duration, reserved: R
     hand_back.1 = None;
 }
 
+/// Takes a turn of a fleet's limiter whose lease is spent: a round trip to
+/// Redis for the next lease (one caller at a time), or its share of the
+/// limit while Redis is away.
+pub(crate) async fn lease_turn(limiter: &RateLimiter, max_wait: Duration) -> Result<(), Duration> {
+    #[cfg(feature = "redis")]
+    if let Some(fleet) = limiter.fleet.get() {
+        // Boxed: the round trip's future stays out of every call's.
+        return Box::pin(crate::fleet::rate::turn(limiter, fleet, max_wait)).await;
+    }
+    // Only a fleet's limiter asks for a lease.
+    let _ = (limiter, max_wait);
+    Ok(())
+}
+
 impl std::fmt::Debug for RateLimiter {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("RateLimiter")
@@ -381,6 +485,35 @@ pub struct RateStatus {
     pub refused: u64,
     /// Pauses asked by the vendor.
     pub pauses: u64,
+    /// How it shares its limit with the fleet, when the runtime has Redis
+    /// (`RuntimeBuilder::redis`).
+    pub fleet: Option<FleetLimit>,
+}
+
+/// A rate limiter's side of the fleet's limit ([`RateStatus::fleet`]).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[non_exhaustive]
+pub struct FleetLimit {
+    /// Whether it runs on the fleet's limit (Redis answers); `false` while
+    /// it runs on its share.
+    pub shared: bool,
+    /// Its share of the limit, what it runs on while Redis is away
+    /// (`"25/10s"`).
+    pub share: String,
+    /// Replicas that leased from this limit recently, as Redis last said.
+    pub replicas: u32,
+    /// Turns left in its current lease.
+    pub lease_left: u64,
+    /// Round trips to Redis that asked for a lease (a call the fleet
+    /// refuses costs one too, unless this replica could tell from its last
+    /// answer).
+    pub round_trips: u64,
+    /// Round trips that leased turns.
+    pub leases: u64,
+    /// Turns leased from the fleet in all.
+    pub leased: u64,
+    /// Times it fell back to its share (Redis away).
+    pub fallbacks: u64,
 }
 
 fn nanos(duration: Duration) -> u64 {

@@ -280,7 +280,8 @@ impl RuntimeBuilder {
     }
 
     /// Shares state with every replica that names the same Redis server and
-    /// prefix: each circuit breaker's decisions are the fleet's, and keyed
+    /// prefix: each circuit breaker's decisions are the fleet's, each rate
+    /// limit is the fleet's (leased in batches), and keyed
     /// writes with `idempotent(.., store)` claim and record their keys in
     /// Redis, so they run once per key across the fleet (see
     /// [`fleet`](crate::fleet)). Applies to the runtime built next, in
@@ -793,6 +794,10 @@ impl Runtime {
                 }
                 None => {
                     let limiter = Arc::new(RateLimiter::new(name.clone(), rate_policy));
+                    #[cfg(feature = "redis")]
+                    if let Some(fleet) = &self.shared.fleet {
+                        crate::fleet::rate::share(fleet, &limiter);
+                    }
                     limiters.insert(name, limiter.clone());
                     limiter
                 }

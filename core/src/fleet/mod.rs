@@ -13,6 +13,11 @@
 //! - **Retry budgets** (`fleet/budget.rs`): the fleet's tokens live in Redis; each
 //!   replica holds a share between syncs, so the fleet's retries are bounded
 //!   by one budget instead of one per replica.
+//! - **Rate limiters** (`fleet/rate.rs`): the fleet's limit lives in Redis;
+//!   each replica leases a batch of turns in one atomic script and serves
+//!   its calls from the lease locally, so the vendor sees at most
+//!   `limit + burst` per period from the whole fleet. A vendor's
+//!   `Retry-After` pauses every replica.
 //! - **Cached answers** (`fleet/cache.rs`, with [`share_cache`](Redis::share_cache)):
 //!   written behind the call, read only when the vendor fails and the
 //!   replica has no answer of its own.
@@ -24,7 +29,9 @@
 //!   PostgreSQL (`RuntimeBuilder::postgres`) keeps it there instead:
 //!   the durable home.)
 //! - **When Redis is away** (unreachable, slow, restarted, emptied): every
-//!   breaker runs on its local state, a warning and an
+//!   breaker runs on its local state, every rate limiter on this
+//!   replica's share of its limit ([`fleet_size`](Redis::fleet_size)), a
+//!   warning and an
 //!   [`Event::Fleet`] say so,
 //!   [`Health::fleet`](crate::telemetry::Health::fleet) shows it, and the
 //!   state resynchronises at the first sync that succeeds. A keyed write
@@ -42,6 +49,7 @@ pub(crate) mod breaker;
 pub(crate) mod budget;
 pub(crate) mod cache;
 pub(crate) mod idempotency;
+pub(crate) mod rate;
 
 use std::sync::atomic::{AtomicBool, Ordering::AcqRel, Ordering::Acquire};
 use std::sync::{Arc, Mutex};
@@ -72,6 +80,8 @@ pub struct Redis {
     share_cache: bool,
     claim_lease: Duration,
     local_idempotency_when_away: bool,
+    fleet_size: u32,
+    rate_lease: u32,
 }
 
 /// How often a shared breaker syncs with the fleet, unless set.
@@ -84,6 +94,10 @@ pub const DEFAULT_STORE_TIMEOUT: Duration = Duration::from_millis(200);
 /// How long a claim on an idempotency key outlives the last renewal of the
 /// replica that holds it, unless set.
 pub const DEFAULT_CLAIM_LEASE: Duration = Duration::from_secs(10);
+
+/// The most turns a replica leases from a fleet's rate limit in one round
+/// trip, unless set.
+pub const DEFAULT_RATE_LEASE: u32 = 8;
 
 impl Redis {
     /// A Redis server by URL (`redis://host:port/db`, `rediss://` for TLS
@@ -105,6 +119,8 @@ impl Redis {
             share_cache: false,
             claim_lease: DEFAULT_CLAIM_LEASE,
             local_idempotency_when_away: false,
+            fleet_size: 1,
+            rate_lease: DEFAULT_RATE_LEASE,
         })
     }
 
@@ -151,6 +167,29 @@ impl Redis {
     /// there is not seen by the fleet.
     pub fn local_idempotency_when_away(mut self) -> Self {
         self.local_idempotency_when_away = true;
+        self
+    }
+
+    /// How many replicas share the fleet's rate limits: while Redis is
+    /// away each runs on `count / n` of every limit, with a burst of
+    /// `burst / n` (at least 1). Once Redis has answered, the replicas it
+    /// saw leasing recently count too, if they are more. 1 by default —
+    /// set it to the number of replicas you run, or a replica cut off from
+    /// Redis at start runs on the whole limit.
+    pub fn fleet_size(mut self, replicas: u32) -> Self {
+        self.fleet_size = replicas.max(1);
+        self
+    }
+
+    /// The most turns a replica takes from a fleet's rate limit in one
+    /// round trip (8 by default, at least 1). A replica asks for as many as
+    /// it used of its last lease, twice over, up to this (and never fewer
+    /// than the callers waiting): a busy replica pays one round trip per
+    /// batch, a quiet one leases what it uses. The cost of a batch is
+    /// goodput, not the limit: a replica that stops calling leaves at most
+    /// a batch less one turn unused, and others wait that much longer.
+    pub fn rate_lease(mut self, turns: u32) -> Self {
+        self.rate_lease = turns.max(1);
         self
     }
 }
@@ -256,6 +295,16 @@ impl Fleet {
             .max(self.config.store_timeout.saturating_mul(3))
     }
 
+    /// How many replicas share a rate limit while Redis is away, at least.
+    pub(crate) fn fleet_size(&self) -> u32 {
+        self.config.fleet_size
+    }
+
+    /// The most turns leased in one round trip.
+    pub(crate) fn rate_lease(&self) -> u32 {
+        self.config.rate_lease
+    }
+
     /// Whether keyed writes run on the local store while Redis is away.
     pub(crate) fn local_idempotency_when_away(&self) -> bool {
         self.config.local_idempotency_when_away
@@ -324,13 +373,13 @@ impl Fleet {
                 tracing::warn!(
                     target: "seawall::fleet",
                     error = %detail,
-                    "Redis is away: breakers and keyed writes with a store run on local state until it answers"
+                    "Redis is away: breakers and keyed writes with a store run on local state, and rate limiters on this replica's share, until it answers"
                 );
             } else {
                 tracing::warn!(
                     target: "seawall::fleet",
                     error = %detail,
-                    "Redis is away: breakers run on local state, and keyed writes with a store are refused, until it answers"
+                    "Redis is away: breakers run on local state, rate limiters on this replica's share, and keyed writes with a store are refused, until it answers"
                 );
             }
             self.subscribers.emit(&Event::Fleet(FleetChanged {

@@ -100,6 +100,13 @@ macro_rules! run {
                             $trace.rejected = true;
                             break 'retry Err(endpoint.rate_limited(retry_in));
                         }
+                        // A fleet's limiter whose lease is spent.
+                        $crate::rate::Admission::Lease => {
+                            if let Err(retry_in) = $crate::rate::lease_turn(limiter, max_wait).await {
+                                $trace.rejected = true;
+                                break 'retry Err(endpoint.rate_limited(retry_in));
+                            }
+                        }
                     }
                 } else if let Some(retry_in) = endpoint.pause.remaining() {
                     // A contract without a limiter, paused by a vendor's

@@ -539,7 +539,7 @@ pub struct FleetHealth {
     /// Which store: `"redis"`.
     pub backend: &'static str,
     /// Whether its last command succeeded. While it does not, breakers run
-    /// on local state.
+    /// on local state and rate limiters on this replica's share.
     pub available: bool,
     /// The last error, if any.
     pub last_error: Option<String>,
