@@ -245,6 +245,7 @@ async fn a_wait_for_a_place_ends_at_the_deadline_when_it_is_nearer_than_max_wait
     );
 }
 
+#[cfg(feature = "metrics")]
 #[test]
 fn waits_rejections_and_the_limit_go_through_the_metrics_facade() {
     use metrics_util::debugging::{DebugValue, DebuggingRecorder};

@@ -311,6 +311,12 @@ impl Bulkhead {
         };
         self.queued.fetch_add(1, Relaxed);
         self.metrics.waits.increment(1);
+        tracing::debug!(
+            target: "seawall::bulkhead",
+            bulkhead = %self.name,
+            wait_ms = until.saturating_duration_since(now).as_secs_f64() * 1000.0,
+            "every place taken; waiting for one"
+        );
         // Leaves the queue however the wait ends (a cancelled caller too).
         let mut waiter = Waiter {
             bulkhead: self,
