@@ -34,9 +34,10 @@
 //! percentile to go by, and no hedge goes.
 //!
 //! **Cost on the success path.** An attempt that answers on its first poll
-//! reads no clock and arms no timer: the hedge timer is armed only when
-//! the attempt has to wait. Hedges themselves are boxed (one allocation
-//! per hedge sent, none while none is).
+//! reads no clock, arms no timer and allocates nothing: the hedge timer
+//! is armed (and boxed: a `Sleep` is large, and would otherwise be copied
+//! with every hedged call's future) only when the attempt has to wait.
+//! Hedges themselves are boxed too (one allocation per hedge sent).
 
 use std::future::Future;
 use std::pin::Pin;
@@ -299,6 +300,7 @@ pub(crate) fn admit(endpoint: &Endpoint) -> Option<Option<crate::bulkhead::Place
     clippy::too_many_arguments,
     reason = "one call site, in the retry stage"
 )]
+#[inline]
 pub(crate) fn race<'a, W, N, P, T, E>(
     hedger: &'a Hedger,
     first: Within<'a, W>,
@@ -350,8 +352,9 @@ pin_project_lite::pin_project! {
         #[pin]
         first: Option<Within<'a, W>>,
         hedges: Vec<Pin<Box<Hedge<'a, W, P>>>>,
-        #[pin]
-        timer: Option<Sleep>,
+        // Boxed: tokio's `Sleep` is large, and a race is moved into its
+        // caller's future on every hedged call, fired or not.
+        timer: Option<Pin<Box<Sleep>>>,
         failed: Option<E>,
         next: N,
         hedger: &'a Hedger,
@@ -375,6 +378,7 @@ where
 {
     type Output = Attempt<Result<T, E>>;
 
+    #[inline]
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let hedger = self.hedger;
         let raced = self.race(cx);
@@ -440,13 +444,9 @@ where
                 return Poll::Pending;
             }
             // The next hedge's timer, armed once the attempt has to wait.
-            if this.timer.is_none() {
-                this.timer
-                    .set(Some(tokio::time::sleep_until(began + *this.after)));
-            }
-            let Some(mut timer) = this.timer.as_mut().as_pin_mut() else {
-                return Poll::Pending;
-            };
+            let timer = this
+                .timer
+                .get_or_insert_with(|| Box::pin(tokio::time::sleep_until(began + *this.after)));
             if timer.as_mut().poll(cx).is_pending() {
                 return Poll::Pending;
             }
@@ -463,7 +463,7 @@ where
                     this.hedges.push(Box::pin(Hedge { attempt, place }));
                     if *this.left > 0 {
                         let at = tokio::time::Instant::now() + *this.after;
-                        timer.reset(at);
+                        timer.as_mut().reset(at);
                     }
                 }
                 // No hedge may go now: none will for this attempt.
