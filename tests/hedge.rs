@@ -414,3 +414,35 @@ fn hedges_go_through_the_metrics_facade() {
     assert_eq!(hedges("fixed", "won"), Some(&DebugValue::Counter(1)));
     assert_eq!(hedges("narrow", "skipped"), Some(&DebugValue::Counter(1)));
 }
+
+#[contract(
+    name = "budgeted",
+    retry_budget(ratio = 0.1, max = 1, min_per_second = 0)
+)]
+pub trait Budgeted {
+    #[integration(read, timeout = "2s", retry(attempts = 2), hedge(after = "50ms"))]
+    async fn find(&self) -> Result<u32, VendorError>;
+}
+
+impl Budgeted for Vendor {
+    async fn find(&self) -> Result<u32, VendorError> {
+        self.request().await
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn hedges_draw_from_the_retry_budget_and_stop_when_it_is_spent() {
+    let slow = Step::Answer(Duration::from_secs(1), 1);
+    let runtime = Runtime::in_memory();
+    let vendor = Vendor::new([slow, Step::Answer(MS * 10, 2), slow]);
+    let budgeted = Resilient::new(vendor.clone(), &runtime);
+    // The budget's one token pays for the first call's hedge...
+    assert_eq!(budgeted.find().await.unwrap(), 2);
+    // ...and none is left for the second's: it waits for its slow answer.
+    let started = Instant::now();
+    assert_eq!(budgeted.find().await.unwrap(), 1);
+    assert_eq!(started.elapsed(), Duration::from_secs(1));
+    assert_eq!(vendor.requests.load(SeqCst), 3);
+    let status = hedges(&runtime, "find");
+    assert_eq!((status.sent, status.won, status.skipped), (1, 1, 1));
+}
