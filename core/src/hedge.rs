@@ -292,10 +292,14 @@ pub(crate) fn admit(endpoint: &Endpoint) -> Option<Option<crate::bulkhead::Place
     admitted
 }
 
-/// Races an attempt (`first`, already under its timeout) against the
-/// hedges `next` makes once it is late: each one `after` the last, at most
-/// `max`, each under the same limit counted from the same start (`limit`,
-/// `started`).
+/// Races an attempt (`attempt`, put under `limit` counted from `started`
+/// here) against the hedges `next` makes once it is late: each one `after`
+/// the last, at most `max`, each under the same limit counted from the
+/// same start.
+///
+/// The race is built where it is awaited, its first attempt inside it, and
+/// reads `after` only once the attempt has to wait: a hedged call whose
+/// vendor answers at once costs little more than a plain one.
 #[allow(
     clippy::too_many_arguments,
     reason = "one call site, in the retry stage"
@@ -303,35 +307,37 @@ pub(crate) fn admit(endpoint: &Endpoint) -> Option<Option<crate::bulkhead::Place
 #[inline]
 pub(crate) fn race<'a, W, N, P, T, E>(
     hedger: &'a Hedger,
-    first: Within<'a, W>,
-    next: N,
     limit: Duration,
     started: u64,
     span: &'a tracing::Span,
-    correlation: u128,
+    correlation: &'a mut u128,
+    attempt: W,
+    next: N,
 ) -> Race<'a, W, N, P, T, E>
 where
     W: Future<Output = Result<T, E>>,
     N: FnMut() -> Option<(W, P)>,
 {
-    let after = hedger.after();
+    let hedges_correlation = *correlation;
     Race {
-        first: Some(first),
+        first: Some(crate::timeout::within(
+            limit,
+            started,
+            span,
+            correlation,
+            attempt,
+        )),
         hedges: Vec::new(),
         timer: None,
         failed: None,
         next,
         hedger,
-        after: after.unwrap_or_default(),
-        left: if after.is_some() {
-            hedger.policy.max()
-        } else {
-            0
-        },
+        after: Duration::ZERO,
+        left: None,
         limit,
         started,
         span,
-        correlation,
+        correlation: hedges_correlation,
         began: None,
         _answer: std::marker::PhantomData,
     }
@@ -359,7 +365,8 @@ pin_project_lite::pin_project! {
         next: N,
         hedger: &'a Hedger,
         after: Duration,
-        left: u32,
+        // Hedges still to send; `None` until the attempt first waits.
+        left: Option<u32>,
         limit: Duration,
         started: u64,
         span: &'a tracing::Span,
@@ -440,7 +447,16 @@ where
                 }
             }
             let began = *this.began.get_or_insert_with(tokio::time::Instant::now);
-            if *this.left == 0 {
+            let hedger = *this.hedger;
+            let left = this.left.get_or_insert_with(|| match hedger.after() {
+                Some(after) => {
+                    *this.after = after;
+                    hedger.policy.max()
+                }
+                // A percentile with too few attempts measured: no hedge.
+                None => 0,
+            });
+            if *left == 0 {
                 return Poll::Pending;
             }
             // The next hedge's timer, armed once the attempt has to wait.
@@ -450,7 +466,8 @@ where
             if timer.as_mut().poll(cx).is_pending() {
                 return Poll::Pending;
             }
-            *this.left -= 1;
+            *left -= 1;
+            let more = *left > 0;
             match (this.next)() {
                 Some((attempt, place)) => {
                     let attempt = crate::timeout::within(
@@ -461,13 +478,13 @@ where
                         attempt,
                     );
                     this.hedges.push(Box::pin(Hedge { attempt, place }));
-                    if *this.left > 0 {
+                    if more {
                         let at = tokio::time::Instant::now() + *this.after;
                         timer.as_mut().reset(at);
                     }
                 }
                 // No hedge may go now: none will for this attempt.
-                None => *this.left = 0,
+                None => *this.left = Some(0),
             }
         }
     }

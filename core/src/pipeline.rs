@@ -107,8 +107,87 @@ impl Reads for Read {
     }
 }
 
+/// The body of [`run`] and [`run_hedged`]: the same stages, with the
+/// attempts hedged or not (`hedged`, a literal).
+macro_rules! pipeline {
+    ($endpoint:ident, $call:ident, hedged = $hedged:tt) => {
+        // A call that only retries (with its breaker and timeouts) or reads
+        // through a cache runs in this future; one that needs a key, the store,
+        // a queue or `with(..)` runs in a boxed one, so that their state never
+        // weighs on the others. (One async block, not an enum of two futures:
+        // the block is built where it is awaited, an enum's variant would be
+        // copied there.)
+        async move {
+            // The call's parts are used where they were captured: bound to
+            // locals, they would take space of their own in this future.
+            let plain = $call.record.ops().is_none() && $call.fallback.passes_through();
+            // The cache key as two words: a `u128` would align this part of
+            // the future to 16 bytes, with padding to match.
+            let cache_key: Option<[u64; 2]> = if R::NOTHING && plain {
+                None
+            } else {
+                let read = $call.reads.into_read();
+                if !plain || read.key.is_some() || read.queued.is_some() {
+                    let full = full(
+                        $endpoint,
+                        $call.attempts,
+                        $call.answer,
+                        $call.record,
+                        read,
+                        $call.fallback,
+                    );
+                    return Box::pin(full).await;
+                }
+                read.cache_key.map(|key| [(key >> 64) as u64, key as u64])
+            };
+            let deadline = Deadline::start(&$endpoint.policy);
+            let mut trace = CallTrace::new($endpoint);
+            trace.start();
+            let result = crate::retry::stage::run!(
+                $endpoint,
+                deadline,
+                trace,
+                $call.attempts,
+                |a| a,
+                hedged = $hedged
+            );
+            match (&$endpoint.cache, cache_key) {
+                (Some(cache), Some([high, low])) => match result {
+                    Ok(value) => {
+                        let key = (u128::from(high) << 64) | u128::from(low);
+                        crate::cache::stage::keep(&$call.answer, cache, key, &value);
+                        let result = Ok(value);
+                        trace.end(&result, CallOutcome::Ok);
+                        result
+                    }
+                    // Boxed: the cache's read (from disk, perhaps) is only for
+                    // a failed read.
+                    Err(error) => {
+                        let key = (u128::from(high) << 64) | u128::from(low);
+                        let result = Box::pin(crate::cache::stage::serve_stale(
+                            &$call.answer,
+                            $endpoint,
+                            cache,
+                            key,
+                            error,
+                            || trace.correlation_id(),
+                        ))
+                        .await;
+                        trace.end(&result, CallOutcome::Stale);
+                        result
+                    }
+                },
+                _ => {
+                    trace.end(&result, CallOutcome::Ok);
+                    result
+                }
+            }
+        }
+    };
+}
+
 /// Runs one call of `endpoint`'s method through every stage its policy
-/// configures.
+/// configures, its attempts not hedged (see [`run_hedged`]).
 ///
 /// # Errors
 ///
@@ -132,71 +211,36 @@ where
     B: Fallback<T, E>,
     E: ContractError,
 {
-    // A call that only retries (with its breaker and timeouts) or reads
-    // through a cache runs in this future; one that needs a key, the store,
-    // a queue or `with(..)` runs in a boxed one, so that their state never
-    // weighs on the others. (One async block, not an enum of two futures:
-    // the block is built where it is awaited, an enum's variant would be
-    // copied there.)
-    async move {
-        // The call's parts are used where they were captured: bound to
-        // locals, they would take space of their own in this future.
-        let plain = call.record.ops().is_none() && call.fallback.passes_through();
-        // The cache key as two words: a `u128` would align this part of
-        // the future to 16 bytes, with padding to match.
-        let cache_key: Option<[u64; 2]> = if R::NOTHING && plain {
-            None
-        } else {
-            let read = call.reads.into_read();
-            if !plain || read.key.is_some() || read.queued.is_some() {
-                let full = full(
-                    endpoint,
-                    call.attempts,
-                    call.answer,
-                    call.record,
-                    read,
-                    call.fallback,
-                );
-                return Box::pin(full).await;
-            }
-            read.cache_key.map(|key| [(key >> 64) as u64, key as u64])
-        };
-        let deadline = Deadline::start(&endpoint.policy);
-        let mut trace = CallTrace::new(endpoint);
-        trace.start();
-        let result = crate::retry::stage::run!(endpoint, deadline, trace, call.attempts, |a| a);
-        match (&endpoint.cache, cache_key) {
-            (Some(cache), Some([high, low])) => match result {
-                Ok(value) => {
-                    let key = (u128::from(high) << 64) | u128::from(low);
-                    crate::cache::stage::keep(&call.answer, cache, key, &value);
-                    let result = Ok(value);
-                    trace.end(&result, CallOutcome::Ok);
-                    result
-                }
-                // Boxed: the cache's read (from disk, perhaps) is only for
-                // a failed read.
-                Err(error) => {
-                    let key = (u128::from(high) << 64) | u128::from(low);
-                    let result = Box::pin(crate::cache::stage::serve_stale(
-                        &call.answer,
-                        endpoint,
-                        cache,
-                        key,
-                        error,
-                        || trace.correlation_id(),
-                    ))
-                    .await;
-                    trace.end(&result, CallOutcome::Stale);
-                    result
-                }
-            },
-            _ => {
-                trace.end(&result, CallOutcome::Ok);
-                result
-            }
-        }
-    }
+    pipeline!(endpoint, call, hedged = false)
+}
+
+/// [`run`] for a method with `hedge(..)`: the same stages, each attempt
+/// raced against its hedges once it is late. A method of its own, so that
+/// no other call's future holds a race.
+///
+/// # Errors
+///
+/// The adapter's error, or one of seawall's (as `E::from`), as each stage
+/// documents; a `with(..)` fallback may turn any of them into an answer.
+#[allow(
+    clippy::manual_async_fn,
+    reason = "an `async fn` keeps its arguments twice in its future (as arguments and as locals)"
+)]
+#[inline]
+pub fn run_hedged<T, E, F, Fut, A, S, R, B>(
+    endpoint: &Endpoint,
+    mut call: Call<F, A, S, R, B>,
+) -> impl Future<Output = Result<T, E>>
+where
+    F: FnMut() -> Option<Fut>,
+    Fut: Future<Output = Result<T, E>>,
+    A: Answer<T>,
+    S: Record<T>,
+    R: Reads,
+    B: Fallback<T, E>,
+    E: ContractError,
+{
+    pipeline!(endpoint, call, hedged = true)
 }
 
 /// A call with any of the other stages.
@@ -275,18 +319,28 @@ where
                     fingerprint,
                     deadline.at,
                     async {
-                        crate::retry::stage::run!(endpoint, deadline, trace, attempts, |attempt| {
-                            crate::idempotency::keyed(Some(keyed), attempt)
-                        })
+                        crate::retry::stage::run!(
+                            endpoint,
+                            deadline,
+                            trace,
+                            attempts,
+                            |attempt| crate::idempotency::keyed(Some(keyed), attempt),
+                            hedged = true,
+                        )
                     },
                 ))
                 .await
             }
             _ => {
                 let context = context.as_ref();
-                crate::retry::stage::run!(endpoint, deadline, trace, attempts, |attempt| {
-                    crate::idempotency::keyed(context, attempt)
-                })
+                crate::retry::stage::run!(
+                    endpoint,
+                    deadline,
+                    trace,
+                    attempts,
+                    |attempt| crate::idempotency::keyed(context, attempt),
+                    hedged = true,
+                )
             }
         };
         let (result, answered) = match (result, cache, queue) {

@@ -24,7 +24,13 @@
 //! limiter pauses its whole contract instead: every call of it fails fast
 //! until the pause ends.
 //!
-//! The clock is tokio's, so tests on the paused clock drive it.
+//! **The clock.** A turn taken at once reads the clock once, so the clock
+//! is most of the stage's cost: the limiter reads quanta's TSC clock (a few
+//! nanoseconds, as governor does), not the operating system's (a
+//! `clock_gettime` call, about 20). Where tokio's clock is paused when the
+//! limiter is made (`#[tokio::test(start_paused = true)]`, tokio's
+//! `test-util`), it reads tokio's instead, so tests on the paused clock drive
+//! it; a limiter made before the clock is paused keeps the real one.
 //!
 //! ```
 //! use std::time::Duration;
@@ -59,12 +65,12 @@ pub struct RateLimiter {
     policy: RatePolicy,
     interval: u64,
     tolerance: u64,
-    base: Instant,
+    clock: Clock,
     /// The theoretical arrival time of the next call, in nanoseconds since
-    /// `base`.
+    /// the clock's start.
     tat: AtomicU64,
     /// Until when a vendor's `Retry-After` paused it (nanoseconds since
-    /// `base`; 0: never).
+    /// the clock's start; 0: never).
     paused_until: AtomicU64,
     admitted: AtomicU64,
     waited: AtomicU64,
@@ -137,7 +143,7 @@ impl RateLimiter {
             policy: policy.clone(),
             interval,
             tolerance: interval.saturating_mul(u64::from(policy.burst().max(1)) - 1),
-            base: Instant::now(),
+            clock: Clock::new(),
             tat: AtomicU64::new(0),
             paused_until: AtomicU64::new(0),
             admitted: AtomicU64::new(0),
@@ -166,7 +172,7 @@ impl RateLimiter {
     }
 
     fn now(&self) -> u64 {
-        nanos(Instant::now().saturating_duration_since(self.base))
+        self.clock.now()
     }
 
     /// Takes a slot if one is free now; else says how long until the next
@@ -178,7 +184,7 @@ impl RateLimiter {
     ///
     /// How long until a call may go.
     pub fn try_acquire(&self) -> Result<(), Duration> {
-        match self.reserve(Duration::ZERO) {
+        match self.reserve(crate::telemetry::clock().raw(), Duration::ZERO, None) {
             Admission::Now => Ok(()),
             Admission::After(wait, reserved) => {
                 self.release(reserved);
@@ -198,7 +204,7 @@ impl RateLimiter {
     ///
     /// How long until a call may go, when that is more than `max_wait`.
     pub async fn acquire(&self, max_wait: Duration) -> Result<(), Duration> {
-        match self.reserve(max_wait) {
+        match self.reserve(crate::telemetry::clock().raw(), max_wait, None) {
             Admission::Now => Ok(()),
             Admission::After(wait, reserved) => {
                 wait_turn(self, wait, reserved).await;
@@ -209,18 +215,31 @@ impl RateLimiter {
         }
     }
 
-    /// Reserves the next slot if it is at most `max_wait` away.
-    pub(crate) fn reserve(&self, max_wait: Duration) -> Admission {
+    /// Reserves the next slot if it is at most `max_wait` away and before
+    /// `deadline`; `raw` is a reading of [`telemetry::clock`] taken now
+    /// (the attempt's start, which the retry stage reads anyway). A turn
+    /// free now costs one compare-and-swap: the deadline is read only when
+    /// there is a wait.
+    ///
+    /// [`telemetry::clock`]: crate::telemetry::clock
+    #[inline]
+    pub(crate) fn reserve(
+        &self,
+        raw: u64,
+        max_wait: Duration,
+        deadline: Option<Instant>,
+    ) -> Admission {
         #[cfg(feature = "redis")]
         if let Some(fleet) = self.fleet.get() {
-            return self.counted(fleet.reserve(max_wait));
+            return self.counted(fleet.reserve(bounded(max_wait, deadline)));
         }
-        let now = self.now();
-        let max_wait = nanos(max_wait);
+        let now = self.clock.at(raw);
+        let mut allowed = None;
         let mut tat = self.tat.load(Acquire);
         loop {
             let wait = tat.saturating_sub(self.tolerance).saturating_sub(now);
-            if wait > max_wait {
+            if wait > 0 && wait > *allowed.get_or_insert_with(|| nanos(bounded(max_wait, deadline)))
+            {
                 self.refused.fetch_add(1, Relaxed);
                 self.series.refused.increment(1);
                 return Admission::Refused(Duration::from_nanos(wait));
@@ -516,6 +535,68 @@ pub struct FleetLimit {
     pub fallbacks: u64,
 }
 
+/// `max_wait`, shortened to what is left before `deadline`.
+pub(crate) fn bounded(max_wait: Duration, deadline: Option<Instant>) -> Duration {
+    match deadline {
+        Some(at) => max_wait.min(at.saturating_duration_since(Instant::now())),
+        None => max_wait,
+    }
+}
+
+/// A rate limiter's clock, in nanoseconds since the limiter was made:
+/// quanta's TSC clock (calibrated once per process, the one attempts are
+/// timed with), or tokio's where tokio's clock was paused.
+enum Clock {
+    Tsc {
+        clock: &'static quanta::Clock,
+        start: u64,
+    },
+    Tokio(Instant),
+}
+
+impl Clock {
+    fn new() -> Self {
+        if tokio_clock_is_paused() {
+            Self::Tokio(Instant::now())
+        } else {
+            let clock = crate::telemetry::clock();
+            Self::Tsc {
+                clock,
+                start: clock.raw(),
+            }
+        }
+    }
+
+    fn now(&self) -> u64 {
+        self.at(crate::telemetry::clock().raw())
+    }
+
+    /// The time of `raw`, a reading of the TSC clock taken now (ignored on
+    /// tokio's paused clock, which is read instead).
+    #[inline]
+    fn at(&self, raw: u64) -> u64 {
+        match self {
+            Self::Tsc { clock, start } => clock.delta_as_nanos(*start, raw),
+            Self::Tokio(start) => nanos(Instant::now().saturating_duration_since(*start)),
+        }
+    }
+}
+
+/// Whether tokio's clock is paused here (`test-util`). tokio says so only
+/// by its clock standing still: a running clock moves within a
+/// microsecond, a paused one never does by itself.
+fn tokio_clock_is_paused() -> bool {
+    if tokio::runtime::Handle::try_current().is_err() {
+        return false;
+    }
+    let tokio = Instant::now();
+    let real = std::time::Instant::now();
+    while real.elapsed() < Duration::from_micros(2) {
+        std::hint::spin_loop();
+    }
+    Instant::now() == tokio
+}
+
 fn nanos(duration: Duration) -> u64 {
     u64::try_from(duration.as_nanos()).unwrap_or(u64::MAX)
 }
@@ -545,11 +626,18 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn waiters_reserve_consecutive_slots_and_a_late_release_is_kept() {
         let quota = limiter(10, Duration::from_secs(1), 1);
-        assert!(matches!(quota.reserve(MS * 500), Admission::Now));
-        let Admission::After(first, first_slot) = quota.reserve(MS * 500) else {
+        assert!(matches!(
+            quota.reserve(crate::telemetry::clock().raw(), MS * 500, None),
+            Admission::Now
+        ));
+        let Admission::After(first, first_slot) =
+            quota.reserve(crate::telemetry::clock().raw(), MS * 500, None)
+        else {
             panic!("a wait");
         };
-        let Admission::After(second, second_slot) = quota.reserve(MS * 500) else {
+        let Admission::After(second, second_slot) =
+            quota.reserve(crate::telemetry::clock().raw(), MS * 500, None)
+        else {
             panic!("a wait");
         };
         assert_eq!(
@@ -560,16 +648,24 @@ mod tests {
         // The first waiter gives up: someone reserved after it, so its slot
         // stays taken (never more calls than the limit).
         quota.release(first_slot);
-        assert!(matches!(quota.reserve(MS * 500), Admission::After(wait, _) if wait == MS * 300));
+        assert!(
+            matches!(quota.reserve(crate::telemetry::clock().raw(), MS * 500, None), Admission::After(wait, _) if wait == MS * 300)
+        );
         // The last one gives up: its slot goes back.
-        let Admission::After(_, last) = quota.reserve(MS * 500) else {
+        let Admission::After(_, last) =
+            quota.reserve(crate::telemetry::clock().raw(), MS * 500, None)
+        else {
             panic!("a wait");
         };
         quota.release(last);
         let _ = second_slot;
-        assert!(matches!(quota.reserve(MS * 500), Admission::After(wait, _) if wait == MS * 400));
+        assert!(
+            matches!(quota.reserve(crate::telemetry::clock().raw(), MS * 500, None), Admission::After(wait, _) if wait == MS * 400)
+        );
         // Past `max_wait`: refused, nothing taken.
-        assert!(matches!(quota.reserve(MS * 100), Admission::Refused(wait) if wait == MS * 500));
+        assert!(
+            matches!(quota.reserve(crate::telemetry::clock().raw(), MS * 100, None), Admission::Refused(wait) if wait == MS * 500)
+        );
         assert_eq!(quota.status().refused, 1);
     }
 

@@ -4,7 +4,8 @@
 //! Versioned: the macro of one release names `__private_v1`; a change to
 //! what is here that generated code would notice gets a new module (and the
 //! crates pin each other with `=` so a macro never meets another release's
-//! runtime). The seam is one entry point, [`run`], which takes a [`Call`]
+//! runtime). The seam is one entry point, [`run`] ([`run_hedged`] for a
+//! method with `hedge(..)`, so that no other call carries a race), which takes a [`Call`]
 //! (what the generated code read from the call) and composes the stages
 //! itself. The rest is grouped: [`shape`] (how the answer looks to the
 //! fallbacks and the store), [`args`] (argument readers and the checks that
@@ -16,7 +17,7 @@
 pub mod args;
 pub mod replay;
 
-pub use crate::pipeline::{Call, NoReads, Read, Reads, run};
+pub use crate::pipeline::{Call, NoReads, Read, Reads, run, run_hedged};
 pub use crate::resilient::ContractEndpoints;
 pub use crate::{Endpoint, Runtime};
 

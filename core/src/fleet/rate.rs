@@ -709,7 +709,7 @@ pub(crate) async fn turn(
     fleet.waiting.fetch_sub(1, Relaxed);
     for _ in 0..LEASE_TRIES {
         let left = max_wait.saturating_sub(asked.elapsed());
-        match limiter.reserve(left) {
+        match limiter.reserve(crate::telemetry::clock().raw(), left, None) {
             Admission::Now => return Ok(()),
             Admission::After(wait, reserved) => {
                 drop(guard);

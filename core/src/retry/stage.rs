@@ -54,12 +54,16 @@ pub(crate) fn retry_after<E: ContractError>(
 /// into its one attempt), and `wrap` runs around each (to set a keyed
 /// write's task-local context; the identity otherwise).
 ///
+/// `hedged` says whether the attempts may be hedged (`hedge(..)`): a call
+/// that is not carries none of a race's state (measured: the hedged branch
+/// cost every call of the full stack about 3.5 ns, BENCHMARKS.md).
+///
 /// A macro, not an `async fn`: a future of its own, nested in the
 /// pipeline's, cost every call about 70 instructions (its arguments copied
 /// in, its own state and drop) — a third of what the whole stack adds to a
 /// call (BENCHMARKS.md).
 macro_rules! run {
-    ($endpoint:expr, $deadline:expr, $trace:ident, $next_attempt:expr, $wrap:expr $(,)?) => {
+    ($endpoint:expr, $deadline:expr, $trace:ident, $next_attempt:expr, $wrap:expr, hedged = $hedged:tt $(,)?) => {
         'retry: {
             #[allow(unused_imports)]
             use $crate::Classify as _;
@@ -75,15 +79,19 @@ macro_rules! run {
             let mut rng = None;
             let mut previous_delay = ::std::time::Duration::ZERO;
             let mut attempts = 0;
+            let clock = $crate::telemetry::clock();
             let failed = loop {
+                // The attempt's start, when the rate limiter read it for a
+                // turn taken at once (one clock read for both); read below
+                // otherwise, and after any wait.
+                let mut timer = None;
                 // The rate limiter: every attempt takes a turn, waiting for
                 // it up to `max_wait` (never past the deadline).
                 if let Some(limiter) = endpoint.limiter.as_deref() {
-                    let mut max_wait = limiter.policy().max_wait();
-                    if let Some(at) = deadline.at {
-                        max_wait = max_wait.min(at.saturating_duration_since(::tokio::time::Instant::now()));
-                    }
-                    match limiter.reserve(max_wait) {
+                    let max_wait = limiter.policy().max_wait();
+                    let now = clock.raw();
+                    timer = Some(now);
+                    match limiter.reserve(now, max_wait, deadline.at) {
                         $crate::rate::Admission::Now => {}
                         $crate::rate::Admission::After(wait, reserved) => {
                             ::tracing::debug!(
@@ -95,6 +103,7 @@ macro_rules! run {
                                 "waiting for the rate limiter's turn"
                             );
                             $crate::rate::wait_turn(limiter, wait, reserved).await;
+                            timer = None;
                         }
                         $crate::rate::Admission::Refused(retry_in) => {
                             $trace.rejected = true;
@@ -102,10 +111,12 @@ macro_rules! run {
                         }
                         // A fleet's limiter whose lease is spent.
                         $crate::rate::Admission::Lease => {
+                            let max_wait = $crate::rate::bounded(max_wait, deadline.at);
                             if let Err(retry_in) = $crate::rate::lease_turn(limiter, max_wait).await {
                                 $trace.rejected = true;
                                 break 'retry Err(endpoint.rate_limited(retry_in));
                             }
+                            timer = None;
                         }
                     }
                 } else if let Some(retry_in) = endpoint.pause.remaining() {
@@ -122,7 +133,10 @@ macro_rules! run {
                     Some(bulkhead) => match bulkhead.try_enter() {
                         Some(place) => Some(place),
                         None => match bulkhead.wait(deadline.at).await {
-                            Ok(place) => Some(place),
+                            Ok(place) => {
+                                timer = None;
+                                Some(place)
+                            }
                             Err(full) => {
                                 $trace.rejected = true;
                                 break 'retry Err(endpoint.bulkhead_full(full));
@@ -156,35 +170,13 @@ macro_rules! run {
                 attempts += 1;
                 $trace.begin_attempt(attempts);
                 let probe = permit.as_ref().is_some_and($crate::breaker::Permit::is_probe);
-                let clock = $crate::telemetry::clock();
-                let timer = clock.raw();
-                let answer = match endpoint.hedge.as_deref() {
-                    None => $crate::timeout::within(
-                        limit,
-                        timer,
-                        &$trace.attempt,
-                        &mut $trace.correlation,
-                        wrap(call),
-                    )
-                    .await,
-                    // Hedged: once the attempt is late, more go in
-                    // parallel, each with what it needs taken at once.
-                    Some(hedger) => {
-                        let correlation = $trace.correlation;
-                        let first = $crate::timeout::within(
-                            limit,
-                            timer,
-                            &$trace.attempt,
-                            &mut $trace.correlation,
-                            wrap(call),
-                        );
-                        let next = || {
-                            let place = $crate::hedge::admit(endpoint)?;
-                            Some((wrap(next_attempt()?), place))
-                        };
-                        $crate::hedge::race(hedger, first, next, limit, timer, &$trace.attempt, correlation).await
-                    }
+                let timer = match timer {
+                    Some(timer) => timer,
+                    None => clock.raw(),
                 };
+                let answer = $crate::retry::stage::attempt!(
+                    $hedged, endpoint, $trace, call, limit, timer, wrap, next_attempt
+                );
                 if let Some(place) = place {
                     place.ended(match &answer {
                         $crate::timeout::Attempt::Answered(Ok(_)) => $crate::bulkhead::Sample::Answered,
@@ -336,6 +328,54 @@ macro_rules! run {
     };
 }
 pub(crate) use run;
+
+/// One attempt under its timeout, raced against its hedges where the call
+/// may be hedged (`true`) and its endpoint has a hedger.
+macro_rules! attempt {
+    (false, $endpoint:ident, $trace:ident, $call:ident, $limit:ident, $timer:ident, $wrap:ident, $next_attempt:ident) => {
+        $crate::timeout::within(
+            $limit,
+            $timer,
+            &$trace.attempt,
+            &mut $trace.correlation,
+            $wrap($call),
+        )
+        .await
+    };
+    (true, $endpoint:ident, $trace:ident, $call:ident, $limit:ident, $timer:ident, $wrap:ident, $next_attempt:ident) => {
+        match $endpoint.hedge.as_deref() {
+            None => $crate::retry::stage::attempt!(
+                false,
+                $endpoint,
+                $trace,
+                $call,
+                $limit,
+                $timer,
+                $wrap,
+                $next_attempt
+            ),
+            // Hedged: once the attempt is late, more go in parallel, each
+            // with what it needs taken at once.
+            Some(hedger) => {
+                $crate::hedge::race(
+                    hedger,
+                    $limit,
+                    $timer,
+                    &$trace.attempt,
+                    &mut $trace.correlation,
+                    $wrap($call),
+                    || {
+                        let place = $crate::hedge::admit($endpoint)?;
+                        Some(($wrap($next_attempt()?), place))
+                    },
+                )
+                .await
+            }
+        }
+    };
+}
+
+pub(crate) use attempt;
 
 pub(crate) fn record(permit: Option<Permit<'_>>, outcome: Outcome) {
     if let Some(permit) = permit {

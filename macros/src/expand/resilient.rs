@@ -328,8 +328,15 @@ fn run(
     };
     // The whole call spanned at the return type: a bound the error type
     // misses is reported there.
+    // A hedged method's calls go through a pipeline of their own, so that
+    // no other method's future carries a race.
+    let run = if policy.hedge().is_some() {
+        quote!(run_hedged)
+    } else {
+        quote!(run)
+    };
     quote_spanned! {output_span=>
-        ::seawall::__private_v1::run(__seawall_endpoint, ::seawall::__private_v1::Call {
+        ::seawall::__private_v1::#run(__seawall_endpoint, ::seawall::__private_v1::Call {
             attempts: #attempts,
             answer: #answer,
             record: #record,
