@@ -357,6 +357,43 @@ async fn slow_calls_open_the_breaker_while_every_call_succeeds() {
     assert!(matches!(seawall_error(&result), Error::BreakerOpen { .. }));
 }
 
+/// A tripped vendor must not take the whole service out of its load
+/// balancer: readiness stays true, and names the breaker as degraded.
+#[tokio::test(start_paused = true)]
+async fn an_open_breaker_leaves_the_service_ready_and_is_listed_as_degraded() {
+    let runtime = Runtime::in_memory();
+    let vendor = Resilient::new(
+        Script::new([Step::Fail(422), Step::Fail(422)], Step::Ok),
+        &runtime,
+    );
+    assert_eq!(runtime.readiness().degraded, Vec::<String>::new());
+    let _ = vendor.strict().await;
+    let _ = vendor.strict().await;
+    assert_eq!(state(&runtime, "vendor.strict"), BreakerState::Open);
+    let readiness = runtime.readiness();
+    assert!(readiness.ready, "{readiness:?}");
+    assert!(readiness.blocking.is_empty(), "{readiness:?}");
+    assert_eq!(readiness.degraded, ["vendor.strict: breaker open"]);
+    let json = serde_json::to_value(&readiness).unwrap();
+    assert_eq!(json["ready"], true, "{json}");
+
+    // The vendor is back: once a probe closes the breaker, nothing is
+    // degraded any more (bounded: the open period is far shorter).
+    for _ in 0..20 {
+        if state(&runtime, "vendor.strict") == BreakerState::Closed {
+            break;
+        }
+        tokio::time::sleep(SECOND * 10).await;
+        let _ = vendor.strict().await;
+    }
+    assert_eq!(state(&runtime, "vendor.strict"), BreakerState::Closed);
+    let readiness = runtime.readiness();
+    assert!(
+        readiness.ready && readiness.degraded.is_empty(),
+        "{readiness:?}"
+    );
+}
+
 #[tokio::test(start_paused = true)]
 async fn failure_classes_decide_what_opens_the_breaker() {
     let runtime = Runtime::in_memory();

@@ -147,7 +147,7 @@ async fn the_same_key_with_another_payload_on_another_replica_is_a_conflict() {
         let replica = replicas[0].clone();
         tokio::spawn(async move { replica.post("acct-2", 5).await })
     };
-    vendor.arrived.notified().await;
+    vendor.arrival().await;
     let result = replicas[1].post("acct-2", 6).await;
     assert!(
         matches!(seawall_error(&result), Error::IdempotencyConflict { .. }),
@@ -170,7 +170,7 @@ async fn a_duplicate_in_flight_on_another_replica_is_rejected_when_the_policy_sa
         let replica = replicas[0].clone();
         tokio::spawn(async move { replica.post_once("acct-1", 5).await })
     };
-    vendor.arrived.notified().await;
+    vendor.arrival().await;
     let second = replicas[1].post_once("acct-1", 5).await;
     assert!(
         matches!(seawall_error(&second), Error::IdempotencyInFlight { .. }),
@@ -247,7 +247,7 @@ async fn a_cancelled_call_lets_go_of_its_claim_at_once() {
         let replica = replicas[0].clone();
         tokio::spawn(async move { replica.post_soon("acct-1", 5).await })
     };
-    vendor.arrived.notified().await;
+    vendor.arrival().await;
     let claim = store_key(&prefix, "post_soon", "acct-1", "claim");
     assert_eq!(
         redis::command(6379, &format!("EXISTS {claim}")).unwrap(),
@@ -340,7 +340,7 @@ async fn a_call_longer_than_the_lease_keeps_its_claim_by_renewing_it() {
         let replica = replicas[0].clone();
         tokio::spawn(async move { replica.post_once("acct-1", 5).await })
     };
-    vendor.arrived.notified().await;
+    vendor.arrival().await;
     // Three leases later the call still runs, and still holds its key.
     tokio::time::sleep(lease * 3).await;
     let second = replicas[1].post_once("acct-1", 5).await;

@@ -88,6 +88,15 @@ async fn a_full_disk_fails_appends_fast_and_recovers_without_a_restart() {
     assert!(!acknowledged.is_empty());
     eprintln!("{} writes acknowledged, then: {full}", acknowledged.len());
     assert!(runtime.health().store_degraded, "health says so");
+    let readiness = runtime.readiness();
+    assert!(
+        !readiness.ready,
+        "a store that cannot write fails readiness"
+    );
+    assert!(
+        readiness.blocking[0].contains("embedded store cannot write"),
+        "{readiness:?}"
+    );
     // While it is full, appends fail at once rather than each waiting on
     // a disk that cannot take them.
     let started = std::time::Instant::now();
@@ -109,6 +118,7 @@ async fn a_full_disk_fails_appends_fast_and_recovers_without_a_restart() {
     }
     let recovered = recovered.expect("appends work again within 10 s of the space coming back");
     assert!(!runtime.health().store_degraded);
+    assert!(runtime.readiness().ready, "ready again without a restart");
     assert_eq!(
         *changes.lock().unwrap(),
         [true, false],

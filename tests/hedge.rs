@@ -15,6 +15,7 @@ use std::time::Duration;
 
 use rand::rngs::SmallRng;
 use rand::{RngExt, SeedableRng};
+use seawall::idempotency::{IdempotencyKey, current_key};
 use seawall::{Resilient, Runtime, contract};
 use support::VendorError;
 use tokio::time::Instant;
@@ -38,6 +39,8 @@ struct Vendor {
     rng: Arc<Mutex<SmallRng>>,
     requests: Arc<AtomicU32>,
     cancelled: Arc<AtomicU32>,
+    /// The idempotency key each request of a keyed write ran with.
+    keys: Arc<Mutex<Vec<Option<IdempotencyKey>>>>,
 }
 
 impl Vendor {
@@ -47,6 +50,7 @@ impl Vendor {
             rng: Arc::new(Mutex::new(SmallRng::seed_from_u64(20))),
             requests: Arc::default(),
             cancelled: Arc::default(),
+            keys: Arc::default(),
         }
     }
 
@@ -117,6 +121,9 @@ pub trait Search {
 
     #[integration(read, timeout = "2s", hedge(after = "50ms"), bulkhead(max = 1))]
     async fn narrow(&self) -> Result<u32, VendorError>;
+
+    #[integration(write, timeout = "2s", idempotent(key = [order]), hedge(after = "50ms"))]
+    async fn place(&self, order: u32) -> Result<u32, VendorError>;
 }
 
 impl Search for Vendor {
@@ -141,6 +148,10 @@ impl Search for Vendor {
     async fn narrow(&self) -> Result<u32, VendorError> {
         self.request().await
     }
+    async fn place(&self, _order: u32) -> Result<u32, VendorError> {
+        self.keys.lock().unwrap().push(current_key());
+        self.request().await
+    }
 }
 
 fn search(script: impl IntoIterator<Item = Step>) -> (Runtime, Vendor, Arc<Resilient<Vendor>>) {
@@ -158,6 +169,31 @@ fn hedges(runtime: &Runtime, method: &str) -> seawall::hedge::HedgeStatus {
         .find(|e| e.method == method)
         .and_then(|e| e.hedges)
         .expect("the method hedges")
+}
+
+/// A hedged keyed write: the hedge is the same write, so it carries the
+/// same idempotency key as the attempt it races (the vendor sees one
+/// operation twice, and keeps one).
+#[tokio::test(start_paused = true)]
+async fn a_hedged_keyed_write_sends_the_same_key_on_every_request() {
+    let (_runtime, vendor, search) = search([
+        Step::Answer(Duration::from_secs(1), 1),
+        Step::Answer(MS * 10, 2),
+    ]);
+    assert_eq!(search.place(42).await.unwrap(), 2, "the hedge's answer");
+    let keys = vendor.keys.lock().unwrap().clone();
+    assert_eq!(keys.len(), 2, "the attempt and its hedge: {keys:?}");
+    assert!(keys[0].is_some(), "{keys:?}");
+    assert_eq!(keys[0], keys[1], "one key for both requests");
+    // Another order is another operation: another key.
+    vendor
+        .script
+        .lock()
+        .unwrap()
+        .push_back(Step::Answer(MS * 10, 3));
+    search.place(43).await.unwrap();
+    let keys = vendor.keys.lock().unwrap().clone();
+    assert_ne!(keys[2], keys[0], "{keys:?}");
 }
 
 #[tokio::test(start_paused = true)]

@@ -187,7 +187,7 @@ async fn the_same_key_with_another_payload_on_another_runtime_is_a_conflict() {
         let replica = replicas[0].clone();
         tokio::spawn(async move { replica.post("acct-2", 5).await })
     };
-    vendor.arrived.notified().await;
+    vendor.arrival().await;
     let result = replicas[1].post("acct-2", 6).await;
     assert!(
         matches!(seawall_error(&result), Error::IdempotencyConflict { .. }),
@@ -211,7 +211,7 @@ async fn a_duplicate_in_flight_on_another_runtime_is_rejected_when_the_policy_sa
         let replica = replicas[0].clone();
         tokio::spawn(async move { replica.post_once("acct-1", 5).await })
     };
-    vendor.arrived.notified().await;
+    vendor.arrival().await;
     let second = replicas[1].post_once("acct-1", 5).await;
     assert!(
         matches!(seawall_error(&second), Error::IdempotencyInFlight { .. }),
@@ -300,7 +300,7 @@ async fn a_cancelled_call_lets_go_of_its_claim_at_once() {
         let replica = replicas[0].clone();
         tokio::spawn(async move { replica.post_soon("acct-1", 5).await })
     };
-    vendor.arrived.notified().await;
+    vendor.arrival().await;
     let key = store_key("post_soon", "acct-1");
     assert_eq!(
         row(url, &schema, &key).await,
@@ -337,7 +337,7 @@ async fn a_call_longer_than_the_lease_keeps_its_claim_by_renewing_it() {
         let replica = replicas[0].clone();
         tokio::spawn(async move { replica.post_once("acct-1", 5).await })
     };
-    vendor.arrived.notified().await;
+    vendor.arrival().await;
     // Three leases later the call still runs, and still holds its key.
     tokio::time::sleep(lease * 3).await;
     let second = replicas[1].post_once("acct-1", 5).await;
@@ -519,6 +519,13 @@ async fn a_database_that_never_answered_fails_closed_and_building_did_not_wait_f
     assert_eq!(vendor.calls(), 0);
     let health = runtime.health().postgres.expect("the database's health");
     assert!(!health.available && !health.ready, "{health:?}");
+    // The runtime's own state is unusable: the replica is not ready.
+    let readiness = runtime.readiness();
+    assert!(!readiness.ready, "{readiness:?}");
+    assert!(
+        readiness.blocking[0].contains("PostgreSQL"),
+        "{readiness:?}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

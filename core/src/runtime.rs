@@ -599,6 +599,14 @@ impl Runtime {
         &self.shared.wal
     }
 
+    /// Whether the service should take traffic, for a readiness probe: not
+    /// while seawall's own state is unusable (the embedded store cannot
+    /// write, the PostgreSQL database does not answer); never because a
+    /// vendor's breaker is open. See [`Readiness`](crate::telemetry::Readiness).
+    pub fn readiness(&self) -> crate::telemetry::Readiness {
+        self.health().readiness()
+    }
+
     /// Every endpoint's calls, latency, breaker and cache counts, and every
     /// contract queue's depth and dead letters, as they are now.
     /// Serializes to JSON (`serde_json::to_string(&runtime.health())`).

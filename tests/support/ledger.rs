@@ -72,6 +72,15 @@ impl Vendor {
         self.calls.load(Ordering::SeqCst)
     }
 
+    /// Waits for the next call to arrive — bounded, so that a call that
+    /// failed before reaching the vendor fails the test instead of hanging
+    /// it.
+    pub async fn arrival(&self) {
+        tokio::time::timeout(Duration::from_secs(30), self.arrived.notified())
+            .await
+            .expect("a call reached the vendor within 30 s (did it fail before?)");
+    }
+
     pub async fn take(&self, cents: u64) -> Result<u64, VendorError> {
         let number = self.calls.fetch_add(1, Ordering::SeqCst) + 1;
         self.arrived.notify_one();

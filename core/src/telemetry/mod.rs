@@ -515,6 +515,109 @@ pub struct Health {
     pub postgres: Option<PostgresHealth>,
 }
 
+impl Health {
+    /// What this snapshot means for an orchestrator's readiness probe: see
+    /// [`Readiness`].
+    pub fn readiness(&self) -> Readiness {
+        let mut blocking = Vec::new();
+        let mut degraded = Vec::new();
+        if self.store_degraded {
+            blocking.push(
+                "the embedded store cannot write (a full disk?): queued writes and idempotency \
+                 records are refused until it can"
+                    .to_owned(),
+            );
+        }
+        if let Some(postgres) = &self.postgres {
+            let why = postgres
+                .last_error
+                .as_deref()
+                .unwrap_or("no error recorded");
+            if !postgres.ready {
+                blocking.push(format!(
+                    "PostgreSQL (schema {}) is not connected and migrated yet: {why}",
+                    postgres.schema
+                ));
+            } else if !postgres.available {
+                blocking.push(format!(
+                    "PostgreSQL (schema {}) does not answer: {why}",
+                    postgres.schema
+                ));
+            }
+        }
+        if let Some(fleet) = &self.fleet
+            && !fleet.available
+        {
+            degraded.push(format!(
+                "the fleet store ({}) does not answer: breakers run on local state, rate \
+                 limiters on this replica's share",
+                fleet.backend
+            ));
+        }
+        for endpoint in &self.endpoints {
+            if let Some(state) = endpoint.breaker
+                && !matches!(
+                    state,
+                    BreakerState::Closed | BreakerState::Disabled | BreakerState::MetricsOnly
+                )
+            {
+                degraded.push(format!(
+                    "{}.{}: breaker {}",
+                    endpoint.contract,
+                    endpoint.method,
+                    state.as_str()
+                ));
+            }
+        }
+        for paused in &self.paused {
+            degraded.push(format!(
+                "{}: paused by the vendor's Retry-After for {:.0} ms more",
+                paused.contract, paused.paused_for_ms
+            ));
+        }
+        if self.quarantined > 0 {
+            degraded.push(format!(
+                "{} stored records quarantined (undecodable): an operator should look",
+                self.quarantined
+            ));
+        }
+        Readiness {
+            ready: blocking.is_empty(),
+            blocking,
+            degraded,
+        }
+    }
+}
+
+/// Whether the service should take traffic, for an orchestrator's
+/// readiness probe ([`Runtime::readiness`](crate::Runtime::readiness)).
+///
+/// **A vendor's outage is not the service's.** An open breaker means
+/// seawall is doing its job — failing fast, serving the cache, queueing
+/// writes — and a replica taken out of the load balancer for it would
+/// only move its traffic to replicas whose breakers are open too. So open
+/// breakers, vendor pauses, a fleet store that does not answer (each
+/// replica runs on local state) and quarantined records are listed in
+/// `degraded` and never make `ready` false. What does is seawall's own
+/// state being unusable, because a promise it makes to callers depends on
+/// it: the embedded store unable to write (queued writes and idempotency
+/// records would be refused) or the PostgreSQL database, when the runtime
+/// keeps state there, not connected or not answering.
+///
+/// Liveness is another question: nothing here should restart a process.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[non_exhaustive]
+pub struct Readiness {
+    /// Whether nothing in `blocking` holds.
+    pub ready: bool,
+    /// Why the service cannot keep seawall's promises now; empty when
+    /// `ready`.
+    pub blocking: Vec<String>,
+    /// What is degraded but handled, for the operator: never a reason to
+    /// take the replica out of service.
+    pub degraded: Vec<String>,
+}
+
 /// Whether the runtime's PostgreSQL database answers.
 #[derive(Clone, Debug, Serialize)]
 #[non_exhaustive]
