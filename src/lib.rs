@@ -60,7 +60,7 @@ pub use seawall_core::*;
 pub use seawall_macros::{Classify, contract, integration};
 
 // The README's examples compile (and run, unless marked `no_run`) as doc tests.
-// They use the default features.
+// They need the default features, `postgres` and `overrides` (`--all-features`).
 #[cfg(all(
     doctest,
     feature = "http",
@@ -69,7 +69,8 @@ pub use seawall_macros::{Classify, contract, integration};
     feature = "mock",
     feature = "sealing",
     feature = "redis",
-    feature = "postgres"
+    feature = "postgres",
+    feature = "overrides"
 ))]
 #[doc = include_str!("../README.md")]
 pub struct ReadmeDoctests;

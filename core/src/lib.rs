@@ -37,6 +37,7 @@ pub mod http;
 pub mod idempotency;
 #[cfg(feature = "mock")]
 pub mod mock;
+pub mod overrides;
 mod pipeline;
 pub mod policy;
 #[cfg(feature = "postgres")]

@@ -68,6 +68,10 @@ struct Shared {
     disk_cache: Option<Arc<DiskCache>>,
     stats: Stats,
     detector: ChangeDetector,
+    /// Policy values set by an operator (`RuntimeBuilder::overrides`).
+    overrides: crate::overrides::Overrides,
+    /// What the overrides did to each method they touched.
+    overridden: Mutex<BTreeMap<String, crate::overrides::MethodOverrides>>,
     /// The embedded database's retention, and its sweeper thread.
     #[cfg(feature = "embedded")]
     upkeep: OnceLock<Upkeep>,
@@ -141,6 +145,8 @@ impl Shared {
             disk_cache: disk_cache.map(Arc::new),
             stats: Stats::default(),
             detector,
+            overrides: crate::overrides::Overrides::new(),
+            overridden: Mutex::default(),
             #[cfg(feature = "embedded")]
             upkeep: OnceLock::new(),
             #[cfg(feature = "embedded")]
@@ -190,6 +196,7 @@ pub struct RuntimeBuilder {
     redis: Option<crate::fleet::Redis>,
     #[cfg(feature = "postgres")]
     postgres: Option<crate::postgres::Postgres>,
+    overrides: crate::overrides::Overrides,
 }
 
 /// How long settled entries of the write-ahead log are kept, unless the
@@ -323,6 +330,16 @@ impl RuntimeBuilder {
         self
     }
 
+    /// Policy values an operator sets without a rebuild (a TOML file and
+    /// `SEAWALL__…` variables: `Overrides::load`,
+    /// feature `overrides`), applied to each method when its endpoint is
+    /// resolved. A method whose overrides break a rule keeps its compiled
+    /// policy; `health().overrides` says what applied and what did not.
+    pub fn overrides(mut self, overrides: crate::overrides::Overrides) -> Self {
+        self.overrides = overrides;
+        self
+    }
+
     /// A runtime that keeps all its state in memory, queued writes
     /// included: for tests and demos (see [`Runtime::in_memory`]).
     pub fn in_memory(self) -> Runtime {
@@ -411,6 +428,7 @@ impl RuntimeBuilder {
             None => RngSource::default(),
         };
         let mut shared = Shared::new(rng, backend, wal, disk_cache, self.detector);
+        shared.overrides = self.overrides;
         #[cfg(feature = "embedded")]
         {
             shared.orphan_grace = self.orphan_grace.unwrap_or(DEFAULT_ORPHAN_GRACE);
@@ -647,6 +665,7 @@ impl Runtime {
                 .filter_map(|pause| pause.status())
                 .collect(),
             quarantined: wal.quarantined_count(),
+            overrides: lock(&self.shared.overridden).values().cloned().collect(),
             #[cfg(feature = "embedded")]
             store_degraded: self
                 .shared
@@ -722,6 +741,51 @@ impl Runtime {
         self.registry().values().cloned().collect()
     }
 
+    /// `policy` with the operator's overrides for `contract.method`, or
+    /// `policy` itself when they break a rule (each error logged and kept
+    /// for health).
+    fn overridden(&self, contract: &str, method: &str, policy: Policy) -> Policy {
+        if self.shared.overrides.is_empty() {
+            return policy;
+        }
+        let target = format!("{contract}.{method}");
+        let (effective, status) = match self.shared.overrides.apply(contract, method, &policy) {
+            Ok((_, applied)) if applied.is_empty() => return policy,
+            Ok((effective, applied)) => {
+                for value in &applied {
+                    tracing::info!(
+                        target: "seawall::overrides",
+                        method = %target,
+                        key = %value.key,
+                        value = %value.value,
+                        source = %value.source,
+                        "policy value overridden"
+                    );
+                }
+                (
+                    effective,
+                    crate::overrides::MethodOverrides::applied(&target, applied),
+                )
+            }
+            Err(errors) => {
+                for error in &errors {
+                    tracing::error!(
+                        target: "seawall::overrides",
+                        method = %target,
+                        "override refused, the compiled policy applies: {}",
+                        error.message
+                    );
+                }
+                (
+                    policy,
+                    crate::overrides::MethodOverrides::refused(&target, errors),
+                )
+            }
+        };
+        lock(&self.shared.overridden).insert(target, status);
+        effective
+    }
+
     /// Builds the pipeline of one contract method.
     ///
     /// Endpoints whose breaker policies carry the same name share one
@@ -739,6 +803,7 @@ impl Runtime {
         method: &str,
         policy: Policy,
     ) -> Result<Endpoint, PolicyError> {
+        let policy = self.overridden(contract, method, policy);
         policy.validate()?;
         let breaker = match policy.breaker() {
             None => None,

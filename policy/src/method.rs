@@ -140,6 +140,13 @@ impl Policy {
         self.budget.as_ref()
     }
 
+    /// Sets the per-attempt timeout (a policy always has one; see
+    /// [`new`](Self::new)).
+    pub const fn with_timeout(mut self, timeout: Duration) -> Self {
+        self.timeout = timeout;
+        self
+    }
+
     /// Caps the whole logical call, every attempt and backoff included.
     pub const fn with_deadline(mut self, deadline: Duration) -> Self {
         self.deadline = Some(deadline);

@@ -504,6 +504,10 @@ pub struct Health {
     /// were set aside (`WriteAheadLog::quarantined`); anything but zero
     /// needs an operator.
     pub quarantined: u64,
+    /// Each method an operator's overrides touched
+    /// (`RuntimeBuilder::overrides`): the values that apply and where each
+    /// came from, or the errors that kept its compiled policy.
+    pub overrides: Vec<crate::overrides::MethodOverrides>,
     /// Whether the embedded store failed to write (a full disk) and has not
     /// been reopened yet: appends fail at once meanwhile.
     pub store_degraded: bool,
@@ -574,6 +578,15 @@ impl Health {
                 "{}: paused by the vendor's Retry-After for {:.0} ms more",
                 paused.contract, paused.paused_for_ms
             ));
+        }
+        for method in &self.overrides {
+            if !method.errors.is_empty() {
+                degraded.push(format!(
+                    "{}: {} override(s) refused, its compiled policy applies",
+                    method.method,
+                    method.errors.len()
+                ));
+            }
         }
         if self.quarantined > 0 {
             degraded.push(format!(
