@@ -106,12 +106,24 @@ async fn an_override_that_breaks_a_rule_changes_nothing_and_gives_the_compilers_
     // them, and so does an override.
     overrides.set("crm.note", "retry.attempts", "3").unwrap();
     let runtime = runtime(overrides);
+    let refused = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let seen = refused.clone();
+    runtime.subscribe(move |event| {
+        if let seawall::Event::OverridesRefused(method) = event {
+            seen.lock().unwrap().push(method.method.clone());
+        }
+    });
     let vendor = Resilient::new(Script::always(Step::Fail(503)), &runtime);
     assert!(vendor.note().await.is_err());
     assert_eq!(
         vendor.inner().calls(),
         1,
         "the compiled policy: one attempt"
+    );
+    assert_eq!(
+        *refused.lock().unwrap(),
+        ["crm.note"],
+        "subscribers were told"
     );
 
     let health = runtime.health();

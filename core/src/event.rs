@@ -37,6 +37,10 @@ pub enum Event {
     /// store are refused meanwhile, or run locally if told to); or it
     /// answers again.
     Postgres(PostgresChanged),
+    /// An operator's overrides for a method were refused (a rule broken, a
+    /// stage it does not declare): its compiled policy applies
+    /// (`RuntimeBuilder::overrides`).
+    OverridesRefused(crate::overrides::MethodOverrides),
 }
 
 /// The PostgreSQL database's availability changed.

@@ -778,10 +778,11 @@ impl Runtime {
                         error.message
                     );
                 }
-                (
-                    policy,
-                    crate::overrides::MethodOverrides::refused(&target, errors),
-                )
+                let refused = crate::overrides::MethodOverrides::refused(&target, errors);
+                self.shared
+                    .subscribers
+                    .emit(&Event::OverridesRefused(refused.clone()));
+                (policy, refused)
             }
         };
         lock(&self.shared.overridden).insert(target, status);
