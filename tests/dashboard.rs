@@ -187,6 +187,14 @@ async fn status_json_holds_health_breakers_dead_letters_history_and_alerts() {
         status = self::status(&base).await;
     }
     assert_eq!(status["actions"], false, "no hook: no actions");
+    assert_eq!(status["readiness"]["ready"], true);
+    assert!(
+        status["readiness"]["blocking"]
+            .as_array()
+            .unwrap()
+            .is_empty()
+    );
+    assert!(status["readiness"]["degraded"].is_array());
     assert!(status["at_ms"].as_u64().is_some());
     let endpoints = status["health"]["endpoints"].as_array().expect("endpoints");
     let account = endpoints
@@ -579,5 +587,57 @@ async fn an_approved_operator_retries_a_dead_letter_and_purges_another() {
             .as_array()
             .unwrap()
             .is_empty()
+    );
+}
+
+/// What a `tracing` subscriber writes, kept for the test to read.
+#[derive(Clone, Default)]
+struct Log(Arc<std::sync::Mutex<Vec<u8>>>);
+
+impl std::io::Write for Log {
+    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(bytes);
+        Ok(bytes.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+// One thread: the server's tasks run where the subscriber is set.
+#[tokio::test(flavor = "current_thread")]
+async fn every_action_is_logged_done_or_refused() {
+    let log = Log::default();
+    let writer = log.clone();
+    let subscriber = tracing_subscriber::fmt()
+        .with_writer(move || writer.clone())
+        .with_target(true)
+        .finish();
+    let _guard = tracing::subscriber::set_default(subscriber);
+    let setup = setup().await;
+    let base = serve(operators(&setup.runtime)).await;
+    let reset = "/actions/breakers/crm.account/reset";
+    let (code, _) = post(&base, reset, json!({}), false).await;
+    assert_eq!(code, 403);
+    let (code, _) = post(&base, reset, json!({}), true).await;
+    assert_eq!(code, 200);
+    let log = String::from_utf8(log.0.lock().unwrap().clone()).unwrap();
+    let lines: Vec<&str> = log
+        .lines()
+        .filter(|line| line.contains("seawall::dashboard"))
+        .collect();
+    assert_eq!(lines.len(), 2, "{log}");
+    assert!(
+        lines[0].contains("WARN") && lines[0].contains("refused by the authorisation hook"),
+        "{}",
+        lines[0]
+    );
+    assert!(
+        lines[1].contains("INFO")
+            && lines[1].contains("action=\"reset\"")
+            && lines[1].contains("crm.account"),
+        "{}",
+        lines[1]
     );
 }

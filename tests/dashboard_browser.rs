@@ -150,7 +150,7 @@ impl Browser {
                 "--no-first-run",
                 "--no-default-browser-check",
                 "--hide-scrollbars",
-                "--window-size=1400,1000",
+                "--window-size=1400,1350",
                 "--remote-debugging-address=127.0.0.1",
                 "--remote-debugging-port=0",
             ])
@@ -334,9 +334,25 @@ async fn the_page_shows_a_breaker_open_during_an_outage_and_close_after_it() {
             .await,
         "live"
     );
+    // Some healthy traffic on the chart before the outage (the screenshot).
+    tokio::time::sleep(Duration::from_secs(3)).await;
 
     down.store(true, Ordering::SeqCst);
     page.until_state("pricing.quote", "open", &mut seen).await;
+    // An open breaker is handled, not a reason to fail readiness.
+    let ready = page
+        .eval("document.getElementById('ready').textContent")
+        .await;
+    assert_eq!(ready, "ready");
+    let degraded = page
+        .eval("document.getElementById('degraded').textContent")
+        .await;
+    assert!(
+        degraded
+            .as_str()
+            .is_some_and(|d| d.contains("pricing.quote")),
+        "the open breaker is listed as degraded: {degraded}"
+    );
     let failed = page
         .eval(
             "[...document.querySelectorAll('#endpoints tr')]

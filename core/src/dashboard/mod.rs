@@ -62,7 +62,7 @@ use axum::routing::{get, post};
 use serde::{Deserialize, Serialize};
 
 use crate::breaker::BreakerMetrics;
-use crate::telemetry::Health;
+use crate::telemetry::{Health, Readiness};
 use crate::wal::Ticket;
 use crate::{Event, Runtime, StoreError};
 
@@ -239,6 +239,7 @@ impl Inner {
     /// The status now: the whole history, or only the newest sample.
     async fn status(&self, whole_history: bool) -> Status {
         let health = self.runtime.health();
+        let readiness = health.readiness();
         let breakers = self
             .runtime
             .breakers()
@@ -282,6 +283,7 @@ impl Inner {
         Status {
             at_ms: now_ms(),
             actions: self.authorize.is_some(),
+            readiness,
             health,
             breakers,
             dead_letters,
@@ -319,6 +321,9 @@ pub struct Status {
     pub at_ms: u64,
     /// Whether operator actions are on (an authorisation hook was given).
     pub actions: bool,
+    /// [`Runtime::readiness`], as of now: whether seawall's own state is
+    /// usable, and what is degraded but handled.
+    pub readiness: Readiness,
     /// [`Runtime::health`], as of now.
     pub health: Health,
     /// Every breaker, with its window's rates.
