@@ -38,7 +38,7 @@
 //! let status: axum::Router = seawall_core::dashboard::router(&runtime);
 //! // With operator actions for requests an authenticating proxy let through.
 //! let operators: axum::Router = Dashboard::new(&runtime)
-//!     .authorize(|request| request.headers().contains_key("x-authenticated-operator"))
+//!     .authorize(|request| request.headers.contains_key("x-authenticated-operator"))
 //!     .router();
 //! let app: axum::Router = axum::Router::new()
 //!     .nest("/seawall", operators)
