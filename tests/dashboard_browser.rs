@@ -124,6 +124,21 @@ fn chromium() -> Option<PathBuf> {
         .find(|path| path.exists())
 }
 
+/// The Chromium binary; `None` (having said so) where there is none and
+/// this is not CI, which fails instead.
+fn chromium_or_skip(test: &str) -> Option<PathBuf> {
+    let binary = chromium();
+    if binary.is_none() {
+        if std::env::var("CI").is_ok_and(|ci| ci == "true") {
+            panic!("Chromium is missing (/usr/bin/chromium): CI installs Debian's `chromium`");
+        }
+        eprintln!(
+            "SKIPPED {test}: no Chromium (install Debian's `chromium`, or set SEAWALL_CHROMIUM)"
+        );
+    }
+    binary
+}
+
 /// A headless Chromium, killed when dropped.
 struct Browser {
     child: tokio::process::Child,
@@ -280,14 +295,9 @@ impl Page {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_page_shows_a_breaker_open_during_an_outage_and_close_after_it() {
-    let Some(binary) = chromium() else {
-        if std::env::var("CI").is_ok_and(|ci| ci == "true") {
-            panic!("Chromium is missing (/usr/bin/chromium): CI installs Debian's `chromium`");
-        }
-        eprintln!(
-            "SKIPPED the_page_shows_a_breaker_open_during_an_outage_and_close_after_it: \
-             no Chromium (install Debian's `chromium`, or set SEAWALL_CHROMIUM)"
-        );
+    let Some(binary) =
+        chromium_or_skip("the_page_shows_a_breaker_open_during_an_outage_and_close_after_it")
+    else {
         return;
     };
 
@@ -392,4 +402,105 @@ async fn the_page_shows_a_breaker_open_during_an_outage_and_close_after_it() {
         .await;
     assert_eq!(loads, 1, "one load: the states came by server-sent events");
     eprintln!("the page showed {}", seen.join(" -> "));
+}
+
+/// Waits until `check` holds, for up to 10 s.
+async fn until(what: &str, mut check: impl AsyncFnMut() -> bool) {
+    let started = tokio::time::Instant::now();
+    while started.elapsed() < Duration::from_secs(10) {
+        if check().await {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("{what} did not happen within 10 s");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_pages_buttons_hold_and_reset_a_breaker_only_with_a_hook() {
+    let Some(binary) =
+        chromium_or_skip("the_pages_buttons_hold_and_reset_a_breaker_only_with_a_hook")
+    else {
+        return;
+    };
+    let vendor = vendor(Arc::new(AtomicBool::new(false))).await;
+    let runtime = Runtime::in_memory();
+    let pricing = Resilient::new(
+        Adapter {
+            base: vendor,
+            client: reqwest::Client::new(),
+        },
+        &runtime,
+    );
+    pricing.quote("sku-1").await.unwrap();
+    let breaker = runtime.breaker("pricing.quote").unwrap();
+    let read_only = seawall::dashboard::router(&runtime);
+    let operators = Dashboard::new(&runtime)
+        .sample_every(Duration::from_millis(100))
+        .authorize(|request| request.uri.path().starts_with("/actions/"))
+        .router();
+    let base = serve(
+        axum::Router::new()
+            .nest("/read-only", read_only)
+            .nest("/operators", operators),
+    )
+    .await;
+
+    // Read-only: the breaker shows, no button does.
+    let url = format!("{base}/read-only");
+    let browser = Browser::open(&binary, &url).await;
+    let mut page = browser.page(&url).await;
+    page.until_state("pricing.quote", "closed", &mut Vec::new())
+        .await;
+    assert_eq!(
+        page.eval("document.querySelectorAll('button').length")
+            .await,
+        0
+    );
+    drop(page);
+    drop(browser);
+
+    // With the hook: Hold open, then Reset, pressed on the page.
+    let url = format!("{base}/operators");
+    let browser = Browser::open(&binary, &url).await;
+    let mut page = browser.page(&url).await;
+    page.until_state("pricing.quote", "closed", &mut Vec::new())
+        .await;
+    let press = |label: &str| {
+        format!(
+            "[...document.querySelectorAll('#breakers tr')]
+               .find((r) => r.dataset.breaker === 'pricing.quote')
+               .querySelectorAll('button')
+               .forEach((b) => {{ if (b.textContent === {label:?}) b.click(); }})"
+        )
+    };
+    page.eval("document.getElementById('hold-seconds').value = '120'")
+        .await;
+    page.eval(&press("Hold open")).await;
+    until("the hold", async || {
+        breaker.state() == seawall::BreakerState::Open
+    })
+    .await;
+    let retry_in = breaker.retry_in().expect("held open");
+    assert!(
+        retry_in > Duration::from_secs(110),
+        "held for the seconds typed: {retry_in:?}"
+    );
+    page.until_state("pricing.quote", "open", &mut Vec::new())
+        .await;
+    // The page says what the server answered (once its fetch resolves).
+    until("the page's notice", async || {
+        page.eval("document.getElementById('notice').textContent")
+            .await
+            == "hold pricing.quote: held open for 120 s"
+    })
+    .await;
+
+    page.eval(&press("Reset")).await;
+    until("the reset", async || {
+        breaker.state() == seawall::BreakerState::Closed
+    })
+    .await;
+    page.until_state("pricing.quote", "closed", &mut Vec::new())
+        .await;
 }
