@@ -230,6 +230,12 @@ impl Inner {
         alerts.truncate(ALERTS);
     }
 
+    /// Sends the event streams the status now (after an action), without a
+    /// sample out of cadence: the history stays one sample per period.
+    fn notify(&self) {
+        self.updates.send_modify(|_| {});
+    }
+
     fn sample(&self) {
         let health = self.runtime.health();
         let sample = lock(&self.history).record(&health, now_ms(), self.capacity);
@@ -727,7 +733,7 @@ async fn hold_breaker(
     tracing::info!(target: "seawall::dashboard", action = "hold", breaker = %name, seconds = hold.seconds, "an operator held a breaker open");
     let message = format!("held open for {} s", hold.seconds);
     inner.alert(Alert::new("operator", name, message.clone()));
-    inner.sample();
+    inner.notify();
     answer(StatusCode::OK, message)
 }
 
@@ -746,7 +752,7 @@ async fn reset_breaker(
     tracing::info!(target: "seawall::dashboard", action = "reset", breaker = %name, "an operator reset a breaker");
     let message = "reset: closed, with an empty window".to_string();
     inner.alert(Alert::new("operator", name, message.clone()));
-    inner.sample();
+    inner.notify();
     answer(StatusCode::OK, message)
 }
 
@@ -788,6 +794,7 @@ async fn retry_dead_letter(
                 format!("ticket {}", ticket.0),
                 message.clone(),
             ));
+            inner.notify();
             reply(StatusCode::OK, message, Some(queued.0))
         }
         Ok(None) => answer(
@@ -825,6 +832,7 @@ async fn purge_dead_letter(
                 format!("ticket {}", ticket.0),
                 message.clone(),
             ));
+            inner.notify();
             answer(StatusCode::OK, message)
         }
         Ok(false) => answer(
