@@ -20,6 +20,8 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+#[cfg(feature = "embedded")]
+pub mod admin;
 pub mod breaker;
 pub mod bulkhead;
 pub mod cache;

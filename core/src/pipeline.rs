@@ -186,54 +186,64 @@ macro_rules! pipeline {
     };
 }
 
-/// Defines an entry point: [`run`] or [`run_hedged`], one signature, the
-/// body of `pipeline!` with the attempts hedged or not.
-macro_rules! entry_point {
-    ($(#[$doc:meta])* $name:ident, hedged = $hedged:tt) => {
-        $(#[$doc])*
-        ///
-        /// # Errors
-        ///
-        /// The adapter's error, or one of seawall's (as `E::from`), as each
-        /// stage documents; a `with(..)` fallback may turn any of them into
-        /// an answer.
-        #[allow(
-            clippy::manual_async_fn,
-            reason = "an `async fn` keeps its arguments twice in its future (as arguments and as locals)"
-        )]
-        #[inline]
-        pub fn $name<T, E, F, Fut, A, S, R, B>(
-            endpoint: &Endpoint,
-            mut call: Call<F, A, S, R, B>,
-        ) -> impl Future<Output = Result<T, E>>
-        where
-            F: FnMut() -> Option<Fut>,
-            Fut: Future<Output = Result<T, E>>,
-            A: Answer<T>,
-            S: Record<T>,
-            R: Reads,
-            B: Fallback<T, E>,
-            E: ContractError,
-        {
-            pipeline!(endpoint, call, hedged = $hedged)
-        }
-    };
+/// Runs one call of `endpoint`'s method through every stage its policy
+/// configures, its attempts not hedged (see [`run_hedged`]).
+///
+/// # Errors
+///
+/// The adapter's error, or one of seawall's (as `E::from`), as each stage
+/// documents; a `with(..)` fallback may turn any of them into an answer.
+#[allow(
+    clippy::manual_async_fn,
+    reason = "an `async fn` keeps its arguments twice in its future (as arguments and as locals)"
+)]
+#[inline]
+pub fn run<T, E, F, Fut, A, S, R, B>(
+    endpoint: &Endpoint,
+    mut call: Call<F, A, S, R, B>,
+) -> impl Future<Output = Result<T, E>>
+where
+    F: FnMut() -> Option<Fut>,
+    Fut: Future<Output = Result<T, E>>,
+    A: Answer<T>,
+    S: Record<T>,
+    R: Reads,
+    B: Fallback<T, E>,
+    E: ContractError,
+{
+    pipeline!(endpoint, call, hedged = false)
 }
 
-entry_point!(
-    /// Runs one call of `endpoint`'s method through every stage its policy
-    /// configures, its attempts not hedged (see [`run_hedged`]).
-    run,
-    hedged = false
-);
-
-entry_point!(
-    /// [`run`] for a method with `hedge(..)`: the same stages, each attempt
-    /// raced against its hedges once it is late. An entry point of its own,
-    /// so that no other call's future holds a race.
-    run_hedged,
-    hedged = true
-);
+/// [`run`] for a method with `hedge(..)`: the same stages, each attempt
+/// raced against its hedges once it is late. An entry point of its own, so
+/// that no other call's future holds a race. (Two functions written out,
+/// not one made by a macro: a bound the user's error type misses is then
+/// reported at a plain function.)
+///
+/// # Errors
+///
+/// The adapter's error, or one of seawall's (as `E::from`), as each stage
+/// documents; a `with(..)` fallback may turn any of them into an answer.
+#[allow(
+    clippy::manual_async_fn,
+    reason = "an `async fn` keeps its arguments twice in its future (as arguments and as locals)"
+)]
+#[inline]
+pub fn run_hedged<T, E, F, Fut, A, S, R, B>(
+    endpoint: &Endpoint,
+    mut call: Call<F, A, S, R, B>,
+) -> impl Future<Output = Result<T, E>>
+where
+    F: FnMut() -> Option<Fut>,
+    Fut: Future<Output = Result<T, E>>,
+    A: Answer<T>,
+    S: Record<T>,
+    R: Reads,
+    B: Fallback<T, E>,
+    E: ContractError,
+{
+    pipeline!(endpoint, call, hedged = true)
+}
 
 /// A call with any of the other stages.
 fn full<T, E, F, Fut, A, S, B>(

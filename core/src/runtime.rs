@@ -360,8 +360,10 @@ impl RuntimeBuilder {
     ///
     /// # Errors
     ///
+    /// [`StoreError::Locked`] when another process has the database open
+    /// (another runtime, or a `seawall` command);
     /// [`StoreError::Embedded`] when the directory or the database cannot
-    /// be created or opened (another process may hold it);
+    /// be created or opened;
     /// [`StoreError::Damaged`] when the file is damaged beyond reading
     /// (opening it never panics); [`StoreError::Replaced`] when it is not
     /// the database the directory held. Each names the file and what to do.

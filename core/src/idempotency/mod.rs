@@ -106,6 +106,60 @@ impl IdempotencyKey {
         Self(key.into())
     }
 
+    /// The key a method derives, from its key's values written as one JSON
+    /// object: `{"account": "acme", "invoice.number": 42}`. For support
+    /// tickets and tools (`seawall key`): the key a call with these values
+    /// sends, without the contract's code.
+    ///
+    /// The object's members are the key's parts **in the order written**
+    /// (a JSON object's order is kept here, unlike `serde_json::Value`'s),
+    /// each under its name: for `idempotent(key = [account, invoice.number])`
+    /// the names as the policy lists them, dotted paths as written, in that
+    /// order; for a bare `idempotent`, every argument by name in the order
+    /// the method declares them. Each value must be the JSON that serde
+    /// writes for the argument's value: a struct as its object (the order of
+    /// its fields does not matter), an `Option` as the value or `null`, a
+    /// float with its decimal point (`12.0`, not `12`, which is an integer
+    /// and gives another key).
+    ///
+    /// ```
+    /// use seawall_core::idempotency::IdempotencyKey;
+    ///
+    /// let built = IdempotencyKey::builder("billing", "charge")
+    ///     .part("customer", "cus_42")
+    ///     .part("amount_cents", &1250)
+    ///     .finish()?;
+    /// let from_json = IdempotencyKey::from_json_parts(
+    ///     "billing",
+    ///     "charge",
+    ///     r#"{"customer": "cus_42", "amount_cents": 1250}"#,
+    /// )?;
+    /// assert_eq!(built, from_json);
+    /// # Ok::<(), seawall_core::Error>(())
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// [`Error::IdempotencyKey`] when `parts` is not a JSON object, or
+    /// names a part twice.
+    pub fn from_json_parts(contract: &str, method: &str, parts: &str) -> Result<Self, Error> {
+        let refused = |reason: String| Error::IdempotencyKey {
+            contract: contract.into(),
+            method: method.into(),
+            reason,
+        };
+        let OrderedParts(parts) = serde_json::from_str(parts)
+            .map_err(|error| refused(format!("the key's parts are not a JSON object: {error}")))?;
+        let mut builder = Self::builder(contract, method);
+        for (i, (name, value)) in parts.iter().enumerate() {
+            if parts[..i].iter().any(|(seen, _)| seen == name) {
+                return Err(refused(format!("the part `{name}` is named twice")));
+            }
+            builder = builder.part(name, value);
+        }
+        builder.finish()
+    }
+
     /// The key, as sent.
     pub fn as_str(&self) -> &str {
         &self.0
@@ -182,6 +236,32 @@ impl KeyBuilder {
             let _ = write!(hex, "{byte:02x}");
         }
         Ok(IdempotencyKey(hex.into()))
+    }
+}
+
+/// A JSON object's members in the order they are written.
+struct OrderedParts(Vec<(String, Value)>);
+
+impl<'de> serde::Deserialize<'de> for OrderedParts {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct Members;
+        impl<'de> serde::de::Visitor<'de> for Members {
+            type Value = OrderedParts;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("an object of the key's parts, by name")
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(
+                self,
+                mut map: A,
+            ) -> Result<OrderedParts, A::Error> {
+                let mut parts = Vec::new();
+                while let Some(part) = map.next_entry::<String, Value>()? {
+                    parts.push(part);
+                }
+                Ok(OrderedParts(parts))
+            }
+        }
+        deserializer.deserialize_map(Members)
     }
 }
 
@@ -318,6 +398,39 @@ mod tests {
             key(|b| b.part("customer", "cus_42").part("amount_cents", &1250u64)),
             "98a4457434979cd07b57b62f68aafa26a4fb72237933a561195e0202089735fb"
         );
+    }
+
+    #[test]
+    fn keys_from_json_parts_are_the_golden_ones_in_the_order_written() {
+        let from = |parts: &str| {
+            IdempotencyKey::from_json_parts("billing", "charge", parts).map(|k| k.to_string())
+        };
+        assert_eq!(
+            from(r#"{"customer":"cus_42","amount_cents":1250}"#).unwrap(),
+            "98a4457434979cd07b57b62f68aafa26a4fb72237933a561195e0202089735fb"
+        );
+        assert_eq!(
+            from("{}").unwrap(),
+            "df841fb964967435a1acc8a25979137bf1c51724cf21ac3ce072357b6098316a"
+        );
+        // The order written is the parts' order.
+        assert_ne!(
+            from(r#"{"amount_cents":1250,"customer":"cus_42"}"#).unwrap(),
+            from(r#"{"customer":"cus_42","amount_cents":1250}"#).unwrap()
+        );
+        // Nested objects are canonical: their members' order does not matter.
+        let nested = key(|b| b.part("invoice", &serde_json::json!({"number": 7, "cents": 5})));
+        assert_eq!(
+            from(r#"{"invoice":{"cents":5,"number":7}}"#).unwrap(),
+            nested
+        );
+        for bad in [r#"[1]"#, r#"{"a":1,"a":2}"#, "{", "42"] {
+            let error = from(bad).unwrap_err();
+            assert!(
+                matches!(error, Error::IdempotencyKey { .. }),
+                "{bad}: {error}"
+            );
+        }
     }
 
     #[test]

@@ -20,7 +20,7 @@ pub(crate) struct Embedded {
 /// The most puts one commit takes at once.
 const BATCH: usize = 4096;
 
-const FILE: &str = "seawall.redb";
+pub(crate) const FILE: &str = "seawall.redb";
 
 pub(crate) fn definition(table: Table) -> TableDefinition<'static, &'static str, &'static [u8]> {
     TableDefinition::new(table.name())
@@ -31,12 +31,12 @@ fn failed(error: impl std::fmt::Display) -> StoreError {
 }
 
 /// The database's identity, written into it once.
-const IDENTITY: TableDefinition<'static, &'static str, &'static str> =
+pub(crate) const IDENTITY: TableDefinition<'static, &'static str, &'static str> =
     TableDefinition::new("seawall_identity");
 
 /// Beside the database: which database this directory holds, so that an
 /// emptied or replaced file is noticed.
-const MANIFEST: &str = "seawall.id";
+pub(crate) const MANIFEST: &str = "seawall.id";
 
 impl Embedded {
     /// Opens (or creates) the database in `dir` and checks it is the one
@@ -51,6 +51,9 @@ impl Embedded {
                     detail,
                 }
             }
+            redb::DatabaseError::DatabaseAlreadyOpen => StoreError::Locked {
+                path: path.clone().into_boxed_path(),
+            },
             error => failed(format!("{}: {error}", path.display())),
         })?;
         owner_only(dir, &path)?;
@@ -178,7 +181,7 @@ fn check_identity(
     write_manifest(&manifest_path, &id)
 }
 
-fn parse_manifest(text: &str) -> Option<String> {
+pub(crate) fn parse_manifest(text: &str) -> Option<String> {
     let value: serde_json::Value = serde_json::from_str(text).ok()?;
     let id = value.get("database")?.as_str()?;
     (!id.is_empty()).then(|| id.to_owned())

@@ -53,6 +53,35 @@ pub enum StoreError {
         /// What went wrong reading it.
         detail: String,
     },
+    /// Another process has the database file open: the running service,
+    /// or another `seawall` command. redb locks the file for as long as a
+    /// process has it open (one writer, or any number of read-only
+    /// handles), so nothing else can change it under the owner; this is
+    /// the answer to asking while it is held, never a wait.
+    #[error(
+        "{}: the store is in use by another process (it holds redb's lock on the file: a running \
+         service, or another `seawall` command); act through that process, or stop it first",
+        path.display()
+    )]
+    Locked {
+        /// The database file.
+        path: Box<std::path::Path>,
+    },
+    /// The database file was left open by a process that was killed (or
+    /// crashed) and must be recovered before it can be read; a read-only
+    /// open (`admin::Store::open_read_only`) writes nothing, so it cannot.
+    /// Opening it for maintenance, or starting the service on it, recovers
+    /// it (nothing acknowledged is lost).
+    #[error(
+        "{}: the store was not closed cleanly (its process was killed?) and needs recovery, which \
+         a read-only open does not do; open it for maintenance or start the service on it, and \
+         either recovers it",
+        path.display()
+    )]
+    Unrecovered {
+        /// The database file.
+        path: Box<std::path::Path>,
+    },
     /// The database file is not the one this directory held: it was emptied,
     /// deleted or replaced by another. Starting on it would silently forget
     /// the writes queued in the one before.

@@ -21,22 +21,25 @@ pub(super) enum Stored {
 /// The settled record of a write moved to the PostgreSQL outbox.
 #[derive(serde::Serialize, serde::Deserialize)]
 #[serde(deny_unknown_fields)]
-pub(super) struct MovedTo {
-    pub(super) moved_to: u64,
-    pub(super) at_ms: u64,
+pub(crate) struct MovedTo {
+    pub(crate) moved_to: u64,
+    pub(crate) at_ms: u64,
 }
 
-const ENTRIES: TableDefinition<'static, u64, &'static [u8]> = TableDefinition::new("wal");
+pub(crate) const ENTRIES: TableDefinition<'static, u64, &'static [u8]> =
+    TableDefinition::new("wal");
 pub(crate) const SETTLED: TableDefinition<'static, u64, &'static [u8]> =
     TableDefinition::new("wal_settled");
-const DEAD: TableDefinition<'static, u64, &'static [u8]> = TableDefinition::new("wal_dead");
-const META: TableDefinition<'static, &'static str, u64> = TableDefinition::new("wal_meta");
+pub(crate) const DEAD: TableDefinition<'static, u64, &'static [u8]> =
+    TableDefinition::new("wal_dead");
+pub(crate) const META: TableDefinition<'static, &'static str, u64> =
+    TableDefinition::new("wal_meta");
 /// Records that could not be decoded at open, byte for byte, by their
 /// sequence number in the table they came from.
-const QUARANTINE: TableDefinition<'static, u64, &'static [u8]> =
+pub(crate) const QUARANTINE: TableDefinition<'static, u64, &'static [u8]> =
     TableDefinition::new("wal_quarantine");
 /// Why each quarantined record was set aside, and where it came from.
-const QUARANTINE_WHY: TableDefinition<'static, u64, &'static str> =
+pub(crate) const QUARANTINE_WHY: TableDefinition<'static, u64, &'static str> =
     TableDefinition::new("wal_quarantine_why");
 
 /// The most appends one commit takes at once.

@@ -37,7 +37,7 @@
 //! outbox does the same with one `INSERT` per batch.
 
 #[cfg(feature = "embedded")]
-mod embedded;
+pub(crate) mod embedded;
 mod memory;
 #[cfg(feature = "postgres")]
 mod postgres;
@@ -87,14 +87,7 @@ pub struct QueuedWrite {
 
 impl std::fmt::Debug for QueuedWrite {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let mut arguments = self.arguments.clone();
-        if let serde_json::Value::Object(map) = &mut arguments {
-            for name in &self.redacted {
-                if let Some(value) = map.get_mut(name) {
-                    *value = serde_json::Value::String("<redacted>".into());
-                }
-            }
-        }
+        let arguments = self.shown_arguments();
         f.debug_struct("QueuedWrite")
             .field("contract", &self.contract)
             .field("method", &self.method)
@@ -112,6 +105,21 @@ impl QueuedWrite {
     /// writes without one).
     pub(crate) fn lane(&self) -> &str {
         self.order_key.as_deref().unwrap_or("")
+    }
+
+    /// The arguments as they may be shown to a person or exported: those
+    /// `redact = [..]` names replaced by `"<redacted>"` (sealed or not), the
+    /// others as stored.
+    pub fn shown_arguments(&self) -> serde_json::Value {
+        let mut arguments = self.arguments.clone();
+        if let serde_json::Value::Object(map) = &mut arguments {
+            for name in &self.redacted {
+                if let Some(value) = map.get_mut(name) {
+                    *value = serde_json::Value::String("<redacted>".into());
+                }
+            }
+        }
+        arguments
     }
 
     /// A write queued now.
