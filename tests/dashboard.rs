@@ -244,6 +244,22 @@ async fn status_json_holds_health_breakers_dead_letters_history_and_alerts() {
 }
 
 #[tokio::test]
+async fn health_json_is_the_runtimes_health_alone() {
+    let setup = setup().await;
+    let base = serve(dashboard::router(&setup.runtime)).await;
+    let served: Value = reqwest::get(format!("{base}/health.json"))
+        .await
+        .expect("answered")
+        .json()
+        .await
+        .expect("JSON");
+    let expected = serde_json::to_value(setup.runtime.health()).unwrap();
+    assert_eq!(served["endpoints"], expected["endpoints"]);
+    assert_eq!(served["queues"], expected["queues"]);
+    assert!(served.get("breakers").is_none(), "only the health");
+}
+
+#[tokio::test]
 async fn the_history_counts_calls_and_failures_per_sample() {
     let setup = setup().await;
     let router = Dashboard::new(&setup.runtime)

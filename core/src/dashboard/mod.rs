@@ -5,6 +5,7 @@
 //! |---|---|
 //! | `GET /` | a self-contained HTML page (inline CSS and script, no external asset): every contract method with its calls, error rates, p50/p95/p99 and a chart of the last minutes; breakers with their rates and `retry_in`; queues, dead letters, quarantine, rate limiters, bulkheads; recent alerts. Updated live. |
 //! | `GET /status.json` | the same data as JSON ([`Status`]) |
+//! | `GET /health.json` | [`Runtime::health`] alone, as `seawall status URL` (the command-line tool) reads it |
 //! | `GET /events` | server-sent events: one [`Status`] a sample (every second), the first with the whole history, the next ones with the newest sample only |
 //! | `POST /actions/breakers/{name}/hold` | holds a breaker open for `{"seconds": n}` ([`Breaker::force_open_for`](crate::Breaker::force_open_for)) |
 //! | `POST /actions/breakers/{name}/reset` | closes a breaker ([`Breaker::reset`](crate::Breaker::reset)) |
@@ -178,6 +179,7 @@ impl Dashboard {
         Router::new()
             .route("/", get(page))
             .route("/status.json", get(status_json))
+            .route("/health.json", get(health_json))
             .route("/events", get(events))
             .route("/actions/breakers/{name}/hold", post(hold_breaker))
             .route("/actions/breakers/{name}/reset", post(reset_breaker))
@@ -591,6 +593,14 @@ async fn page() -> Response {
 async fn status_json(State(inner): State<Arc<Inner>>) -> Response {
     inner.start_sampling();
     let mut response = axum::Json(inner.status(true).await).into_response();
+    response
+        .headers_mut()
+        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    response
+}
+
+async fn health_json(State(inner): State<Arc<Inner>>) -> Response {
+    let mut response = axum::Json(inner.runtime.health()).into_response();
     response
         .headers_mut()
         .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
