@@ -70,7 +70,8 @@ pub use seawall_macros::{Classify, contract, integration};
     feature = "sealing",
     feature = "redis",
     feature = "postgres",
-    feature = "overrides"
+    feature = "overrides",
+    feature = "dashboard"
 ))]
 #[doc = include_str!("../README.md")]
 pub struct ReadmeDoctests;

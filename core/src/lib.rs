@@ -26,6 +26,8 @@ pub mod breaker;
 pub mod bulkhead;
 pub mod cache;
 mod classify;
+#[cfg(feature = "dashboard")]
+pub mod dashboard;
 mod endpoint;
 mod error;
 mod event;
