@@ -270,3 +270,30 @@ fn a_variable_wins_over_the_file() {
         .unwrap();
     assert!(status.success(), "the child's assertions held");
 }
+
+/// A file that is empty, not TOML, or missing: an empty file overrides
+/// nothing; the others fail the load with an error naming the file, never a
+/// panic.
+#[test]
+fn a_damaged_empty_or_missing_file_is_an_error_or_nothing_never_a_panic() {
+    let dir = tempfile::tempdir().unwrap();
+    let empty = dir.path().join("empty.toml");
+    std::fs::write(&empty, "").unwrap();
+    let overrides = Overrides::load(Some(&empty)).expect("an empty file is no overrides");
+    assert!(overrides.is_empty());
+
+    let garbage = dir.path().join("garbage.toml");
+    std::fs::write(&garbage, b"[crm.account\ntimeout = \xff\xfe\"5s\n").unwrap();
+    let errors = Overrides::load(Some(&garbage)).expect_err("not TOML");
+    assert!(
+        errors[0].message.contains("garbage.toml"),
+        "the error names the file: {errors:?}"
+    );
+
+    let missing = dir.path().join("missing.toml");
+    let errors = Overrides::load(Some(&missing)).expect_err("no such file");
+    assert!(
+        errors[0].message.contains("missing.toml"),
+        "the error names the file: {errors:?}"
+    );
+}
