@@ -38,13 +38,15 @@ use tokio::time::Instant;
 
 use crate::BulkheadPolicy;
 use crate::telemetry::metrics;
+use crate::tunable::Tunable;
 pub(crate) use vegas::Sample;
 use vegas::Vegas;
 
 /// One method's bulkhead.
 pub struct Bulkhead {
     name: std::sync::Arc<str>,
-    policy: BulkheadPolicy,
+    /// Replaced in place by a reload; the places taken stay.
+    policy: Tunable<BulkheadPolicy>,
     /// How many places there are (the high 32 bits) and how many are taken
     /// (the low 32: attempts in flight, and places handed to a waiter that
     /// has not woken yet), in one word so that a new limit and the count
@@ -147,7 +149,7 @@ impl Bulkhead {
         let name = name.into();
         Self {
             name: name.clone(),
-            policy: policy.clone(),
+            policy: Tunable::new(policy.clone()),
             places: AtomicU64::new(u64::from(policy.initial_limit()) << 32),
             waiting: AtomicU32::new(0),
             queue: Mutex::default(),
@@ -170,9 +172,26 @@ impl Bulkhead {
         &self.name
     }
 
-    /// Its policy.
+    /// Its policy (as of the last reload).
     pub fn policy(&self) -> &BulkheadPolicy {
-        &self.policy
+        self.policy.get()
+    }
+
+    /// Applies `policy` from now on (its kind, fixed or adaptive, is the
+    /// same): a fixed bulkhead gets `max` places, an adaptive one new
+    /// bounds. Attempts in flight over a lowered limit finish; places a
+    /// raised one frees go to the waiters.
+    pub(crate) fn retune(&self, policy: &BulkheadPolicy) {
+        self.policy.set(policy.clone());
+        let limit = match &self.vegas {
+            Some(vegas) => {
+                let mut vegas = lock(vegas);
+                vegas.bound(policy.min(), policy.max());
+                vegas.limit()
+            }
+            None => policy.max(),
+        };
+        self.set_limit(limit);
     }
 
     /// A place at once, if one is free and nobody waits for one: one load
@@ -280,7 +299,7 @@ impl Bulkhead {
     /// place up to `max_wait` and the deadline.
     #[cold]
     pub(crate) async fn wait(&self, deadline: Option<Instant>) -> Result<Place<'_>, Full> {
-        let max_wait = self.policy.max_wait();
+        let max_wait = self.policy().max_wait();
         let now = Instant::now();
         let until = deadline.map_or(now + max_wait, |at| at.min(now + max_wait));
         let (id, handed) = {
@@ -297,7 +316,7 @@ impl Bulkhead {
                 self.admitted.fetch_add(1, Relaxed);
                 return Ok(self.place(in_flight));
             }
-            if queue.waiters.len() >= self.policy.queue() as usize || until <= now {
+            if queue.waiters.len() >= self.policy().queue() as usize || until <= now {
                 self.waiting.fetch_sub(1, SeqCst);
                 self.refused.fetch_add(1, Relaxed);
                 self.metrics.rejections.increment(1);
@@ -345,11 +364,11 @@ impl Bulkhead {
         let places = self.places.load(Relaxed);
         BulkheadStatus {
             name: self.name.to_string(),
-            max: self.policy.max(),
-            adaptive: self.policy.is_adaptive(),
+            max: self.policy().max(),
+            adaptive: self.policy().is_adaptive(),
             limit: limit(places),
             min_rtt: self.vegas.as_ref().and_then(|vegas| lock(vegas).no_load()),
-            queue: self.policy.queue(),
+            queue: self.policy().queue(),
             in_flight: u64::from(in_flight(places)),
             waiting: u64::from(self.waiting.load(Relaxed)),
             admitted: self.admitted.load(Relaxed),
@@ -413,7 +432,7 @@ impl std::fmt::Debug for Bulkhead {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Bulkhead")
             .field("name", &self.name)
-            .field("policy", &self.policy)
+            .field("policy", self.policy())
             .finish_non_exhaustive()
     }
 }

@@ -13,6 +13,7 @@ use crate::idempotency::{CallContext, IdempotencyKey, IdempotencyStore};
 use crate::queue::ContractQueue;
 use crate::retry::{Backoff, RetryBudget, RngSource};
 use crate::telemetry::EndpointStats;
+use crate::tunable::Tunable;
 use crate::{ContractError, Error, Policy};
 
 /// One contract method's share of the runtime: its policy, its breaker and
@@ -42,8 +43,8 @@ use crate::{ContractError, Error, Policy};
 pub struct Endpoint {
     pub(crate) contract: Arc<str>,
     pub(crate) method: Arc<str>,
-    pub(crate) policy: Policy,
-    pub(crate) backoff: Backoff,
+    /// Its policy and backoff as operators' overrides make them now.
+    pub(crate) tuning: Arc<EndpointTuning>,
     pub(crate) breaker: Option<Arc<Breaker>>,
     pub(crate) limiter: Option<Arc<crate::rate::RateLimiter>>,
     pub(crate) pause: Arc<crate::rate::ContractPause>,
@@ -58,8 +59,61 @@ pub struct Endpoint {
     pub(crate) stats: Arc<EndpointStats>,
 }
 
+/// A method's policy as compiled, and as it is now: the versions a reload
+/// made are kept while calls may borrow them (`tunable.rs`).
+pub(crate) struct EndpointTuning {
+    pub(crate) contract: Arc<str>,
+    pub(crate) method: Arc<str>,
+    /// What the contract declares, which every reload starts again from.
+    pub(crate) compiled: Policy,
+    current: Tunable<Tuned>,
+}
+
+/// One version of a method's effective policy.
+pub(crate) struct Tuned {
+    pub(crate) policy: Policy,
+    pub(crate) backoff: Backoff,
+}
+
+impl Tuned {
+    pub(crate) fn new(policy: Policy) -> Self {
+        Self {
+            backoff: Backoff::new(policy.retry()),
+            policy,
+        }
+    }
+}
+
+impl EndpointTuning {
+    pub(crate) fn new(
+        contract: Arc<str>,
+        method: Arc<str>,
+        compiled: Policy,
+        effective: Policy,
+    ) -> Self {
+        Self {
+            contract,
+            method,
+            compiled,
+            current: Tunable::new(Tuned::new(effective)),
+        }
+    }
+
+    /// The effective policy now.
+    #[inline]
+    pub(crate) fn get(&self) -> &Tuned {
+        self.current.get()
+    }
+
+    /// A reload's new effective policy, for the calls that start from now.
+    pub(crate) fn set(&self, effective: Policy) {
+        self.current.set(Tuned::new(effective));
+    }
+}
+
 /// The runtime state an endpoint uses, resolved by the runtime.
 pub(crate) struct Resolved {
+    pub(crate) tuning: Arc<EndpointTuning>,
     pub(crate) stats: Arc<EndpointStats>,
     pub(crate) breaker: Option<Arc<Breaker>>,
     pub(crate) limiter: Option<Arc<crate::rate::RateLimiter>>,
@@ -73,14 +127,9 @@ pub(crate) struct Resolved {
 }
 
 impl Endpoint {
-    pub(crate) fn new(
-        contract: Arc<str>,
-        method: Arc<str>,
-        policy: Policy,
-        state: Resolved,
-    ) -> Self {
+    pub(crate) fn new(contract: Arc<str>, method: Arc<str>, state: Resolved) -> Self {
+        let policy = &state.tuning.compiled;
         Self {
-            backoff: Backoff::new(policy.retry()),
             key_header: policy.idempotency_header().into(),
             cache: policy.cache_fallback().map(|cache| {
                 LastKnownGood::new(
@@ -91,7 +140,7 @@ impl Endpoint {
             }),
             contract,
             method,
-            policy,
+            tuning: state.tuning,
             breaker: state.breaker,
             limiter: state.limiter,
             pause: state.pause,
@@ -115,9 +164,16 @@ impl Endpoint {
         &self.method
     }
 
-    /// The method's policy.
+    /// The method's policy: as compiled, with the operator's overrides
+    /// (as of the last reload; see [`Runtime::reload`](crate::Runtime::reload)).
     pub fn policy(&self) -> &Policy {
-        &self.policy
+        &self.tuning.get().policy
+    }
+
+    /// The effective policy and backoff now: a call reads them once.
+    #[inline]
+    pub(crate) fn tuned(&self) -> &Tuned {
+        self.tuning.get()
     }
 
     /// The breaker guarding this method, if its policy has one.
@@ -248,7 +304,7 @@ impl Endpoint {
     }
 
     pub(crate) fn deadline_exceeded<E: From<Error>>(&self, attempts: u32) -> E {
-        let deadline = self.policy.deadline().unwrap_or_default();
+        let deadline = self.policy().deadline().unwrap_or_default();
         E::from(Error::DeadlineExceeded { deadline, attempts })
     }
 }
@@ -258,7 +314,7 @@ impl std::fmt::Debug for Endpoint {
         f.debug_struct("Endpoint")
             .field("contract", &self.contract)
             .field("method", &self.method)
-            .field("policy", &self.policy)
+            .field("policy", self.policy())
             .field("breaker", &self.breaker.as_ref().map(|b| b.name()))
             .finish()
     }

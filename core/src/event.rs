@@ -41,6 +41,9 @@ pub enum Event {
     /// stage it does not declare): its compiled policy applies
     /// (`RuntimeBuilder::overrides`).
     OverridesRefused(crate::overrides::MethodOverrides),
+    /// A reload of the overrides applied, or was refused and changed
+    /// nothing ([`Runtime::reload`](crate::Runtime::reload)).
+    OverridesReloaded(crate::overrides::ReloadStatus),
 }
 
 /// The PostgreSQL database's availability changed.

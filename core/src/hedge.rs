@@ -50,6 +50,7 @@ use tokio::time::Sleep;
 
 use crate::endpoint::Endpoint;
 use crate::timeout::{Attempt, Within};
+use crate::tunable::Tunable;
 use crate::{HedgeAfter, HedgePolicy};
 
 /// Attempts measured before `after = "pNN"` has a percentile to go by.
@@ -70,8 +71,11 @@ const BUCKETS: usize = ((MAX_EXP - MIN_EXP + 1) * SUB as u32) as usize;
 
 /// One method's hedging: its policy, its latency estimate and its counts.
 pub struct Hedger {
-    policy: HedgePolicy,
+    /// Replaced in place by a reload.
+    policy: Tunable<HedgePolicy>,
     latency: Option<Quantile>,
+    /// The percentile `latency` estimates.
+    percentile: Option<f64>,
     sent: AtomicU64,
     won: AtomicU64,
     skipped: AtomicU64,
@@ -92,10 +96,14 @@ impl Hedger {
         });
         Self {
             series,
-            policy: policy.clone(),
+            policy: Tunable::new(policy.clone()),
             latency: match policy.after() {
                 HedgeAfter::Fixed(_) => None,
                 HedgeAfter::Percentile(p) => Some(Quantile::new(p / 100.0)),
+            },
+            percentile: match policy.after() {
+                HedgeAfter::Fixed(_) => None,
+                HedgeAfter::Percentile(p) => Some(p),
             },
             sent: AtomicU64::new(0),
             won: AtomicU64::new(0),
@@ -103,15 +111,34 @@ impl Hedger {
         }
     }
 
-    /// Its policy.
+    /// Its policy (as of the last reload).
     pub fn policy(&self) -> &HedgePolicy {
-        &self.policy
+        self.policy.get()
+    }
+
+    /// Why `policy` cannot replace this one at run time, if it cannot: a
+    /// percentile other than the one measured needs a latency estimate
+    /// that starts with the process.
+    pub(crate) fn cannot_retune(&self, policy: &HedgePolicy) -> Option<String> {
+        match (policy.after(), self.percentile) {
+            (HedgeAfter::Fixed(_), _) => None,
+            (HedgeAfter::Percentile(p), Some(measured)) if p == measured => None,
+            (HedgeAfter::Percentile(p), _) => Some(format!(
+                "`hedge.after` = p{p} takes effect at the next start: the latency estimate a \
+                 percentile needs is built when the method is first called"
+            )),
+        }
+    }
+
+    /// Hedges by `policy` from now on (checked by `cannot_retune`).
+    pub(crate) fn retune(&self, policy: &HedgePolicy) {
+        self.policy.set(policy.clone());
     }
 
     /// How long an attempt waits before its first hedge; `None` while a
     /// percentile has too few attempts measured to go by.
     pub fn after(&self) -> Option<Duration> {
-        match (self.policy.after(), &self.latency) {
+        match (self.policy().after(), &self.latency) {
             (HedgeAfter::Fixed(after), _) => Some(after),
             (HedgeAfter::Percentile(_), Some(latency)) => latency.current(),
             (HedgeAfter::Percentile(_), None) => None,
@@ -131,7 +158,7 @@ impl Hedger {
     pub fn status(&self) -> HedgeStatus {
         HedgeStatus {
             after_ms: self.after().map(|after| after.as_secs_f64() * 1000.0),
-            max: self.policy.max(),
+            max: self.policy().max(),
             sent: self.sent.load(Relaxed),
             won: self.won.load(Relaxed),
             skipped: self.skipped.load(Relaxed),
@@ -142,7 +169,7 @@ impl Hedger {
 impl std::fmt::Debug for Hedger {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Hedger")
-            .field("policy", &self.policy)
+            .field("policy", self.policy())
             .field("after", &self.after())
             .finish_non_exhaustive()
     }
@@ -451,7 +478,7 @@ where
             let left = this.left.get_or_insert_with(|| match hedger.after() {
                 Some(after) => {
                     *this.after = after;
-                    hedger.policy.max()
+                    hedger.policy().max()
                 }
                 // A percentile with too few attempts measured: no hedge.
                 None => 0,

@@ -55,6 +55,7 @@ mod seal;
 mod store;
 pub mod telemetry;
 mod timeout;
+mod tunable;
 mod unwind;
 pub mod wal;
 

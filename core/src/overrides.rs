@@ -118,6 +118,69 @@ struct Setting {
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct Overrides {
     settings: BTreeMap<Scope, BTreeMap<&'static str, Setting>>,
+    /// Where `load` read them, to read them again on a reload.
+    #[cfg(feature = "overrides")]
+    origin: Option<Origin>,
+    /// What `set` added, in order, to add again after a reload reads the
+    /// file and the variables.
+    code: Vec<(String, String, String)>,
+}
+
+/// The sources `load` read.
+#[cfg(feature = "overrides")]
+#[derive(Clone, Debug, PartialEq)]
+struct Origin {
+    /// The file, if one was named.
+    path: Option<std::path::PathBuf>,
+    /// Its bytes when they were read, to tell a change (`watch`).
+    read: Option<Vec<u8>>,
+}
+
+/// What one reload did ([`Runtime::reload`](crate::Runtime::reload)):
+/// listed in [`Health::last_reload`](crate::telemetry::Health::last_reload)
+/// and sent as [`Event::OverridesReloaded`](crate::Event::OverridesReloaded).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[non_exhaustive]
+pub struct ReloadStatus {
+    /// When, in milliseconds since the Unix epoch.
+    pub at_ms: u64,
+    /// Whether it applied. A refused reload changed nothing.
+    pub applied: bool,
+    /// The methods whose effective policy it changed (`contract.method`).
+    pub changed: Vec<String>,
+    /// Why it was refused: every error, each naming what it applies to.
+    pub errors: Vec<OverrideError>,
+}
+
+/// A reload that changed nothing, with every reason.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("the overrides were not reloaded, nothing changed: {}", list(.errors))]
+pub struct ReloadRefused {
+    /// Every error, each naming what it applies to.
+    pub errors: Vec<OverrideError>,
+}
+
+fn list(errors: &[OverrideError]) -> String {
+    errors
+        .iter()
+        .map(ToString::to_string)
+        .collect::<Vec<_>>()
+        .join("; ")
+}
+
+impl ReloadStatus {
+    pub(crate) fn new(changed: Vec<String>, errors: Vec<OverrideError>) -> Self {
+        Self {
+            at_ms: std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |since| {
+                    u64::try_from(since.as_millis()).unwrap_or(u64::MAX)
+                }),
+            applied: errors.is_empty(),
+            changed,
+            errors,
+        }
+    }
 }
 
 /// An override that cannot be applied: a key that does not exist, a value
@@ -191,6 +254,8 @@ impl Overrides {
     /// Every key that does not exist and every value that does not parse,
     /// and a file that cannot be read or is not TOML.
     pub fn load(path: Option<&Path>) -> Result<Self, Vec<OverrideError>> {
+        // Read for `watch` to compare with; config reads it again below.
+        let read = path.and_then(|path| std::fs::read(path).ok());
         let mut builder = config::Config::builder();
         if let Some(path) = path {
             builder = builder.add_source(
@@ -204,7 +269,38 @@ impl Overrides {
                 .prefix_separator("__")
                 .separator("__"),
         );
-        Self::from_config(builder)
+        let mut overrides = Self::from_config(builder)?;
+        overrides.origin = Some(Origin {
+            path: path.map(Path::to_path_buf),
+            read,
+        });
+        Ok(overrides)
+    }
+
+    /// The same sources read again: the file and the variables `load`
+    /// read, then what `set` added. Overrides not loaded from anywhere
+    /// come back as they are.
+    ///
+    /// # Errors
+    ///
+    /// As `load`.
+    pub fn reread(&self) -> Result<Self, Vec<OverrideError>> {
+        #[cfg(feature = "overrides")]
+        if let Some(origin) = &self.origin {
+            let mut fresh = Self::load(origin.path.as_deref())?;
+            for (target, key, value) in &self.code {
+                fresh.set(target, key, value).map_err(|error| vec![error])?;
+            }
+            return Ok(fresh);
+        }
+        Ok(self.clone())
+    }
+
+    /// The file `load` read, if any, with its bytes as read then.
+    #[cfg(feature = "overrides")]
+    pub(crate) fn file(&self) -> Option<(&Path, Option<&[u8]>)> {
+        let origin = self.origin.as_ref()?;
+        Some((origin.path.as_deref()?, origin.read.as_deref()))
     }
 
     #[cfg(feature = "overrides")]
@@ -242,6 +338,8 @@ impl Overrides {
         let mut path: Vec<String> = target.split('.').map(str::to_owned).collect();
         path.extend(key.split('.').map(str::to_owned));
         self.insert(&path, value.to_owned(), Source("code".to_owned()))?;
+        self.code
+            .push((target.to_owned(), key.to_owned(), value.to_owned()));
         Ok(self)
     }
 

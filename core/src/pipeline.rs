@@ -140,7 +140,7 @@ macro_rules! pipeline {
                 }
                 read.cache_key.map(|key| [(key >> 64) as u64, key as u64])
             };
-            let deadline = Deadline::start(&$endpoint.policy);
+            let deadline = Deadline::start(&$endpoint.tuned().policy);
             let mut trace = CallTrace::new($endpoint);
             trace.start();
             let result = crate::retry::stage::run!(
@@ -269,7 +269,7 @@ where
         queued,
     } = read;
     async move {
-        let deadline = Deadline::start(&endpoint.policy);
+        let deadline = Deadline::start(&endpoint.tuned().policy);
         let mut trace = CallTrace::new(endpoint);
         trace.start();
         // The key travels as the attempts' task-local context, and names a

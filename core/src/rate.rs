@@ -58,13 +58,14 @@ use serde::Serialize;
 use tokio::time::Instant;
 
 use crate::RatePolicy;
+use crate::tunable::Tunable;
 
 /// One rate limiter, shared by every method that names it.
 pub struct RateLimiter {
     name: Arc<str>,
-    policy: RatePolicy,
-    interval: u64,
-    tolerance: u64,
+    /// Its policy and the pace it gives, replaced in place by a reload
+    /// (the turns already taken stay).
+    pace: Tunable<Pace>,
     clock: Clock,
     /// The theoretical arrival time of the next call, in nanoseconds since
     /// the clock's start.
@@ -81,6 +82,28 @@ pub struct RateLimiter {
     /// (`fleet/rate.rs`); set once, when the limiter is registered.
     #[cfg(feature = "redis")]
     fleet: OnceLock<Arc<crate::fleet::rate::FleetRate>>,
+}
+
+/// A rate policy and the GCRA's terms for it.
+#[derive(Debug)]
+struct Pace {
+    policy: RatePolicy,
+    /// Nanoseconds between turns.
+    interval: u64,
+    /// How far ahead of now the next turn may be and still go at once:
+    /// the burst.
+    tolerance: u64,
+}
+
+impl Pace {
+    fn new(policy: &RatePolicy) -> Self {
+        let interval = nanos(policy.interval()).max(1);
+        Self {
+            policy: policy.clone(),
+            interval,
+            tolerance: interval.saturating_mul(u64::from(policy.burst().max(1)) - 1),
+        }
+    }
 }
 
 /// The limiter's `seawall_rate_limiter_*` series: only what is off the
@@ -135,14 +158,11 @@ impl Reserved {
 impl RateLimiter {
     /// A limiter named `name` with `policy` (assumed checked).
     pub fn new(name: impl Into<Arc<str>>, policy: &RatePolicy) -> Self {
-        let interval = nanos(policy.interval()).max(1);
         let name: Arc<str> = name.into();
         Self {
             series: Series::new(&name),
             name,
-            policy: policy.clone(),
-            interval,
-            tolerance: interval.saturating_mul(u64::from(policy.burst().max(1)) - 1),
+            pace: Tunable::new(Pace::new(policy)),
             clock: Clock::new(),
             tat: AtomicU64::new(0),
             paused_until: AtomicU64::new(0),
@@ -161,14 +181,28 @@ impl RateLimiter {
         let _ = self.fleet.set(fleet);
     }
 
+    /// Whether a fleet shares it (its rate is the fleet's).
+    pub(crate) fn is_fleet_shared(&self) -> bool {
+        #[cfg(feature = "redis")]
+        return self.fleet.get().is_some();
+        #[cfg(not(feature = "redis"))]
+        false
+    }
+
     /// The limiter's name.
     pub fn name(&self) -> &Arc<str> {
         &self.name
     }
 
-    /// Its policy.
+    /// Its policy (as of the last reload).
     pub fn policy(&self) -> &RatePolicy {
-        &self.policy
+        &self.pace.get().policy
+    }
+
+    /// Paces turns by `policy` from now on; turns already taken stay
+    /// taken.
+    pub(crate) fn retune(&self, policy: &RatePolicy) {
+        self.pace.set(Pace::new(policy));
     }
 
     fn now(&self) -> u64 {
@@ -234,17 +268,18 @@ impl RateLimiter {
             return self.counted(fleet.reserve(bounded(max_wait, deadline)));
         }
         let now = self.clock.at(raw);
+        let pace = self.pace.get();
         let mut allowed = None;
         let mut tat = self.tat.load(Acquire);
         loop {
-            let wait = tat.saturating_sub(self.tolerance).saturating_sub(now);
+            let wait = tat.saturating_sub(pace.tolerance).saturating_sub(now);
             if wait > 0 && wait > *allowed.get_or_insert_with(|| nanos(bounded(max_wait, deadline)))
             {
                 self.refused.fetch_add(1, Relaxed);
                 self.series.refused.increment(1);
                 return Admission::Refused(Duration::from_nanos(wait));
             }
-            let next = tat.max(now).saturating_add(self.interval);
+            let next = tat.max(now).saturating_add(pace.interval);
             match self.tat.compare_exchange_weak(tat, next, AcqRel, Acquire) {
                 Ok(_) if wait == 0 => {
                     self.admitted.fetch_add(1, Relaxed);
@@ -291,9 +326,12 @@ impl RateLimiter {
             fleet.release(next);
             return;
         }
-        let _ =
-            self.tat
-                .compare_exchange(next, next.saturating_sub(self.interval), AcqRel, Relaxed);
+        let _ = self.tat.compare_exchange(
+            next,
+            next.saturating_sub(self.pace.get().interval),
+            AcqRel,
+            Relaxed,
+        );
     }
 
     /// Pauses the limiter for `pause` from now: no call goes before it
@@ -301,7 +339,7 @@ impl RateLimiter {
     pub fn pause(&self, pause: Duration) {
         let until = self.now().saturating_add(nanos(pause));
         self.tat
-            .fetch_max(until.saturating_add(self.tolerance), AcqRel);
+            .fetch_max(until.saturating_add(self.pace.get().tolerance), AcqRel);
         self.paused_until.fetch_max(until, Relaxed);
         self.pauses.fetch_add(1, Relaxed);
         self.series.pauses.increment(1);
@@ -322,23 +360,27 @@ impl RateLimiter {
         let now = self.now();
         let tat = self.tat.load(Acquire);
         let paused_until = self.paused_until.load(Relaxed);
+        let Pace {
+            policy,
+            interval,
+            tolerance,
+        } = self.pace.get();
+        let (interval, tolerance) = (*interval, *tolerance);
         // Slots free now: how far the TAT is behind `now + τ`, in intervals
         // (a reservation ahead of now leaves none).
         let free = now
-            .saturating_add(self.tolerance)
+            .saturating_add(tolerance)
             .saturating_sub(tat.max(now))
-            .saturating_add(self.interval)
-            / self.interval;
+            .saturating_add(interval)
+            / interval;
         #[allow(unused_mut)]
         let mut status = RateStatus {
             name: self.name.to_string(),
-            limit: format!("{}/{:?}", self.policy.count(), self.policy.period()),
-            burst: self.policy.burst(),
-            available: free.min(u64::from(self.policy.burst())),
-            next_in_ms: Duration::from_nanos(
-                tat.saturating_sub(self.tolerance).saturating_sub(now),
-            )
-            .as_secs_f64()
+            limit: format!("{}/{:?}", policy.count(), policy.period()),
+            burst: policy.burst(),
+            available: free.min(u64::from(policy.burst())),
+            next_in_ms: Duration::from_nanos(tat.saturating_sub(tolerance).saturating_sub(now))
+                .as_secs_f64()
                 * 1000.0,
             paused_for_ms: (paused_until > now)
                 .then(|| Duration::from_nanos(paused_until - now).as_secs_f64() * 1000.0),
@@ -473,7 +515,7 @@ impl std::fmt::Debug for RateLimiter {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("RateLimiter")
             .field("name", &self.name)
-            .field("policy", &self.policy)
+            .field("policy", self.policy())
             .finish_non_exhaustive()
     }
 }

@@ -68,10 +68,10 @@ struct Shared {
     disk_cache: Option<Arc<DiskCache>>,
     stats: Stats,
     detector: ChangeDetector,
-    /// Policy values set by an operator (`RuntimeBuilder::overrides`).
-    overrides: crate::overrides::Overrides,
-    /// What the overrides did to each method they touched.
-    overridden: Mutex<BTreeMap<String, crate::overrides::MethodOverrides>>,
+    /// Policy values set by an operator, what they did, and every
+    /// endpoint a reload retunes (`runtime/reload.rs`). Taken when an
+    /// endpoint is built, by a reload and by health, never on a call.
+    tuning: Mutex<Tuning>,
     /// The embedded database's retention, and its sweeper thread.
     #[cfg(feature = "embedded")]
     upkeep: OnceLock<Upkeep>,
@@ -145,8 +145,7 @@ impl Shared {
             disk_cache: disk_cache.map(Arc::new),
             stats: Stats::default(),
             detector,
-            overrides: crate::overrides::Overrides::new(),
-            overridden: Mutex::default(),
+            tuning: Mutex::default(),
             #[cfg(feature = "embedded")]
             upkeep: OnceLock::new(),
             #[cfg(feature = "embedded")]
@@ -430,7 +429,7 @@ impl RuntimeBuilder {
             None => RngSource::default(),
         };
         let mut shared = Shared::new(rng, backend, wal, disk_cache, self.detector);
-        shared.overrides = self.overrides;
+        shared.tuning = Mutex::new(Tuning::new(self.overrides));
         #[cfg(feature = "embedded")]
         {
             shared.orphan_grace = self.orphan_grace.unwrap_or(DEFAULT_ORPHAN_GRACE);
@@ -651,6 +650,14 @@ impl Runtime {
                 contract: contract.to_string(),
             })
             .collect();
+        // One lock for both (a guard in the literal would live to its end).
+        let (overrides, last_reload) = {
+            let tuning = lock(&self.shared.tuning);
+            (
+                tuning.overridden.values().cloned().collect(),
+                tuning.last_reload.clone(),
+            )
+        };
         Health {
             endpoints,
             queues,
@@ -667,7 +674,8 @@ impl Runtime {
                 .filter_map(|pause| pause.status())
                 .collect(),
             quarantined: wal.quarantined_count(),
-            overrides: lock(&self.shared.overridden).values().cloned().collect(),
+            overrides,
+            last_reload,
             #[cfg(feature = "embedded")]
             store_degraded: self
                 .shared
@@ -743,52 +751,6 @@ impl Runtime {
         self.registry().values().cloned().collect()
     }
 
-    /// `policy` with the operator's overrides for `contract.method`, or
-    /// `policy` itself when they break a rule (each error logged and kept
-    /// for health).
-    fn overridden(&self, contract: &str, method: &str, policy: Policy) -> Policy {
-        if self.shared.overrides.is_empty() {
-            return policy;
-        }
-        let target = format!("{contract}.{method}");
-        let (effective, status) = match self.shared.overrides.apply(contract, method, &policy) {
-            Ok((_, applied)) if applied.is_empty() => return policy,
-            Ok((effective, applied)) => {
-                for value in &applied {
-                    tracing::info!(
-                        target: "seawall::overrides",
-                        method = %target,
-                        key = %value.key,
-                        value = %value.value,
-                        source = %value.source,
-                        "policy value overridden"
-                    );
-                }
-                (
-                    effective,
-                    crate::overrides::MethodOverrides::applied(&target, applied),
-                )
-            }
-            Err(errors) => {
-                for error in &errors {
-                    tracing::error!(
-                        target: "seawall::overrides",
-                        method = %target,
-                        "override refused, the compiled policy applies: {}",
-                        error.message
-                    );
-                }
-                let refused = crate::overrides::MethodOverrides::refused(&target, errors);
-                self.shared
-                    .subscribers
-                    .emit(&Event::OverridesRefused(refused.clone()));
-                (policy, refused)
-            }
-        };
-        lock(&self.shared.overridden).insert(target, status);
-        effective
-    }
-
     /// Builds the pipeline of one contract method.
     ///
     /// Endpoints whose breaker policies carry the same name share one
@@ -804,9 +766,30 @@ impl Runtime {
         &self,
         contract: &str,
         method: &str,
-        policy: Policy,
+        compiled: Policy,
     ) -> Result<Endpoint, PolicyError> {
-        let policy = self.overridden(contract, method, policy);
+        // Held while the endpoint is built, so that a reload sees it.
+        let mut tuning = lock(&self.shared.tuning);
+        let (policy, refused) = tuning.resolve(contract, method, &compiled);
+        let built = self.build(contract, method, compiled, policy, &mut tuning);
+        drop(tuning);
+        // Hooks run without the lock: one may read health.
+        if let Some(refused) = refused {
+            self.shared
+                .subscribers
+                .emit(&Event::OverridesRefused(refused));
+        }
+        built
+    }
+
+    fn build(
+        &self,
+        contract: &str,
+        method: &str,
+        compiled: Policy,
+        policy: Policy,
+        tuning: &mut Tuning,
+    ) -> Result<Endpoint, PolicyError> {
         policy.validate()?;
         let breaker = match policy.breaker() {
             None => None,
@@ -939,7 +922,15 @@ impl Runtime {
                 })
                 .clone()
         };
+        let endpoint_tuning = Arc::new(crate::endpoint::EndpointTuning::new(
+            contract.into(),
+            method.into(),
+            compiled,
+            policy,
+        ));
+        tuning.endpoints.push(Arc::downgrade(&endpoint_tuning));
         let state = Resolved {
+            tuning: endpoint_tuning,
             stats,
             breaker,
             limiter,
@@ -955,13 +946,16 @@ impl Runtime {
                 fleet: self.shared.fleet_cache.clone(),
             },
         };
-        Ok(Endpoint::new(contract.into(), method.into(), policy, state))
+        Ok(Endpoint::new(contract.into(), method.into(), state))
     }
 
     fn registry(&self) -> std::sync::MutexGuard<'_, BTreeMap<Arc<str>, Arc<Breaker>>> {
         lock(&self.shared.breakers)
     }
 }
+
+mod reload;
+use reload::Tuning;
 
 fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     mutex

@@ -139,7 +139,7 @@ impl Breaker {
     pub(super) fn probe_cap(&self) -> u64 {
         match self.governed() {
             Some(link) => link.granted.load(Acquire),
-            None => u64::from(self.policy.probes()),
+            None => u64::from(self.policy().probes()),
         }
     }
 

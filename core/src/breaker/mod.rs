@@ -85,6 +85,7 @@ use std::time::Duration;
 use tokio::time::Instant;
 
 use crate::event::{BreakerRateCrossed, BreakerTransition, Event, OpenedBy, Subscribers};
+use crate::tunable::Tunable;
 use crate::{BreakerPolicy, ErrorClass, PolicyError};
 use state::{
     CLOSED, DISABLED, FORCED_OPEN, HALF_OPEN, METRICS_ONLY, ONE_PROBE, OPEN, ProbeTally, Word,
@@ -195,12 +196,9 @@ pub struct BreakerMetrics {
 /// [`Permit::record`].
 pub struct Breaker {
     name: Arc<str>,
-    policy: BreakerPolicy,
-    failure_ppm: u64,
-    slow_ppm: u64,
-    slow_after: Option<Duration>,
-    /// The run of failures that opens it; `u64::MAX` when that rule is off.
-    run_limit: u64,
+    /// Its policy and the thresholds it gives, replaced in place by a
+    /// reload (the state and the window stay).
+    tuning: Tunable<Thresholds>,
     state: AtomicU64,
     probe_tally: AtomicU64,
     /// Consecutive re-opens, for a growing open duration. Written only by
@@ -217,6 +215,29 @@ pub struct Breaker {
     this: OnceLock<Weak<Breaker>>,
     /// Set when the breaker is shared by a fleet (see [`fleet`]).
     fleet: OnceLock<FleetLink>,
+}
+
+/// A breaker policy and what the hot path reads of it.
+#[derive(Debug)]
+struct Thresholds {
+    policy: BreakerPolicy,
+    failure_ppm: u64,
+    slow_ppm: u64,
+    slow_after: Option<Duration>,
+    /// The run of failures that opens it; `u64::MAX` when that rule is off.
+    run_limit: u64,
+}
+
+impl Thresholds {
+    fn new(policy: BreakerPolicy) -> Self {
+        Self {
+            failure_ppm: ppm(policy.failure_rate()),
+            slow_ppm: ppm(policy.slow_rate()),
+            slow_after: policy.slow(),
+            run_limit: policy.consecutive_failures().map_or(u64::MAX, u64::from),
+            policy,
+        }
+    }
 }
 
 fn ppm(rate: f64) -> u64 {
@@ -248,13 +269,9 @@ impl Breaker {
             return Err(error);
         }
         Ok(Self {
-            failure_ppm: ppm(policy.failure_rate()),
-            slow_ppm: ppm(policy.slow_rate()),
-            slow_after: policy.slow(),
-            run_limit: policy.consecutive_failures().map_or(u64::MAX, u64::from),
             window: Ring::new(policy.window()),
             name,
-            policy,
+            tuning: Tunable::new(Thresholds::new(policy)),
             state: AtomicU64::new(Word::new(CLOSED, 0, 0, 0).0),
             probe_tally: AtomicU64::new(0),
             reopens: AtomicU32::new(0),
@@ -282,9 +299,22 @@ impl Breaker {
         &self.name
     }
 
-    /// The policy it enforces.
+    /// The policy it enforces (as of the last reload).
     pub fn policy(&self) -> &BreakerPolicy {
-        &self.policy
+        &self.tuning.get().policy
+    }
+
+    /// Enforces `policy` from now on, keeping the state, the window and
+    /// the open period under way (a new `open_for` applies to the next
+    /// opening). Only values a reload may change differ: the window's
+    /// kind and size stay.
+    pub(crate) fn retune(&self, policy: BreakerPolicy) {
+        self.tuning.set(Thresholds::new(policy));
+    }
+
+    #[inline]
+    fn thresholds(&self) -> &Thresholds {
+        self.tuning.get()
     }
 
     /// The state as of now: an open breaker whose wait is over reads
@@ -305,10 +335,10 @@ impl Breaker {
                 slow: probes.slow,
                 run: 0,
             };
-            (tally, u64::from(self.policy.probes()))
+            (tally, u64::from(self.policy().probes()))
         } else {
             let tally = self.window.tally(self.nanos());
-            (tally, u64::from(self.policy.min_calls()))
+            (tally, u64::from(self.policy().min_calls()))
         };
         let judged = tally.calls > 0 && tally.calls >= judged_from;
         let rate = |part: u64| judged.then(|| part as f64 / tally.calls as f64);
@@ -328,7 +358,7 @@ impl Breaker {
     pub fn outcome_of(&self, class: ErrorClass) -> Outcome {
         if class == ErrorClass::Ignored {
             Outcome::Ignored
-        } else if self.policy.failure_classes().contains(class) {
+        } else if self.policy().failure_classes().contains(class) {
             Outcome::Failure
         } else {
             Outcome::Success
@@ -516,7 +546,7 @@ impl Breaker {
     fn permit(&self, epoch: u64, probe: bool) -> Permit<'_> {
         Permit {
             breaker: self,
-            started: if self.slow_after.is_some() {
+            started: if self.thresholds().slow_after.is_some() {
                 self.nanos()
             } else {
                 NOT_TIMED
@@ -544,7 +574,7 @@ impl Breaker {
     /// When a half-open period whose first probe was admitted at
     /// `word.ms()` gives up waiting for its probes.
     fn half_open_ends(&self, word: Word) -> Duration {
-        ms(word.ms()).saturating_add(self.policy.half_open_max())
+        ms(word.ms()).saturating_add(self.policy().half_open_max())
     }
 
     /// The state word as of now (see [`settle`](Self::settle)).
@@ -601,8 +631,9 @@ impl Breaker {
         }
         let reaches =
             |part: u64, threshold: u64| part > 0 && part * 1_000_000 >= threshold * tally.calls;
-        reaches(tally.failures, self.failure_ppm)
-            || (self.slow_after.is_some() && reaches(tally.slow, self.slow_ppm))
+        let thresholds = self.thresholds();
+        reaches(tally.failures, thresholds.failure_ppm)
+            || (thresholds.slow_after.is_some() && reaches(tally.slow, thresholds.slow_ppm))
     }
 
     fn record(&self, epoch: u64, probe: bool, started: u64, outcome: Outcome) {
@@ -613,7 +644,7 @@ impl Breaker {
             return;
         }
         let failure = outcome == Outcome::Failure;
-        let slow = match self.slow_after {
+        let slow = match self.thresholds().slow_after {
             Some(after) if started != NOT_TIMED => {
                 Duration::from_nanos(self.nanos().saturating_sub(started)) >= after
             }
@@ -633,7 +664,6 @@ impl Breaker {
             0
         };
         let tally = self.window.record(now, failure, slow);
-        let min_calls = u64::from(self.policy.min_calls());
         // A window with neither failures nor slow calls reaches no
         // threshold. (A success still counts: it may be the call that
         // completes `min_calls`, in a count window or a time window.)
@@ -643,10 +673,12 @@ impl Breaker {
             }
             return;
         }
-        let trips = self.trips(tally, min_calls) || tally.run >= self.run_limit;
+        let thresholds = self.thresholds();
+        let min_calls = u64::from(thresholds.policy.min_calls());
+        let trips = self.trips(tally, min_calls) || tally.run >= thresholds.run_limit;
         if word.kind() == CLOSED {
             if trips {
-                let open_for = self.policy.open_duration(0);
+                let open_for = self.policy().open_duration(0);
                 let until = self.open_until(self.elapsed(), open_for);
                 let _ = self.transition(word, word.next(OPEN, 0, until), Some(tally));
             }
@@ -669,7 +701,7 @@ impl Breaker {
     }
 
     fn record_probe(&self, epoch: u64, failure: bool, slow: bool) {
-        let probes = u64::from(self.policy.probes());
+        let probes = u64::from(self.policy().probes());
         let Ok(previous) = self.probe_tally.fetch_update(AcqRel, Acquire, |t| {
             let tally = ProbeTally::unpack(t, epoch);
             (tally.done < probes).then(|| {
@@ -712,7 +744,7 @@ impl Breaker {
     fn judge_probes(&self, half_open: Word, probes: Tally, at: Duration) -> Result<(), Word> {
         if self.trips(probes, 1) {
             let reopens = self.reopens.load(Relaxed).saturating_add(1);
-            let until = self.open_until(at, self.policy.open_duration(reopens));
+            let until = self.open_until(at, self.policy().open_duration(reopens));
             self.transition(half_open, half_open.next(OPEN, 0, until), None)?;
             self.reopens.store(reopens, Relaxed);
             Ok(())
@@ -847,7 +879,7 @@ impl std::fmt::Debug for Breaker {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Breaker")
             .field("metrics", &self.metrics())
-            .field("policy", &self.policy)
+            .field("policy", self.policy())
             .finish()
     }
 }

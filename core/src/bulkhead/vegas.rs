@@ -77,6 +77,13 @@ impl Vegas {
         }
     }
 
+    /// New bounds (a reload): the limit is brought within them.
+    pub(crate) fn bound(&mut self, min: u32, max: u32) {
+        self.min = f64::from(min);
+        self.max = f64::from(max);
+        self.limit = self.limit.clamp(self.min, self.max);
+    }
+
     /// The places now: `min` while it probes.
     pub(crate) fn limit(&self) -> u32 {
         let limit = if self.probing.is_some() {

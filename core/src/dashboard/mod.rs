@@ -566,6 +566,32 @@ impl Alert {
                     p.detail
                 ),
             ),
+            Event::OverridesRefused(m) => Alert::new(
+                "overrides",
+                m.method.clone(),
+                format!(
+                    "{} override(s) refused, the compiled policy applies: {}",
+                    m.errors.len(),
+                    m.errors.first().map(|e| e.message.as_str()).unwrap_or("")
+                ),
+            ),
+            Event::OverridesReloaded(r) if r.applied => Alert::new(
+                "overrides",
+                "reload",
+                format!("reloaded; {} method(s) changed", r.changed.len()),
+            ),
+            Event::OverridesReloaded(r) => Alert::new(
+                "overrides",
+                "reload",
+                format!(
+                    "reload refused, nothing changed: {}",
+                    r.errors
+                        .iter()
+                        .map(ToString::to_string)
+                        .collect::<Vec<_>>()
+                        .join("; ")
+                ),
+            ),
             _ => return None,
         })
     }

@@ -84,7 +84,10 @@ where
     Fut: Future<Output = Result<T, E>>,
     E: ContractError,
 {
-    let (Some(store), Some(policy)) = (&endpoint.store, endpoint.policy.idempotency_store()) else {
+    let (Some(store), Some(policy)) = (
+        &endpoint.store,
+        endpoint.tuning.compiled.idempotency_store(),
+    ) else {
         return call.await;
     };
     let mut guard = match store.begin(key.as_str(), fingerprint, policy, until).await {

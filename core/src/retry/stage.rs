@@ -73,8 +73,10 @@ macro_rules! run {
             // space of its own beside the place it came from.
             let next_attempt = &mut $next_attempt;
             let wrap = $wrap;
-            let retry = endpoint.policy.retry();
-            let timeout = endpoint.policy.timeout();
+            // Read once: a reload meanwhile applies from the next call.
+            let tuned = endpoint.tuned();
+            let retry = tuned.policy.retry();
+            let timeout = tuned.policy.timeout();
             let max_attempts = retry.attempts().max(1);
             let mut rng = None;
             let mut previous_delay = ::std::time::Duration::ZERO;
@@ -250,7 +252,7 @@ macro_rules! run {
                     break Some(failed);
                 }
                 let rng = rng.get_or_insert_with(|| endpoint.rng.for_call());
-                let mut delay = endpoint.backoff.delay(attempts - 1, previous_delay, rng);
+                let mut delay = tuned.backoff.delay(attempts - 1, previous_delay, rng);
                 // Never sooner than the vendor asked; never a wait the policy does
                 // not allow.
                 let asked = match &failed {

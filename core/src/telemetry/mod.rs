@@ -508,6 +508,10 @@ pub struct Health {
     /// (`RuntimeBuilder::overrides`): the values that apply and where each
     /// came from, or the errors that kept its compiled policy.
     pub overrides: Vec<crate::overrides::MethodOverrides>,
+    /// The last reload of the overrides, if there was one
+    /// ([`Runtime::reload`](crate::Runtime::reload)): what it changed, or
+    /// every error that made it change nothing.
+    pub last_reload: Option<crate::overrides::ReloadStatus>,
     /// Whether the embedded store failed to write (a full disk) and has not
     /// been reopened yet: appends fail at once meanwhile.
     pub store_degraded: bool,
@@ -587,6 +591,13 @@ impl Health {
                     method.errors.len()
                 ));
             }
+        }
+        if let Some(reload) = self.last_reload.as_ref().filter(|r| !r.applied) {
+            degraded.push(format!(
+                "the last reload of the overrides was refused ({} error(s)); the policies \
+                 before it apply",
+                reload.errors.len()
+            ));
         }
         if self.quarantined > 0 {
             degraded.push(format!(
