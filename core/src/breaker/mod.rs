@@ -636,6 +636,17 @@ impl Breaker {
             || (thresholds.slow_after.is_some() && reaches(tally.slow, thresholds.slow_ppm))
     }
 
+    /// Whether a fast success admitted closed in `epoch` would change
+    /// nothing: the breaker is still closed in that epoch and its window is
+    /// quiet (see [`record`](Self::record), which would read the same and
+    /// return). Metrics-only breakers take the full path, which clears
+    /// their crossing flag.
+    #[inline]
+    fn changes_nothing(&self, epoch: u64) -> bool {
+        let word = Word(self.state.load(Acquire));
+        word.kind() == CLOSED && word.epoch() == epoch && self.window.is_quiet()
+    }
+
     fn record(&self, epoch: u64, probe: bool, started: u64, outcome: Outcome) {
         if outcome == Outcome::Ignored {
             if probe {
@@ -911,10 +922,12 @@ const RECORDED: u64 = 1 << 63;
 
 impl Permit<'_> {
     /// Whether this call is one of the half-open probes.
+    #[inline]
     pub fn is_probe(&self) -> bool {
         self.tag & PROBE != 0
     }
 
+    #[inline]
     fn epoch(&self) -> u64 {
         self.tag & state::EPOCH_MASK
     }
@@ -928,7 +941,19 @@ impl Permit<'_> {
     }
 
     /// Records how the call ended.
+    #[inline]
     pub fn record(mut self, outcome: Outcome) {
+        // The healthy path inline: a fast success of a call admitted while
+        // closed, into a window it would not change, records nothing (the
+        // same reads, in the same order, as `Breaker::record`, without the
+        // call).
+        if outcome == Outcome::Success
+            && self.tag & (PROBE | RECORDED) == 0
+            && self.started == NOT_TIMED
+            && self.breaker.changes_nothing(self.epoch())
+        {
+            return;
+        }
         self.report(outcome);
     }
 
@@ -940,6 +965,7 @@ impl Permit<'_> {
 }
 
 impl Drop for Permit<'_> {
+    #[inline]
     fn drop(&mut self) {
         if self.is_probe() {
             self.report(Outcome::Failure);
@@ -953,5 +979,151 @@ impl std::fmt::Debug for Permit<'_> {
             .field("breaker", &self.breaker.name)
             .field("probe", &self.is_probe())
             .finish()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const SECOND: Duration = Duration::from_secs(1);
+
+    /// Window of 10 judged from 10, opening at 50 % (the run of failures
+    /// off), open for 10 s.
+    fn ten() -> BreakerPolicy {
+        BreakerPolicy::new()
+            .with_window(10)
+            .with_min_calls(10)
+            .with_failure_rate(0.5)
+            .with_consecutive_failures(1_000)
+            .with_open_for(SECOND * 10)
+    }
+
+    fn breaker(policy: BreakerPolicy) -> Breaker {
+        Breaker::new("test", policy).expect("a valid policy")
+    }
+
+    /// One call, admitted and recorded on a thread of its own.
+    fn on_another_thread(breaker: &Breaker, outcome: Outcome) {
+        std::thread::scope(|scope| {
+            scope.spawn(|| breaker.try_acquire().expect("admitted").record(outcome));
+        });
+    }
+
+    #[test]
+    fn min_calls_and_the_rate_are_judged_the_same_on_any_thread() {
+        use Outcome::{Failure as F, Success as S};
+        // Healthy stretches long enough for the quiet path, each broken by
+        // failures; the same calls, one breaker on this thread, the other a
+        // thread per call.
+        let mut outcomes = vec![S; 25];
+        for round in 0..6 {
+            outcomes.extend(std::iter::repeat_n(F, round % 5));
+            outcomes.extend(std::iter::repeat_n(S, 12 + round));
+        }
+        outcomes.extend([F, S, F, S, F, S, F, S]);
+        let here = breaker(ten());
+        let there = breaker(ten());
+        for (i, outcome) in outcomes.iter().enumerate() {
+            here.try_acquire().expect("admitted").record(*outcome);
+            on_another_thread(&there, *outcome);
+            assert_eq!(here.metrics().state, BreakerState::Closed, "call {i}");
+            let metrics = here.metrics();
+            assert_eq!(metrics, there.metrics(), "call {i}");
+            if i < 9 {
+                assert_eq!(metrics.failure_rate, None, "under min_calls");
+            }
+        }
+        // 4 failures in the last 10: closed; the fifth reaches 50 %.
+        assert_eq!(here.metrics().failures, 4);
+        here.try_acquire().expect("admitted").record(F);
+        on_another_thread(&there, F);
+        assert_eq!(here.state(), BreakerState::Open);
+        assert_eq!(there.state(), BreakerState::Open);
+    }
+
+    #[test]
+    fn a_quiet_window_still_counts_a_failure_from_another_thread() {
+        let breaker = breaker(ten());
+        for _ in 0..10 {
+            on_another_thread(&breaker, Outcome::Success);
+        }
+        assert!(breaker.window.is_quiet());
+        on_another_thread(&breaker, Outcome::Failure);
+        let metrics = breaker.metrics();
+        assert_eq!(
+            (
+                metrics.failures,
+                metrics.consecutive_failures,
+                metrics.failure_rate
+            ),
+            (1, 1, Some(0.1))
+        );
+        // Nine successes keep the failure in the window; the tenth pushes
+        // it out.
+        for _ in 0..9 {
+            on_another_thread(&breaker, Outcome::Success);
+        }
+        assert_eq!(breaker.metrics().failures, 1);
+        on_another_thread(&breaker, Outcome::Success);
+        assert_eq!(breaker.metrics().failures, 0);
+        assert!(breaker.window.is_quiet());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_transition_empties_a_quiet_window_and_stale_permits_record_nothing() {
+        let breaker = breaker(ten().with_probes(1));
+        for _ in 0..10 {
+            on_another_thread(&breaker, Outcome::Success);
+        }
+        // Admitted while closed and quiet, recorded after the breaker has
+        // opened, half-opened and closed again.
+        let stale_success = breaker.try_acquire().expect("admitted");
+        let stale_failure = breaker.try_acquire().expect("admitted");
+        // On this thread: the breaker's clock is the runtime's paused one
+        // only here.
+        for _ in 0..5 {
+            breaker
+                .try_acquire()
+                .expect("admitted")
+                .record(Outcome::Failure);
+        }
+        assert_eq!(breaker.state(), BreakerState::Open);
+        tokio::time::advance(SECOND * 10).await;
+        breaker
+            .try_acquire()
+            .expect("a probe")
+            .record(Outcome::Success);
+        assert_eq!(breaker.state(), BreakerState::Closed);
+        let empty = |breaker: &Breaker| {
+            let metrics = breaker.metrics();
+            (
+                metrics.calls,
+                metrics.failures,
+                metrics.consecutive_failures,
+            )
+        };
+        assert_eq!(empty(&breaker), (0, 0, 0));
+        assert!(!breaker.window.is_quiet(), "empty, not quiet");
+        stale_success.record(Outcome::Success);
+        stale_failure.record(Outcome::Failure);
+        assert_eq!(empty(&breaker), (0, 0, 0), "another epoch's calls");
+        on_another_thread(&breaker, Outcome::Success);
+        assert_eq!(
+            empty(&breaker),
+            (1, 0, 0),
+            "a success into an empty window counts"
+        );
+        // A reset (and a forced opening before it) empties it again.
+        for _ in 0..9 {
+            on_another_thread(&breaker, Outcome::Success);
+        }
+        assert!(breaker.window.is_quiet());
+        let stale = breaker.try_acquire().expect("admitted");
+        breaker.force_open();
+        breaker.reset();
+        assert_eq!(empty(&breaker), (0, 0, 0));
+        stale.record(Outcome::Success);
+        assert_eq!(empty(&breaker), (0, 0, 0), "another epoch's call");
     }
 }

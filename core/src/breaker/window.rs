@@ -48,6 +48,17 @@ impl Ring {
         matches!(self, Self::Time(_))
     }
 
+    /// Whether recording a fast success would change nothing: a full count
+    /// window that holds no failure and no slow call, after a success. (A
+    /// time window always counts the call.)
+    #[inline]
+    pub(crate) fn is_quiet(&self) -> bool {
+        match self {
+            Self::Count(window) => window.is_quiet(),
+            Self::Time(_) => false,
+        }
+    }
+
     pub(crate) fn record(&self, now: u64, failure: bool, slow: bool) -> Tally {
         match self {
             Self::Count(window) => window.record(failure, slow),
@@ -100,21 +111,25 @@ impl CountWindow {
         }
     }
 
-    fn record(&self, failure: bool, slow: bool) -> Tally {
-        let len = self.slots.len() as u64;
-        // A fast success into a full window that holds no failure and no
-        // slow call changes nothing the breaker can observe: the slot it
-        // would overwrite holds a fast success too. Skipping the write keeps
-        // the healthy path free of shared writes, so concurrent callers do
-        // not contend on the ring. (A failure recorded meanwhile is pushed
-        // out of the window at most that one call later.)
-        if !failure
-            && !slow
-            && self.failures.load(Relaxed) == 0
+    /// Whether the window is full and holds no failure, no slow call and no
+    /// run of failures: then a fast success changes nothing the breaker can
+    /// observe, since the slot it would overwrite holds a fast success too.
+    /// Skipping the write keeps the healthy path free of shared writes, so
+    /// concurrent callers do not contend on the ring: the line these four
+    /// counters share stays in every core's cache while the vendor is
+    /// healthy. (A failure recorded meanwhile is pushed out of the window at
+    /// most that one call later.)
+    #[inline]
+    fn is_quiet(&self) -> bool {
+        self.failures.load(Relaxed) == 0
             && self.slow.load(Relaxed) == 0
             && self.run.load(Relaxed) == 0
-            && self.cursor.load(Relaxed) >= len
-        {
+            && self.cursor.load(Relaxed) >= self.slots.len() as u64
+    }
+
+    fn record(&self, failure: bool, slow: bool) -> Tally {
+        let len = self.slots.len() as u64;
+        if !failure && !slow && self.is_quiet() {
             return Tally {
                 calls: len,
                 ..Tally::default()
@@ -347,6 +362,135 @@ mod tests {
         window.record(false, false);
         window.record(false, false);
         assert_eq!(window.record(false, false).failures, 0);
+    }
+
+    /// The window's counters against the ring they count, once no record
+    /// is in flight.
+    fn matches_its_ring(window: &CountWindow) {
+        let in_ring = |flag| {
+            window
+                .slots
+                .iter()
+                .filter(|slot| slot.load(Relaxed) & flag != 0)
+                .count() as u64
+        };
+        assert_eq!(window.failures.load(Relaxed), in_ring(FAILURE) as i64);
+        assert_eq!(window.slow.load(Relaxed), in_ring(SLOW) as i64);
+        assert_eq!(window.is_quiet(), {
+            let tally = window.tally();
+            tally.calls == window.slots.len() as u64 && tally.failures + tally.slow + tally.run == 0
+        });
+    }
+
+    #[test]
+    fn threads_recording_at_once_leave_exact_counts_once_quiet() {
+        const THREADS: usize = 8;
+        const EACH: usize = 20_000;
+        let window = CountWindow::new(100);
+        std::thread::scope(|scope| {
+            for thread in 0..THREADS {
+                let window = &window;
+                scope.spawn(move || {
+                    for i in 0..EACH {
+                        // Long healthy stretches (the quiet path) broken by
+                        // failures and slow calls, differently on each
+                        // thread.
+                        let failure = (i + thread * 97) % 500 < 3;
+                        let slow = (i * 7 + thread) % 1_000 == 0;
+                        window.record(failure, slow);
+                    }
+                });
+            }
+        });
+        matches_its_ring(&window);
+        assert_eq!(window.tally().calls, 100);
+        // Failures only, from every thread: the window is full of them.
+        std::thread::scope(|scope| {
+            for _ in 0..THREADS {
+                scope.spawn(|| {
+                    for _ in 0..100 {
+                        window.record(true, false);
+                    }
+                });
+            }
+        });
+        matches_its_ring(&window);
+        let tally = window.tally();
+        assert_eq!((tally.calls, tally.failures), (100, 100));
+        assert_eq!(tally.run, THREADS as u64 * 100, "every failure, in a row");
+        // Then fast successes from every thread push out every one of them:
+        // none is skipped while the window still holds a failure.
+        std::thread::scope(|scope| {
+            for _ in 0..THREADS {
+                scope.spawn(|| {
+                    for _ in 0..100 {
+                        window.record(false, false);
+                    }
+                });
+            }
+        });
+        matches_its_ring(&window);
+        assert_eq!(
+            window.tally(),
+            Tally {
+                calls: 100,
+                ..Tally::default()
+            }
+        );
+        assert!(window.is_quiet());
+    }
+
+    #[test]
+    fn a_failure_recorded_on_one_thread_is_seen_on_another() {
+        let window = CountWindow::new(10);
+        for _ in 0..10 {
+            window.record(false, false);
+        }
+        assert!(window.is_quiet());
+        std::thread::scope(|scope| {
+            // A reader that only spins on the counters (no other
+            // synchronisation) sees the failure land, and stops being quiet.
+            let reader = scope.spawn(|| {
+                let deadline = std::time::Instant::now() + Duration::from_secs(30);
+                while window.tally().failures == 0 {
+                    assert!(std::time::Instant::now() < deadline, "never seen");
+                    std::hint::spin_loop();
+                }
+                assert!(!window.is_quiet());
+            });
+            scope.spawn(|| window.record(true, false));
+            reader.join().expect("the reader");
+        });
+        // Successes on a third thread take the full path until the failure
+        // is pushed out: exactly the window's length of them.
+        std::thread::scope(|scope| {
+            scope.spawn(|| {
+                for _ in 0..9 {
+                    assert_eq!(window.record(false, false).failures, 1);
+                    assert!(!window.is_quiet());
+                }
+                assert_eq!(window.record(false, false).failures, 0);
+                assert!(window.is_quiet());
+            });
+        });
+    }
+
+    #[test]
+    fn a_reset_window_is_not_quiet_until_full_again() {
+        let window = CountWindow::new(3);
+        for _ in 0..3 {
+            window.record(false, false);
+        }
+        assert!(window.is_quiet());
+        window.reset();
+        assert!(!window.is_quiet(), "empty: a success must be counted");
+        assert_eq!(window.record(false, false).calls, 1);
+        assert_eq!(window.record(false, false).calls, 2);
+        assert!(!window.is_quiet());
+        assert_eq!(window.record(false, false).calls, 3);
+        assert!(window.is_quiet());
+        // A time window is never quiet: every call lands in a bucket.
+        assert!(!Ring::new(Window::Time(Duration::from_secs(1))).is_quiet());
     }
 
     #[test]

@@ -379,6 +379,7 @@ macro_rules! attempt {
 
 pub(crate) use attempt;
 
+#[inline]
 pub(crate) fn record(permit: Option<Permit<'_>>, outcome: Outcome) {
     if let Some(permit) = permit {
         permit.record(outcome);
