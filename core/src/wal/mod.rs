@@ -40,7 +40,7 @@
 pub(crate) mod embedded;
 mod memory;
 #[cfg(feature = "postgres")]
-mod postgres;
+pub(crate) mod postgres;
 #[cfg(feature = "postgres")]
 pub(crate) use postgres::insert_on;
 

@@ -37,7 +37,8 @@ pub(super) struct Outbox {
     appends: mpsc::UnboundedSender<Waiting>,
 }
 
-const COLUMNS: &str = "ticket, contract, method, key, order_key, arguments::text AS arguments, \
+/// A write's columns, as [`decode`] reads them (also `admin`'s reader).
+pub(crate) const COLUMNS: &str = "ticket, contract, method, key, order_key, arguments::text AS arguments, \
     redacted, (extract(epoch FROM enqueued_at) * 1000)::bigint AS enqueued_ms, attempts";
 
 const INSERT: &str = "
@@ -93,7 +94,8 @@ WHERE o.ticket = $1 AND o.status = 'pending' AND l.contract = o.contract
   AND l.lane = o.lane AND l.owner = $2 AND l.lease_until > now()
 RETURNING 1";
 
-fn decode(row: &PgRow) -> Result<(Ticket, QueuedWrite), sqlx::Error> {
+/// A row read with [`COLUMNS`] as the write it holds.
+pub(crate) fn decode(row: &PgRow) -> Result<(Ticket, QueuedWrite), sqlx::Error> {
     let ticket: i64 = row.try_get("ticket")?;
     let arguments: String = row.try_get("arguments")?;
     let arguments = serde_json::from_str(&arguments).map_err(|e| sqlx::Error::Decode(e.into()))?;
@@ -114,11 +116,12 @@ fn decode(row: &PgRow) -> Result<(Ticket, QueuedWrite), sqlx::Error> {
     ))
 }
 
-fn id(ticket: Ticket) -> i64 {
+pub(crate) fn id(ticket: Ticket) -> i64 {
     i64::try_from(ticket.0).unwrap_or(i64::MAX)
 }
 
-fn ms(row: &PgRow) -> Result<u64, sqlx::Error> {
+/// `settled_ms`, in milliseconds since the Unix epoch (0 if unset).
+pub(crate) fn ms(row: &PgRow) -> Result<u64, sqlx::Error> {
     let at: Option<i64> = row.try_get("settled_ms")?;
     Ok(at.and_then(|at| u64::try_from(at).ok()).unwrap_or_default())
 }
