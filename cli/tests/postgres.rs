@@ -547,3 +547,62 @@ fn the_command_line_wins_over_the_environment() {
         "{err}"
     );
 }
+
+/// A runtime draining the outbox counts its contract's dead letters as the
+/// table holds them: those a tool purged or queued again are no longer
+/// counted in its health.
+#[test]
+fn a_draining_runtime_counts_what_a_tool_purged_or_retried() {
+    let Some(url) = pg::shared("a_draining_runtime_counts_what_a_tool_purged_or_retried") else {
+        return;
+    };
+    let schema = pg::schema("cli_counts");
+    let written = queued_outbox(url, &schema);
+    let service = service();
+    // Down: the pending writes stay pending, the drain keeps looking.
+    let vendor = Vendor::default();
+    let (runtime, wrapper) = service.block_on(async {
+        let vendor_url = vendor.start().await;
+        let runtime = Runtime::builder()
+            .plaintext_redacted()
+            .postgres(outbox_config(url, &schema))
+            .in_memory();
+        let wrapper = billing(&vendor_url, &runtime);
+        wrapper.resume_queued();
+        (runtime, wrapper)
+    });
+    let counted = |dead: u64| {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let health = runtime.health();
+            let queue = health.queues.iter().find(|q| q.contract == "billing");
+            if queue.is_some_and(|q| q.dead_letters == dead) {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "not {dead} dead letters within 10 s: {:?}",
+                health.queues
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    };
+    // Refused before this runtime started, counted all the same.
+    counted(2);
+    ok(&tool(
+        url,
+        &schema,
+        &["queue", "purge", &written.dead[0].to_string(), "--yes"],
+    ));
+    counted(1);
+    ok(&tool(
+        url,
+        &schema,
+        &["queue", "retry", &written.dead[1].to_string()],
+    ));
+    counted(0);
+    drop(wrapper);
+    drop(runtime);
+    drop(service);
+    drop_schema(url, &schema);
+}

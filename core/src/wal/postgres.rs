@@ -61,7 +61,9 @@ ON CONFLICT (origin) WHERE origin IS NOT NULL DO NOTHING";
 
 /// Claims the lanes (up to `$3`) whose oldest pending write is oldest,
 /// leaving out `$2`, for owner `$4`; answers the lanes claimed and the
-/// contract's pending count (every process's), from one scan.
+/// contract's pending count (every process's), from one scan, and its
+/// dead letters' count (every process's, and an operator's retries and
+/// purges seen).
 const CLAIM: &str = "
 WITH pending AS (
     SELECT lane, min(ticket) AS first, count(*) AS n FROM outbox
@@ -83,7 +85,8 @@ WITH pending AS (
     RETURNING lane
 )
 SELECT array(SELECT lane FROM claimed) AS lanes,
-       (SELECT coalesce(sum(n), 0) FROM pending)::bigint AS total";
+       (SELECT coalesce(sum(n), 0) FROM pending)::bigint AS total,
+       (SELECT count(*) FROM outbox WHERE contract = $1 AND status = 'dead')::bigint AS dead";
 
 /// Renews the lease of the lane of ticket `$1` if `$2` holds it and the
 /// write is still pending.
@@ -215,14 +218,15 @@ impl Outbox {
 
     /// Claims up to `lanes` lanes of `contract` outside `skip` (at most
     /// `limit`) and reads up to `limit` pending writes of each, oldest
-    /// first; also the contract's pending count (every process's).
+    /// first; also the contract's pending and dead counts (every
+    /// process's).
     pub(super) async fn pending(
         &self,
         contract: &str,
         lanes: usize,
         limit: usize,
         skip: Arc<HashSet<String>>,
-    ) -> Result<(Vec<(Ticket, QueuedWrite)>, u64), StoreError> {
+    ) -> Result<(Vec<(Ticket, QueuedWrite)>, u64, u64), StoreError> {
         let contract = contract.to_owned();
         let owner = self.db.replica.clone();
         let lease = self.lease();
@@ -231,7 +235,7 @@ impl Outbox {
         self.db
             .run(move |pool| async move {
                 let skip: Vec<String> = skip.iter().cloned().collect();
-                let (lanes, count): (Vec<String>, i64) = sqlx::query_as(CLAIM)
+                let (lanes, pending, dead): (Vec<String>, i64, i64) = sqlx::query_as(CLAIM)
                     .bind(&contract)
                     .bind(&skip)
                     .bind(claim)
@@ -255,7 +259,8 @@ impl Outbox {
                     .await?
                 };
                 let writes = rows.iter().map(decode).collect::<Result<Vec<_>, _>>()?;
-                Ok((writes, u64::try_from(count).unwrap_or_default()))
+                let count = |n: i64| u64::try_from(n).unwrap_or_default();
+                Ok((writes, count(pending), count(dead)))
             })
             .await
     }
