@@ -1,5 +1,6 @@
-//! `seawall`: operate seawall's embedded store, derive idempotency keys, and
-//! read a running service's status. See the README's "Operating seawall".
+//! `seawall`: operate seawall's embedded store or PostgreSQL outbox, derive
+//! idempotency keys, and read a running service's status. See the README's
+//! "Operating seawall".
 //!
 //! Exit codes: 0 done; 1 failed (the message says why); 2 the command line
 //! is wrong, or a purge was not confirmed; 3 the store is in use by another
@@ -8,6 +9,7 @@
 #![forbid(unsafe_code)]
 
 mod key;
+mod source;
 mod status;
 mod store;
 mod table;
@@ -17,8 +19,8 @@ use std::process::ExitCode;
 
 use clap::{Args, Parser, Subcommand};
 
-/// Operate seawall: queued writes and dead letters in an embedded store,
-/// idempotency keys, a running service's status.
+/// Operate seawall: queued writes and dead letters in an embedded store or
+/// the PostgreSQL outbox, idempotency keys, a running service's status.
 #[derive(Debug, Parser)]
 #[command(name = "seawall", version, about, long_about = None)]
 struct Cli {
@@ -28,7 +30,8 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
-    /// Queued writes in an embedded store (the service must not have it open).
+    /// Queued writes in an embedded store (the service must not have it
+    /// open) or, with `--postgres URL`, the PostgreSQL outbox.
     #[command(subcommand)]
     Queue(Queue),
     /// List the dead letters: writes the vendor refused for good.
@@ -104,16 +107,78 @@ enum Queue {
     },
 }
 
-/// Where the store is.
+/// Where the queue is: an embedded store, or the PostgreSQL outbox.
+///
+/// The command line wins over the environment: `--store` and `--postgres`
+/// exclude each other (clap says so); without either, `SEAWALL_POSTGRES_URL`
+/// names the outbox and `SEAWALL_STORE` the store, and both set is an
+/// error (so that neither silently wins).
 #[derive(Debug, Args)]
 struct StoreArgs {
-    /// The store directory (`Runtime::embedded(dir)`'s).
-    #[arg(long, env = "SEAWALL_STORE", default_value = "./seawall-data")]
-    store: PathBuf,
+    /// The store directory (`Runtime::embedded(dir)`'s) [env: SEAWALL_STORE]
+    /// [default: ./seawall-data].
+    #[arg(long)]
+    store: Option<PathBuf>,
     /// Recover a store its service left uncleanly (killed) before reading
     /// it: opens it for writing, as the service would on start.
     #[arg(long)]
     recover: bool,
+    /// The PostgreSQL outbox instead of a store: the database's URL, as
+    /// `Postgres::new` takes it (`postgres://user:password@host:port/db`);
+    /// safe while services run against it [env: SEAWALL_POSTGRES_URL].
+    #[cfg(feature = "postgres")]
+    #[arg(long, value_name = "URL", conflicts_with_all = ["store", "recover"])]
+    postgres: Option<String>,
+    /// With the outbox: the schema the services' runtimes use
+    /// (`Postgres::schema`) [default: seawall].
+    #[cfg(feature = "postgres")]
+    #[arg(long, value_name = "NAME", conflicts_with_all = ["store", "recover"])]
+    schema: Option<String>,
+}
+
+/// The store directory or the outbox's URL, from the command line or the
+/// environment.
+enum Place {
+    Store(PathBuf),
+    #[cfg(feature = "postgres")]
+    Postgres(String),
+}
+
+impl StoreArgs {
+    fn place(&self) -> Result<Place, Failure> {
+        let env = |name: &str| std::env::var_os(name).filter(|value| !value.is_empty());
+        #[cfg(feature = "postgres")]
+        {
+            if let Some(url) = &self.postgres {
+                return Ok(Place::Postgres(url.clone()));
+            }
+            if let (None, false, Some(url)) =
+                (&self.store, self.recover, env("SEAWALL_POSTGRES_URL"))
+            {
+                if env("SEAWALL_STORE").is_some() {
+                    return Err(Failure::new(
+                        "both SEAWALL_STORE and SEAWALL_POSTGRES_URL are set: say which with \
+                         `--store DIR` or `--postgres URL`",
+                    )
+                    .with_code(2));
+                }
+                let url = url
+                    .into_string()
+                    .map_err(|_| Failure::new("SEAWALL_POSTGRES_URL is not UTF-8").with_code(2))?;
+                return Ok(Place::Postgres(url));
+            }
+            if self.schema.is_some() {
+                return Err(Failure::new(
+                    "`--schema` names the PostgreSQL outbox's schema: give `--postgres URL` (or \
+                     SEAWALL_POSTGRES_URL) too",
+                )
+                .with_code(2));
+            }
+        }
+        Ok(Place::Store(self.store.clone().unwrap_or_else(|| {
+            env("SEAWALL_STORE").map_or_else(|| PathBuf::from("./seawall-data"), PathBuf::from)
+        })))
+    }
 }
 
 fn main() -> ExitCode {

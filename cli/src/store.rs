@@ -1,16 +1,13 @@
-//! `seawall queue ..` and `seawall dead-letters`: an embedded store, through
-//! `seawall_core::admin`.
+//! `seawall queue ..` and `seawall dead-letters`: an embedded store or the
+//! PostgreSQL outbox, through `seawall_core::admin` (see `source.rs`).
 
-use seawall_core::StoreError;
-use seawall_core::admin::{Entry, Listing, Store};
+use seawall_core::admin::{Entry, Listing};
 use seawall_core::wal::{DeadLetter, Quarantined, QueuedWrite, Ticket, TicketStatus};
 use serde_json::json;
 
+use crate::source::Source;
 use crate::table::{Table, age, utc};
 use crate::{Failure, StoreArgs};
-
-/// The exit code when another process has the store open.
-const LOCKED: u8 = 3;
 
 /// `42` or `#42`.
 pub(crate) fn parse_ticket(text: &str) -> Result<u64, String> {
@@ -19,42 +16,13 @@ pub(crate) fn parse_ticket(text: &str) -> Result<u64, String> {
         .map_err(|_| format!("`{text}` is not a ticket (a number, such as 42 or #42)"))
 }
 
-fn open(args: &StoreArgs, maintenance: bool) -> Result<Store, Failure> {
-    let opened = if maintenance || args.recover {
-        Store::open_for_maintenance(&args.store)
-    } else {
-        Store::open_read_only(&args.store)
-    };
-    opened.map_err(|error| match error {
-        StoreError::Locked { .. } => Failure::new(format!(
-            "{error}.\n\
-             The tool neither reads nor changes a store another process has open, so it never \
-             races the service that owns it (it did nothing).\n\
-             While the service runs, act through it: its status page (`Runtime::health()`: \
-             queues, dead letters, quarantined; `seawall status URL` prints it as tables) and the \
-             actions it offers there (`Runtime::retry_dead_letter(ticket)`, \
-             `write_ahead_log().dead_letters(..)`). Or stop the service, and run this again."
-        ))
-        .with_code(LOCKED),
-        StoreError::Unrecovered { .. } => Failure::new(format!(
-            "{error}.\nRun the command again with `--recover` to recover it now (with the \
-             service stopped), or start the service."
-        )),
-        error => Failure::new(error.to_string()),
-    })
-}
-
-fn failed(error: StoreError) -> Failure {
-    Failure::new(error.to_string())
-}
-
 /// `seawall queue ls`.
 pub(crate) fn ls(args: &StoreArgs, contract: Option<&str>) -> Result<(), Failure> {
-    let store = open(args, false)?;
-    let queues = store.queues().map_err(failed)?;
-    let pending = store.pending(contract).map_err(failed)?;
-    let quarantined = store.quarantined().map_err(failed)?;
-    println!("store {}", store.path().display());
+    let store = Source::open(args, false)?;
+    let queues = store.queues()?;
+    let pending = store.pending(contract)?;
+    let quarantined = store.quarantined()?;
+    println!("{}", store.describe());
     let mut summary = Table::new(["CONTRACT", "PENDING", "LANES", "DEAD LETTERS", "OLDEST"]);
     for queue in queues
         .iter()
@@ -131,14 +99,10 @@ fn print_unreadable(unreadable: &[Quarantined], quarantined: &[Quarantined]) {
 
 /// `seawall queue show TICKET`.
 pub(crate) fn show(args: &StoreArgs, ticket: u64) -> Result<(), Failure> {
-    let store = open(args, false)?;
+    let store = Source::open(args, false)?;
     let ticket = Ticket(ticket);
-    let Some(entry) = store.entry(ticket).map_err(failed)? else {
-        return Err(Failure::new(format!(
-            "{}: no entry under {ticket} (never issued, or settled and swept after the \
-             retention)",
-            store.path().display()
-        )));
+    let Some(entry) = store.entry(ticket)? else {
+        return Err(Failure::new(store.absent(ticket)));
     };
     let mut fields = Table::plain();
     fields.row(["ticket".into(), ticket.to_string()]);
@@ -212,13 +176,13 @@ fn pretty(value: &serde_json::Value) -> String {
 
 /// The dead letters `tickets` (or all, of `contract`) name.
 fn chosen(
-    store: &Store,
+    store: &Source,
     tickets: &[u64],
     all: bool,
     contract: Option<&str>,
 ) -> Result<Vec<Ticket>, Failure> {
     if all {
-        let letters = store.dead_letters(contract).map_err(failed)?;
+        let letters = store.dead_letters(contract)?;
         Ok(letters
             .items
             .into_iter()
@@ -236,11 +200,11 @@ pub(crate) fn retry(
     all: bool,
     contract: Option<&str>,
 ) -> Result<(), Failure> {
-    let store = open(args, true)?;
+    let store = Source::open(args, true)?;
     let mut missing = Vec::new();
     let mut queued = 0;
     for ticket in chosen(&store, tickets, all, contract)? {
-        match store.retry_dead_letter(ticket).map_err(failed)? {
+        match store.retry_dead_letter(ticket)? {
             Some(new) => {
                 queued += 1;
                 println!("{ticket} queued again as {new}");
@@ -271,8 +235,8 @@ pub(crate) fn purge(
     yes: bool,
 ) -> Result<(), Failure> {
     if !yes {
-        let store = open(args, false)?;
-        let letters = store.dead_letters(None).map_err(failed)?;
+        let store = Source::open(args, false)?;
+        let letters = store.dead_letters(None)?;
         let doomed: Vec<&(Ticket, DeadLetter)> = letters
             .items
             .iter()
@@ -292,16 +256,16 @@ pub(crate) fn purge(
         ))
         .with_code(2));
     }
-    let store = open(args, true)?;
+    let store = Source::open(args, true)?;
     if all {
-        let purged = store.purge_dead_letters(contract).map_err(failed)?;
+        let purged = store.purge_dead_letters(contract)?;
         println!("{purged} dead letter(s) purged");
         return Ok(());
     }
     let mut missing = Vec::new();
     let mut purged = 0;
     for &ticket in tickets {
-        match store.purge_dead_letter(Ticket(ticket)).map_err(failed)? {
+        match store.purge_dead_letter(Ticket(ticket))? {
             Some(_) => purged += 1,
             None => missing.push(Ticket(ticket).to_string()),
         }
@@ -355,9 +319,9 @@ fn one_line(text: &str, max: usize) -> String {
 
 /// `seawall dead-letters`.
 pub(crate) fn dead_letters(args: &StoreArgs, contract: Option<&str>) -> Result<(), Failure> {
-    let store = open(args, false)?;
-    let letters = store.dead_letters(contract).map_err(failed)?;
-    println!("store {}", store.path().display());
+    let store = Source::open(args, false)?;
+    let letters = store.dead_letters(contract)?;
+    println!("{}", store.describe());
     if letters.items.is_empty() {
         println!(
             "\nno dead letters{}",
@@ -377,9 +341,9 @@ pub(crate) fn dead_letters(args: &StoreArgs, contract: Option<&str>) -> Result<(
 
 /// `seawall queue export`: JSON lines on stdout.
 pub(crate) fn export(args: &StoreArgs, contract: Option<&str>) -> Result<(), Failure> {
-    let store = open(args, false)?;
-    let pending: Listing<QueuedWrite> = store.pending(contract).map_err(failed)?;
-    let dead = store.dead_letters(contract).map_err(failed)?;
+    let store = Source::open(args, false)?;
+    let pending: Listing<QueuedWrite> = store.pending(contract)?;
+    let dead = store.dead_letters(contract)?;
     let mut out = std::io::stdout().lock();
     let mut line = |value: serde_json::Value| {
         use std::io::Write;

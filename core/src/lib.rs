@@ -20,7 +20,7 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
-#[cfg(feature = "embedded")]
+#[cfg(any(feature = "embedded", feature = "postgres"))]
 pub mod admin;
 pub mod breaker;
 pub mod bulkhead;

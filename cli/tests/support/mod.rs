@@ -5,6 +5,12 @@
 
 #![allow(dead_code)]
 
+/// The root crate's PostgreSQL helpers (the shared server on
+/// 127.0.0.1:5432, a schema per test), reused as they are.
+#[cfg(feature = "postgres")]
+#[path = "../../../tests/support/postgres.rs"]
+pub mod pg;
+
 use std::path::Path;
 use std::process::{Command, Output};
 use std::sync::atomic::{AtomicU8, Ordering};
@@ -191,14 +197,45 @@ pub const CARD: &str = "4111111111111111";
 /// pending after a failed delivery attempt; a note is queued too. The
 /// service then stops.
 pub fn queued_store(dir: &Path) -> Written {
+    queued(|| {
+        Runtime::builder()
+            .plaintext_redacted()
+            .embedded(dir)
+            .expect("the store opens")
+    })
+}
+
+/// As [`queued_store`], in the PostgreSQL outbox of `schema` (migrated by
+/// the runtime), by a runtime that keeps nothing else.
+#[cfg(feature = "postgres")]
+pub fn queued_outbox(url: &str, schema: &str) -> Written {
+    queued(|| {
+        Runtime::builder()
+            .plaintext_redacted()
+            .postgres(outbox_config(url, schema))
+            .in_memory()
+    })
+}
+
+/// How the tests' runtimes name the outbox: a short lease (a lane a
+/// runtime left is free again soon) and a generous query timeout (the
+/// first query waits for the migration).
+#[cfg(feature = "postgres")]
+pub fn outbox_config(url: &str, schema: &str) -> seawall::postgres::Postgres {
+    seawall::postgres::Postgres::new(url)
+        .unwrap()
+        .schema(schema)
+        .unwrap()
+        .store_timeout(Duration::from_secs(10))
+        .claim_lease(Duration::from_secs(3))
+}
+
+fn queued(runtime: impl FnOnce() -> Runtime) -> Written {
     let service = service();
     let written = service.block_on(async {
         let vendor = Vendor::default();
         let url = vendor.start().await;
-        let runtime = Runtime::builder()
-            .plaintext_redacted()
-            .embedded(dir)
-            .expect("the store opens");
+        let runtime = runtime();
         let billing = billing(&url, &runtime);
         let queued = |delivery: Delivery<String>| delivery.ticket().expect("queued");
         let mut pending = Vec::new();
@@ -256,6 +293,7 @@ where
     Command::new(env!("CARGO_BIN_EXE_seawall"))
         .args(args)
         .env_remove("SEAWALL_STORE")
+        .env_remove("SEAWALL_POSTGRES_URL")
         .output()
         .expect("the tool runs")
 }

@@ -80,9 +80,9 @@ use crate::store::StoreError;
 /// Which PostgreSQL database a runtime keeps its shared state in, and how.
 #[derive(Clone)]
 pub struct Postgres {
-    options: PgConnectOptions,
-    schema: String,
-    store_timeout: Duration,
+    pub(crate) options: PgConnectOptions,
+    pub(crate) schema: String,
+    pub(crate) store_timeout: Duration,
     claim_lease: Duration,
     migrate_on_start: bool,
     local_idempotency_when_away: bool,
@@ -254,7 +254,7 @@ impl Postgres {
     }
 
     /// Where the database is, for messages (never the password).
-    fn address(&self) -> String {
+    pub(crate) fn address(&self) -> String {
         format!(
             "postgres://{}:{}/{} (schema {})",
             self.options.get_host(),
@@ -273,7 +273,7 @@ impl Postgres {
             .options([("search_path", self.schema.as_str())])
     }
 
-    fn error(&self, error: &sqlx::Error) -> StoreError {
+    pub(crate) fn error(&self, error: &sqlx::Error) -> StoreError {
         let hint = match error {
             sqlx::Error::Database(db) if db.code().as_deref() == Some("42P01") => {
                 " (the schema is not migrated: run `Postgres::migrate`, or let the runtime \

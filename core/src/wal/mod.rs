@@ -40,7 +40,7 @@
 pub(crate) mod embedded;
 mod memory;
 #[cfg(feature = "postgres")]
-mod postgres;
+pub(crate) mod postgres;
 #[cfg(feature = "postgres")]
 pub(crate) use postgres::insert_on;
 
@@ -651,11 +651,21 @@ impl WriteAheadLog {
                     }
                 }
                 let mut writes = match log.pending(contract, lanes, limit, skip.clone()).await {
-                    Ok((writes, count)) => {
-                        // Every process's writes: the count follows the store.
+                    Ok((writes, count, dead)) => {
+                        // Every process's writes: the counts follow the
+                        // store (dead letters too, so that one retried or
+                        // purged by another process or by the `seawall`
+                        // tool is not counted here still).
                         let local_count = local.map_or(0, |l| l.pending_count(contract));
                         self.counter(contract)
                             .store(count + local_count, Ordering::Release);
+                        let local_dead = self.local.as_ref().map_or(0, |l| l.dead_count(contract));
+                        self.dead
+                            .lock()
+                            .unwrap_or_else(|poisoned| poisoned.into_inner())
+                            .entry(contract.to_owned())
+                            .or_default()
+                            .store(dead + local_dead, Ordering::Release);
                         writes
                     }
                     // The database away: the local writes drain meanwhile.

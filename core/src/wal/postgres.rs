@@ -37,7 +37,8 @@ pub(super) struct Outbox {
     appends: mpsc::UnboundedSender<Waiting>,
 }
 
-const COLUMNS: &str = "ticket, contract, method, key, order_key, arguments::text AS arguments, \
+/// A write's columns, as [`decode`] reads them (also `admin`'s reader).
+pub(crate) const COLUMNS: &str = "ticket, contract, method, key, order_key, arguments::text AS arguments, \
     redacted, (extract(epoch FROM enqueued_at) * 1000)::bigint AS enqueued_ms, attempts";
 
 const INSERT: &str = "
@@ -60,7 +61,9 @@ ON CONFLICT (origin) WHERE origin IS NOT NULL DO NOTHING";
 
 /// Claims the lanes (up to `$3`) whose oldest pending write is oldest,
 /// leaving out `$2`, for owner `$4`; answers the lanes claimed and the
-/// contract's pending count (every process's), from one scan.
+/// contract's pending count (every process's), from one scan, and its
+/// dead letters' count (every process's, and an operator's retries and
+/// purges seen).
 const CLAIM: &str = "
 WITH pending AS (
     SELECT lane, min(ticket) AS first, count(*) AS n FROM outbox
@@ -82,7 +85,8 @@ WITH pending AS (
     RETURNING lane
 )
 SELECT array(SELECT lane FROM claimed) AS lanes,
-       (SELECT coalesce(sum(n), 0) FROM pending)::bigint AS total";
+       (SELECT coalesce(sum(n), 0) FROM pending)::bigint AS total,
+       (SELECT count(*) FROM outbox WHERE contract = $1 AND status = 'dead')::bigint AS dead";
 
 /// Renews the lease of the lane of ticket `$1` if `$2` holds it and the
 /// write is still pending.
@@ -93,7 +97,8 @@ WHERE o.ticket = $1 AND o.status = 'pending' AND l.contract = o.contract
   AND l.lane = o.lane AND l.owner = $2 AND l.lease_until > now()
 RETURNING 1";
 
-fn decode(row: &PgRow) -> Result<(Ticket, QueuedWrite), sqlx::Error> {
+/// A row read with [`COLUMNS`] as the write it holds.
+pub(crate) fn decode(row: &PgRow) -> Result<(Ticket, QueuedWrite), sqlx::Error> {
     let ticket: i64 = row.try_get("ticket")?;
     let arguments: String = row.try_get("arguments")?;
     let arguments = serde_json::from_str(&arguments).map_err(|e| sqlx::Error::Decode(e.into()))?;
@@ -114,11 +119,12 @@ fn decode(row: &PgRow) -> Result<(Ticket, QueuedWrite), sqlx::Error> {
     ))
 }
 
-fn id(ticket: Ticket) -> i64 {
+pub(crate) fn id(ticket: Ticket) -> i64 {
     i64::try_from(ticket.0).unwrap_or(i64::MAX)
 }
 
-fn ms(row: &PgRow) -> Result<u64, sqlx::Error> {
+/// `settled_ms`, in milliseconds since the Unix epoch (0 if unset).
+pub(crate) fn ms(row: &PgRow) -> Result<u64, sqlx::Error> {
     let at: Option<i64> = row.try_get("settled_ms")?;
     Ok(at.and_then(|at| u64::try_from(at).ok()).unwrap_or_default())
 }
@@ -212,14 +218,15 @@ impl Outbox {
 
     /// Claims up to `lanes` lanes of `contract` outside `skip` (at most
     /// `limit`) and reads up to `limit` pending writes of each, oldest
-    /// first; also the contract's pending count (every process's).
+    /// first; also the contract's pending and dead counts (every
+    /// process's).
     pub(super) async fn pending(
         &self,
         contract: &str,
         lanes: usize,
         limit: usize,
         skip: Arc<HashSet<String>>,
-    ) -> Result<(Vec<(Ticket, QueuedWrite)>, u64), StoreError> {
+    ) -> Result<(Vec<(Ticket, QueuedWrite)>, u64, u64), StoreError> {
         let contract = contract.to_owned();
         let owner = self.db.replica.clone();
         let lease = self.lease();
@@ -228,7 +235,7 @@ impl Outbox {
         self.db
             .run(move |pool| async move {
                 let skip: Vec<String> = skip.iter().cloned().collect();
-                let (lanes, count): (Vec<String>, i64) = sqlx::query_as(CLAIM)
+                let (lanes, pending, dead): (Vec<String>, i64, i64) = sqlx::query_as(CLAIM)
                     .bind(&contract)
                     .bind(&skip)
                     .bind(claim)
@@ -252,7 +259,8 @@ impl Outbox {
                     .await?
                 };
                 let writes = rows.iter().map(decode).collect::<Result<Vec<_>, _>>()?;
-                Ok((writes, u64::try_from(count).unwrap_or_default()))
+                let count = |n: i64| u64::try_from(n).unwrap_or_default();
+                Ok((writes, count(pending), count(dead)))
             })
             .await
     }

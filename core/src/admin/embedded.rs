@@ -1,52 +1,5 @@
-//! Operating an embedded store from outside the service: what the `seawall`
-//! command-line tool does with a store directory.
-//!
-//! A running service reads its queue through its runtime
-//! ([`WriteAheadLog`](crate::wal::WriteAheadLog),
-//! [`Runtime::retry_dead_letter`](crate::Runtime::retry_dead_letter)). An
-//! operator with a shell on the machine, and the service stopped or
-//! crashed, needs the same view of the directory it left: which writes
-//! wait, for which contract and ordering key, how often they were tried,
-//! which were refused for good; and to send a dead letter again or drop
-//! it. [`Store`] is that view, on the store's file itself, without a
-//! runtime: no drain, no sweeper, no background thread.
-//!
-//! **Why it never races a service.** redb locks the database file for as
-//! long as a process has it open: a writer (every runtime) exclusively,
-//! read-only handles shared. [`Store::open_read_only`] takes the shared
-//! lock and [`Store::open_for_maintenance`] the exclusive one, and neither
-//! waits: while a service has the directory open, both fail at once with
-//! [`StoreError::Locked`], naming the file, and change nothing. Conversely
-//! a service that starts while a command holds the file fails to open it
-//! with the same error (commands hold it for milliseconds). A read-only
-//! open never writes: it does not set undecodable records aside (it lists
-//! them, see [`Listing::unreadable`]), nor write the directory's manifest,
-//! nor recover a file its process left uncleanly
-//! ([`StoreError::Unrecovered`]; a maintenance open recovers it, as the
-//! service would on start).
-//!
-//! **What it checks.** As the runtime does: a damaged file is
-//! [`StoreError::Damaged`] (never a panic, also when redb panics on it), a
-//! file that is not the database the directory held (`seawall.id`) is
-//! [`StoreError::Replaced`], an empty one is damaged.
-//!
-//! ```no_run
-//! use seawall_core::admin::Store;
-//!
-//! # fn main() -> Result<(), seawall_core::StoreError> {
-//! let store = Store::open_read_only("./seawall-data")?;
-//! for queue in store.queues()? {
-//!     println!("{}: {} pending, {} dead", queue.contract, queue.pending, queue.dead_letters);
-//! }
-//! drop(store);
-//!
-//! let store = Store::open_for_maintenance("./seawall-data")?;
-//! for (ticket, _) in store.dead_letters(Some("crm"))?.items {
-//!     let queued = store.retry_dead_letter(ticket)?;
-//!     println!("{ticket} queued again as {queued:?}");
-//! }
-//! # Ok(()) }
-//! ```
+//! An embedded store directory, read and maintained without a runtime:
+//! [`Store`].
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::panic::AssertUnwindSafe;
@@ -56,14 +9,61 @@ use redb::{
     Database, ReadOnlyDatabase, ReadTransaction, ReadableDatabase, ReadableTable, TableDefinition,
 };
 
+use super::{Entry, Listing, QueueSummary};
 use crate::StoreError;
 use crate::store::embedded::{FILE, IDENTITY, MANIFEST, parse_manifest};
 use crate::wal::embedded::{DEAD, ENTRIES, META, MovedTo, QUARANTINE, QUARANTINE_WHY, SETTLED};
-use crate::wal::{DeadLetter, Quarantined, QueuedWrite, Ticket, TicketStatus};
+use crate::wal::{DeadLetter, Quarantined, QueuedWrite, Ticket};
 
 /// An embedded store directory (`Runtime::embedded(dir)`'s), opened by an
-/// operator's tool rather than a runtime. See the [module](self) for what
-/// it guarantees while a service runs.
+/// operator's tool rather than a runtime.
+///
+/// A running service reads its queue through its runtime
+/// ([`WriteAheadLog`](crate::wal::WriteAheadLog),
+/// [`Runtime::retry_dead_letter`](crate::Runtime::retry_dead_letter)). An
+/// operator with a shell on the machine, and the service stopped or
+/// crashed, needs the same view of the directory it left: which writes
+/// wait, for which contract and ordering key, how often they were tried,
+/// which were refused for good; and to send a dead letter again or drop
+/// it. `Store` is that view, on the store's file itself, without a
+/// runtime: no drain, no sweeper, no background thread.
+///
+/// **Why it never races a service.** redb locks the database file for as
+/// long as a process has it open: a writer (every runtime) exclusively,
+/// read-only handles shared. [`Store::open_read_only`] takes the shared
+/// lock and [`Store::open_for_maintenance`] the exclusive one, and neither
+/// waits: while a service has the directory open, both fail at once with
+/// [`StoreError::Locked`], naming the file, and change nothing. Conversely
+/// a service that starts while a command holds the file fails to open it
+/// with the same error (commands hold it for milliseconds). A read-only
+/// open never writes: it does not set undecodable records aside (it lists
+/// them, see [`Listing::unreadable`]), nor write the directory's manifest,
+/// nor recover a file its process left uncleanly
+/// ([`StoreError::Unrecovered`]; a maintenance open recovers it, as the
+/// service would on start).
+///
+/// **What it checks.** As the runtime does: a damaged file is
+/// [`StoreError::Damaged`] (never a panic, also when redb panics on it), a
+/// file that is not the database the directory held (`seawall.id`) is
+/// [`StoreError::Replaced`], an empty one is damaged.
+///
+/// ```no_run
+/// use seawall_core::admin::Store;
+///
+/// # fn main() -> Result<(), seawall_core::StoreError> {
+/// let store = Store::open_read_only("./seawall-data")?;
+/// for queue in store.queues()? {
+///     println!("{}: {} pending, {} dead", queue.contract, queue.pending, queue.dead_letters);
+/// }
+/// drop(store);
+///
+/// let store = Store::open_for_maintenance("./seawall-data")?;
+/// for (ticket, _) in store.dead_letters(Some("crm"))?.items {
+///     let queued = store.retry_dead_letter(ticket)?;
+///     println!("{ticket} queued again as {queued:?}");
+/// }
+/// # Ok(()) }
+/// ```
 pub struct Store {
     db: Handle,
     path: PathBuf,
@@ -72,58 +72,6 @@ pub struct Store {
 enum Handle {
     ReadOnly(ReadOnlyDatabase),
     Maintenance(Database),
-}
-
-/// One contract's writes in the store.
-#[derive(Clone, Debug, PartialEq, Eq)]
-#[non_exhaustive]
-pub struct QueueSummary {
-    /// The contract.
-    pub contract: String,
-    /// Writes waiting for delivery.
-    pub pending: u64,
-    /// Of those, how many distinct ordering keys (`order_by`) they wait in;
-    /// the writes without one count as one lane.
-    pub lanes: u64,
-    /// Writes refused for good, kept as dead letters.
-    pub dead_letters: u64,
-    /// When the oldest pending write was queued, in milliseconds since the
-    /// Unix epoch.
-    pub oldest_enqueued_ms: Option<u64>,
-}
-
-/// Records read from one of the store's tables, oldest first, and the ones
-/// among them that could not be decoded.
-#[derive(Clone, Debug)]
-#[non_exhaustive]
-pub struct Listing<T> {
-    /// The records, each under its ticket.
-    pub items: Vec<(Ticket, T)>,
-    /// Records that could not be decoded (damaged on disk, or edited by
-    /// hand): a read-only open lists them here instead of setting them
-    /// aside; the service moves them to the quarantine when it next opens
-    /// the store. Filtering by contract keeps those whose contract cannot be
-    /// read.
-    pub unreadable: Vec<Quarantined>,
-}
-
-/// What the store holds under one ticket.
-#[derive(Clone, Debug, PartialEq)]
-#[non_exhaustive]
-pub enum Entry {
-    /// Waiting for delivery.
-    Pending(QueuedWrite),
-    /// Refused for good, kept with its write.
-    DeadLetter(DeadLetter),
-    /// Settled, its write no longer kept: delivered (with the vendor's
-    /// answer) or dead (a dead letter since retried or purged). Kept for
-    /// the runtime's `settled_retention`.
-    Settled(TicketStatus),
-    /// Moved to the PostgreSQL outbox, under that ticket there (a write
-    /// queued while the database was away).
-    Moved(Ticket),
-    /// A record that could not be decoded, or one in the quarantine.
-    Unreadable(Quarantined),
 }
 
 impl Store {
