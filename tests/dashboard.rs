@@ -662,3 +662,48 @@ async fn every_action_is_logged_done_or_refused() {
         lines[1]
     );
 }
+
+#[tokio::test]
+async fn a_refused_reload_is_an_alert_and_degrades_readiness_until_one_applies() {
+    let setup = setup().await;
+    let base = serve(dashboard::router(&setup.runtime)).await;
+    let reload = |target: &str, key: &str, value: &str| {
+        let mut overrides = seawall::overrides::Overrides::new();
+        overrides.set(target, key, value).expect("a valid override");
+        setup.runtime.reload_with(overrides)
+    };
+    // The method declares no rate limiter: an override does not add one.
+    reload("crm.account", "rate.limit", "10/1s").expect_err("refused");
+    let refused = status(&base).await;
+    let alerts = refused["alerts"].as_array().expect("alerts");
+    let alert = alerts
+        .iter()
+        .find(|a| a["kind"] == "overrides" && a["subject"] == "reload")
+        .unwrap_or_else(|| panic!("the refused reload is an alert: {alerts:?}"));
+    let message = alert["message"].as_str().expect("a message");
+    assert!(
+        message.starts_with("reload refused, nothing changed") && message.contains("crm.account"),
+        "{message}"
+    );
+    assert_eq!(refused["readiness"]["ready"], true, "degraded, not blocked");
+    let degraded = refused["readiness"]["degraded"].to_string();
+    assert!(
+        degraded.contains("reload of the overrides was refused"),
+        "{degraded}"
+    );
+    assert_eq!(refused["health"]["last_reload"]["applied"], false);
+
+    reload("crm.account", "timeout", "2s").expect("a valid reload");
+    let applied = status(&base).await;
+    assert_eq!(applied["health"]["last_reload"]["applied"], true);
+    let degraded = applied["readiness"]["degraded"].to_string();
+    assert!(!degraded.contains("reload"), "{degraded}");
+    let alerts = applied["alerts"].as_array().expect("alerts");
+    assert!(
+        alerts.iter().any(|a| a["kind"] == "overrides"
+            && a["message"]
+                .as_str()
+                .is_some_and(|m| m.starts_with("reloaded; 1 method(s) changed"))),
+        "the applied reload is an alert too: {alerts:?}"
+    );
+}

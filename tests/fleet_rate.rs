@@ -15,6 +15,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use seawall::fleet::Redis;
+use seawall::overrides::Overrides;
 use seawall::rate::RateLimiter;
 use seawall::{Event, Kind, Policy, RatePolicy, Resilient, Runtime, contract};
 use support::VendorError;
@@ -181,6 +182,40 @@ async fn the_fleet_grants_one_burst_then_spaces_turns_across_replicas() {
     assert!(fleet.round_trips >= 1);
     assert_eq!(status.admitted, 1);
     assert_eq!(status.refused, 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reload_refuses_a_new_rate_for_a_limiter_the_fleet_shares() {
+    if redis::shared("fleet_rate").is_none() {
+        return;
+    }
+    let prefix = redis::prefix("rate-reload");
+    let a = replica(&prefix);
+    a.vendor.get().await.expect("a turn");
+    assert!(a.shared());
+    let reload = |key: &str, value: &str| {
+        let mut overrides = Overrides::new();
+        overrides
+            .set("shared.vendor", key, value)
+            .expect("a valid override");
+        a.runtime.reload_with(overrides)
+    };
+    let refused = reload("rate.limit", "80/1s").expect_err("the fleet agreed on 40/1s");
+    assert!(
+        refused.errors.iter().any(
+            |e| e.message.contains("shared with the fleet") && e.message.contains("next start")
+        ),
+        "{refused}"
+    );
+    assert_eq!(a.limiter().policy().count(), 40, "the rate stays");
+    assert_eq!(
+        a.limiter().status().fleet.expect("fleet").share,
+        "10/1s",
+        "the share of four replicas stays"
+    );
+    // The rate it has is no change, and the refusal is not sticky.
+    reload("rate.limit", "40/1s").expect("the same rate reloads");
+    assert!(a.runtime.health().last_reload.expect("reloaded").applied);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -140,11 +140,14 @@ macro_rules! pipeline {
                 }
                 read.cache_key.map(|key| [(key >> 64) as u64, key as u64])
             };
-            let deadline = Deadline::start(&$endpoint.tuned().policy);
+            // One read of the policy's current version for the whole call.
+            let tuned = $endpoint.tuned();
+            let deadline = Deadline::start(&tuned.policy);
             let mut trace = CallTrace::new($endpoint);
             trace.start();
             let result = crate::retry::stage::run!(
                 $endpoint,
+                tuned,
                 deadline,
                 trace,
                 $call.attempts,
@@ -269,7 +272,9 @@ where
         queued,
     } = read;
     async move {
-        let deadline = Deadline::start(&endpoint.tuned().policy);
+        // One read of the policy's current version for the whole call.
+        let tuned = endpoint.tuned();
+        let deadline = Deadline::start(&tuned.policy);
         let mut trace = CallTrace::new(endpoint);
         trace.start();
         // The key travels as the attempts' task-local context, and names a
@@ -323,6 +328,7 @@ where
                     async {
                         crate::retry::stage::run!(
                             endpoint,
+                            tuned,
                             deadline,
                             trace,
                             attempts,
@@ -337,6 +343,7 @@ where
                 let context = context.as_ref();
                 crate::retry::stage::run!(
                     endpoint,
+                    tuned,
                     deadline,
                     trace,
                     attempts,

@@ -63,7 +63,7 @@ pub(crate) fn retry_after<E: ContractError>(
 /// in, its own state and drop) — a third of what the whole stack adds to a
 /// call (BENCHMARKS.md).
 macro_rules! run {
-    ($endpoint:expr, $deadline:expr, $trace:ident, $next_attempt:expr, $wrap:expr, hedged = $hedged:tt $(,)?) => {
+    ($endpoint:expr, $tuned:expr, $deadline:expr, $trace:ident, $next_attempt:expr, $wrap:expr, hedged = $hedged:tt $(,)?) => {
         'retry: {
             #[allow(unused_imports)]
             use $crate::Classify as _;
@@ -73,8 +73,10 @@ macro_rules! run {
             // space of its own beside the place it came from.
             let next_attempt = &mut $next_attempt;
             let wrap = $wrap;
-            // Read once: a reload meanwhile applies from the next call.
-            let tuned = endpoint.tuned();
+            // The call's version of its policy, read once by the pipeline
+            // (its deadline came from the same one): a reload meanwhile
+            // applies from the next call.
+            let tuned: &$crate::endpoint::Tuned = $tuned;
             let retry = tuned.policy.retry();
             let timeout = tuned.policy.timeout();
             let max_attempts = retry.attempts().max(1);
