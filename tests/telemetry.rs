@@ -339,3 +339,77 @@ fn metrics_go_through_the_metrics_facade() {
         "{histogram:?}"
     );
 }
+
+/// Calls `method` of `crm` `calls` times from each of `threads` OS
+/// threads, each with a runtime of its own.
+fn from_threads<F, Fut>(threads: usize, calls: u32, call: F)
+where
+    F: Fn(u32) -> Fut + Sync,
+    Fut: std::future::Future,
+{
+    std::thread::scope(|scope| {
+        for _ in 0..threads {
+            scope.spawn(|| {
+                let tokio = tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                    .unwrap();
+                tokio.block_on(async {
+                    for id in 0..calls {
+                        call(id).await;
+                    }
+                });
+            });
+        }
+    });
+}
+
+/// Each thread counts in a row of its own (the first few) or a shared one
+/// (the rest): 24 threads are more than there are rows to own, and no call
+/// may go uncounted either way; the detector's windows, filled from every
+/// row, still alert once on a change.
+#[test]
+fn calls_from_more_threads_than_rows_are_all_counted_and_still_alert_once() {
+    let runtime = Runtime::builder()
+        .change_detector(ChangeDetector::new().with_window(100).with_warmup(3))
+        .in_memory();
+    let alerts = Arc::new(Mutex::new(Vec::new()));
+    let seen = alerts.clone();
+    runtime.subscribe(move |event| {
+        if let Event::ErrorRateChanged(change) = event {
+            seen.lock().unwrap().push((change.rate, change.calls));
+        }
+    });
+    // Two wrappers of the same method share its counters.
+    let good = Resilient::new(Script::always(Step::Ok), &runtime);
+    let bad = Resilient::new(Script::always(Step::Fail(422)), &runtime);
+    from_threads(24, 200, |id| {
+        let good = &good;
+        async move { good.card(id).await.unwrap() }
+    });
+    let card = endpoint(&runtime.health(), "card").clone();
+    assert_eq!(card.attempts.total, 4_800);
+    assert_eq!(card.attempts.success, 4_800);
+    assert_eq!(card.latency.count, 4_800);
+    assert!(card.latency.p99_ms.is_some());
+    assert!(alerts.lock().unwrap().is_empty(), "no errors, no alert");
+
+    from_threads(24, 100, |id| {
+        let bad = &bad;
+        // Ids never read before: no stale answer to fall back on.
+        async move { bad.card(1_000 + id).await.unwrap_err() }
+    });
+    let card = endpoint(&runtime.health(), "card").clone();
+    assert_eq!(card.attempts.total, 7_200);
+    assert_eq!(card.attempts.permanent, 2_400);
+    let alerts = alerts.lock().unwrap().clone();
+    assert_eq!(alerts.len(), 1, "one alert per change: {alerts:?}");
+    let (rate, calls) = alerts[0];
+    // Above the threshold (a baseline of 0 and a rise of 1 point); the
+    // window that alerted may begin with successes of the first phase (a
+    // window not yet full, and up to 3 calls per row not yet moved).
+    assert!(rate > 0.01, "{rate}");
+    // A window holds its 100 calls, and at most what the shared row
+    // brought in with its last batch.
+    assert!((100..200).contains(&calls), "{calls}");
+}

@@ -6,9 +6,15 @@
 //! one of 32 linear sub-buckets of its power of two, so every bucket is at
 //! most 1/32 (3.1 %) wide relative to its values. Values above 2⁴² ns (about
 //! 73 minutes) land in the last bucket; the maximum is kept exactly.
+//!
+//! The buckets are kept in rows (`shard.rs`): a thread adds to its own row,
+//! made at its first record, and a snapshot sums the rows.
 
+use std::sync::OnceLock;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::time::Duration;
+
+use super::shard;
 
 const SUB_BITS: u32 = 5;
 const SUB: u64 = 1 << SUB_BITS;
@@ -16,7 +22,9 @@ const MAX_EXP: u32 = 42;
 const BUCKETS: usize = ((MAX_EXP - SUB_BITS + 2) as usize) * SUB as usize;
 
 pub(crate) struct Histogram {
-    buckets: Box<[AtomicU64]>,
+    /// `BUCKETS` counters per row (`shard.rs`), each made at its first
+    /// record.
+    rows: Box<[OnceLock<Box<[AtomicU64]>>]>,
     max: AtomicU64,
 }
 
@@ -44,24 +52,40 @@ fn upper(i: usize) -> u64 {
 impl Histogram {
     pub(crate) fn new() -> Self {
         Self {
-            buckets: (0..BUCKETS).map(|_| AtomicU64::new(0)).collect(),
+            rows: (0..=shard::owned()).map(|_| OnceLock::new()).collect(),
             max: AtomicU64::new(0),
         }
     }
 
-    /// Records one value: two relaxed atomic operations.
-    #[inline]
+    /// Records one value in this thread's row.
+    #[cfg(test)]
     pub(crate) fn record(&self, nanos: u64) {
-        self.buckets[index(nanos)].fetch_add(1, Relaxed);
+        self.record_in(shard::row(), nanos);
+    }
+
+    /// Records one value in `row`: one add (a plain load and store in a
+    /// row the thread owns), and a load of the maximum (written only when
+    /// it grows).
+    #[inline]
+    pub(crate) fn record_in(&self, row: shard::Row, nanos: u64) {
+        let buckets = self.rows[row.index()]
+            .get_or_init(|| (0..BUCKETS).map(|_| AtomicU64::new(0)).collect());
+        shard::add(&buckets[index(nanos)], row, 1);
         if nanos > self.max.load(Relaxed) {
             self.max.fetch_max(nanos, Relaxed);
         }
     }
 
-    /// The counts, off the hot path.
+    /// The counts, every row's summed, off the hot path.
     pub(crate) fn snapshot(&self) -> Snapshot {
+        let mut counts = vec![0; BUCKETS];
+        for row in self.rows.iter().filter_map(OnceLock::get) {
+            for (count, bucket) in counts.iter_mut().zip(row.iter()) {
+                *count += bucket.load(Relaxed);
+            }
+        }
         Snapshot {
-            counts: self.buckets.iter().map(|b| b.load(Relaxed)).collect(),
+            counts,
             max: self.max.load(Relaxed),
         }
     }
@@ -141,5 +165,49 @@ mod tests {
         }
         assert_eq!(snapshot.max(), Some(Duration::from_millis(1)));
         assert_eq!(Histogram::new().snapshot().quantile(0.5), None);
+    }
+
+    #[test]
+    fn a_snapshot_sums_every_row() {
+        let histogram = Histogram::new();
+        for row in [
+            shard::Row::owned(0),
+            shard::Row::owned(1),
+            shard::Row::SHARED,
+        ] {
+            histogram.record_in(row, 1_000);
+        }
+        histogram.record_in(shard::Row::SHARED, 5_000);
+        let snapshot = histogram.snapshot();
+        assert_eq!(snapshot.count(), 4);
+        assert_eq!(snapshot.quantile(0.5), Some(Duration::from_nanos(1_007)));
+        assert_eq!(snapshot.max(), Some(Duration::from_nanos(5_000)));
+        // Rows nobody recorded in are never made.
+        assert_eq!(
+            histogram.rows.iter().filter(|r| r.get().is_some()).count(),
+            3
+        );
+    }
+
+    #[test]
+    fn threads_recording_at_once_lose_no_count() {
+        let histogram = std::sync::Arc::new(Histogram::new());
+        // More threads than rows to own: some add on the shared row.
+        let threads: Vec<_> = (0..40)
+            .map(|n| {
+                let histogram = histogram.clone();
+                std::thread::spawn(move || {
+                    for value in 0..10_000u64 {
+                        histogram.record(value * (n + 1));
+                    }
+                })
+            })
+            .collect();
+        for thread in threads {
+            thread.join().unwrap();
+        }
+        let snapshot = histogram.snapshot();
+        assert_eq!(snapshot.count(), 400_000);
+        assert_eq!(snapshot.max(), Some(Duration::from_nanos(9_999 * 40)));
     }
 }

@@ -45,6 +45,7 @@ mod detector;
 mod histogram;
 pub(crate) mod metrics;
 mod scrub;
+mod shard;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
@@ -264,9 +265,11 @@ impl EndpointStats {
             self.outcomes[index].fetch_add(1, Relaxed);
         }
         self.metrics.attempts[index].increment(1);
-        self.latency.record(nanos);
+        // This thread's row of the two counters every attempt adds to.
+        let row = shard::row();
+        self.latency.record_in(row, nanos);
         self.metrics.latency.record(nanos as f64 / 1e9);
-        if let Some(change) = self.detector.record(outcome.is_error()) {
+        if let Some(change) = self.detector.record_in(row, outcome.is_error()) {
             self.alert(change);
         }
     }
