@@ -37,13 +37,24 @@ fn breaker(policy: BreakerPolicy) -> Arc<Breaker> {
 fn bench(c: &mut Criterion) {
     let runtime = runtime();
     let mut group = c.benchmark_group("breaker acquire+record success");
-    for (name, policy) in [
-        ("count window", BreakerPolicy::new()),
+    for (name, policy, metrics_only) in [
+        ("count window", BreakerPolicy::new(), false),
         (
             "time window",
             BreakerPolicy::new().with_time_window(Duration::from_secs(30)),
+            false,
         ),
+        // Run with `Breaker::metrics_only()`: every call passes, the
+        // window still counts.
+        ("count window, metrics-only", BreakerPolicy::new(), true),
     ] {
+        let breaker = |policy| {
+            let breaker = breaker(policy);
+            if metrics_only {
+                breaker.metrics_only();
+            }
+            breaker
+        };
         // One task on the multi-threaded runtime: time per call.
         let one = breaker(policy.clone());
         group.bench_function(format!("{name}, 1 task"), |b| {

@@ -680,7 +680,7 @@ impl Breaker {
         // completes `min_calls`, in a count window or a time window.)
         if tally.failures + tally.slow == 0 {
             if word.kind() == METRICS_ONLY {
-                self.above.store(false, Relaxed);
+                self.below();
             }
             return;
         }
@@ -699,6 +699,16 @@ impl Breaker {
                 self.report_crossing(tally);
             }
         } else {
+            self.below();
+        }
+    }
+
+    /// A metrics-only breaker's rate is below its thresholds: the next
+    /// crossing is reported again. Read first, so that a healthy breaker,
+    /// which records this on every call, writes nothing shared.
+    #[inline]
+    fn below(&self) {
+        if self.above.load(Relaxed) {
             self.above.store(false, Relaxed);
         }
     }
